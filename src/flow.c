@@ -1,0 +1,397 @@
+/* flow.c — the flow model's constructors, destructors and small helpers.
+ * Everything here is plain memory management; no I/O. */
+#include "flow.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <openssl/rand.h>
+
+/* ---- bytes ------------------------------------------------------------- */
+
+static int bytes_reserve(bytes *b, size_t need)
+{
+    if (need + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need + 1) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+int bytes_append(bytes *b, const void *data, size_t n)
+{
+    if (n > SIZE_MAX - b->len - 1 || bytes_reserve(b, b->len + n) < 0)
+        return -1;
+    if (n)
+        memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+int bytes_set(bytes *b, const void *data, size_t n)
+{
+    b->len = 0;
+    if (bytes_reserve(b, n) < 0)
+        return -1;
+    return bytes_append(b, data, n);
+}
+
+void bytes_reset(bytes *b)
+{
+    b->len = 0;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+void bytes_free(bytes *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- hdrs -------------------------------------------------------------- */
+
+static char *dupn(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+int hdrs_add(hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        hdr_field *v = realloc(h->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        h->v = v;
+        h->cap = cap;
+    }
+    hdr_field *f = &h->v[h->n];
+    f->name = dupn(name, nlen);
+    f->value = dupn(value, vlen);
+    if (!f->name || !f->value) {
+        free(f->name);
+        free(f->value);
+        return -1;
+    }
+    f->name_len = nlen;
+    f->value_len = vlen;
+    h->n++;
+    return 0;
+}
+
+static bool name_eq(const hdr_field *f, const char *name)
+{
+    size_t n = strlen(name);
+    return f->name_len == n && strncasecmp(f->name, name, n) == 0;
+}
+
+ssize_t hdrs_find(const hdrs *h, const char *name, size_t from)
+{
+    for (size_t i = from; i < h->n; i++)
+        if (name_eq(&h->v[i], name))
+            return (ssize_t)i;
+    return -1;
+}
+
+const char *hdrs_get(const hdrs *h, const char *name, size_t *vlen)
+{
+    ssize_t i = hdrs_find(h, name, 0);
+    if (i < 0)
+        return NULL;
+    if (vlen)
+        *vlen = h->v[i].value_len;
+    return h->v[i].value;
+}
+
+void hdrs_remove_at(hdrs *h, size_t i)
+{
+    free(h->v[i].name);
+    free(h->v[i].value);
+    memmove(&h->v[i], &h->v[i + 1], (h->n - i - 1) * sizeof h->v[0]);
+    h->n--;
+}
+
+size_t hdrs_remove(hdrs *h, const char *name)
+{
+    size_t removed = 0;
+    for (size_t i = 0; i < h->n;) {
+        if (name_eq(&h->v[i], name)) {
+            hdrs_remove_at(h, i);
+            removed++;
+        } else {
+            i++;
+        }
+    }
+    return removed;
+}
+
+int hdrs_set(hdrs *h, const char *name, const char *value, size_t vlen)
+{
+    ssize_t i = hdrs_find(h, name, 0);
+    if (i < 0)
+        return hdrs_add(h, name, strlen(name), value, vlen);
+    char *v = dupn(value, vlen);
+    if (!v)
+        return -1;
+    free(h->v[i].value);
+    h->v[i].value = v;
+    h->v[i].value_len = vlen;
+    for (size_t j = (size_t)i + 1; j < h->n;) {
+        if (name_eq(&h->v[j], name))
+            hdrs_remove_at(h, j);
+        else
+            j++;
+    }
+    return 0;
+}
+
+int hdrs_copy(hdrs *dst, const hdrs *src)
+{
+    hdrs out = {0};
+    for (size_t i = 0; i < src->n; i++) {
+        const hdr_field *f = &src->v[i];
+        if (hdrs_add(&out, f->name, f->name_len, f->value, f->value_len) < 0) {
+            hdrs_free(&out);
+            return -1;
+        }
+    }
+    hdrs_free(dst);
+    *dst = out;
+    return 0;
+}
+
+void hdrs_free(hdrs *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        free(h->v[i].name);
+        free(h->v[i].value);
+    }
+    free(h->v);
+    h->v = NULL;
+    h->n = h->cap = 0;
+}
+
+bool hdrs_has_token(const hdrs *h, const char *name, const char *token)
+{
+    size_t tlen = strlen(token);
+    for (ssize_t i = hdrs_find(h, name, 0); i >= 0; i = hdrs_find(h, name, (size_t)i + 1)) {
+        const char *p = h->v[i].value, *end = p + h->v[i].value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *s = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *e = p;
+            while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            if ((size_t)(e - s) == tlen && strncasecmp(s, token, tlen) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* ---- flows ------------------------------------------------------------- */
+
+double flow_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void uuid4(char out[37])
+{
+    unsigned char r[16];
+    if (RAND_bytes(r, sizeof r) != 1) {
+        /* RAND_bytes failing means the CSPRNG is broken; ids need only be
+         * unique, so fall back to time and address entropy. */
+        double t = flow_now();
+        memcpy(r, &t, sizeof t);
+        uintptr_t a = (uintptr_t)out;
+        memcpy(r + 8, &a, sizeof a < 8 ? sizeof a : 8);
+    }
+    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+             r[11], r[12], r[13], r[14], r[15]);
+}
+
+flow *flow_new(void)
+{
+    flow *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    uuid4(f->id);
+    f->timestamp_created = flow_now();
+    return f;
+}
+
+flow_request *flow_request_new(void)
+{
+    return calloc(1, sizeof(flow_request));
+}
+
+flow_response *flow_response_new(void)
+{
+    return calloc(1, sizeof(flow_response));
+}
+
+void flow_request_free(flow_request *r)
+{
+    if (!r)
+        return;
+    free(r->method);
+    free(r->scheme);
+    free(r->authority);
+    free(r->host);
+    free(r->path);
+    free(r->http_version);
+    hdrs_free(&r->headers);
+    hdrs_free(&r->trailers);
+    bytes_free(&r->content);
+    free(r);
+}
+
+void flow_response_free(flow_response *r)
+{
+    if (!r)
+        return;
+    free(r->reason);
+    free(r->http_version);
+    hdrs_free(&r->headers);
+    hdrs_free(&r->trailers);
+    bytes_free(&r->content);
+    free(r);
+}
+
+void flow_conn_clear(flow_conn *c)
+{
+    free(c->address_host);
+    free(c->peer_host);
+    free(c->sni);
+    free(c->alpn);
+    free(c->tls_version);
+    free(c->cipher);
+    free(c->cert_subject);
+    free(c->cert_issuer);
+    memset(c, 0, sizeof *c);
+}
+
+void flow_free(flow *f)
+{
+    if (!f)
+        return;
+    flow_conn_clear(&f->client);
+    flow_conn_clear(&f->server);
+    flow_request_free(f->request);
+    flow_response_free(f->response);
+    if (f->error) {
+        free(f->error->msg);
+        free(f->error);
+    }
+    for (size_t i = 0; i < f->ws_n; i++)
+        bytes_free(&f->ws_msgs[i].content);
+    free(f->ws_msgs);
+    free(f->metadata);
+    free(f->marked);
+    free(f->comment);
+    free(f->is_replay);
+    free(f);
+}
+
+int flow_strnset(char **dst, const char *src, size_t n)
+{
+    char *p = NULL;
+    if (src && !(p = dupn(src, n)))
+        return -1;
+    free(*dst);
+    *dst = p;
+    return 0;
+}
+
+int flow_strset(char **dst, const char *src)
+{
+    return flow_strnset(dst, src, src ? strlen(src) : 0);
+}
+
+int flow_set_error(flow *f, const char *msg)
+{
+    if (!f->error && !(f->error = calloc(1, sizeof *f->error)))
+        return -1;
+    f->error->timestamp = flow_now();
+    return flow_strset(&f->error->msg, msg);
+}
+
+flow_ws_message *flow_ws_add(flow *f, bool from_client, bool is_text,
+                             const void *data, size_t n)
+{
+    if (f->ws_n == f->ws_cap) {
+        size_t cap = f->ws_cap ? f->ws_cap * 2 : 8;
+        flow_ws_message *v = realloc(f->ws_msgs, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        f->ws_msgs = v;
+        f->ws_cap = cap;
+    }
+    flow_ws_message *m = &f->ws_msgs[f->ws_n];
+    memset(m, 0, sizeof *m);
+    if (bytes_set(&m->content, data, n) < 0)
+        return NULL;
+    m->from_client = from_client;
+    m->is_text = is_text;
+    m->timestamp = flow_now();
+    f->ws_n++;
+    return m;
+}
+
+const char *flow_host_for_url(const char *host, char *buf, size_t bufsz)
+{
+    if (host && strchr(host, ':')) {
+        snprintf(buf, bufsz, "[%s]", host);
+        return buf;
+    }
+    return host ? host : "";
+}
+
+char *flow_request_url(const flow_request *r)
+{
+    char hb[300];
+    const char *scheme = r->scheme ? r->scheme : "http";
+    const char *host = flow_host_for_url(r->host, hb, sizeof hb);
+    bool dflt = (strcmp(scheme, "http") == 0 && r->port == 80) ||
+                (strcmp(scheme, "https") == 0 && r->port == 443);
+    const char *path = r->path ? r->path : "";
+    size_t n = strlen(scheme) + strlen(host) + strlen(path) + 16;
+    char *u = malloc(n);
+    if (!u)
+        return NULL;
+    if (dflt)
+        snprintf(u, n, "%s://%s%s", scheme, host, path);
+    else
+        snprintf(u, n, "%s://%s:%u%s", scheme, host, r->port, path);
+    return u;
+}

@@ -1,0 +1,2 @@
+/* placeholder until the proxy core lands */
+int main(void) { return 0; }

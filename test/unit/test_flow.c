@@ -1,0 +1,84 @@
+/* Unit tests for the flow model: header lists and URL building. */
+#include "flow.h"
+#include "t.h"
+
+static void hdrs_case_insensitive(void)
+{
+    hdrs h = {0};
+    T_CHECK(hdrs_add(&h, "Content-Type", 12, "text/html", 9) == 0);
+    T_CHECK(hdrs_add(&h, "X-A", 3, "1", 1) == 0);
+    T_CHECK(hdrs_add(&h, "x-a", 3, "2", 1) == 0);
+    size_t n;
+    T_STREQ(hdrs_get(&h, "content-type", &n), "text/html");
+    T_CHECK(n == 9);
+    T_CHECK(hdrs_find(&h, "X-A", 2) == 2);
+    T_CHECK(hdrs_set(&h, "x-A", "3", 1) == 0);
+    T_CHECK(h.n == 2);
+    T_STREQ(h.v[1].name, "X-A");   /* original case kept */
+    T_STREQ(h.v[1].value, "3");
+    T_CHECK(hdrs_remove(&h, "CONTENT-TYPE") == 1);
+    T_CHECK(h.n == 1);
+    T_CHECK(hdrs_get(&h, "content-type", NULL) == NULL);
+    hdrs_free(&h);
+}
+
+static void hdrs_tokens(void)
+{
+    hdrs h = {0};
+    hdrs_add(&h, "Connection", 10, "keep-alive, Upgrade", 19);
+    T_CHECK(hdrs_has_token(&h, "connection", "upgrade"));
+    T_CHECK(hdrs_has_token(&h, "connection", "KEEP-ALIVE"));
+    T_CHECK(!hdrs_has_token(&h, "connection", "close"));
+    hdrs_free(&h);
+}
+
+static void request_url(void)
+{
+    flow_request *r = flow_request_new();
+    flow_strset(&r->scheme, "https");
+    flow_strset(&r->host, "example.com");
+    flow_strset(&r->path, "/a?b=c");
+    r->port = 443;
+    char *u = flow_request_url(r);
+    T_STREQ(u, "https://example.com/a?b=c");
+    free(u);
+    r->port = 8443;
+    flow_strset(&r->host, "::1");
+    u = flow_request_url(r);
+    T_STREQ(u, "https://[::1]:8443/a?b=c");
+    free(u);
+    flow_request_free(r);
+}
+
+static void flow_ids_unique(void)
+{
+    flow *a = flow_new(), *b = flow_new();
+    T_CHECK(strlen(a->id) == 36);
+    T_CHECK(strcmp(a->id, b->id) != 0);
+    T_CHECK(a->id[14] == '4');
+    T_CHECK(flow_set_error(a, "boom") == 0);
+    T_STREQ(a->error->msg, "boom");
+    T_CHECK(flow_ws_add(a, true, true, "hi", 2) != NULL);
+    T_CHECK(a->ws_n == 1 && a->ws_msgs[0].content.len == 2);
+    flow_free(a);
+    flow_free(b);
+}
+
+static void bytes_basic(void)
+{
+    bytes b = {0};
+    T_CHECK(bytes_append(&b, "ab", 2) == 0);
+    T_CHECK(bytes_append(&b, "\0c", 2) == 0);
+    T_CHECK(b.len == 4 && b.p[4] == '\0' && b.p[3] == 'c');
+    bytes_free(&b);
+}
+
+int main(void)
+{
+    T_RUN(hdrs_case_insensitive);
+    T_RUN(hdrs_tokens);
+    T_RUN(request_url);
+    T_RUN(flow_ids_unique);
+    T_RUN(bytes_basic);
+    T_DONE();
+}
