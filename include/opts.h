@@ -1,0 +1,80 @@
+/* opts.h — every option mitmlua has, its command-line flags and its
+ * `--set name=value` spelling (mitmproxy's option names where one exists).
+ * One table describes each option once; parsing, `--options` and the man
+ * page all follow it.  Options are read-only after start-up. */
+#ifndef MITMLUA_OPTS_H
+#define MITMLUA_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum opts_mode {
+    MODE_REGULAR,   /* explicit proxy: absolute-form requests and CONNECT */
+    MODE_REVERSE,   /* reverse:URL — every request goes to URL */
+    MODE_UPSTREAM,  /* upstream:URL — forward through another proxy */
+};
+
+typedef struct opts_url {
+    char *scheme;   /* "http" / "https" */
+    char *host;
+    uint16_t port;
+} opts_url;
+
+typedef struct opts {
+    /* network */
+    char *listen_host;
+    int listen_port;
+    char *mode_spec;            /* as given: "regular", "reverse:http://..." */
+    enum opts_mode mode;
+    opts_url mode_url;
+    int workers;
+    /* scripts and files */
+    char **scripts;
+    size_t nscripts;
+    char *save_stream_file;
+    char *rfile;
+    bool server;                /* false with -n */
+    char **client_replay;
+    size_t nclient_replay;
+    char **server_replay;
+    size_t nserver_replay;
+    char *confdir;
+    char *hardump;
+    /* TLS */
+    bool ssl_insecure;
+    char *ssl_verify_upstream_trusted_ca;
+    /* output */
+    int flow_detail;
+    char *termlog_verbosity;
+    bool showhost;
+    char *filter_expr;          /* trailing filter expression, NULL = all */
+    /* HTTP */
+    bool keep_host_header;
+    /* limits and timeouts */
+    uint64_t body_size_limit;   /* 0 = no limit */
+    uint64_t max_header_size;
+    int max_headers;
+    int connect_timeout;        /* seconds */
+    int read_timeout;           /* seconds: upstream response, and client idle */
+} opts;
+
+/* Parse argv into o (after filling defaults).  On a usage error prints one
+ * line to stderr and returns 2; returns 1 when the process should exit 0
+ * right away (--help, --version, --options printed); 0 to run. */
+int opts_parse(opts *o, int argc, char **argv);
+/* Apply one "name=value" (the --set syntax).  0, or -1 with err. */
+int opts_set(opts *o, const char *assignment, char *err, size_t errsz);
+void opts_defaults(opts *o);
+void opts_free(opts *o);
+/* Print every option with its current value and help (--options). */
+void opts_print(const opts *o);
+/* Parse "10m", "512k", "1g", "123" into bytes.  0 or -1. */
+int opts_parse_size(const char *s, uint64_t *out);
+/* Parse "http://host:port" (as used by --mode reverse:/upstream:).  0 or -1. */
+int opts_parse_url(const char *s, opts_url *u, char *err, size_t errsz);
+void opts_url_free(opts_url *u);
+
+#define MITMLUA_VERSION "0.1.0"
+
+#endif

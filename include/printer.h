@@ -1,0 +1,23 @@
+/* printer.h — the console view of flows, in mitmdump's format: one line per
+ * request and one per response at flow_detail 1, headers from 2, bodies
+ * from 3 (cut after 70 lines), everything at 4.  Thread-safe: each flow is
+ * formatted into a buffer and written with one call. */
+#ifndef MITMLUA_PRINTER_H
+#define MITMLUA_PRINTER_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "flow.h"
+
+typedef struct printer printer;
+
+printer *printer_new(FILE *out, int flow_detail, bool showhost);
+void printer_free(printer *p);
+/* Print a finished flow (response or error). */
+void printer_flow(printer *p, const flow *f);
+/* "127.0.0.1:5000", "[::1]:5000", IPv4-mapped IPv6 shown as IPv4. */
+void printer_format_address(const char *host, unsigned port, char *buf, size_t n);
+/* mitmproxy's human.pretty_size: "0b", "1023b", "1.3k", "120k", "5.0m". */
+void printer_pretty_size(size_t size, char *buf, size_t n);
+
+#endif

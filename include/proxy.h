@@ -1,0 +1,50 @@
+/* proxy.h — the proxy core: client connections, upstream connections and
+ * the path of one flow through them (parse → hooks → upstream → hooks →
+ * client), for regular (explicit, with CONNECT), reverse and upstream modes.
+ * Each worker thread owns an event_base and a Lua state; everything in
+ * proxy_shared is read-only after start-up or thread-safe by design. */
+#ifndef MITMLUA_PROXY_H
+#define MITMLUA_PROXY_H
+
+#include <stdbool.h>
+#include <openssl/ssl.h>
+#include <event2/event.h>
+
+#include "flow.h"
+#include "opts.h"
+
+struct tls_ca;
+struct filter;
+struct dump_writer;
+struct printer;
+struct script_env;
+
+/* What every worker shares.  Read-only once workers run, except the parts
+ * that are thread-safe on purpose: the CA's certificate cache, the dump
+ * writer's queue and the printer. */
+typedef struct proxy_shared {
+    const opts *o;
+    struct tls_ca *ca;
+    SSL_CTX *server_ctx;          /* client-facing: minted certificates */
+    SSL_CTX *client_ctx;          /* upstream-facing: verification */
+    struct filter *filter;        /* trailing filter expression, or NULL */
+    struct dump_writer *dump;     /* -w, or NULL */
+    struct printer *printer;      /* console, or NULL when quiet */
+} proxy_shared;
+
+typedef struct worker worker;
+
+/* Create a worker: its event loop, listener socket (SO_REUSEPORT, so several
+ * workers share the port) and Lua state.  NULL with err on failure. */
+worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz);
+/* The port actually bound (useful with listen_port 0). */
+int worker_port(const worker *w);
+int worker_start(worker *w);          /* runs the loop in a new thread */
+void worker_stop(worker *w);          /* thread-safe: asks the loop to end */
+void worker_join_free(worker *w);     /* waits for the thread, frees all */
+
+/* Hand a flow that is finished (response sent, or failed) to the consumers
+ * after the hooks: printer and dump writer, each behind the filter. */
+void proxy_flow_finished(const proxy_shared *sh, flow *f);
+
+#endif

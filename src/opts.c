@@ -1,0 +1,459 @@
+/* opts.c — option table, --set parsing and the command line.
+ * The table below is the single description of every option: `--set`,
+ * `--options` and the flags all read it, so they cannot drift apart. */
+#include "opts.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum opt_type { OT_STR, OT_INT, OT_BOOL, OT_SIZE, OT_STRLIST, OT_MODE };
+
+typedef struct opt_desc {
+    const char *name;
+    enum opt_type type;
+    size_t off;       /* offset of the field in struct opts */
+    size_t count_off; /* OT_STRLIST: offset of the size_t count */
+    const char *help;
+} opt_desc;
+
+#define F(field) offsetof(opts, field)
+static const opt_desc opt_table[] = {
+    {"listen_host", OT_STR, F(listen_host), 0, "Address to listen on (default 127.0.0.1; mitmdump listens on all interfaces)."},
+    {"listen_port", OT_INT, F(listen_port), 0, "Port to listen on."},
+    {"mode", OT_MODE, F(mode_spec), 0, "regular, reverse:URL or upstream:URL."},
+    {"workers", OT_INT, F(workers), 0, "Worker threads, each with its own event loop and Lua state."},
+    {"scripts", OT_STRLIST, F(scripts), F(nscripts), "Lua scripts to run, in order."},
+    {"save_stream_file", OT_STR, F(save_stream_file), 0, "Stream flows to FILE (+FILE appends, - is stdout)."},
+    {"rfile", OT_STR, F(rfile), 0, "Read flows from FILE (- is stdin)."},
+    {"server", OT_BOOL, F(server), 0, "Start a proxy server (false with -n)."},
+    {"client_replay", OT_STRLIST, F(client_replay), F(nclient_replay), "Replay client requests from a saved file."},
+    {"server_replay", OT_STRLIST, F(server_replay), F(nserver_replay), "Replay server responses from a saved file."},
+    {"confdir", OT_STR, F(confdir), 0, "Location of the CA and configuration files."},
+    {"hardump", OT_STR, F(hardump), 0, "Write a HAR 1.2 file of the flows on exit."},
+    {"ssl_insecure", OT_BOOL, F(ssl_insecure), 0, "Do not verify upstream server certificates."},
+    {"ssl_verify_upstream_trusted_ca", OT_STR, F(ssl_verify_upstream_trusted_ca), 0, "PEM file of extra CAs trusted for upstream verification."},
+    {"flow_detail", OT_INT, F(flow_detail), 0, "Console detail: 0 quiet .. 4 everything."},
+    {"termlog_verbosity", OT_STR, F(termlog_verbosity), 0, "Log level: error, warn, info, debug."},
+    {"showhost", OT_BOOL, F(showhost), 0, "Use the Host header to build URLs for display."},
+    {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
+    {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
+    {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
+    {"max_headers", OT_INT, F(max_headers), 0, "Most header fields in one message."},
+    {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},
+    {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504; also the client idle timeout."},
+};
+#undef F
+#define OPT_TABLE_N (sizeof opt_table / sizeof opt_table[0])
+
+void opts_defaults(opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->listen_host = strdup("127.0.0.1");
+    o->listen_port = 8080;
+    o->mode_spec = strdup("regular");
+    o->mode = MODE_REGULAR;
+    o->workers = 1;
+    o->server = true;
+    o->flow_detail = 1;
+    o->termlog_verbosity = strdup("info");
+    o->body_size_limit = (uint64_t)256 << 20;
+    o->max_header_size = 64 * 1024;
+    o->max_headers = 256;
+    o->connect_timeout = 10;
+    o->read_timeout = 60;
+}
+
+static void strlist_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void opts_url_free(opts_url *u)
+{
+    free(u->scheme);
+    free(u->host);
+    memset(u, 0, sizeof *u);
+}
+
+void opts_free(opts *o)
+{
+    for (size_t i = 0; i < OPT_TABLE_N; i++) {
+        const opt_desc *d = &opt_table[i];
+        char *base = (char *)o;
+        if (d->type == OT_STR || d->type == OT_MODE) {
+            free(*(char **)(base + d->off));
+        } else if (d->type == OT_STRLIST) {
+            strlist_free(*(char ***)(base + d->off), *(size_t *)(base + d->count_off));
+        }
+    }
+    free(o->filter_expr);
+    opts_url_free(&o->mode_url);
+    memset(o, 0, sizeof *o);
+}
+
+int opts_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    uint64_t mul = 1;
+    switch (tolower((unsigned char)*end)) {
+    case '\0': break;
+    case 'b': mul = 1; break;
+    case 'k': mul = 1024; break;
+    case 'm': mul = 1024 * 1024; break;
+    case 'g': mul = (uint64_t)1024 * 1024 * 1024; break;
+    default: return -1;
+    }
+    if (*end && end[1] && !(tolower((unsigned char)end[1]) == 'b' && !end[2]))
+        return -1;
+    if (v > UINT64_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
+        *out = true;
+    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "off"))
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+int opts_parse_url(const char *s, opts_url *u, char *err, size_t errsz)
+{
+    memset(u, 0, sizeof *u);
+    const char *p = strstr(s, "://");
+    if (!p) {
+        snprintf(err, errsz, "invalid URL '%s': expected scheme://host[:port]", s);
+        return -1;
+    }
+    size_t slen = (size_t)(p - s);
+    if (!((slen == 4 && !strncasecmp(s, "http", 4)) || (slen == 5 && !strncasecmp(s, "https", 5)))) {
+        snprintf(err, errsz, "invalid URL '%s': scheme must be http or https", s);
+        return -1;
+    }
+    u->scheme = strndup(s, slen);
+    for (char *c = u->scheme; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    const char *h = p + 3, *hend;
+    const char *portp = NULL;
+    if (*h == '[') {
+        hend = strchr(h, ']');
+        if (!hend)
+            goto bad;
+        u->host = strndup(h + 1, (size_t)(hend - h - 1));
+        hend++;
+    } else {
+        hend = h + strcspn(h, ":/");
+        u->host = strndup(h, (size_t)(hend - h));
+    }
+    if (!u->host || !*u->host)
+        goto bad;
+    u->port = strcmp(u->scheme, "https") == 0 ? 443 : 80;
+    if (*hend == ':') {
+        portp = hend + 1;
+        char *end;
+        long port = strtol(portp, &end, 10);
+        if (end == portp || port < 1 || port > 65535 || (*end && *end != '/'))
+            goto bad;
+        u->port = (uint16_t)port;
+        hend = end;
+    }
+    if (*hend && strcmp(hend, "/") != 0)
+        goto bad;  /* a path prefix is not supported: say so rather than drop it */
+    return 0;
+bad:
+    snprintf(err, errsz, "invalid URL '%s': expected scheme://host[:port]", s);
+    opts_url_free(u);
+    return -1;
+}
+
+static int set_mode(opts *o, const char *v, char *err, size_t errsz)
+{
+    opts_url u = {0};
+    enum opts_mode m;
+    if (strcmp(v, "regular") == 0) {
+        m = MODE_REGULAR;
+    } else if (strncmp(v, "reverse:", 8) == 0 || strncmp(v, "upstream:", 9) == 0) {
+        m = v[0] == 'r' ? MODE_REVERSE : MODE_UPSTREAM;
+        char uerr[256];
+        if (opts_parse_url(strchr(v, ':') + 1, &u, uerr, sizeof uerr) < 0) {
+            snprintf(err, errsz, "invalid mode '%s': %s", v, uerr);
+            return -1;
+        }
+    } else {
+        snprintf(err, errsz, "invalid mode '%s': expected regular, reverse:URL or upstream:URL", v);
+        return -1;
+    }
+    opts_url_free(&o->mode_url);
+    o->mode_url = u;
+    o->mode = m;
+    free(o->mode_spec);
+    o->mode_spec = strdup(v);
+    return 0;
+}
+
+static const opt_desc *opt_find(const char *name, size_t n)
+{
+    for (size_t i = 0; i < OPT_TABLE_N; i++)
+        if (strlen(opt_table[i].name) == n && strncmp(opt_table[i].name, name, n) == 0)
+            return &opt_table[i];
+    return NULL;
+}
+
+static int opt_apply(opts *o, const opt_desc *d, const char *v, char *err, size_t errsz)
+{
+    char *base = (char *)o;
+    switch (d->type) {
+    case OT_STR: {
+        char **p = (char **)(base + d->off);
+        free(*p);
+        *p = *v ? strdup(v) : NULL;
+        return 0;
+    }
+    case OT_INT: {
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < 0 || x > INT_MAX) {
+            snprintf(err, errsz, "invalid value for %s: '%s' is not a non-negative whole number", d->name, v);
+            return -1;
+        }
+        *(int *)(base + d->off) = (int)x;
+        return 0;
+    }
+    case OT_BOOL:
+        if (parse_bool(v, (bool *)(base + d->off)) < 0) {
+            snprintf(err, errsz, "invalid value for %s: '%s' (expected true or false)", d->name, v);
+            return -1;
+        }
+        return 0;
+    case OT_SIZE:
+        if (opts_parse_size(v, (uint64_t *)(base + d->off)) < 0) {
+            snprintf(err, errsz, "invalid value for %s: '%s' (expected a size such as 512k or 10m)", d->name, v);
+            return -1;
+        }
+        return 0;
+    case OT_STRLIST: {
+        char ***lp = (char ***)(base + d->off);
+        size_t *np = (size_t *)(base + d->count_off);
+        char **nv = realloc(*lp, (*np + 1) * sizeof *nv);
+        if (!nv || !(nv[*np] = strdup(v))) {
+            if (nv)
+                *lp = nv;
+            snprintf(err, errsz, "out of memory");
+            return -1;
+        }
+        *lp = nv;
+        (*np)++;
+        return 0;
+    }
+    case OT_MODE:
+        return set_mode(o, v, err, errsz);
+    }
+    return -1;
+}
+
+int opts_set(opts *o, const char *assignment, char *err, size_t errsz)
+{
+    const char *eq = strchr(assignment, '=');
+    size_t n = eq ? (size_t)(eq - assignment) : strlen(assignment);
+    const opt_desc *d = opt_find(assignment, n);
+    if (!d) {
+        snprintf(err, errsz, "unknown option '%.*s' in --set %s (see --options)", (int)n, assignment, assignment);
+        return -1;
+    }
+    if (!eq) {
+        /* mitmproxy allows "--set flag" for booleans, meaning true */
+        if (d->type == OT_BOOL)
+            return opt_apply(o, d, "true", err, errsz);
+        snprintf(err, errsz, "--set %s: expected %s=VALUE", assignment, d->name);
+        return -1;
+    }
+    return opt_apply(o, d, eq + 1, err, errsz);
+}
+
+void opts_print(const opts *o)
+{
+    const char *base = (const char *)o;
+    for (size_t i = 0; i < OPT_TABLE_N; i++) {
+        const opt_desc *d = &opt_table[i];
+        printf("%s: ", d->name);
+        switch (d->type) {
+        case OT_STR:
+        case OT_MODE: {
+            const char *s = *(char *const *)(base + d->off);
+            printf("%s", s ? s : "");
+            break;
+        }
+        case OT_INT: printf("%d", *(const int *)(base + d->off)); break;
+        case OT_BOOL: printf("%s", *(const bool *)(base + d->off) ? "true" : "false"); break;
+        case OT_SIZE: printf("%" PRIu64, *(const uint64_t *)(base + d->off)); break;
+        case OT_STRLIST: {
+            char *const *v = *(char **const *)(base + d->off);
+            size_t n = *(const size_t *)(base + d->count_off);
+            printf("[");
+            for (size_t j = 0; j < n; j++)
+                printf("%s%s", j ? ", " : "", v[j]);
+            printf("]");
+            break;
+        }
+        }
+        printf("\n    %s\n", d->help);
+    }
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: mitmlua [options] [filter-expression]\n"
+        "\n"
+        "An intercepting HTTP(S) proxy scripted in Lua, with mitmdump's flags.\n"
+        "\n"
+        "  -p, --listen-port PORT      port to listen on (8080)\n"
+        "      --listen-host HOST      address to listen on (127.0.0.1)\n"
+        "  -m, --mode MODE             regular, reverse:URL or upstream:URL\n"
+        "  -s, --scripts FILE          run a Lua script (repeatable, in order)\n"
+        "  -w, --save-stream-file FILE stream flows to FILE (+FILE appends, - stdout)\n"
+        "  -r, --rfile FILE            read flows from FILE (- is stdin)\n"
+        "  -n, --no-server             do not start a proxy server\n"
+        "  -C, --client-replay FILE    replay client requests from FILE\n"
+        "  -S, --server-replay FILE    replay server responses from FILE\n"
+        "  -k, --ssl-insecure          do not verify upstream certificates\n"
+        "      --confdir DIR           CA and config directory (~/.mitmlua)\n"
+        "      --set NAME=VALUE        set any option (see --options)\n"
+        "  -q, --quiet                 no console output\n"
+        "  -v, --verbose               more log output\n"
+        "      --flow-detail N         0..4, as mitmdump\n"
+        "      --options               print all options and exit\n"
+        "      --version               print the version and exit\n"
+        "  -h, --help                  this help\n"
+        "\n"
+        "Exit status: 0 success, 1 runtime failure, 2 usage error.\n");
+}
+
+int opts_parse(opts *o, int argc, char **argv)
+{
+    enum { O_LISTEN_HOST = 256, O_CONFDIR, O_SET, O_FLOW_DETAIL, O_VERSION, O_OPTIONS };
+    static const struct option longopts[] = {
+        {"listen-port", required_argument, NULL, 'p'},
+        {"listen-host", required_argument, NULL, O_LISTEN_HOST},
+        {"mode", required_argument, NULL, 'm'},
+        {"scripts", required_argument, NULL, 's'},
+        {"save-stream-file", required_argument, NULL, 'w'},
+        {"rfile", required_argument, NULL, 'r'},
+        {"no-server", no_argument, NULL, 'n'},
+        {"client-replay", required_argument, NULL, 'C'},
+        {"server-replay", required_argument, NULL, 'S'},
+        {"ssl-insecure", no_argument, NULL, 'k'},
+        {"confdir", required_argument, NULL, O_CONFDIR},
+        {"set", required_argument, NULL, O_SET},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"flow-detail", required_argument, NULL, O_FLOW_DETAIL},
+        {"version", no_argument, NULL, O_VERSION},
+        {"options", no_argument, NULL, O_OPTIONS},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    char err[512];
+    bool print_options = false;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:m:s:w:r:nC:S:kqvh", longopts, NULL)) != -1) {
+        const char *name = NULL;
+        const char *val = optarg;
+        switch (c) {
+        case 'p': name = "listen_port"; break;
+        case O_LISTEN_HOST: name = "listen_host"; break;
+        case 'm': name = "mode"; break;
+        case 's': name = "scripts"; break;
+        case 'w': name = "save_stream_file"; break;
+        case 'r': name = "rfile"; break;
+        case 'n': name = "server"; val = "false"; break;
+        case 'C': name = "client_replay"; break;
+        case 'S': name = "server_replay"; break;
+        case 'k': name = "ssl_insecure"; val = "true"; break;
+        case O_CONFDIR: name = "confdir"; break;
+        case O_FLOW_DETAIL: name = "flow_detail"; break;
+        case 'q': o->flow_detail = 0; free(o->termlog_verbosity); o->termlog_verbosity = strdup("error"); continue;
+        case 'v': free(o->termlog_verbosity); o->termlog_verbosity = strdup("debug"); continue;
+        case O_SET:
+            if (opts_set(o, optarg, err, sizeof err) < 0) {
+                fprintf(stderr, "mitmlua: %s\n", err);
+                return 2;
+            }
+            continue;
+        case O_VERSION: printf("mitmlua %s\n", MITMLUA_VERSION); return 1;
+        case O_OPTIONS: print_options = true; continue;
+        case 'h': usage(stdout); return 1;
+        case ':':
+            fprintf(stderr, "mitmlua: option %s needs a value (see --help)\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "mitmlua: unknown option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+        const opt_desc *d = opt_find(name, strlen(name));
+        if (opt_apply(o, d, val, err, sizeof err) < 0) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            return 2;
+        }
+    }
+    if (o->flow_detail > 4) {
+        fprintf(stderr, "mitmlua: invalid value for flow_detail: %d (expected 0 to 4)\n", o->flow_detail);
+        return 2;
+    }
+    if (o->listen_port > 65535) {
+        fprintf(stderr, "mitmlua: invalid listen_port %d (expected 0 to 65535)\n", o->listen_port);
+        return 2;
+    }
+    if (o->workers < 1 || o->workers > 256) {
+        fprintf(stderr, "mitmlua: invalid value for workers: %d (expected 1 to 256)\n", o->workers);
+        return 2;
+    }
+    /* like mitmdump, the remaining words form one filter expression */
+    if (optind < argc) {
+        size_t len = 0;
+        for (int i = optind; i < argc; i++)
+            len += strlen(argv[i]) + 1;
+        o->filter_expr = malloc(len);
+        o->filter_expr[0] = '\0';
+        for (int i = optind; i < argc; i++) {
+            if (i > optind)
+                strcat(o->filter_expr, " ");
+            strcat(o->filter_expr, argv[i]);
+        }
+    }
+    if (!o->confdir) {
+        const char *home = getenv("HOME");
+        size_t n = strlen(home ? home : ".") + 16;
+        o->confdir = malloc(n);
+        snprintf(o->confdir, n, "%s/.mitmlua", home ? home : ".");
+    }
+    if (print_options) {
+        opts_print(o);
+        return 1;
+    }
+    return 0;
+}
