@@ -38,7 +38,7 @@ FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
 all: $(BUILD)/mitmlua
 
 $(BUILD)/mitmlua: $(OBJS) $(LLHTTP_OBJS)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(LIBS) $(LDFLAGS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -50,7 +50,7 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 
 $(BUILD)/test/%: test/unit/%.c $(LIB_OBJS) $(LLHTTP_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itest/unit -o $@ $^ $(LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -Itest/unit -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BINS)
 
