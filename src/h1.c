@@ -235,8 +235,12 @@ static int cb_headers_complete(llhttp_t *ll)
             fail(p, 400, "message refused%s", NULL);
         return -1;
     }
-    if (!p->is_request && p->no_body)
-        return 1;
+    if (!p->is_request) {
+        int st = p->resp->status_code;
+        /* RFC 9112 §6.3: these never have a body, whatever the headers say */
+        if (p->no_body || st == 204 || st == 304 || (st >= 100 && st < 200 && st != 101))
+            return 1;
+    }
     return 0;
 }
 
