@@ -1,7 +1,9 @@
 /* filter.h — mitmproxy's flow filter expression language ("~u example &
- * !~s"), compiled once into a tree of matchers and evaluated against flows.
- * Used by the CLI's trailing expression, mitm.filter() in Lua and options
- * that take a |filter|.  A compiled filter is immutable: share it freely. */
+ * !~s"), compiled once into a tree of PCRE2 matchers and evaluated against
+ * flows.  Used by the CLI's trailing expression, mitm.filter() in Lua and
+ * options that take a |filter|.  A compiled filter is immutable and may be
+ * shared by threads; filter_match keeps its scratch state on its own stack
+ * and heap.  The language is documented in man/mitmlua-filter.7. */
 #ifndef MITMLUA_FILTER_H
 #define MITMLUA_FILTER_H
 
@@ -11,10 +13,38 @@
 
 typedef struct filter filter;
 
+/* Nesting deeper than this ("((((" or "!!!!") is refused at compile time,
+ * so neither the parser nor the matcher can exhaust the stack. */
+#define FILTER_MAX_DEPTH 500
+
+/* Flags for filter_compile_opts. */
+enum {
+    /* Regexes match case-sensitively, as mitmproxy does with
+     * MITMPROXY_CASE_SENSITIVE_FILTERS=1.  Default: case-insensitive. */
+    FILTER_CASE_SENSITIVE = 1u << 0,
+};
+
 /* Compile; NULL on error with a one-line message like
- * "~c abc: expected a number at column 4" in err. */
+ * "~c abc: expected a number at column 4" in err.  Regexes are
+ * case-insensitive unless the environment has
+ * MITMPROXY_CASE_SENSITIVE_FILTERS=1 (or MITMLUA_CASE_SENSITIVE_FILTERS=1). */
 filter *filter_compile(const char *expr, char *err, size_t errsz);
+
+/* Like filter_compile, with explicit flags (the environment is not read).
+ * On error, *errcol (if non-NULL) receives the 1-based column (in
+ * characters) the message points at, 0 when there is none. */
+filter *filter_compile_opts(const char *expr, unsigned flags, size_t *errcol,
+                            char *err, size_t errsz);
+
 bool filter_match(const filter *f, const flow *fl);
 void filter_free(filter *f);
+
+/* The parsed tree in a compact canonical form, for tests and debugging:
+ * "&(~q, |(~u \"a\", !(~c 404)))" — operators with their (unquoted) regex,
+ * "&" "|" "!" for and, or, not.  Caller frees; NULL on ENOMEM. */
+char *filter_describe(const filter *f);
+
+/* The expression text the filter was compiled from. */
+const char *filter_pattern(const filter *f);
 
 #endif
