@@ -354,7 +354,9 @@ def main():
 
         binary = os.environ.get("MITMLUA_BIN")
         if not mitmlua_available(binary):
-            print(f"# MITMLUA_BIN not runnable; reference table left in {out}")
+            kept = os.environ.get("FILTER_DIFF_OUT") or os.environ.get("FILTER_DIFF_KEEP")
+            print("# MITMLUA_BIN not runnable" + (f"; reference table in {out}" if kept else
+                  "; set FILTER_DIFF_OUT=FILE to keep the reference table"))
             tap(True, "mitmlua comparison # SKIP mitmlua binary not available")
             return
         every, err = mitmlua_selection(binary, flows_path, "~all")
