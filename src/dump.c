@@ -639,6 +639,8 @@ static int r_resync(dump_reader *r, char *err, size_t errsz)
 static int r_record(dump_reader *r, flow **out, char *err, size_t errsz)
 {
     for (;;) {
+        if (r->rpos == r->rlen)
+            return 0;
         const unsigned char *p = r->rec + r->rpos, *e = r->rec + r->rlen;
         uint64_t v[2];
         for (int i = 0; i < 2; i++) {
