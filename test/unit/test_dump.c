@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "dump.h"
+#include "flowread.h"
+#include "har.h"
 #include "t.h"
 
 static char tmpdir[64];
@@ -719,6 +721,103 @@ static void test_kill9(void)
     close(fd);
 }
 
+typedef struct slow_arg {
+    int fd;
+    const char *data;
+    size_t n;
+} slow_arg;
+
+/* Feeds a pipe one byte at a time at first, as a slow producer would. */
+static void *slow_feeder(void *arg)
+{
+    slow_arg *a = arg;
+    for (size_t off = 0; off < a->n;) {
+        size_t k = off < 20 ? 1 : a->n - off;
+        if (write(a->fd, a->data + off, k) < 0)
+            break;
+        off += k;
+        if (off < 20)
+            usleep(1000);
+    }
+    close(a->fd);
+    return NULL;
+}
+
+static int count_flows(flow_reader *r, int *errors)
+{
+    char err[256];
+    flow *g;
+    int n = 0, rc;
+    *errors = 0;
+    for (int calls = 0; calls < 1000 && (rc = flow_reader_next(r, &g, err, sizeof err)) != 0; calls++) {
+        if (rc < 0) {
+            (*errors)++;
+            continue;
+        }
+        n++;
+        flow_free(g);
+    }
+    return n;
+}
+
+/* flowread: every format detected by content, from files and from pipes. */
+static void test_flowread_detection(void)
+{
+    char err[256];
+    const char *root = getenv("MITMLUA_ROOT");
+    char mitm[512];
+    snprintf(mitm, sizeof mitm, "%s/test/data/mitmdump-8.1.1.flows", root ? root : ".");
+    flow *fl[5];
+    dump_writer *w = dump_writer_open(tpath("fr.mitmlua"), err, sizeof err);
+    for (int i = 0; i < 5; i++) {
+        fl[i] = make_flow(i, 10);
+        dump_writer_add(w, fl[i]);
+    }
+    dump_writer_close(w, err, sizeof err);
+    T_CHECK(har_write_file(tpath("fr.har"), fl, 5, err, sizeof err) == 0);
+    for (int i = 0; i < 5; i++)
+        flow_free(fl[i]);
+    write_file(tpath("empty"), "", 0);
+    struct {
+        const char *path;
+        flowread_format fmt;
+        int n;
+    } cases[] = {{tpath("fr.mitmlua"), FLOWREAD_DUMP, 5}, {tpath("fr.har"), FLOWREAD_HAR, 5},
+                 {mitm, FLOWREAD_MITMPROXY, 9}, {tpath("empty"), FLOWREAD_DUMP, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        flow_reader *r = flow_reader_open(cases[c].path, err, sizeof err);
+        T_CHECK(r != NULL);
+        if (!r) {
+            fprintf(stderr, "  %s\n", err);
+            continue;
+        }
+        int errors;
+        T_CHECK(flow_reader_format(r) == cases[c].fmt);
+        T_CHECK(count_flows(r, &errors) == cases[c].n && errors == 0);
+        flow_reader_close(r);
+        /* the same through a pipe that trickles */
+        size_t n;
+        char *data = read_file(cases[c].path, &n);
+        int p[2];
+        T_CHECK(pipe(p) == 0);
+        slow_arg a = {p[1], data, n};
+        pthread_t th;
+        pthread_create(&th, NULL, slow_feeder, &a);
+        r = flow_reader_open_fd(p[0], "pipe", err, sizeof err);
+        T_CHECK(r && flow_reader_format(r) == cases[c].fmt);
+        if (r) {
+            T_CHECK(count_flows(r, &errors) == cases[c].n && errors == 0);
+            flow_reader_close(r);
+        }
+        pthread_join(th, NULL);
+        close(p[0]);
+        free(data);
+    }
+    write_file(tpath("junk"), "GET / HTTP/1.1\r\n", 16);
+    T_CHECK(flow_reader_open(tpath("junk"), err, sizeof err) == NULL && strstr(err, "not a flow file"));
+    T_CHECK(flow_reader_open(tpath("nonexistent"), err, sizeof err) == NULL && strstr(err, "No such file"));
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_dump.XXXXXX");
@@ -734,6 +833,7 @@ int main(void)
     T_RUN(test_concurrent_writers);
     T_RUN(test_10k_flows);
     T_RUN(test_kill9);
+    T_RUN(test_flowread_detection);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
