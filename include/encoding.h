@@ -21,6 +21,12 @@
 int encoding_decode(const char *coding, const void *in, size_t n, bytes *out,
                     char *err, size_t errsz);
 
+/* encoding_decode with another ceiling than ENCODING_MAX_DECODED (applied to
+ * every layer): for callers that only want a preview (the printer) or a
+ * tighter budget (fuzzing).  `in` must not point into `out`. */
+int encoding_decode_limit(const char *coding, const void *in, size_t n, bytes *out,
+                          size_t limit, char *err, size_t errsz);
+
 /* Encode `in` with the codings in `coding` (the reverse order of decoding).
  * Appends to `out`.  Returns 0 or -1 with `err`. */
 int encoding_encode(const char *coding, const void *in, size_t n, bytes *out,
