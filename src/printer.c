@@ -1,0 +1,293 @@
+/* printer.c — see printer.h.  Formats exactly like mitmdump 8's dumper so
+ * that people (and their grep patterns) can switch without surprises. */
+#include "printer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+
+#include "encoding.h"
+
+struct printer {
+    FILE *out;
+    int detail;
+    bool showhost;
+    pthread_mutex_t lock;
+};
+
+printer *printer_new(FILE *out, int flow_detail, bool showhost)
+{
+    printer *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->out = out;
+    p->detail = flow_detail;
+    p->showhost = showhost;
+    pthread_mutex_init(&p->lock, NULL);
+    return p;
+}
+
+void printer_free(printer *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+void printer_format_address(const char *host, unsigned port, char *buf, size_t n)
+{
+    if (!host) {
+        snprintf(buf, n, "<no address>");
+    } else if (strncmp(host, "::ffff:", 7) == 0 && strchr(host + 7, '.')) {
+        snprintf(buf, n, "%s:%u", host + 7, port);
+    } else if (strchr(host, ':')) {
+        snprintf(buf, n, "[%s]:%u", host, port);
+    } else {
+        snprintf(buf, n, "%s:%u", host, port);
+    }
+}
+
+void printer_pretty_size(size_t size, char *buf, size_t n)
+{
+    if (size < 1024) {
+        snprintf(buf, n, "%zub", size);
+        return;
+    }
+    static const char suffix[] = "kmgt";
+    double s = (double)size;
+    for (int i = 0; i < 4; i++) {
+        s /= 1024;
+        if (s < 99.95) {
+            snprintf(buf, n, "%.1f%c", s, suffix[i]);
+            return;
+        }
+        if (s < 1024 || i == 3) {
+            snprintf(buf, n, "%.0f%c", s, suffix[i]);
+            return;
+        }
+    }
+}
+
+/* Control characters are shown as "." (mitmproxy's escape_control_characters). */
+static void add_escaped(struct evbuffer *b, const char *s, size_t n, bool keep_spacing)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool ctl = c < 0x20 || c == 0x7f;
+        if (ctl && !(keep_spacing && (c == '\n' || c == '\t' || c == '\r')))
+            c = '.';
+        evbuffer_add(b, &c, 1);
+    }
+}
+
+/* Header bytes as Python's repr would show them (\xNN for non-printables). */
+static void add_bytes_repr(struct evbuffer *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\')
+            evbuffer_add(b, "\\\\", 2);
+        else if (c >= 0x20 && c < 0x7f)
+            evbuffer_add(b, &c, 1);
+        else if (c == '\t')
+            evbuffer_add(b, "\\t", 2);
+        else if (c == '\n')
+            evbuffer_add(b, "\\n", 2);
+        else if (c == '\r')
+            evbuffer_add(b, "\\r", 2);
+        else
+            evbuffer_add_printf(b, "\\x%02x", c);
+    }
+}
+
+static void add_headers(struct evbuffer *b, const hdrs *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        evbuffer_add(b, "    ", 4);
+        add_bytes_repr(b, h->v[i].name, h->v[i].name_len);
+        evbuffer_add(b, ": ", 2);
+        add_bytes_repr(b, h->v[i].value, h->v[i].value_len);
+        evbuffer_add(b, "\n", 1);
+    }
+}
+
+static bool looks_binary(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t'))
+            return true;
+    }
+    return false;
+}
+
+/* The body as a content view: decoded text lines, or a hex dump for binary
+ * data; at detail 3 only the first 70 lines, then "(cut off)". */
+static void add_body(printer *p, struct evbuffer *b, const hdrs *h, const bytes *raw)
+{
+    if (raw->len == 0) {
+        if (p->detail >= 2)
+            evbuffer_add(b, "\n", 1);
+        return;
+    }
+    bytes dec = {0};
+    const bytes *body = raw;
+    const char *ce = hdrs_get(h, "content-encoding", NULL);
+    char err[128];
+    if (ce && *ce && encoding_decode(ce, raw->p, raw->len, &dec, err, sizeof err) == 0)
+        body = &dec;
+    size_t max_lines = p->detail == 3 ? 70 : (size_t)-1, lines = 0;
+    evbuffer_add(b, "\n", 1);
+    bool cut = false;
+    if (!looks_binary(body->p, body->len)) {
+        const char *s = body->p, *end = s + body->len;
+        while (s < end) {
+            if (lines == max_lines) {
+                cut = true;
+                break;
+            }
+            const char *nl = memchr(s, '\n', (size_t)(end - s));
+            const char *e = nl ? nl : end;
+            evbuffer_add(b, "    ", 4);
+            add_escaped(b, s, (size_t)(e - s) - (e > s && e[-1] == '\r'), false);
+            evbuffer_add(b, "\n", 1);
+            lines++;
+            s = nl ? nl + 1 : end;
+        }
+    } else {
+        for (size_t off = 0; off < body->len; off += 16) {
+            if (lines == max_lines) {
+                cut = true;
+                break;
+            }
+            evbuffer_add_printf(b, "    %010zx:", off);
+            size_t k;
+            for (k = 0; k < 16; k++) {
+                if (off + k < body->len)
+                    evbuffer_add_printf(b, "%s%02x", k % 4 ? "" : " ", (unsigned char)body->p[off + k]);
+                else
+                    evbuffer_add(b, k % 4 ? "  " : "   ", k % 4 ? 2 : 3);
+            }
+            evbuffer_add(b, "  ", 2);
+            for (k = 0; k < 16 && off + k < body->len; k++) {
+                unsigned char c = (unsigned char)body->p[off + k];
+                char ch = c >= 0x20 && c < 0x7f ? (char)c : '.';
+                evbuffer_add(b, &ch, 1);
+            }
+            evbuffer_add(b, "\n", 1);
+            lines++;
+        }
+    }
+    if (cut)
+        evbuffer_add(b, "    (cut off)\n", 14);
+    if (p->detail >= 2)
+        evbuffer_add(b, "\n", 1);
+    bytes_free(&dec);
+}
+
+static void add_trailers(struct evbuffer *b, const hdrs *t)
+{
+    if (!t->n)
+        return;
+    evbuffer_add(b, "    --- HTTP Trailers\n", 22);
+    add_headers(b, t);
+}
+
+static bool is_h1(const char *v)
+{
+    return v && (strcmp(v, "HTTP/1.1") == 0 || strcmp(v, "HTTP/1.0") == 0);
+}
+
+void printer_flow(printer *p, const flow *f)
+{
+    if (!p || p->detail == 0 || !f->request)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return;
+    const flow_request *rq = f->request;
+    const flow_response *rs = f->response;
+    char client[128];
+    printer_format_address(f->client.address_host, f->client.address_port, client, sizeof client);
+    bool replay_req = f->is_replay && strcmp(f->is_replay, "request") == 0;
+    /* request line */
+    const char *rqv = rq->http_version ? rq->http_version : "HTTP/1.1";
+    const char *rsv = rs && rs->http_version ? rs->http_version : "HTTP/1.1";
+    char *url = NULL;
+    if (p->showhost) {
+        size_t hl;
+        const char *hh = hdrs_get(&rq->headers, "host", &hl);
+        if (hh) {
+            flow_request tmp = *rq;
+            char host[300];
+            snprintf(host, sizeof host, "%.*s", (int)hl, hh);
+            char *colon = strrchr(host, ':');
+            if (colon && !strchr(colon, ']') && host[0] != '[')
+                *colon = '\0';
+            if (host[0] == '[') {
+                memmove(host, host + 1, strlen(host));
+                char *rb = strchr(host, ']');
+                if (rb)
+                    *rb = '\0';
+            }
+            tmp.host = host;
+            url = flow_request_url(&tmp);
+        }
+    }
+    if (!url)
+        url = flow_request_url(rq);
+    evbuffer_add_printf(b, "%s: ", replay_req ? "[replay]" : client);
+    add_escaped(b, rq->method, strlen(rq->method), true);
+    evbuffer_add(b, " ", 1);
+    add_escaped(b, url ? url : "", url ? strlen(url) : 0, true);
+    if (!is_h1(rqv) || strcmp(rqv, rsv) != 0)
+        evbuffer_add_printf(b, " %s", rqv);
+    evbuffer_add(b, "\n", 1);
+    free(url);
+    if (p->detail >= 2)
+        add_headers(b, &rq->headers);
+    if (p->detail >= 3)
+        add_body(p, b, &rq->headers, &rq->content);
+    if (p->detail >= 2)
+        add_trailers(b, &rq->trailers);
+    /* response line */
+    if (rs) {
+        bool replay_resp = f->is_replay && strcmp(f->is_replay, "response") == 0;
+        const char *replay = replay_resp ? "[replay]" : "";
+        char ver[32] = "";
+        if (!is_h1(rsv) || strcmp(rqv, rsv) != 0)
+            snprintf(ver, sizeof ver, "%s ", rsv);
+        char size[32];
+        printer_pretty_size(rs->content.len, size, sizeof size);
+        int pad = 0;
+        if (p->detail == 1) {
+            pad = (int)strlen(client) - (int)(2 + strlen(ver) + strlen(replay));
+            if (pad < 0)
+                pad = 0;
+        }
+        evbuffer_add_printf(b, "%s%*s << %s%d ", replay, pad, "", ver, rs->status_code);
+        const char *reason = rs->reason ? rs->reason : "";
+        add_escaped(b, reason, strlen(reason), true);
+        evbuffer_add_printf(b, " %s\n", size);
+        if (p->detail >= 2)
+            add_headers(b, &rs->headers);
+        if (p->detail >= 3)
+            add_body(p, b, &rs->headers, &rs->content);
+        if (p->detail >= 2)
+            add_trailers(b, &rs->trailers);
+    }
+    if (f->error && f->error->msg) {
+        evbuffer_add(b, " << ", 4);
+        add_escaped(b, f->error->msg, strlen(f->error->msg), true);
+        evbuffer_add(b, "\n", 1);
+    }
+    size_t len = evbuffer_get_length(b);
+    const char *data = (const char *)evbuffer_pullup(b, -1);
+    pthread_mutex_lock(&p->lock);
+    fwrite(data, 1, len, p->out);
+    fflush(p->out);
+    pthread_mutex_unlock(&p->lock);
+    evbuffer_free(b);
+}
