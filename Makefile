@@ -95,7 +95,7 @@ fuzz:
 	@for f in $(FUZZ_SRCS); do \
 	  n=$$(basename $$f .c); \
 	  clang -std=c11 -D_GNU_SOURCE -Iinclude -I$(LLHTTP_INC) $(PKG_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer \
-	    -o $(FUZZ_BUILD)/fuzz/$$n $$f $(filter-out $(FUZZ_BUILD)/obj/main.o,$(wildcard $(FUZZ_BUILD)/obj/*.o)) \
+	    -o $(FUZZ_BUILD)/fuzz/$$n $$f $$(ls $(FUZZ_BUILD)/obj/*.o | grep -v '/main\.o$$') \
 	    $(FUZZ_BUILD)/llhttp/*.o $(LIBS) || exit 1; \
 	done
 	./test/run-fuzz $(FUZZ_BUILD)/fuzz $${FUZZ_SECONDS:-20}
