@@ -174,14 +174,14 @@ static int sink_room(enc_sink *s, char **p, size_t *avail, const char *name,
         size_t ceiling = s->limit > SIZE_MAX - s->start - 2
                              ? SIZE_MAX
                              : s->start + s->limit + 2; /* +1 over, +1 NUL */
-        size_t want = b->cap ? b->cap : 0;
-        size_t first = b->len + (s->hint < 4096 ? 4096 : s->hint) + 1;
-        if (want < first)
-            want = first;
-        else if (want <= SIZE_MAX / 2)
-            want *= 2;
-        else
-            want = SIZE_MAX;
+        /* double (amortised O(n) copying), but start at the stage's size
+         * guess so a body with a known size is allocated once */
+        size_t hint = s->hint < 4096 ? 4096 : s->hint;
+        size_t want = b->cap <= SIZE_MAX / 2 ? b->cap * 2 : SIZE_MAX;
+        if (b->len == s->start && want < b->len + hint + 1 && hint <= SIZE_MAX - b->len - 1)
+            want = b->len + hint + 1;
+        if (want < b->len + 2)
+            want = b->len + 2;
         if (want > ceiling)
             want = ceiling;
         if (want < b->len + 2) {
