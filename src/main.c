@@ -1,2 +1,208 @@
-/* placeholder until the proxy core lands */
-int main(void) { return 0; }
+/* main.c — start-up and shutdown: options, the CA, the consumers (printer,
+ * dump writer, filter), reading flows with -r, and the worker threads.
+ * Exit status: 0 success, 1 a runtime failure (bad script, unreadable or
+ * damaged file, cannot listen), 2 a usage error (bad option or filter). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include "dump.h"
+#include "filter.h"
+#include "flowread.h"
+#include "log.h"
+#include "opts.h"
+#include "printer.h"
+#include "proxy.h"
+#include "script.h"
+#include "tls.h"
+
+static enum log_level level_from(const char *s)
+{
+    if (!s || !strcmp(s, "info"))
+        return LOG_INFO;
+    if (!strcmp(s, "error"))
+        return LOG_ERROR;
+    if (!strcmp(s, "warn"))
+        return LOG_WARN;
+    return LOG_DEBUG;
+}
+
+/* Run hooks over flows from a file, as if they had just happened (mitmdump
+ * does the same), then hand them to the printer and the dump writer. */
+static int read_flows(const opts *o, proxy_shared *sh)
+{
+    char err[512];
+    script_env *scripts = NULL;
+    if (o->nscripts) {
+        scripts = script_env_new((const char *const *)o->scripts, o->nscripts, err, sizeof err);
+        if (!scripts) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            return 1;
+        }
+    }
+    flow_reader *r = flow_reader_open(o->rfile, err, sizeof err);
+    if (!r) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        script_env_free(scripts);
+        return 1;
+    }
+    int status = 0;
+    for (;;) {
+        flow *f = NULL;
+        int rc = flow_reader_next(r, &f, err, sizeof err);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            fprintf(stderr, "mitmlua: %s: %s\n", o->rfile, err);
+            status = 1;
+            break;
+        }
+        if (scripts) {
+            static const enum script_hook seq[] = {SCRIPT_HOOK_REQUESTHEADERS, SCRIPT_HOOK_REQUEST,
+                                                   SCRIPT_HOOK_RESPONSEHEADERS, SCRIPT_HOOK_RESPONSE};
+            for (size_t i = 0; i < sizeof seq / sizeof seq[0] && !f->killed; i++) {
+                if (i >= 2 && !f->response)
+                    break;
+                if (script_env_has_hook(scripts, seq[i]))
+                    script_env_run(scripts, seq[i], f);
+            }
+            if (f->error && script_env_has_hook(scripts, SCRIPT_HOOK_ERROR))
+                script_env_run(scripts, SCRIPT_HOOK_ERROR, f);
+            script_env_forget(scripts, f);
+        }
+        if (!f->killed)
+            proxy_flow_finished(sh, f);
+        flow_free(f);
+    }
+    flow_reader_close(r);
+    script_env_free(scripts);
+    return status;
+}
+
+static int run_server(const opts *o, proxy_shared *sh)
+{
+    char err[512];
+    int status = 0;
+    worker **ws = calloc((size_t)o->workers, sizeof *ws);
+    opts *mo = (opts *)o; /* workers after the first bind the port the first got */
+    int nstarted = 0;
+    if (!ws)
+        return 1;
+    sh->ca = tls_ca_load_or_create(o->confdir, err, sizeof err);
+    if (!sh->ca)
+        goto fail;
+    if (!(sh->server_ctx = tls_server_ctx_new(sh->ca, err, sizeof err)))
+        goto fail;
+    tls_client_opts co = {.insecure = o->ssl_insecure, .extra_ca_file = o->ssl_verify_upstream_trusted_ca};
+    if (!(sh->client_ctx = tls_client_ctx_new(&co, err, sizeof err)))
+        goto fail;
+
+    /* Block the stop signals in every thread; the main thread waits for
+     * them with sigwait, so no handler runs inside an event loop. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    for (int i = 0; i < o->workers; i++) {
+        ws[i] = worker_new(sh, i, err, sizeof err);
+        if (!ws[i])
+            goto fail;
+        if (i == 0)
+            mo->listen_port = worker_port(ws[0]);
+    }
+    for (int i = 0; i < o->workers; i++) {
+        if (worker_start(ws[i]) < 0) {
+            snprintf(err, sizeof err, "cannot start worker thread");
+            goto fail;
+        }
+        nstarted++;
+    }
+    if (log_get_level() >= LOG_INFO) {
+        bool v6 = strchr(o->listen_host, ':') != NULL;
+        fprintf(stderr, "HTTP(S) proxy listening at %s%s%s:%d.\n", v6 ? "[" : "", o->listen_host, v6 ? "]" : "",
+                o->listen_port);
+    }
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    log_debug("signal %d: shutting down", sig);
+    goto out;
+fail:
+    fprintf(stderr, "mitmlua: %s\n", err);
+    status = 1;
+out:
+    for (int i = 0; i < o->workers; i++)
+        worker_stop(ws ? ws[i] : NULL);
+    for (int i = 0; i < o->workers; i++)
+        worker_join_free(ws[i]);
+    (void)nstarted;
+    free(ws);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    proxy_shared sh = {0};
+    char err[512];
+    int status = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    opts_defaults(&o);
+    int rc = opts_parse(&o, argc, argv);
+    if (rc != 0) {
+        opts_free(&o);
+        return rc == 1 ? 0 : rc;
+    }
+    log_set_level(level_from(o.termlog_verbosity));
+    sh.o = &o;
+
+    if (o.filter_expr) {
+        sh.filter = filter_compile(o.filter_expr, err, sizeof err);
+        if (!sh.filter) {
+            fprintf(stderr, "mitmlua: invalid filter expression: %s\n", err);
+            opts_free(&o);
+            return 2;
+        }
+    }
+    bool dump_to_stdout = o.save_stream_file && strcmp(o.save_stream_file, "-") == 0;
+    if (o.flow_detail > 0)
+        sh.printer = printer_new(dump_to_stdout ? stderr : stdout, o.flow_detail, o.showhost);
+    if (o.save_stream_file) {
+        sh.dump = dump_writer_open(o.save_stream_file, err, sizeof err);
+        if (!sh.dump) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            status = 1;
+            goto out;
+        }
+    }
+    if (o.rfile)
+        status = read_flows(&o, &sh);
+    if (o.server && status == 0)
+        status = run_server(&o, &sh);
+
+out:
+    if (sh.dump && dump_writer_close(sh.dump, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        status = 1;
+    }
+    if (sh.server_ctx)
+        SSL_CTX_free(sh.server_ctx);
+    if (sh.client_ctx)
+        SSL_CTX_free(sh.client_ctx);
+    if (sh.ca)
+        tls_ca_free(sh.ca);
+    filter_free(sh.filter);
+    printer_free(sh.printer);
+    opts_free(&o);
+    return status;
+}

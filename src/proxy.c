@@ -1,0 +1,1489 @@
+/* proxy.c — one flow's path through the proxy, on one worker's event loop.
+ *
+ *   client bytes ─h1 parser─▶ flow.request ─hooks─▶ upstream (or a mock,
+ *   or mitm.it) ─h1 parser─▶ flow.response ─hooks─▶ client bytes
+ *
+ * A client connection handles one exchange at a time: while a request is
+ * with the upstream, reading from the client is paused, so pipelined
+ * requests wait in the input buffer and are answered in order.  Bodies are
+ * kept whole (mitmdump's default) up to body_size_limit, so hooks always see
+ * complete messages.
+ *
+ * Ownership: a cconn owns its flow, its parser and its upstream sconn.
+ * Functions that may free the cconn say so in their name (…_or_close) and
+ * are always the last thing their caller does. */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+
+#include "dump.h"
+#include "filter.h"
+#include "h1.h"
+#include "log.h"
+#include "onboard.h"
+#include "printer.h"
+#include "script.h"
+#include "tls.h"
+
+#define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
+
+enum sphase {
+    S_TCP,             /* connecting (plain TCP, or TCP + TLS in one step) */
+    S_PROXY_CONNECT,   /* waiting for the upstream proxy's answer to CONNECT */
+    S_TLS,             /* TLS handshake over the proxy tunnel */
+    S_READY,           /* requests may be sent */
+};
+
+typedef struct sconn {
+    struct bufferevent *bev;
+    enum sphase phase;
+    bool via_proxy;          /* upstream mode: tunnel through the proxy */
+    flow_response *connect_resp;
+    h1_parser *parser;
+    char *host;
+    uint16_t port;
+    bool tls;
+    bool connected;
+    bool reusable;
+    bool got_bytes;          /* any byte of the current response seen */
+    unsigned requests;       /* exchanges sent on this connection */
+    flow_conn info;          /* copied into each flow that uses it */
+} sconn;
+
+enum cstate {
+    C_READ_REQ,        /* reading (or waiting for) a request */
+    C_WAIT_UPSTREAM,   /* request sent or being sent; waiting for the response */
+    C_WRITING_RESP,    /* response queued; waiting for it to drain */
+    C_TUNNEL_SETUP,    /* "200 Connection established" draining */
+    C_TUNNEL_PEEK,     /* waiting for the first byte inside the tunnel */
+    C_TLS_HANDSHAKE,   /* client-side TLS handshake in progress */
+    C_RELAY,           /* protocol switched: bytes copied both ways */
+    C_CLOSING,         /* last bytes draining, then free */
+    C_LINGER,          /* written and shut down; discarding input until EOF */
+};
+
+typedef struct cconn {
+    worker *w;
+    struct cconn *prev, *next;
+    evutil_socket_t fd;
+    bool fd_owned_by_bev;
+    struct bufferevent *bev;
+    struct event *peek_ev;
+    h1_parser *parser;
+    flow_conn info;         /* client side, copied into each flow */
+    bool in_tunnel;
+    bool tunnel_tls;
+    char *tunnel_host;
+    uint16_t tunnel_port;
+    flow *f;
+    enum cstate state;
+    bool keep_alive;
+    bool upgrade_after_write;
+    bool retried;
+    bool linger;            /* close gently: the client may still be sending */
+    sconn *s;
+} cconn;
+
+struct worker {
+    const proxy_shared *sh;
+    int index;
+    int port;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener *listener;
+    script_env *scripts;
+    struct event *stop_ev;
+    pthread_t thread;
+    bool started;
+    cconn *conns;
+    h1_limits req_limits;
+    h1_limits resp_limits;
+};
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void process_client_or_close(cconn *c);
+static void linger_or_close(cconn *c);
+static void start_upstream_or_close(cconn *c);
+static void deliver_response_or_close(cconn *c);
+
+/* ---- consumers ---------------------------------------------------------- */
+
+void proxy_flow_finished(const proxy_shared *sh, flow *f)
+{
+    if (sh->filter && !filter_match(sh->filter, f))
+        return;
+    if (sh->printer)
+        printer_flow(sh->printer, f);
+    if (sh->dump && dump_writer_add(sh->dump, f) < 0)
+        log_error("could not queue flow %s for the dump file", f->id);
+}
+
+static void run_hook(cconn *c, enum script_hook h)
+{
+    if (c->w->scripts && c->f && script_env_has_hook(c->w->scripts, h))
+        script_env_run(c->w->scripts, h, c->f);
+}
+
+static void flow_done(cconn *c)
+{
+    if (!c->f)
+        return;
+    if (c->w->scripts)
+        script_env_forget(c->w->scripts, c->f);
+    flow_free(c->f);
+    c->f = NULL;
+}
+
+/* The flow failed: record the error, tell the scripts, hand it on. */
+static void flow_fail(cconn *c, const char *msg)
+{
+    if (!c->f || !c->f->request || !c->f->request->method)
+        return;
+    flow_set_error(c->f, msg);
+    run_hook(c, SCRIPT_HOOK_ERROR);
+    proxy_flow_finished(c->w->sh, c->f);
+    flow_done(c);
+}
+
+/* ---- connection lifetime ------------------------------------------------ */
+
+static void sconn_free(sconn *s)
+{
+    if (!s)
+        return;
+    if (s->bev)
+        bufferevent_free(s->bev);
+    flow_response_free(s->connect_resp);
+    h1_parser_free(s->parser);
+    free(s->host);
+    flow_conn_clear(&s->info);
+    free(s);
+}
+
+static void cconn_free(cconn *c)
+{
+    if (c->f)
+        flow_fail(c, "client disconnected");
+    flow_done(c);
+    sconn_free(c->s);
+    if (c->peek_ev)
+        event_free(c->peek_ev);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    if (!c->fd_owned_by_bev && c->fd >= 0)
+        evutil_closesocket(c->fd);
+    h1_parser_free(c->parser);
+    flow_conn_clear(&c->info);
+    free(c->tunnel_host);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+/* Close once everything queued for the client has been written. */
+static void close_after_write(cconn *c)
+{
+    c->state = C_CLOSING;
+    if (c->s && !c->s->reusable) {
+        sconn_free(c->s);
+        c->s = NULL;
+    }
+    if (!c->bev) {
+        cconn_free(c);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        linger_or_close(c);
+        return;
+    }
+    bufferevent_disable(c->bev, EV_READ);
+    struct timeval tv = {c->w->sh->o->read_timeout ? c->w->sh->o->read_timeout : 30, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* A response the proxy itself makes (errors): plain text, one line. */
+static void send_simple_response(cconn *c, int status, const char *msg, bool close)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t n = strlen(msg);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Server: mitmlua\r\n"
+                        "Content-Type: text/plain; charset=utf-8\r\n"
+                        "Content-Length: %zu\r\n"
+                        "%s\r\n",
+                        status, h1_reason(status), n + 1, close ? "Connection: close\r\n" : "");
+    evbuffer_add(out, msg, n);
+    evbuffer_add(out, "\n", 1);
+}
+
+/* The upstream part of the exchange failed: answer the client, fail the flow. */
+static void upstream_failed_or_close(cconn *c, int status, const char *msg)
+{
+    log_debug("upstream failure: %s", msg);
+    if (c->s) {
+        sconn_free(c->s);
+        c->s = NULL;
+    }
+    if (c->f && c->f->response) {
+        flow_response_free(c->f->response);
+        c->f->response = NULL;
+    }
+    send_simple_response(c, status, msg, true);
+    flow_fail(c, msg);
+    close_after_write(c);
+}
+
+/* ---- request targets ---------------------------------------------------- */
+
+/* "host:port", "[v6]:port" or "host" → host (unbracketed) and port. */
+static int parse_authority(const char *a, size_t n, uint16_t dflt, char **host, uint16_t *port)
+{
+    const char *hs = a, *he;
+    const char *p = NULL;
+    if (n && a[0] == '[') {
+        const char *rb = memchr(a, ']', n);
+        if (!rb)
+            return -1;
+        hs = a + 1;
+        he = rb;
+        if (rb + 1 < a + n) {
+            if (rb[1] != ':')
+                return -1;
+            p = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(a, ':', n);
+        he = colon ? colon : a + n;
+        if (colon)
+            p = colon + 1;
+    }
+    if (he == hs || he - hs > 253)
+        return -1;
+    for (const char *c = hs; c < he; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '.' || *c == '_' || *c == ':' || *c == '%'))
+            return -1;
+    unsigned long v = dflt;
+    if (p) {
+        if (p == a + n)
+            return -1;
+        v = 0;
+        for (const char *c = p; c < a + n; c++) {
+            if (!isdigit((unsigned char)*c) || (v = v * 10 + (unsigned)(*c - '0')) > 65535)
+                return -1;
+        }
+        if (v == 0)
+            return -1;
+    }
+    if (flow_strnset(host, hs, (size_t)(he - hs)) < 0)
+        return -1;
+    for (char *c = *host; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    *port = (uint16_t)v;
+    return 0;
+}
+
+/* Work out scheme, host, port and path of a request from its target and
+ * the connection it came on.  Returns 0, or an HTTP status with *why set. */
+static int resolve_target(cconn *c, flow_request *r, const char **why)
+{
+    const opts *o = c->w->sh->o;
+    const char *t = r->path ? r->path : "";
+    if (strcmp(r->method, "CONNECT") == 0) {
+        if (o->mode == MODE_REVERSE || c->in_tunnel) {
+            *why = "CONNECT is not allowed here";
+            return 405;
+        }
+        if (parse_authority(t, strlen(t), 0, &r->host, &r->port) < 0 || r->port == 0) {
+            *why = "invalid CONNECT target: expected host:port";
+            return 400;
+        }
+        if (flow_strset(&r->authority, t) < 0 || flow_strset(&r->scheme, "http") < 0 ||
+            flow_strset(&r->path, "") < 0)
+            return 500;
+        return 0;
+    }
+    if (!strncasecmp(t, "http://", 7) || !strncasecmp(t, "https://", 8)) {
+        bool https = tolower((unsigned char)t[4]) == 's';
+        const char *a = t + (https ? 8 : 7);
+        size_t alen = strcspn(a, "/?#");
+        if (parse_authority(a, alen, https ? 443 : 80, &r->host, &r->port) < 0) {
+            *why = "invalid host in request URL";
+            return 400;
+        }
+        const char *rest = a + alen;
+        char *path = NULL;
+        if (*rest == '/') {
+            path = strdup(rest);
+        } else {
+            size_t n = strlen(rest) + 2;
+            path = malloc(n);
+            if (path)
+                snprintf(path, n, "/%s", rest);
+        }
+        if (!path || flow_strnset(&r->authority, a, alen) < 0 ||
+            flow_strset(&r->scheme, https ? "https" : "http") < 0) {
+            free(path);
+            return 500;
+        }
+        free(r->path);
+        r->path = path;
+        if (o->mode == MODE_REVERSE && !c->in_tunnel) {
+            /* reverse mode sends everything to its one upstream */
+            free(r->host);
+            r->host = strdup(o->mode_url.host);
+            r->port = o->mode_url.port;
+            flow_strset(&r->scheme, o->mode_url.scheme);
+        }
+        return 0;
+    }
+    if (t[0] != '/' && strcmp(t, "*") != 0) {
+        *why = "invalid request target";
+        return 400;
+    }
+    if (c->in_tunnel) {
+        if (flow_strset(&r->host, c->tunnel_host) < 0 ||
+            flow_strset(&r->scheme, c->tunnel_tls ? "https" : "http") < 0 ||
+            flow_strset(&r->authority, "") < 0)
+            return 500;
+        r->port = c->tunnel_port;
+        return 0;
+    }
+    if (o->mode == MODE_REVERSE) {
+        if (flow_strset(&r->host, o->mode_url.host) < 0 || flow_strset(&r->scheme, o->mode_url.scheme) < 0 ||
+            flow_strset(&r->authority, "") < 0)
+            return 500;
+        r->port = o->mode_url.port;
+        if (!o->keep_host_header) {
+            char hb[300], val[320];
+            const char *h = flow_host_for_url(r->host, hb, sizeof hb);
+            bool dflt = r->port == (strcmp(r->scheme, "https") == 0 ? 443 : 80);
+            if (dflt)
+                snprintf(val, sizeof val, "%s", h);
+            else
+                snprintf(val, sizeof val, "%s:%u", h, r->port);
+            if (hdrs_set(&r->headers, "Host", val, strlen(val)) < 0)
+                return 500;
+        }
+        return 0;
+    }
+    *why = "Invalid HTTP request form (expected: absolute, got: relative)";
+    return 400;
+}
+
+/* ---- request parsing ---------------------------------------------------- */
+
+static int on_request_head(void *ud)
+{
+    cconn *c = ud;
+    flow_request *r = c->f->request;
+    const char *why = "bad request";
+    int st = resolve_target(c, r, &why);
+    if (st) {
+        /* report through the parser's error path: status + reason */
+        flow_set_error(c->f, why);
+        c->f->request->timestamp_end = flow_now();
+        return -1;
+    }
+    if (c->w->sh->o->mode != MODE_UPSTREAM || c->in_tunnel) {
+        /* these were meant for us, not for the server */
+        hdrs_remove(&r->headers, "Proxy-Connection");
+        hdrs_remove(&r->headers, "Proxy-Authorization");
+    }
+    if (hdrs_has_token(&r->headers, "expect", "100-continue")) {
+        /* we read the whole body before contacting the server, so we are
+         * the ones who must invite it (mitmproxy does the same) */
+        hdrs_remove(&r->headers, "Expect");
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    if (strcmp(r->method, "CONNECT") != 0)
+        run_hook(c, SCRIPT_HOOK_REQUESTHEADERS);
+    return c->f->killed ? -1 : 0;
+}
+
+static int on_request_body(void *ud, const char *at, size_t n)
+{
+    cconn *c = ud;
+    return bytes_append(&c->f->request->content, at, n);
+}
+
+static void copy_client_info(cconn *c, flow *f)
+{
+    flow_conn *d = &f->client, *s = &c->info;
+    flow_strset(&d->address_host, s->address_host);
+    d->address_port = s->address_port;
+    flow_strset(&d->sni, s->sni);
+    flow_strset(&d->alpn, s->alpn);
+    flow_strset(&d->tls_version, s->tls_version);
+    flow_strset(&d->cipher, s->cipher);
+    d->tls = s->tls;
+    d->timestamp_start = s->timestamp_start;
+    d->timestamp_tls_setup = s->timestamp_tls_setup;
+}
+
+static bool new_flow(cconn *c)
+{
+    c->f = flow_new();
+    if (!c->f || !(c->f->request = flow_request_new())) {
+        flow_free(c->f);
+        c->f = NULL;
+        return false;
+    }
+    copy_client_info(c, c->f);
+    h1_parser_begin_request(c->parser, c->f->request);
+    return true;
+}
+
+static void client_protocol_error_or_close(cconn *c)
+{
+    int status = h1_parser_error_status(c->parser);
+    const char *why = h1_parser_error(c->parser);
+    if (c->f && c->f->error && c->f->error->msg) {
+        why = c->f->error->msg;       /* set by on_request_head */
+        status = strstr(why, "not allowed") ? 405 : 400;
+    }
+    if (c->f && c->f->killed) {
+        flow_fail(c, "Connection killed.");
+        cconn_free(c);
+        return;
+    }
+    char addr[128];
+    printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", why);
+    log_info("%s: HTTP/1 protocol error: %s", addr, msg);
+    send_simple_response(c, status, msg, true);
+    c->linger = true;
+    if (c->f && c->f->request && c->f->request->method && c->f->request->host) {
+        flow_fail(c, msg);
+    } else {
+        flow_done(c);
+    }
+    close_after_write(c);
+}
+
+/* ---- CONNECT and the tunnel --------------------------------------------- */
+
+static void start_client_tls_or_close(cconn *c, bool as_filter)
+{
+    const proxy_shared *sh = c->w->sh;
+    SSL *ssl = SSL_new(sh->server_ctx);
+    if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0) {
+        SSL_free(ssl);
+        cconn_free(c);
+        return;
+    }
+    struct bufferevent *b;
+    if (as_filter) {
+        b = bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+    } else {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+        b = bufferevent_openssl_socket_new(c->w->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+        if (b)
+            c->fd_owned_by_bev = true;
+    }
+    if (!b) {
+        SSL_free(ssl);
+        cconn_free(c);
+        return;
+    }
+    c->bev = b;
+    c->state = C_TLS_HANDSHAKE;
+    c->tunnel_tls = true;
+    bufferevent_setcb(b, client_read_cb, client_write_cb, client_event_cb, c);
+    struct timeval tv = {sh->o->connect_timeout ? sh->o->connect_timeout : 10, 0};
+    bufferevent_set_timeouts(b, &tv, &tv);
+    bufferevent_enable(b, EV_READ | EV_WRITE);
+}
+
+static void start_tunnel_plain_or_close(cconn *c)
+{
+    c->tunnel_tls = false;
+    c->in_tunnel = true;
+    c->state = C_READ_REQ;
+    bufferevent_enable(c->bev, EV_READ);
+    process_client_or_close(c);
+}
+
+static void peek_cb(evutil_socket_t fd, short what, void *arg)
+{
+    cconn *c = arg;
+    unsigned char b;
+    if (what & EV_TIMEOUT) {
+        cconn_free(c);
+        return;
+    }
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            event_add(c->peek_ev, NULL);
+            return;
+        }
+        cconn_free(c);
+        return;
+    }
+    event_free(c->peek_ev);
+    c->peek_ev = NULL;
+    if (b == 0x16) /* TLS handshake record */
+        start_client_tls_or_close(c, false);
+    else
+        start_tunnel_plain_or_close(c);
+}
+
+/* The 200 to CONNECT has been written: find out what the client speaks. */
+static void tunnel_start_or_close(cconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (evbuffer_get_length(in) > 0) {
+        /* the client did not wait for our answer: the bytes are already
+         * in our buffer, so TLS must run as a filter on top of it */
+        unsigned char b;
+        evbuffer_copyout(in, &b, 1);
+        if (b == 0x16)
+            start_client_tls_or_close(c, true);
+        else
+            start_tunnel_plain_or_close(c);
+        return;
+    }
+    bufferevent_disable(c->bev, EV_READ);
+    c->state = C_TUNNEL_PEEK;
+    c->peek_ev = event_new(c->w->base, c->fd, EV_READ, peek_cb, c);
+    struct timeval tv = {c->w->sh->o->read_timeout ? c->w->sh->o->read_timeout : 60, 0};
+    if (!c->peek_ev || event_add(c->peek_ev, &tv) < 0)
+        cconn_free(c);
+}
+
+static void handle_connect_or_close(cconn *c)
+{
+    flow_request *r = c->f->request;
+    run_hook(c, SCRIPT_HOOK_CONNECT);
+    if (c->f->killed) {
+        flow_done(c);
+        cconn_free(c);
+        return;
+    }
+    if (c->w->sh->o->mode == MODE_UPSTREAM) {
+        /* TODO(upstream TLS): tunnels through an upstream proxy are relayed
+         * only as plain HTTP for now; refuse rather than pretend. */
+        send_simple_response(c, 501, "CONNECT through an upstream proxy is not supported yet", true);
+        flow_done(c);
+        close_after_write(c);
+        return;
+    }
+    free(c->tunnel_host);
+    c->tunnel_host = strdup(r->host);
+    c->tunnel_port = r->port;
+    flow_done(c);
+    evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+    c->state = C_TUNNEL_SETUP;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+/* ---- one request -------------------------------------------------------- */
+
+static void kill_or_close(cconn *c)
+{
+    flow_fail(c, "Connection killed.");
+    cconn_free(c);
+}
+
+static void handle_request_or_close(cconn *c)
+{
+    flow *f = c->f;
+    if (strcmp(f->request->method, "CONNECT") == 0) {
+        handle_connect_or_close(c);
+        return;
+    }
+    run_hook(c, SCRIPT_HOOK_REQUEST);
+    if (f->killed) {
+        kill_or_close(c);
+        return;
+    }
+    if (f->response) {          /* answered by a script */
+        deliver_response_or_close(c);
+        return;
+    }
+    if (f->request->host && strcasecmp(f->request->host, "mitm.it") == 0) {
+        char err[256];
+        flow_response *resp = NULL;
+        if (onboard_handle(c->w->sh->o->confdir, f->request->path, &resp, err, sizeof err) == 0 && resp) {
+            f->response = resp;
+            deliver_response_or_close(c);
+            return;
+        }
+        upstream_failed_or_close(c, 500, err);
+        return;
+    }
+    start_upstream_or_close(c);
+}
+
+static void process_client_or_close(cconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (c->state == C_READ_REQ) {
+        if (!c->f) {
+            if (evbuffer_get_length(in) == 0)
+                return;
+            if (!new_flow(c)) {
+                cconn_free(c);
+                return;
+            }
+        }
+        enum h1_status st = h1_parser_feed(c->parser, in);
+        if (st == H1_NEED_MORE)
+            return;
+        if (st == H1_ERROR) {
+            client_protocol_error_or_close(c);
+            return;
+        }
+        bufferevent_disable(c->bev, EV_READ);
+        c->keep_alive = h1_parser_keep_alive(c->parser);
+        c->state = C_WAIT_UPSTREAM;
+        handle_request_or_close(c);
+        return;
+    }
+}
+
+/* ---- upstream ----------------------------------------------------------- */
+
+static void fill_server_info(cconn *c)
+{
+    sconn *s = c->s;
+    flow_conn *d = &c->f->server, *i = &s->info;
+    flow_strset(&d->address_host, i->address_host);
+    d->address_port = i->address_port;
+    flow_strset(&d->peer_host, i->peer_host);
+    d->peer_port = i->peer_port;
+    flow_strset(&d->sni, i->sni);
+    flow_strset(&d->alpn, i->alpn);
+    flow_strset(&d->tls_version, i->tls_version);
+    flow_strset(&d->cipher, i->cipher);
+    flow_strset(&d->cert_subject, i->cert_subject);
+    flow_strset(&d->cert_issuer, i->cert_issuer);
+    d->tls = i->tls;
+    d->timestamp_start = i->timestamp_start;
+    d->timestamp_tcp_setup = i->timestamp_tcp_setup;
+    d->timestamp_tls_setup = i->timestamp_tls_setup;
+}
+
+static bool is_chunked(const hdrs *h)
+{
+    return hdrs_has_token(h, "transfer-encoding", "chunked");
+}
+
+/* Content-Length must describe the body we actually send (a hook may have
+ * changed it); set it unless the message is chunked. */
+static int fix_length(hdrs *h, size_t len, bool always)
+{
+    if (is_chunked(h))
+        return 0;
+    if (!always && !hdrs_get(h, "content-length", NULL) && len == 0)
+        return 0;
+    char v[32];
+    int n = snprintf(v, sizeof v, "%zu", len);
+    return hdrs_set(h, "Content-Length", v, (size_t)n);
+}
+
+static void send_request_or_close(cconn *c)
+{
+    sconn *s = c->s;
+    flow *f = c->f;
+    flow_request *r = f->request;
+    const opts *o = c->w->sh->o;
+    fill_server_info(c);
+    s->requests++;
+    s->got_bytes = false;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    bool chunked = is_chunked(&r->headers);
+    if (fix_length(&r->headers, r->content.len, false) < 0 ||
+        h1_write_request_head(out, r, o->mode == MODE_UPSTREAM && !c->in_tunnel) < 0 ||
+        h1_write_body(out, &r->content, chunked, &r->trailers) < 0) {
+        upstream_failed_or_close(c, 500, "out of memory");
+        return;
+    }
+    if (!f->response && !(f->response = flow_response_new())) {
+        upstream_failed_or_close(c, 500, "out of memory");
+        return;
+    }
+    h1_parser_begin_response(s->parser, f->response, strcmp(r->method, "HEAD") == 0);
+    struct timeval tv = {o->read_timeout, 0};
+    bufferevent_set_timeouts(s->bev, o->read_timeout ? &tv : NULL, o->read_timeout ? &tv : NULL);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static int on_response_head(void *ud)
+{
+    cconn *c = ud;
+    flow_response *s = c->f->response;
+    if (s->status_code >= 200 || s->status_code == 101)
+        run_hook(c, SCRIPT_HOOK_RESPONSEHEADERS);
+    return 0;
+}
+
+static int on_response_body(void *ud, const char *at, size_t n)
+{
+    cconn *c = ud;
+    return bytes_append(&c->f->response->content, at, n);
+}
+
+static const char *upstream_error_text(cconn *c, short what, char *buf, size_t n)
+{
+    sconn *s = c->s;
+    int dns_err = bufferevent_socket_get_dns_error(s->bev);
+    char hb[300];
+    const char *h = flow_host_for_url(s->host, hb, sizeof hb);
+    if (dns_err) {
+        snprintf(buf, n, "DNS resolution failed for %s: %s", s->host, evutil_gai_strerror(dns_err));
+        return buf;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (!s->connected)
+            snprintf(buf, n, "timed out connecting to %s:%u after %ds", h, s->port,
+                     c->w->sh->o->connect_timeout);
+        else
+            snprintf(buf, n, "no response from %s:%u within read_timeout (%ds)", h, s->port,
+                     c->w->sh->o->read_timeout);
+        return buf;
+    }
+    if (s->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+        const char *v = ssl ? tls_verify_error(ssl) : NULL;
+        if (v && !s->connected) {
+            snprintf(buf, n, "upstream certificate verification failed for %s: %s", s->host, v);
+            return buf;
+        }
+        unsigned long e = bufferevent_get_openssl_error(s->bev);
+        if (e && !s->connected) {
+            char es[200];
+            ERR_error_string_n(e, es, sizeof es);
+            snprintf(buf, n, "TLS handshake with %s:%u failed: %s", h, s->port, es);
+            return buf;
+        }
+    }
+    int err = EVUTIL_SOCKET_ERROR();
+    if (!s->connected) {
+        snprintf(buf, n, "error connecting to %s:%u: %s", h, s->port,
+                 err ? evutil_socket_error_to_string(err) : "connection closed");
+    } else if (what & BEV_EVENT_EOF) {
+        snprintf(buf, n, "server %s:%u closed the connection before a complete response", h, s->port);
+    } else {
+        snprintf(buf, n, "connection to %s:%u failed: %s", h, s->port,
+                 err ? evutil_socket_error_to_string(err) : "reset");
+    }
+    return buf;
+}
+
+static void record_peer(sconn *s)
+{
+    evutil_socket_t fd = bufferevent_getfd(s->bev);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    char ip[INET6_ADDRSTRLEN] = "";
+    uint16_t port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+    }
+    flow_strset(&s->info.peer_host, ip);
+    s->info.peer_port = port;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Wrap the connection in TLS toward the target.  Over a tunnel through an
+ * upstream proxy the TLS runs as a filter on the established socket. */
+static SSL *upstream_ssl_or_close(cconn *c, char *err, size_t errsz)
+{
+    sconn *s = c->s;
+    SSL *ssl = SSL_new(c->w->sh->client_ctx);
+    const char *sni = c->info.sni && c->in_tunnel ? c->info.sni : NULL;
+    if (!ssl) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    if (tls_client_prepare(ssl, s->host, sni, err, errsz) < 0) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    return ssl;
+}
+
+static void on_upstream_connected_or_close(cconn *c)
+{
+    sconn *s = c->s;
+    double now = flow_now();
+    if (s->phase == S_TCP) {
+        record_peer(s);
+        s->info.timestamp_tcp_setup = now;
+        if (s->via_proxy) {
+            /* ask the upstream proxy for a tunnel to the real target */
+            char hb[300];
+            const char *h = flow_host_for_url(s->host, hb, sizeof hb);
+            evbuffer_add_printf(bufferevent_get_output(s->bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n\r\n",
+                                h, s->port, h, s->port);
+            s->phase = S_PROXY_CONNECT;
+            s->connect_resp = flow_response_new();
+            h1_parser_begin_response(s->parser, s->connect_resp, true);
+            return;
+        }
+    }
+    s->phase = S_READY;
+    s->connected = true;
+    if (s->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+        tls_fill_conn_info(ssl, &s->info, true);
+        s->info.timestamp_tls_setup = now;
+    }
+    send_request_or_close(c);
+}
+
+/* The upstream proxy answered our CONNECT. */
+static void on_proxy_connect_done_or_close(cconn *c)
+{
+    sconn *s = c->s;
+    int st = s->connect_resp->status_code;
+    flow_response_free(s->connect_resp);
+    s->connect_resp = NULL;
+    if (st < 200 || st > 299) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "upstream proxy refused CONNECT to %s:%u with status %d", s->host, s->port, st);
+        upstream_failed_or_close(c, 502, msg);
+        return;
+    }
+    if (!s->tls) {
+        on_upstream_connected_or_close(c);
+        return;
+    }
+    char err[256];
+    SSL *ssl = upstream_ssl_or_close(c, err, sizeof err);
+    if (!ssl) {
+        upstream_failed_or_close(c, 502, err);
+        return;
+    }
+    struct bufferevent *b = bufferevent_openssl_filter_new(c->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+    if (!b) {
+        SSL_free(ssl);
+        upstream_failed_or_close(c, 500, "out of memory");
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(b, 1);
+    s->bev = b;
+    s->phase = S_TLS;
+    bufferevent_setcb(b, server_read_cb, NULL, server_event_cb, c);
+    struct timeval tv = {c->w->sh->o->connect_timeout, 0};
+    bufferevent_set_timeouts(b, &tv, &tv);
+    bufferevent_enable(b, EV_READ | EV_WRITE);
+}
+
+static void start_upstream_or_close(cconn *c)
+{
+    const proxy_shared *sh = c->w->sh;
+    const opts *o = sh->o;
+    flow_request *r = c->f->request;
+    /* where the request goes (target) and where the TCP connection goes */
+    const char *host = r->host, *conn_host = r->host;
+    uint16_t port = r->port, conn_port = r->port;
+    bool tls = strcmp(r->scheme, "https") == 0, conn_tls = tls;
+    bool via_proxy = false;
+    if (o->mode == MODE_UPSTREAM) {
+        conn_host = o->mode_url.host;
+        conn_port = o->mode_url.port;
+        if (c->in_tunnel) {
+            via_proxy = true;
+            conn_tls = false;
+        } else {
+            host = conn_host;
+            port = conn_port;
+            tls = conn_tls = strcmp(o->mode_url.scheme, "https") == 0;
+        }
+    }
+    sconn *s = c->s;
+    if (s && s->reusable && s->port == port && s->tls == tls && strcmp(s->host, host) == 0) {
+        send_request_or_close(c);
+        return;
+    }
+    sconn_free(s);
+    c->s = s = calloc(1, sizeof *s);
+    static const h1_events sev = {on_response_head, on_response_body};
+    if (!s || !(s->host = strdup(host)) || !(s->parser = h1_parser_new_response(&c->w->resp_limits, &sev, c))) {
+        upstream_failed_or_close(c, 500, "out of memory");
+        return;
+    }
+    s->port = port;
+    s->tls = tls;
+    s->via_proxy = via_proxy;
+    s->phase = S_TCP;
+    s->info.timestamp_start = flow_now();
+    flow_strset(&s->info.address_host, host);
+    s->info.address_port = port;
+    if (conn_tls) {
+        char err[256];
+        SSL *ssl = upstream_ssl_or_close(c, err, sizeof err);
+        if (!ssl) {
+            upstream_failed_or_close(c, 502, err);
+            return;
+        }
+        s->bev = bufferevent_openssl_socket_new(c->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+        if (!s->bev)
+            SSL_free(ssl);
+        else
+            bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    } else {
+        s->bev = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+    }
+    if (!s->bev) {
+        upstream_failed_or_close(c, 500, "out of memory");
+        return;
+    }
+    bufferevent_setcb(s->bev, server_read_cb, NULL, server_event_cb, c);
+    struct timeval tv = {o->connect_timeout, 0};
+    bufferevent_set_timeouts(s->bev, o->connect_timeout ? &tv : NULL, o->connect_timeout ? &tv : NULL);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    /* RFC 6761: .invalid never resolves; say so without asking DNS */
+    size_t hl = strlen(conn_host);
+    if (hl >= 8 && strcasecmp(conn_host + hl - 8, ".invalid") == 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "DNS resolution failed for %s: name does not exist", conn_host);
+        upstream_failed_or_close(c, 502, msg);
+        return;
+    }
+    /* RFC 6761 §6.3: names under .localhost are loopback, without DNS */
+    if (hl > 10 && strcasecmp(conn_host + hl - 10, ".localhost") == 0)
+        conn_host = "127.0.0.1";
+    if (bufferevent_socket_connect_hostname(s->bev, c->w->dns, AF_UNSPEC, conn_host, conn_port) < 0) {
+        char msg[400];
+        upstream_error_text(c, BEV_EVENT_ERROR, msg, sizeof msg);
+        upstream_failed_or_close(c, 502, msg);
+        return;
+    }
+}
+
+/* A keep-alive connection the server closed just as we reused it: try a
+ * fresh connection once, as browsers do, before calling it an error. */
+static bool maybe_retry_or_close(cconn *c)
+{
+    sconn *s = c->s;
+    if (!s || s->requests <= 1 || s->got_bytes || c->retried)
+        return false;
+    c->retried = true;
+    sconn_free(s);
+    c->s = NULL;
+    if (c->f->response) {
+        flow_response_free(c->f->response);
+        c->f->response = NULL;
+    }
+    start_upstream_or_close(c);
+    return true;
+}
+
+static void response_complete_or_close(cconn *c)
+{
+    sconn *s = c->s;
+    flow_response *resp = c->f->response;
+    s->reusable = h1_parser_keep_alive(s->parser) && !h1_parser_upgrade(s->parser);
+    bufferevent_disable(s->bev, EV_READ);
+    bufferevent_set_timeouts(s->bev, NULL, NULL);
+    if (resp->status_code == 101 && h1_parser_upgrade(s->parser)) {
+        c->upgrade_after_write = true;
+        s->reusable = false;
+    }
+    c->retried = false;
+    deliver_response_or_close(c);
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+    cconn *c = arg;
+    sconn *s = c->s;
+    if (c->state == C_RELAY) {
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+        return;
+    }
+    if (c->state != C_WAIT_UPSTREAM || !c->f) {
+        /* bytes on an idle connection: the server is confused; drop it */
+        sconn_free(s);
+        c->s = NULL;
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (s->phase == S_PROXY_CONNECT) {
+        enum h1_status st = h1_parser_feed(s->parser, in);
+        if (st == H1_NEED_MORE)
+            return;
+        if (st == H1_ERROR) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "invalid answer from upstream proxy: %s", h1_parser_error(s->parser));
+            upstream_failed_or_close(c, 502, msg);
+            return;
+        }
+        on_proxy_connect_done_or_close(c);
+        return;
+    }
+    if (evbuffer_get_length(in))
+        s->got_bytes = true;
+    for (;;) {
+        enum h1_status st = h1_parser_feed(s->parser, in);
+        if (st == H1_NEED_MORE)
+            return;
+        if (st == H1_ERROR) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "invalid response from server: %s", h1_parser_error(s->parser));
+            upstream_failed_or_close(c, 502, msg);
+            return;
+        }
+        flow_response *resp = c->f->response;
+        if (resp->status_code >= 100 && resp->status_code < 200 && resp->status_code != 101) {
+            /* interim response: pass it on, then wait for the final one */
+            h1_write_response_head(bufferevent_get_output(c->bev), resp);
+            flow_response_free(resp);
+            c->f->response = flow_response_new();
+            h1_parser_begin_response(s->parser, c->f->response,
+                                     strcmp(c->f->request->method, "HEAD") == 0);
+            continue;
+        }
+        response_complete_or_close(c);
+        return;
+    }
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    cconn *c = arg;
+    sconn *s = c->s;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->state == C_WAIT_UPSTREAM)
+            on_upstream_connected_or_close(c);
+        return;
+    }
+    if (c->state == C_RELAY) {
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+        sconn_free(s);
+        c->s = NULL;
+        close_after_write(c);
+        return;
+    }
+    if (c->state != C_WAIT_UPSTREAM || !c->f) {
+        /* an idle pooled connection went away: forget it */
+        sconn_free(s);
+        c->s = NULL;
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && s->connected) {
+        /* the response may be close-delimited */
+        server_read_cb(bev, c);
+        if (c->s != s || c->state != C_WAIT_UPSTREAM)
+            return;
+        if (h1_parser_eof(s->parser) == H1_DONE) {
+            response_complete_or_close(c);
+            return;
+        }
+    }
+    if (s->connected && !(what & BEV_EVENT_TIMEOUT) && maybe_retry_or_close(c))
+        return;
+    char msg[512];
+    upstream_error_text(c, what, msg, sizeof msg);
+    upstream_failed_or_close(c, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg);
+}
+
+/* ---- the response to the client ----------------------------------------- */
+
+static bool status_has_no_body(int st)
+{
+    return (st >= 100 && st < 200) || st == 204 || st == 304;
+}
+
+static void deliver_response_or_close(cconn *c)
+{
+    flow *f = c->f;
+    run_hook(c, SCRIPT_HOOK_RESPONSE);
+    if (f->killed) {
+        kill_or_close(c);
+        return;
+    }
+    flow_response *resp = f->response;
+    if (!resp) {  /* a response hook cannot take the response away */
+        upstream_failed_or_close(c, 502, "response removed by a script");
+        return;
+    }
+    if (!resp->http_version)
+        resp->http_version = strdup("HTTP/1.1");
+    if (!resp->timestamp_start)
+        resp->timestamp_start = flow_now();
+    if (!resp->timestamp_end)
+        resp->timestamp_end = flow_now();
+    bool head = strcmp(f->request->method, "HEAD") == 0;
+    bool no_body = head || status_has_no_body(resp->status_code);
+    bool chunked = !no_body && is_chunked(&resp->headers);
+    if (!no_body)
+        fix_length(&resp->headers, resp->content.len, true);
+    if (hdrs_has_token(&resp->headers, "connection", "close"))
+        c->keep_alive = false;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bytes empty = {0};
+    if (h1_write_response_head(out, resp) < 0 ||
+        h1_write_body(out, no_body ? &empty : &resp->content, chunked, &resp->trailers) < 0) {
+        cconn_free(c);
+        return;
+    }
+    proxy_flow_finished(c->w->sh, f);
+    flow_done(c);
+    c->state = C_WRITING_RESP;
+    bufferevent_enable(c->bev, EV_WRITE);
+    if (evbuffer_get_length(out) == 0)
+        client_write_cb(c->bev, c);
+}
+
+/* Response written: next request, a protocol switch, or the end. */
+static void exchange_done_or_close(cconn *c)
+{
+    if (c->upgrade_after_write && c->s) {
+        c->upgrade_after_write = false;
+        c->state = C_RELAY;
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        bufferevent_set_timeouts(c->s->bev, NULL, NULL);
+        /* bytes that came with the 101 belong to the new protocol */
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(c->s->bev));
+        evbuffer_add_buffer(bufferevent_get_output(c->s->bev), bufferevent_get_input(c->bev));
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        bufferevent_enable(c->s->bev, EV_READ | EV_WRITE);
+        return;
+    }
+    if (!c->keep_alive) {
+        close_after_write(c);
+        return;
+    }
+    c->state = C_READ_REQ;
+    struct timeval tv = {c->w->sh->o->read_timeout, 0};
+    bufferevent_set_timeouts(c->bev, c->w->sh->o->read_timeout ? &tv : NULL, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+    process_client_or_close(c);
+}
+
+/* ---- client callbacks --------------------------------------------------- */
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    cconn *c = arg;
+    if (c->state == C_LINGER) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    if (c->state == C_RELAY) {
+        if (c->s)
+            evbuffer_add_buffer(bufferevent_get_output(c->s->bev), bufferevent_get_input(bev));
+        return;
+    }
+    if (c->state == C_READ_REQ)
+        process_client_or_close(c);
+}
+
+/* After an error answer the client may still be sending (a huge header,
+ * a body we refused).  Closing at once would make the kernel send RST and
+ * the client could lose our answer, so shut down our side and discard its
+ * input for a short while first (what nginx calls lingering close). */
+static void linger_or_close(cconn *c)
+{
+    if (!c->linger || c->fd_owned_by_bev || bufferevent_get_underlying(c->bev) ||
+        shutdown(c->fd, SHUT_WR) < 0) {
+        cconn_free(c);
+        return;
+    }
+    c->state = C_LINGER;
+    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    struct timeval tv = {2, 0};
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    cconn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+        return;
+    switch (c->state) {
+    case C_CLOSING:
+        linger_or_close(c);
+        return;
+    case C_WRITING_RESP:
+        exchange_done_or_close(c);
+        return;
+    case C_TUNNEL_SETUP:
+        tunnel_start_or_close(c);
+        return;
+    default:
+        return;
+    }
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    cconn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->state == C_TLS_HANDSHAKE) {
+            SSL *ssl = bufferevent_openssl_get_ssl(bev);
+            tls_fill_conn_info(ssl, &c->info, false);
+            c->info.timestamp_tls_setup = flow_now();
+            c->in_tunnel = true;
+            c->state = C_READ_REQ;
+            struct timeval tv = {c->w->sh->o->read_timeout, 0};
+            bufferevent_set_timeouts(bev, c->w->sh->o->read_timeout ? &tv : NULL, NULL);
+            process_client_or_close(c);
+        }
+        return;
+    }
+    if (c->state == C_TLS_HANDSHAKE) {
+        char addr[128];
+        printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        char es[200] = "connection closed";
+        if (e)
+            ERR_error_string_n(e, es, sizeof es);
+        log_info("%s: client TLS handshake failed for %s: %s (does the client trust the mitmlua CA?)",
+                 addr, c->tunnel_host ? c->tunnel_host : "?", es);
+        cconn_free(c);
+        return;
+    }
+    if (c->state == C_RELAY) {
+        if (c->s) {
+            evbuffer_add_buffer(bufferevent_get_output(c->s->bev), bufferevent_get_input(bev));
+        }
+        cconn_free(c);
+        return;
+    }
+    /* EOF mid-request means the client gave up (a request body is never
+     * close-delimited, RFC 9112 §6.3): cconn_free fails the flow. */
+    if ((what & BEV_EVENT_TIMEOUT) && c->state == C_READ_REQ && c->f &&
+        h1_parser_started(c->parser) && c->f->request->method) {
+        send_simple_response(c, 408, "request timed out", true);
+        flow_fail(c, "client timed out sending the request");
+        close_after_write(c);
+        return;
+    }
+    cconn_free(c);
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    worker *w = arg;
+    cconn *c = calloc(1, sizeof *c);
+    if (!c) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    char ip[INET6_ADDRSTRLEN] = "";
+    uint16_t port = 0;
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+    }
+    flow_strset(&c->info.address_host, ip);
+    c->info.address_port = port;
+    c->info.timestamp_start = flow_now();
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    static const h1_events cev = {on_request_head, on_request_body};
+    c->parser = h1_parser_new_request(&w->req_limits, &cev, c);
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPTS);
+    if (!c->parser || !c->bev) {
+        cconn_free(c);
+        return;
+    }
+    c->state = C_READ_REQ;
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    struct timeval tv = {w->sh->o->read_timeout, 0};
+    bufferevent_set_timeouts(c->bev, w->sh->o->read_timeout ? &tv : NULL, NULL);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    event_base_loopexit(w->base, NULL);
+}
+
+static int resolve_listen(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+                          char *err, size_t errsz)
+{
+    struct evutil_addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int rc = evutil_getaddrinfo(host, ps, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errsz, "cannot listen on %s: %s", host, evutil_gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = (socklen_t)res->ai_addrlen;
+    evutil_freeaddrinfo(res);
+    return 0;
+}
+
+worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
+{
+    const opts *o = sh->o;
+    worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    w->sh = sh;
+    w->index = index;
+    w->port = o->listen_port;
+    w->req_limits = (h1_limits){.max_head = o->max_header_size, .max_headers = (size_t)o->max_headers,
+                                .max_body = o->body_size_limit};
+    w->resp_limits = w->req_limits;
+    w->base = event_base_new();
+    if (!w->base) {
+        snprintf(err, errsz, "cannot create an event loop");
+        goto fail;
+    }
+    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!w->dns)
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!w->dns) {
+        snprintf(err, errsz, "cannot set up DNS resolution");
+        goto fail;
+    }
+    evdns_base_set_option(w->dns, "timeout:", "3");
+    evdns_base_set_option(w->dns, "attempts:", "2");
+    evdns_base_set_option(w->dns, "randomize-case:", "0");
+    w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+    if (!w->stop_ev) {
+        snprintf(err, errsz, "out of memory");
+        goto fail;
+    }
+    if (o->server) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        if (resolve_listen(o->listen_host, o->listen_port, &ss, &sl, err, errsz) < 0)
+            goto fail;
+        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+        if (o->workers > 1)
+            flags |= LEV_OPT_REUSEABLE_PORT;
+        w->listener = evconnlistener_new_bind(w->base, accept_cb, w, flags, 1024, (struct sockaddr *)&ss, (int)sl);
+        if (!w->listener) {
+            int e = EVUTIL_SOCKET_ERROR();
+            snprintf(err, errsz, "cannot listen on %s port %d: %s", o->listen_host, o->listen_port,
+                     evutil_socket_error_to_string(e));
+            goto fail;
+        }
+        struct sockaddr_storage bound;
+        socklen_t bl = sizeof bound;
+        if (getsockname(evconnlistener_get_fd(w->listener), (struct sockaddr *)&bound, &bl) == 0)
+            w->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                         : ((struct sockaddr_in *)&bound)->sin_port);
+    }
+    if (o->nscripts) {
+        w->scripts = script_env_new((const char *const *)o->scripts, o->nscripts, err, errsz);
+        if (!w->scripts)
+            goto fail;
+    }
+    return w;
+fail:
+    worker_join_free(w);
+    return NULL;
+}
+
+int worker_port(const worker *w) { return w->port; }
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+int worker_start(worker *w)
+{
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return -1;
+    w->started = true;
+    return 0;
+}
+
+void worker_stop(worker *w)
+{
+    if (w && w->stop_ev)
+        event_active(w->stop_ev, EV_READ, 0);
+}
+
+void worker_join_free(worker *w)
+{
+    if (!w)
+        return;
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    while (w->conns)
+        cconn_free(w->conns);
+    if (w->scripts)
+        script_env_free(w->scripts);
+    if (w->listener)
+        evconnlistener_free(w->listener);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->dns)
+        evdns_base_free(w->dns, 0);
+    if (w->base)
+        event_base_free(w->base);
+    free(w);
+}
