@@ -14,40 +14,77 @@
 
 typedef struct tls_ca tls_ca;
 
-/* Load <confdir>/mitmlua-ca.pem, or create the CA and all its files when
- * there is none: the directory 0700, mitmlua-ca.pem (key + certificate)
- * 0600, mitmlua-ca-cert.pem/.cer/.p12 0644.  NULL with err naming the file
- * on failure. */
+/* ---- the CA ------------------------------------------------------------ */
+
+/* Load <confdir>/mitmlua-ca.pem (PEM private key, then its certificate:
+ * mitmproxy's mitmproxy-ca.pem works as is), or create a new CA (RSA-2048,
+ * CN=O=mitmlua, 10 years) when there is none.  Creates confdir (0700, like
+ * mkdir -p) and writes mitmlua-ca.pem 0600, mitmlua-ca-cert.pem/.cer (PEM)
+ * and mitmlua-ca-cert.p12 (certificate only, empty password) 0644, each
+ * atomically; certificate files missing next to an existing key file are
+ * recreated.  Also generates the leaf key shared by every minted
+ * certificate.  NULL with err naming the file on failure. */
 tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz);
-void tls_ca_free(tls_ca *ca);
+void tls_ca_free(tls_ca *ca);   /* after every SSL/SSL_CTX using it is gone */
 
-/* A leaf certificate for `host` (DNS name or IP literal), signed by the CA,
- * from the cache or minted now.  Returns a new reference (X509_free it). */
+X509 *tls_ca_cert(const tls_ca *ca);           /* borrowed */
+EVP_PKEY *tls_ca_leaf_key(const tls_ca *ca);   /* shared by every leaf; borrowed */
+const char *tls_ca_confdir(const tls_ca *ca);
+/* Path of <confdir>/mitmlua-ca-cert.pem (the file users install). */
+const char *tls_ca_cert_path(const tls_ca *ca);
+
+/* A leaf certificate for `host` (DNS name, IPv4/IPv6 literal, IPv6 may be
+ * bracketed; case-insensitive), signed by the CA, from the cache or minted
+ * now.  Returns a new reference: X509_free it.  NULL (err set) for a name
+ * that cannot go into a certificate. */
 X509 *tls_ca_leaf(tls_ca *ca, const char *host, char *err, size_t errsz);
-EVP_PKEY *tls_ca_leaf_key(tls_ca *ca);   /* shared by every leaf; borrowed */
-X509 *tls_ca_cert(tls_ca *ca);           /* borrowed */
+/* Bound the leaf cache (default 1024 entries, minimum 1); evicts at once. */
+void tls_ca_set_cache_max(tls_ca *ca, size_t max);
+size_t tls_ca_cache_count(tls_ca *ca);
 
-/* Client-facing context: picks the certificate per connection from the
- * client's SNI, or the host set with tls_set_fallback_host (the CONNECT
- * target) when the client sends none. */
+/* ---- client-facing (we are the server) --------------------------------- */
+
+/* TLS 1.2+.  The certificate is picked per connection in the certificate
+ * callback: the client's SNI when it sent a usable one, else the fallback
+ * host set with tls_set_fallback_host (the CONNECT target or the address the
+ * client connected to), else "mitmlua".  The SSL_CTX borrows `ca`. */
 SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz);
+/* Copies `host` into the SSL (ex_data, freed with the SSL); NULL clears.
+ * Call before the handshake.  0 or -1. */
 int tls_set_fallback_host(SSL *ssl, const char *host);
+/* The protocols this connection may negotiate, ALPN wire format
+ * ("\x02h2\x08http/1.1"), in our order of preference; n == 0 means no ALPN
+ * at all.  Copied into the SSL.  Without a call: "http/1.1" when the client
+ * offers it, else no ALPN.  0, or -1 on malformed input. */
+int tls_set_alpn_allowed(SSL *ssl, const unsigned char *wire, size_t n);
+
+/* ---- upstream-facing (we are the client) ------------------------------- */
 
 typedef struct tls_client_opts {
     bool insecure;              /* -k: do not verify */
-    const char *extra_ca_file;  /* ssl_verify_upstream_trusted_ca */
+    const char *extra_ca_file;  /* ssl_verify_upstream_trusted_ca; NULL = none */
 } tls_client_opts;
 
-/* Upstream-facing context: verifies against the system store (plus
- * extra_ca_file) unless insecure. */
+/* TLS 1.2+, ALPN "http/1.1"; verifies against the system store plus
+ * extra_ca_file unless insecure.  NULL with err naming the file when
+ * extra_ca_file cannot be loaded. */
 SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz);
-/* Per connection: SNI (never for IP literals; `sni` wins when given) and
- * the name or address the certificate must match. */
+/* Per connection, before the handshake: SNI = `sni`, or `host` when sni is
+ * NULL and host is a name (never an IP literal); the certificate must match
+ * the SNI name if one is sent, else `host` (DNS name or IP address; subject
+ * CN is never used, as in browsers).  0 or -1. */
 int tls_client_prepare(SSL *ssl, const char *host, const char *sni, char *err, size_t errsz);
-/* Why verification failed, or NULL when it did not. */
+/* Why certificate verification failed ("certificate has expired",
+ * "hostname mismatch", ...), or NULL when it did not (or was off). */
 const char *tls_verify_error(SSL *ssl);
+/* One line for a failed handshake: the verification reason when there is
+ * one, else OpenSSL's first queued error (which it clears). */
+void tls_handshake_error(SSL *ssl, char *err, size_t errsz);
 
-/* Fill TLS facts of a finished handshake into a flow's connection. */
+/* Fill TLS facts of a finished handshake into a flow's connection: tls,
+ * tls_version, cipher, alpn, sni (the client's SNI on the client side, the
+ * one we sent on the server side) and, when server_side, the peer
+ * certificate's subject and issuer (RFC 2253, one line). */
 void tls_fill_conn_info(SSL *ssl, flow_conn *c, bool server_side);
 
 #endif

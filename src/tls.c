@@ -1,24 +1,37 @@
 /* tls.c — see tls.h.
  *
- * One RSA-2048 key signs every leaf: generating a key per host would cost
+ * Keys are RSA-2048: every client that speaks TLS 1.2 accepts them, which is
+ * not yet true of P-256 in old stacks, and the cost (one RSA signature per
+ * handshake) is small next to the rest of a MITM handshake.  One leaf key,
+ * generated at CA load, signs every leaf: a key per host would cost tens of
  * milliseconds per new host for no security gain (the CA key is the secret
- * that matters), which is also what mitmproxy does.  Leaves are cached per
- * host in a small LRU guarded by one mutex; entries are X509 references, so
- * a connection still using an evicted certificate keeps it alive. */
+ * that matters), which is also what mitmproxy does.
+ *
+ * Leaves are cached per host in a bounded LRU (hash table + doubly linked
+ * list) behind one mutex.  Entries hold X509 references and hand out new
+ * ones, so a connection still using an evicted certificate keeps it alive.
+ * Minting happens outside the lock so one slow signature never stalls the
+ * other workers; two workers racing on the same host keep the first result.
+ *
+ * Per-connection data (the fallback host, the allowed ALPN list) lives in
+ * SSL ex_data slots whose free callback runs in SSL_free, so callers never
+ * manage its lifetime.  The two slot indices are process-wide constants,
+ * assigned once (pthread_once) and never written again. */
 #include "tls.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -27,29 +40,55 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
-#define TLS_CACHE_SIZE 1024
+#include "log.h"
+
+#define TLS_CACHE_DEFAULT 1024
+#define TLS_CACHE_BUCKETS 1024 /* power of two */
 /* Browsers refuse leaf certificates valid for more than 200 days (CA/B
- * Forum, from March 2026); the backdating counts toward that. */
+ * Forum, from March 2026); the backdating (for clients whose clock is
+ * behind) counts toward that, so 2 days back + 197 ahead = 199 in total. */
 #define TLS_LEAF_BACKDATE_DAYS 2
 #define TLS_LEAF_TOTAL_DAYS 199
+/* A cached leaf is re-minted after this long so that a proxy running for
+ * months never serves one close to its notAfter. */
+#define TLS_LEAF_REFRESH_SECS (30L * 24 * 3600)
+#define TLS_CA_DAYS 3650
+
+#define F_KEY "mitmlua-ca.pem"
+#define F_PEM "mitmlua-ca-cert.pem"
+#define F_CER "mitmlua-ca-cert.cer"
+#define F_P12 "mitmlua-ca-cert.p12"
 
 typedef struct leaf_entry {
-    char *host;
+    struct leaf_entry *hnext;       /* hash chain */
+    struct leaf_entry *prev, *next; /* LRU list, most recent first */
     X509 *cert;
-    unsigned long long used;
+    time_t minted;
+    uint64_t hash;
+    char host[];
 } leaf_entry;
 
 struct tls_ca {
     EVP_PKEY *key;
     X509 *cert;
     EVP_PKEY *leaf_key;
-    pthread_mutex_t lock;
-    leaf_entry cache[TLS_CACHE_SIZE];
-    size_t ncache;
-    unsigned long long tick;
+    STACK_OF(X509) *chain; /* just the CA cert: sent after each leaf */
+    char *confdir;
+    char *cert_path;
+    uint64_t hash_seed; /* random, so clients cannot aim SNIs at one chain */
+    pthread_mutex_t lock; /* guards everything below */
+    leaf_entry *buckets[TLS_CACHE_BUCKETS];
+    leaf_entry *lru_head, *lru_tail;
+    size_t n, max;
 };
 
-static int ex_fallback_idx = -1;
+/* A length-prefixed copy kept in SSL ex_data (NUL-terminated for text). */
+typedef struct tls_blob {
+    size_t n;
+    unsigned char p[];
+} tls_blob;
+
+static int ex_fallback_idx = -1, ex_alpn_idx = -1;
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 
 static void ssl_errstr(char *err, size_t errsz, const char *what)
@@ -62,11 +101,94 @@ static void ssl_errstr(char *err, size_t errsz, const char *what)
     ERR_clear_error();
 }
 
+/* ---- per-SSL data ------------------------------------------------------- */
+
+static tls_blob *blob_new(const void *p, size_t n)
+{
+    tls_blob *b = malloc(sizeof *b + n + 1);
+    if (!b)
+        return NULL;
+    b->n = n;
+    if (n)
+        memcpy(b->p, p, n);
+    b->p[n] = '\0';
+    return b;
+}
+
+static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
+/* SSL_dup copies ex_data pointers; give the copy its own blob so the two
+ * SSLs do not free one allocation twice. */
+static int ex_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx, long argl, void *argp)
+{
+    tls_blob *b = *from_d;
+    if (b && !(*from_d = blob_new(b->p, b->n)))
+        return 0;
+    return 1;
+}
+
+static void ex_init(void)
+{
+    ex_fallback_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
+    ex_alpn_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
+}
+
+static int ex_replace(SSL *ssl, int idx, tls_blob *b)
+{
+    tls_blob *old = SSL_get_ex_data(ssl, idx);
+    if (SSL_set_ex_data(ssl, idx, b) != 1) {
+        free(b);
+        return -1;
+    }
+    free(old);
+    return 0;
+}
+
+/* ---- host names --------------------------------------------------------- */
+
+/* Canonical cache/certificate form of a host: brackets around an IPv6
+ * literal dropped, lowercased, and for names only the characters a DNS
+ * name can carry (the SNI comes from the client; nothing else may reach a
+ * certificate).  -1 when unusable. */
+static int host_norm(const char *in, char *out, size_t outsz, bool *is_ip)
+{
+    size_t n = strlen(in);
+    if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
+        in++;
+        n -= 2;
+    }
+    if (n == 0 || n > 253 || n >= outsz)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)in[i]);
+    out[n] = '\0';
+    ASN1_OCTET_STRING *ip = a2i_IPADDRESS(out);
+    if (ip) {
+        ASN1_OCTET_STRING_free(ip);
+        *is_ip = true;
+        return 0;
+    }
+    *is_ip = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if (!isalnum(c) && c != '-' && c != '.' && c != '_' && c != '*')
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- files -------------------------------------------------------------- */
 
 static int mkdir_p(const char *dir, char *err, size_t errsz)
 {
     char path[4096];
+    if (!*dir || strlen(dir) >= sizeof path) {
+        snprintf(err, errsz, "invalid configuration directory \"%s\"", dir);
+        return -1;
+    }
     snprintf(path, sizeof path, "%s", dir);
     for (char *p = path + 1; *p; p++) {
         if (*p != '/')
@@ -78,27 +200,55 @@ static int mkdir_p(const char *dir, char *err, size_t errsz)
         }
         *p = '/';
     }
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+    if (mkdir(path, 0700) == 0) {
+        chmod(path, 0700); /* exactly 0700, whatever the umask */
+    } else if (errno != EEXIST) {
         snprintf(err, errsz, "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errsz, "%s is not a directory", path);
         return -1;
     }
     return 0;
 }
 
-/* Write `data` to dir/name atomically (temp file + rename), with `mode`
- * from the moment the file exists. */
-static int write_file(const char *dir, const char *name, const void *data, size_t n, mode_t mode, char *err,
-                      size_t errsz)
+static void fsync_dir(const char *dir)
 {
-    char tmp[4200], dst[4200];
-    snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp%ld", dir, name, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Write `data` to a fresh temporary file in `dir`, created exclusively with
+ * `mode` (so a key file is never readable by others, not even for an
+ * instant), and flush it to disk.  The name goes to tmp. */
+static int write_temp(const char *dir, const char *name, const void *data, size_t n, mode_t mode, char *tmp,
+                      size_t tmpsz, char *err, size_t errsz)
+{
+    int fd = -1;
+    for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
+        unsigned char r[6];
+        if (RAND_bytes(r, sizeof r) != 1) {
+            ssl_errstr(err, errsz, "no randomness");
+            return -1;
+        }
+        snprintf(tmp, tmpsz, "%s/.%s.%02x%02x%02x%02x%02x%02x.tmp", dir, name, r[0], r[1], r[2], r[3], r[4],
+                 r[5]);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
     if (fd < 0) {
-        snprintf(err, errsz, "cannot write %s: %s", dst, strerror(errno));
+        snprintf(err, errsz, "cannot write %s/%s: %s", dir, name, strerror(errno));
         return -1;
     }
-    fchmod(fd, mode); /* the umask must not widen or narrow what we chose */
+    /* the umask may only have narrowed the mode; make it exactly ours */
+    if (fchmod(fd, mode) < 0)
+        goto fail;
     const char *p = data;
     size_t left = n;
     while (left) {
@@ -106,52 +256,104 @@ static int write_file(const char *dir, const char *name, const void *data, size_
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            snprintf(err, errsz, "cannot write %s: %s", dst, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
+            goto fail;
         }
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, dst) < 0) {
+    if (fsync(fd) < 0)
+        goto fail;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    return 0;
+fail:
+    snprintf(err, errsz, "cannot write %s/%s: %s", dir, name, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return -1;
+}
+
+/* Atomically replace dir/name with `data`. */
+static int write_file(const char *dir, const char *name, const void *data, size_t n, mode_t mode, char *err,
+                      size_t errsz)
+{
+    char tmp[4300], dst[4300];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    if (write_temp(dir, name, data, n, mode, tmp, sizeof tmp, err, errsz) < 0)
+        return -1;
+    if (rename(tmp, dst) < 0) {
         snprintf(err, errsz, "cannot write %s: %s", dst, strerror(errno));
         unlink(tmp);
         return -1;
     }
+    fsync_dir(dir);
     return 0;
 }
 
+/* Atomically create dir/name with `data` unless it exists: link(2) fails
+ * on an existing target where rename(2) would clobber it, so two first
+ * starts racing end with one CA.  1 when the file already existed. */
+static int create_file(const char *dir, const char *name, const void *data, size_t n, mode_t mode, char *err,
+                       size_t errsz)
+{
+    char tmp[4300], dst[4300];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    if (write_temp(dir, name, data, n, mode, tmp, sizeof tmp, err, errsz) < 0)
+        return -1;
+    int rc = 0;
+    if (link(tmp, dst) < 0) {
+        if (errno == EEXIST) {
+            rc = 1;
+        } else if (rename(tmp, dst) < 0) { /* file systems without hard links */
+            snprintf(err, errsz, "cannot write %s: %s", dst, strerror(errno));
+            rc = -1;
+        }
+    }
+    unlink(tmp);
+    if (rc == 0)
+        fsync_dir(dir);
+    return rc;
+}
+
+/* The contents of a memory BIO as a NUL-terminated malloc'd string. */
 static char *bio_take(BIO *b, size_t *n)
 {
     char *data;
     long len = BIO_get_mem_data(b, &data);
-    char *copy = malloc(len > 0 ? (size_t)len : 1);
-    if (copy && len > 0)
-        memcpy(copy, data, (size_t)len);
-    *n = len > 0 ? (size_t)len : 0;
+    size_t l = len > 0 ? (size_t)len : 0;
+    char *copy = malloc(l + 1);
+    if (!copy)
+        return NULL;
+    if (l)
+        memcpy(copy, data, l);
+    copy[l] = '\0';
+    if (n)
+        *n = l;
     return copy;
 }
 
 /* ---- certificates ------------------------------------------------------- */
 
-static EVP_PKEY *new_rsa_key(void)
-{
-    return EVP_RSA_gen(2048);
-}
-
 static int random_serial(X509 *x)
 {
-    unsigned char buf[16];
-    if (RAND_bytes(buf, sizeof buf) != 1)
+    int ok = 0;
+    BIGNUM *bn = BN_new();
+    if (!bn)
         return -1;
-    buf[0] &= 0x7f; /* positive */
-    BIGNUM *bn = BN_bin2bn(buf, sizeof buf, NULL);
-    int ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
+    do {
+        if (BN_rand(bn, 128, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1)
+            goto out;
+    } while (BN_is_zero(bn));
+    ok = BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
+out:
     BN_free(bn);
     return ok ? 0 : -1;
 }
 
+/* Extensions with fixed values, written in OpenSSL's config syntax. */
 static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 {
     X509V3_CTX ctx;
@@ -165,19 +367,56 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
     return ok ? 0 : -1;
 }
 
+/* subjectAltName built from ASN.1 objects, not from config text: a host
+ * name containing "," or ":" must never turn into extra entries. */
+static int add_san(X509 *x, const char *host, bool is_ip)
+{
+    int rc = -1;
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    if (!gens || !gn)
+        goto out;
+    if (is_ip) {
+        ASN1_OCTET_STRING *ip = a2i_IPADDRESS(host);
+        if (!ip)
+            goto out;
+        GENERAL_NAME_set0_value(gn, GEN_IPADD, ip);
+    } else {
+        ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+        if (!s || !ASN1_STRING_set(s, host, (int)strlen(host))) {
+            ASN1_IA5STRING_free(s);
+            goto out;
+        }
+        GENERAL_NAME_set0_value(gn, GEN_DNS, s);
+    }
+    if (!sk_GENERAL_NAME_push(gens, gn))
+        goto out;
+    gn = NULL;
+    if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1)
+        rc = 0;
+out:
+    GENERAL_NAME_free(gn);
+    GENERAL_NAMES_free(gens);
+    return rc;
+}
+
+static int set_name(X509_NAME *name, const char *cn)
+{
+    return X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) &&
+           X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"mitmlua", -1, -1, 0);
+}
+
 static X509 *make_ca_cert(EVP_PKEY *key)
 {
+    time_t now = time(NULL);
     X509 *x = X509_new();
     if (!x)
         return NULL;
-    X509_NAME *name = X509_get_subject_name(x);
-    if (!X509_set_version(x, 2) || random_serial(x) < 0 ||
-        !X509_gmtime_adj(X509_getm_notBefore(x), -2L * 24 * 3600) ||
-        !X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600) ||
-        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"mitmlua", -1, -1, 0) ||
-        !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"mitmlua", -1, -1, 0) ||
-        !X509_set_issuer_name(x, name) || !X509_set_pubkey(x, key) ||
-        add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
+    if (!X509_set_version(x, X509_VERSION_3) || random_serial(x) < 0 ||
+        !X509_time_adj_ex(X509_getm_notBefore(x), -TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
+        !X509_time_adj_ex(X509_getm_notAfter(x), TLS_CA_DAYS, 0, &now) ||
+        !set_name(X509_get_subject_name(x), "mitmlua") || !X509_set_issuer_name(x, X509_get_subject_name(x)) ||
+        !X509_set_pubkey(x, key) || add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
         add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
         add_ext(x, x, NID_subject_key_identifier, "hash") < 0 || !X509_sign(x, key, EVP_sha256())) {
         X509_free(x);
@@ -186,41 +425,28 @@ static X509 *make_ca_cert(EVP_PKEY *key)
     return x;
 }
 
-static bool is_ip_literal(const char *host)
-{
-    unsigned char buf[16];
-    ASN1_OCTET_STRING *ip = a2i_IPADDRESS(host);
-    (void)buf;
-    if (!ip)
-        return false;
-    ASN1_OCTET_STRING_free(ip);
-    return true;
-}
-
-static X509 *mint_leaf(tls_ca *ca, const char *host)
+/* `host` is already normalised (host_norm). */
+static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
 {
     X509 *x = X509_new();
     if (!x)
         return NULL;
+    /* CN is limited to 64 characters (RFC 5280 ub-common-name); the SAN,
+     * which is what clients check, carries the whole name */
     char cn[65];
-    size_t cl = strlen(host) < 64 ? strlen(host) : 64; /* CN is limited to 64; SAN carries the whole name */
+    size_t cl = strlen(host) < 64 ? strlen(host) : 64;
     memcpy(cn, host, cl);
     cn[cl] = '\0';
-    char san[600];
-    snprintf(san, sizeof san, "%s:%s", is_ip_literal(host) ? "IP" : "DNS", host);
-    X509_NAME *name = X509_get_subject_name(x);
-    if (!X509_set_version(x, 2) || random_serial(x) < 0 ||
-        !X509_gmtime_adj(X509_getm_notBefore(x), -(long)TLS_LEAF_BACKDATE_DAYS * 24 * 3600) ||
-        !X509_gmtime_adj(X509_getm_notAfter(x),
-                         (long)(TLS_LEAF_TOTAL_DAYS - TLS_LEAF_BACKDATE_DAYS) * 24 * 3600) ||
-        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) ||
-        !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"mitmlua", -1, -1, 0) ||
+    if (!X509_set_version(x, X509_VERSION_3) || random_serial(x) < 0 ||
+        !X509_time_adj_ex(X509_getm_notBefore(x), -TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
+        !X509_time_adj_ex(X509_getm_notAfter(x), TLS_LEAF_TOTAL_DAYS - TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
+        !set_name(X509_get_subject_name(x), cn) ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, ca->leaf_key) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
         add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
-        add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 ||
-        add_ext(x, ca->cert, NID_subject_alt_name, san) < 0 ||
-        add_ext(x, ca->cert, NID_authority_key_identifier, "keyid:always") < 0 ||
+        add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip) < 0 ||
+        /* keyid from the CA's SKI; issuer+serial only for an imported CA without one */
+        add_ext(x, ca->cert, NID_authority_key_identifier, "keyid,issuer") < 0 ||
         !X509_sign(x, ca->key, EVP_sha256())) {
         X509_free(x);
         return NULL;
@@ -228,85 +454,165 @@ static X509 *mint_leaf(tls_ca *ca, const char *host)
     return x;
 }
 
-/* ---- the CA ------------------------------------------------------------- */
+/* ---- the CA files ------------------------------------------------------- */
 
-static int write_ca_files(const char *dir, EVP_PKEY *key, X509 *cert, char *err, size_t errsz)
+static char *cert_pem(X509 *cert, size_t *n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *s = b && PEM_write_bio_X509(b, cert) ? bio_take(b, n) : NULL;
+    BIO_free(b);
+    return s;
+}
+
+/* Certificate only, empty password, unencrypted certificate bag: what
+ * mitmproxy writes and what trust-store importers accept. */
+static char *cert_p12(X509 *cert, size_t *n)
+{
+    char *s = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    PKCS12 *p12 = NULL;
+    if (!b || !certs || !sk_X509_push(certs, cert))
+        goto out;
+    p12 = PKCS12_create("", "mitmlua", NULL, NULL, certs, 0, -1, 0, 0, 0);
+    if (p12 && i2d_PKCS12_bio(b, p12))
+        s = bio_take(b, n);
+out:
+    PKCS12_free(p12);
+    sk_X509_free(certs);
+    BIO_free(b);
+    return s;
+}
+
+static bool file_equals(const char *path, const char *data, size_t n)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return false;
+    bool same = true;
+    size_t i = 0;
+    int c;
+    while ((c = getc(fp)) != EOF && same)
+        same = i < n && (char)c == data[i++];
+    fclose(fp);
+    return same && i == n;
+}
+
+/* The public certificate files.  After creating a CA all are written; after
+ * loading one, those missing or holding another certificate (a crash after
+ * the key file, or a mitmproxy-ca.pem copied in) are rewritten. */
+static int write_cert_files(tls_ca *ca, bool all, char *err, size_t errsz)
 {
     int rc = -1;
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data = NULL;
-    size_t n;
-    PKCS12 *p12 = NULL;
-    if (!b || !PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) || !PEM_write_bio_X509(b, cert)) {
-        ssl_errstr(err, errsz, "cannot encode the CA");
-        goto out;
-    }
-    data = bio_take(b, &n);
-    if (!data || write_file(dir, "mitmlua-ca.pem", data, n, 0600, err, errsz) < 0)
-        goto out;
-    free(data);
-    data = NULL;
-    BIO_reset(b);
-    if (!PEM_write_bio_X509(b, cert)) {
+    size_t n, pn;
+    char *pem = cert_pem(ca->cert, &n), *p12 = NULL;
+    if (!pem) {
         ssl_errstr(err, errsz, "cannot encode the CA certificate");
         goto out;
     }
-    data = bio_take(b, &n);
-    /* mitmproxy's .cer is the same PEM text; Windows and Android accept it */
-    if (!data || write_file(dir, "mitmlua-ca-cert.pem", data, n, 0644, err, errsz) < 0 ||
-        write_file(dir, "mitmlua-ca-cert.cer", data, n, 0644, err, errsz) < 0)
-        goto out;
-    free(data);
-    data = NULL;
-    BIO_reset(b);
-    STACK_OF(X509) *certs = sk_X509_new_null();
-    if (certs)
-        sk_X509_push(certs, cert);
-    /* certificate only, no key, empty password: for import into trust stores */
-    p12 = PKCS12_create("", "mitmlua", NULL, NULL, certs, 0, 0, 0, 0, 0);
-    sk_X509_free(certs);
-    if (!p12 || !i2d_PKCS12_bio(b, p12)) {
-        ssl_errstr(err, errsz, "cannot encode mitmlua-ca-cert.p12");
-        goto out;
+    bool stale = all;
+    static const char *const pem_names[] = {F_PEM, F_CER}; /* mitmproxy's .cer is PEM too */
+    for (size_t i = 0; i < 2; i++) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/%s", ca->confdir, pem_names[i]);
+        if (all || !file_equals(path, pem, n)) {
+            stale = true;
+            if (write_file(ca->confdir, pem_names[i], pem, n, 0644, err, errsz) < 0)
+                goto out;
+        }
     }
-    data = bio_take(b, &n);
-    if (!data || write_file(dir, "mitmlua-ca-cert.p12", data, n, 0644, err, errsz) < 0)
-        goto out;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", ca->confdir, F_P12);
+    if (stale || access(path, F_OK) < 0) {
+        if (!(p12 = cert_p12(ca->cert, &pn))) {
+            ssl_errstr(err, errsz, "cannot encode " F_P12);
+            goto out;
+        }
+        if (write_file(ca->confdir, F_P12, p12, pn, 0644, err, errsz) < 0)
+            goto out;
+    }
     rc = 0;
 out:
-    free(data);
-    PKCS12_free(p12);
-    BIO_free(b);
+    free(pem);
+    free(p12);
     return rc;
+}
+
+/* Never prompt on the terminal for the passphrase of an encrypted key. */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    return -1;
 }
 
 static int load_ca(const char *path, EVP_PKEY **key, X509 **cert, char *err, size_t errsz)
 {
+    *key = NULL;
+    *cert = NULL;
     FILE *fp = fopen(path, "r");
     if (!fp) {
         snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    *key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
-    *cert = *key ? PEM_read_X509(fp, NULL, NULL, NULL) : NULL;
+    *key = PEM_read_PrivateKey(fp, NULL, no_password, NULL);
+    if (*key)
+        *cert = PEM_read_X509(fp, NULL, no_password, NULL);
     fclose(fp);
-    if (!*key || !*cert || X509_check_private_key(*cert, *key) != 1) {
-        EVP_PKEY_free(*key);
-        X509_free(*cert);
-        *key = NULL;
-        *cert = NULL;
-        ERR_clear_error();
-        snprintf(err, errsz, "%s is not a valid CA file (expected a PEM private key followed by its certificate)",
-                 path);
-        return -1;
-    }
-    return 0;
+    ERR_clear_error();
+    if (!*key)
+        snprintf(err, errsz, "%s: no usable private key (expected an unencrypted PEM private key followed by the "
+                 "CA certificate)", path);
+    else if (!*cert)
+        snprintf(err, errsz, "%s: no PEM certificate after the private key", path);
+    else if (X509_check_private_key(*cert, *key) != 1)
+        snprintf(err, errsz, "%s: the certificate does not belong to the private key", path);
+    else if (X509_check_ca(*cert) < 1)
+        snprintf(err, errsz, "%s: the certificate is not a CA certificate", path);
+    else
+        return 0;
+    ERR_clear_error();
+    EVP_PKEY_free(*key);
+    X509_free(*cert);
+    *key = NULL;
+    *cert = NULL;
+    return -1;
 }
 
-static void ex_init(void)
+static int create_ca(tls_ca *ca, const char *path, bool *created, char *err, size_t errsz)
 {
-    ex_fallback_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    int rc = -1;
+    BIO *b = NULL;
+    char *data = NULL;
+    size_t n;
+    if (!(ca->key = EVP_RSA_gen(2048)) || !(ca->cert = make_ca_cert(ca->key))) {
+        ssl_errstr(err, errsz, "cannot create the CA");
+        goto out;
+    }
+    if (!(b = BIO_new(BIO_s_mem())) || !PEM_write_bio_PrivateKey(b, ca->key, NULL, NULL, 0, NULL, NULL) ||
+        !PEM_write_bio_X509(b, ca->cert) || !(data = bio_take(b, &n))) {
+        ssl_errstr(err, errsz, "cannot encode the CA");
+        goto out;
+    }
+    int c = create_file(ca->confdir, F_KEY, data, n, 0600, err, errsz);
+    OPENSSL_cleanse(data, n);
+    if (c < 0)
+        goto out;
+    if (c == 1) { /* another process created one first: use it */
+        EVP_PKEY_free(ca->key);
+        X509_free(ca->cert);
+        ca->key = NULL;
+        ca->cert = NULL;
+        rc = load_ca(path, &ca->key, &ca->cert, err, errsz);
+        goto out;
+    }
+    *created = true;
+    rc = 0;
+out:
+    free(data);
+    BIO_free(b);
+    return rc;
 }
+
+/* ---- the CA ------------------------------------------------------------- */
 
 tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
 {
@@ -317,26 +623,47 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
         return NULL;
     }
     pthread_mutex_init(&ca->lock, NULL);
+    ca->max = TLS_CACHE_DEFAULT;
+    char path[4300];
     if (mkdir_p(confdir, err, errsz) < 0)
         goto fail;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/mitmlua-ca.pem", confdir);
-    if (access(path, F_OK) == 0) {
+    size_t dl = strlen(confdir);
+    while (dl > 1 && confdir[dl - 1] == '/')
+        dl--;
+    if (!(ca->confdir = strndup(confdir, dl)) || !(ca->cert_path = malloc(dl + sizeof "/" F_PEM))) {
+        snprintf(err, errsz, "out of memory");
+        goto fail;
+    }
+    sprintf(ca->cert_path, "%s/" F_PEM, ca->confdir);
+    snprintf(path, sizeof path, "%s/" F_KEY, ca->confdir);
+
+    bool created = false;
+    struct stat st;
+    if (lstat(path, &st) == 0 || errno != ENOENT) {
         if (load_ca(path, &ca->key, &ca->cert, err, errsz) < 0)
             goto fail;
-        struct stat st;
         if (stat(path, &st) == 0 && (st.st_mode & 077))
-            fprintf(stderr, "[warn] %s is readable by others (mode %03o); it holds the CA's private key\n", path,
-                    (unsigned)(st.st_mode & 0777));
-    } else {
-        if (!(ca->key = new_rsa_key()) || !(ca->cert = make_ca_cert(ca->key))) {
-            ssl_errstr(err, errsz, "cannot create the CA");
+            log_warn("%s is accessible by other users (mode %03o) but holds the CA's private key; chmod 600 it",
+                     path, (unsigned)(st.st_mode & 0777));
+        if (X509_cmp_current_time(X509_get0_notAfter(ca->cert)) < 0)
+            log_warn("the CA certificate in %s has expired: delete the confdir's mitmlua-ca* files to get a new one",
+                     path);
+    } else if (create_ca(ca, path, &created, err, errsz) < 0) {
+        goto fail;
+    }
+    char werr[4608]; /* room for a path of PATH_MAX */
+    if (write_cert_files(ca, created, werr, sizeof werr) < 0) {
+        if (created) {
+            snprintf(err, errsz, "%s", werr);
             goto fail;
         }
-        if (write_ca_files(confdir, ca->key, ca->cert, err, errsz) < 0)
-            goto fail;
+        log_warn("%s", werr); /* a read-only confdir with a working CA is fine */
     }
-    if (!(ca->leaf_key = new_rsa_key())) {
+    if (!(ca->chain = sk_X509_new_null()) || !X509_add_cert(ca->chain, ca->cert, X509_ADD_FLAG_UP_REF)) {
+        snprintf(err, errsz, "out of memory");
+        goto fail;
+    }
+    if (!(ca->leaf_key = EVP_RSA_gen(2048)) || RAND_bytes((unsigned char *)&ca->hash_seed, sizeof ca->hash_seed) != 1) {
         ssl_errstr(err, errsz, "cannot create the leaf key");
         goto fail;
     }
@@ -346,68 +673,179 @@ fail:
     return NULL;
 }
 
+static void entry_free(leaf_entry *e)
+{
+    X509_free(e->cert);
+    free(e);
+}
+
 void tls_ca_free(tls_ca *ca)
 {
     if (!ca)
         return;
-    for (size_t i = 0; i < ca->ncache; i++) {
-        free(ca->cache[i].host);
-        X509_free(ca->cache[i].cert);
+    for (leaf_entry *e = ca->lru_head, *next; e; e = next) {
+        next = e->next;
+        entry_free(e);
     }
     EVP_PKEY_free(ca->key);
     EVP_PKEY_free(ca->leaf_key);
     X509_free(ca->cert);
+    sk_X509_pop_free(ca->chain, X509_free);
+    free(ca->confdir);
+    free(ca->cert_path);
     pthread_mutex_destroy(&ca->lock);
     free(ca);
 }
 
-EVP_PKEY *tls_ca_leaf_key(tls_ca *ca) { return ca->leaf_key; }
-X509 *tls_ca_cert(tls_ca *ca) { return ca->cert; }
+X509 *tls_ca_cert(const tls_ca *ca) { return ca->cert; }
+EVP_PKEY *tls_ca_leaf_key(const tls_ca *ca) { return ca->leaf_key; }
+const char *tls_ca_confdir(const tls_ca *ca) { return ca->confdir; }
+const char *tls_ca_cert_path(const tls_ca *ca) { return ca->cert_path; }
+
+/* ---- the leaf cache (callers hold ca->lock) ----------------------------- */
+
+static uint64_t host_hash(const tls_ca *ca, const char *s)
+{
+    uint64_t h = 1469598103934665603ULL ^ ca->hash_seed; /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static leaf_entry *cache_find(tls_ca *ca, const char *host, uint64_t h)
+{
+    for (leaf_entry *e = ca->buckets[h & (TLS_CACHE_BUCKETS - 1)]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->host, host) == 0)
+            return e;
+    return NULL;
+}
+
+static void lru_unlink(tls_ca *ca, leaf_entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        ca->lru_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        ca->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_front(tls_ca *ca, leaf_entry *e)
+{
+    e->prev = NULL;
+    e->next = ca->lru_head;
+    if (ca->lru_head)
+        ca->lru_head->prev = e;
+    ca->lru_head = e;
+    if (!ca->lru_tail)
+        ca->lru_tail = e;
+}
+
+static void cache_remove(tls_ca *ca, leaf_entry *e)
+{
+    leaf_entry **pp = &ca->buckets[e->hash & (TLS_CACHE_BUCKETS - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(ca, e);
+    ca->n--;
+    entry_free(e); /* drops the cache's reference; users keep theirs */
+}
+
+static void cache_trim(tls_ca *ca)
+{
+    while (ca->n > ca->max && ca->lru_tail)
+        cache_remove(ca, ca->lru_tail);
+}
+
+static void cache_insert(tls_ca *ca, leaf_entry *e)
+{
+    leaf_entry **b = &ca->buckets[e->hash & (TLS_CACHE_BUCKETS - 1)];
+    e->hnext = *b;
+    *b = e;
+    lru_push_front(ca, e);
+    ca->n++;
+    cache_trim(ca);
+}
+
+/* A fresh cached certificate with a new reference, or NULL. */
+static X509 *cache_get(tls_ca *ca, const char *host, uint64_t h, time_t now)
+{
+    leaf_entry *e = cache_find(ca, host, h);
+    if (!e)
+        return NULL;
+    if (now - e->minted >= TLS_LEAF_REFRESH_SECS || now < e->minted) {
+        cache_remove(ca, e);
+        return NULL;
+    }
+    lru_unlink(ca, e);
+    lru_push_front(ca, e);
+    X509_up_ref(e->cert);
+    return e->cert;
+}
+
+void tls_ca_set_cache_max(tls_ca *ca, size_t max)
+{
+    pthread_mutex_lock(&ca->lock);
+    ca->max = max ? max : 1;
+    cache_trim(ca);
+    pthread_mutex_unlock(&ca->lock);
+}
+
+size_t tls_ca_cache_count(tls_ca *ca)
+{
+    pthread_mutex_lock(&ca->lock);
+    size_t n = ca->n;
+    pthread_mutex_unlock(&ca->lock);
+    return n;
+}
 
 X509 *tls_ca_leaf(tls_ca *ca, const char *host_in, char *err, size_t errsz)
 {
     char host[256];
-    size_t n = strlen(host_in);
-    if (n == 0 || n >= sizeof host) {
-        snprintf(err, errsz, "invalid host name for a certificate");
+    bool is_ip;
+    if (host_norm(host_in, host, sizeof host, &is_ip) < 0) {
+        snprintf(err, errsz, "cannot make a certificate for the host name \"%.80s\"", host_in);
         return NULL;
     }
-    for (size_t i = 0; i <= n; i++)
-        host[i] = (char)tolower((unsigned char)host_in[i]);
+    uint64_t h = host_hash(ca, host);
+    time_t now = time(NULL);
     pthread_mutex_lock(&ca->lock);
-    for (size_t i = 0; i < ca->ncache; i++) {
-        if (strcmp(ca->cache[i].host, host) == 0) {
-            ca->cache[i].used = ++ca->tick;
-            X509 *x = ca->cache[i].cert;
-            X509_up_ref(x);
-            pthread_mutex_unlock(&ca->lock);
-            return x;
-        }
-    }
+    X509 *x = cache_get(ca, host, h, now);
     pthread_mutex_unlock(&ca->lock);
+    if (x)
+        return x;
+
     /* mint outside the lock: signing takes a while and other hosts need not wait */
-    X509 *x = mint_leaf(ca, host);
-    if (!x) {
+    if (!(x = mint_leaf(ca, host, is_ip, now))) {
         ssl_errstr(err, errsz, "cannot mint a certificate");
         return NULL;
     }
+    size_t hl = strlen(host);
+    leaf_entry *e = malloc(sizeof *e + hl + 1);
+    if (!e)
+        return x; /* usable, just not cached */
+    memcpy(e->host, host, hl + 1);
+    e->hash = h;
+    e->minted = now;
+    e->cert = x;
+
     pthread_mutex_lock(&ca->lock);
-    size_t slot = ca->ncache;
-    if (slot == TLS_CACHE_SIZE) {
-        slot = 0;
-        for (size_t i = 1; i < ca->ncache; i++)
-            if (ca->cache[i].used < ca->cache[slot].used)
-                slot = i;
-        free(ca->cache[slot].host);
-        X509_free(ca->cache[slot].cert);
-    } else {
-        ca->ncache++;
+    X509 *won = cache_get(ca, host, h, now); /* another worker minted it meanwhile? */
+    if (!won) {
+        X509_up_ref(x); /* one reference for the cache, one for the caller */
+        cache_insert(ca, e);
     }
-    ca->cache[slot].host = strdup(host);
-    ca->cache[slot].cert = x;
-    ca->cache[slot].used = ++ca->tick;
-    X509_up_ref(x);
     pthread_mutex_unlock(&ca->lock);
+    if (won) {
+        entry_free(e); /* frees our x: everyone shares the first one */
+        return won;
+    }
     return x;
 }
 
@@ -416,35 +854,53 @@ X509 *tls_ca_leaf(tls_ca *ca, const char *host_in, char *err, size_t errsz)
 static int cert_cb(SSL *ssl, void *arg)
 {
     tls_ca *ca = arg;
+    char norm[256], err[256];
+    bool is_ip;
     const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (!host || !*host)
-        host = SSL_get_ex_data(ssl, ex_fallback_idx);
-    if (!host || !*host)
-        host = "mitmlua";
-    char err[256];
+    if (!host || host_norm(host, norm, sizeof norm, &is_ip) < 0) {
+        tls_blob *fb = SSL_get_ex_data(ssl, ex_fallback_idx);
+        if (host)
+            log_debug("tls: ignoring unusable SNI \"%.80s\"", host);
+        host = fb ? (const char *)fb->p : "mitmlua";
+    }
     X509 *leaf = tls_ca_leaf(ca, host, err, sizeof err);
-    if (!leaf)
+    if (!leaf) {
+        log_warn("tls: %s", err);
         return 0;
-    int ok = SSL_use_certificate(ssl, leaf) == 1 && SSL_use_PrivateKey(ssl, ca->leaf_key) == 1 &&
-             SSL_add1_chain_cert(ssl, ca->cert) == 1;
+    }
+    /* override=1: a second callback (HelloRetryRequest) replaces, not adds */
+    int ok = SSL_use_cert_and_key(ssl, leaf, ca->leaf_key, ca->chain, 1) == 1;
     X509_free(leaf);
     return ok ? 1 : 0;
 }
 
+static const unsigned char alpn_default[] = "\x08http/1.1";
+
+/* The first of our allowed protocols (in our order) that the client offers;
+ * no ALPN when none is. */
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                           unsigned int inlen, void *arg)
 {
-    /* HTTP/1.1 only for now: pick it when offered, otherwise no ALPN */
-    for (unsigned i = 0; i + 1 <= inlen;) {
-        unsigned l = in[i];
-        if (i + 1 + l > inlen)
-            break;
-        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
-            *out = in + i + 1;
-            *outlen = (unsigned char)l;
-            return SSL_TLSEXT_ERR_OK;
+    const unsigned char *allow = alpn_default;
+    size_t an = sizeof alpn_default - 1;
+    tls_blob *b = SSL_get_ex_data(ssl, ex_alpn_idx);
+    if (b) {
+        allow = b->p;
+        an = b->n;
+    }
+    for (size_t i = 0; i < an; i += 1 + (size_t)allow[i]) {
+        unsigned l = allow[i];
+        for (unsigned j = 0; j < inlen;) {
+            unsigned m = in[j];
+            if (j + 1 + m > inlen)
+                break;
+            if (m == l && memcmp(in + j + 1, allow + i + 1, l) == 0) {
+                *out = in + j + 1;
+                *outlen = (unsigned char)m;
+                return SSL_TLSEXT_ERR_OK;
+            }
+            j += 1 + m;
         }
-        i += 1 + l;
     }
     return SSL_TLSEXT_ERR_NOACK;
 }
@@ -457,7 +913,16 @@ SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz)
         ssl_errstr(err, errsz, "cannot create a TLS context");
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* TLS 1.2 ciphers: forward-secret AEAD first, then CBC, and plain RSA key
+     * exchange last for old clients; nothing anonymous, export, RC4 or 3DES.
+     * TLS 1.3 suites keep OpenSSL's defaults. */
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:RSA+AESGCM:RSA+AES:!aNULL:!eNULL:"
+                                     "!MD5:!DSS:!PSK:!SRP:!3DES:!RC4:!CAMELLIA:!ARIA") != 1) {
+        ssl_errstr(err, errsz, "cannot configure the TLS context");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mitmlua", 7);
@@ -469,8 +934,20 @@ SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz)
 int tls_set_fallback_host(SSL *ssl, const char *host)
 {
     pthread_once(&ex_once, ex_init);
-    /* the string belongs to the connection, which outlives the handshake */
-    return SSL_set_ex_data(ssl, ex_fallback_idx, (void *)host) == 1 ? 0 : -1;
+    tls_blob *b = NULL;
+    if (host && !(b = blob_new(host, strlen(host))))
+        return -1;
+    return ex_replace(ssl, ex_fallback_idx, b);
+}
+
+int tls_set_alpn_allowed(SSL *ssl, const unsigned char *wire, size_t n)
+{
+    pthread_once(&ex_once, ex_init);
+    for (size_t i = 0; i < n; i += 1 + (size_t)wire[i])
+        if (wire[i] == 0 || i + 1 + wire[i] > n)
+            return -1;
+    tls_blob *b = blob_new(wire, n);
+    return b ? ex_replace(ssl, ex_alpn_idx, b) : -1;
 }
 
 /* ---- upstream-facing ---------------------------------------------------- */
@@ -482,43 +959,63 @@ SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz)
         ssl_errstr(err, errsz, "cannot create a TLS context");
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1) != 0) {
+        ssl_errstr(err, errsz, "cannot configure the TLS context");
+        goto fail;
+    }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (!o->insecure) {
-        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-            ERR_clear_error(); /* no system store is not fatal with an extra CA */
-        if (o->extra_ca_file && SSL_CTX_load_verify_locations(ctx, o->extra_ca_file, NULL) != 1) {
-            ERR_clear_error();
-            snprintf(err, errsz, "cannot load trusted CA file %s (ssl_verify_upstream_trusted_ca)",
-                     o->extra_ca_file);
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    } else {
+    if (o->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
     }
-    static const unsigned char alpn[] = "\x08http/1.1";
-    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+        ERR_clear_error(); /* no system store: verification will say so per connection */
+    if (o->extra_ca_file && SSL_CTX_load_verify_locations(ctx, o->extra_ca_file, NULL) != 1) {
+        ERR_clear_error();
+        snprintf(err, errsz, "cannot load trusted CA file %s: %s", o->extra_ca_file,
+                 access(o->extra_ca_file, R_OK) < 0 ? strerror(errno) : "no PEM certificate in it");
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* as browsers do: names match the SAN only, wildcards only whole labels */
+    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx),
+                                    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
 }
 
 int tls_client_prepare(SSL *ssl, const char *host, const char *sni, char *err, size_t errsz)
 {
-    bool ip = is_ip_literal(host);
-    const char *name = sni && *sni ? sni : (ip ? NULL : host);
-    if (name && !is_ip_literal(name) && SSL_set_tlsext_host_name(ssl, name) != 1) {
+    char h[256], s[256];
+    bool host_ip, sni_ip = false;
+    if (!host || host_norm(host, h, sizeof h, &host_ip) < 0) {
+        snprintf(err, errsz, "invalid server host name \"%.80s\"", host ? host : "");
+        return -1;
+    }
+    if (sni && host_norm(sni, s, sizeof s, &sni_ip) < 0) {
+        snprintf(err, errsz, "invalid SNI \"%.80s\"", sni);
+        return -1;
+    }
+    /* SNI carries names only (RFC 6066 section 3) */
+    const char *send = sni ? (sni_ip ? NULL : s) : (host_ip ? NULL : h);
+    if (send && SSL_set_tlsext_host_name(ssl, send) != 1) {
         ssl_errstr(err, errsz, "cannot set SNI");
         return -1;
     }
-    if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) {
-        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-        int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) : X509_VERIFY_PARAM_set1_host(vp, host, 0);
-        if (ok != 1) {
-            ssl_errstr(err, errsz, "cannot set the name to verify");
-            return -1;
-        }
+    if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
+        return 0;
+    /* the certificate must match the name we asked for, else the address */
+    const char *want = send ? send : (sni_ip ? s : h);
+    bool want_ip = send ? false : (sni_ip ? true : host_ip);
+    int ok = want_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), want) : SSL_set1_host(ssl, want);
+    if (ok != 1) {
+        ssl_errstr(err, errsz, "cannot set the name to verify");
+        return -1;
     }
     return 0;
 }
@@ -531,24 +1028,34 @@ const char *tls_verify_error(SSL *ssl)
     return X509_verify_cert_error_string(r);
 }
 
-static char *name_line(X509_NAME *n)
+void tls_handshake_error(SSL *ssl, char *err, size_t errsz)
+{
+    const char *v = ssl ? tls_verify_error(ssl) : NULL;
+    unsigned long e = ERR_get_error();
+    if (v) {
+        snprintf(err, errsz, "certificate verify failed: %s", v);
+    } else if (e) {
+        const char *r = ERR_reason_error_string(e);
+        if (r)
+            snprintf(err, errsz, "%s", r);
+        else
+            ERR_error_string_n(e, err, errsz);
+    } else {
+        snprintf(err, errsz, "connection closed during the TLS handshake");
+    }
+    ERR_clear_error();
+}
+
+/* One-line RFC 2253 text, keeping UTF-8 as is (only control characters and
+ * RFC 2253 specials escaped). */
+static char *name_line(const X509_NAME *n)
 {
     BIO *b = BIO_new(BIO_s_mem());
-    if (!b)
-        return NULL;
-    X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253);
-    size_t len;
-    char *s = bio_take(b, &len);
+    char *s = NULL;
+    if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+        s = bio_take(b, NULL);
     BIO_free(b);
-    if (!s)
-        return NULL;
-    char *t = realloc(s, len + 1);
-    if (!t) {
-        free(s);
-        return NULL;
-    }
-    t[len] = '\0';
-    return t;
+    return s;
 }
 
 void tls_fill_conn_info(SSL *ssl, flow_conn *c, bool server_side)
@@ -562,16 +1069,13 @@ void tls_fill_conn_info(SSL *ssl, flow_conn *c, bool server_side)
     unsigned alen = 0;
     SSL_get0_alpn_selected(ssl, &alpn, &alen);
     flow_strnset(&c->alpn, alen ? (const char *)alpn : NULL, alen);
-    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    flow_strset(&c->sni, sni);
+    flow_strset(&c->sni, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
     if (server_side) {
         X509 *peer = SSL_get1_peer_certificate(ssl);
-        if (peer) {
-            free(c->cert_subject);
-            free(c->cert_issuer);
-            c->cert_subject = name_line(X509_get_subject_name(peer));
-            c->cert_issuer = name_line(X509_get_issuer_name(peer));
-            X509_free(peer);
-        }
+        free(c->cert_subject);
+        free(c->cert_issuer);
+        c->cert_subject = peer ? name_line(X509_get_subject_name(peer)) : NULL;
+        c->cert_issuer = peer ? name_line(X509_get_issuer_name(peer)) : NULL;
+        X509_free(peer);
     }
 }
