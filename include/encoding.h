@@ -16,14 +16,18 @@
  * list several codings, applied in order, e.g. "gzip, br"; case-insensitive;
  * "identity" and "" are no-ops).  Appends the result to `out`.
  * Returns 0, or -1 with a one-line reason in `err` (unknown coding, corrupt
- * data, over ENCODING_MAX_DECODED).  `deflate` accepts both zlib-wrapped
- * and raw deflate, as browsers do. */
+ * data, over ENCODING_MAX_DECODED); `out` is then left as it was.  The
+ * limit bounds each decoding layer; identity copies whatever its size.
+ * An empty `in` decodes to empty under any coding (HEAD/204/304 answers).
+ * `deflate` accepts both zlib-wrapped and raw deflate, as browsers do;
+ * gzip accepts concatenated members, zstd concatenated frames.  `in` must
+ * not point into `out` (the buffer may move). */
 int encoding_decode(const char *coding, const void *in, size_t n, bytes *out,
                     char *err, size_t errsz);
 
 /* encoding_decode with another ceiling than ENCODING_MAX_DECODED (applied to
- * every layer): for callers that only want a preview (the printer) or a
- * tighter budget (fuzzing).  `in` must not point into `out`. */
+ * every layer): for callers with a tighter budget (a preview, fuzzing).
+ * A body that decodes past the limit fails; it is not truncated. */
 int encoding_decode_limit(const char *coding, const void *in, size_t n, bytes *out,
                           size_t limit, char *err, size_t errsz);
 

@@ -36,6 +36,9 @@
  * ENCODING_MAX_DECODED does not cover. */
 #define ENC_ZSTD_WINDOWLOG_MAX 23
 
+/* Largest declared zstd content size allocated before seeing the data. */
+#define ENC_TRUSTED_SIZE ((size_t)16 << 20)
+
 /* Inputs are fed to zlib in pieces its 32-bit counters can hold. */
 #define ENC_ZLIB_CHUNK ((size_t)1 << 30)
 
@@ -489,10 +492,12 @@ static int enc_decode_one(enc_kind k, const unsigned char *in, size_t n,
             return -1;
         break;
     case ENC_ZSTD: {
-        /* a frame usually states its size: size the buffer once */
+        /* a frame usually states its size: size the buffer once.  The
+         * header is the sender's claim, so only modest claims are trusted
+         * up front; bigger bodies grow by doubling like the others. */
         unsigned long long cs = ZSTD_getFrameContentSize(in, n);
         s.hint = (cs != ZSTD_CONTENTSIZE_UNKNOWN && cs != ZSTD_CONTENTSIZE_ERROR &&
-                  cs < limit)
+                  cs < limit && cs <= ENC_TRUSTED_SIZE)
                      ? (size_t)cs + 1
                      : enc_hint(n, limit, 4);
         if (dec_zstd(in, n, &s, err, errsz) < 0)
@@ -500,10 +505,8 @@ static int enc_decode_one(enc_kind k, const unsigned char *in, size_t n,
         break;
     }
     default:
-        if (n > limit) {
-            enc_limit_msg(err, errsz, "identity", limit);
-            return -1;
-        }
+        /* identity is not decoding: the body is already in memory, so the
+         * limit (a defence against expansion) does not apply */
         if (bytes_append(dst, in, n) < 0) {
             enc_err(err, errsz, "out of memory");
             return -1;
@@ -521,7 +524,7 @@ int encoding_decode_limit(const char *coding, const void *in, size_t n, bytes *o
     if (layers < 0)
         return -1;
     if (layers == 0)
-        return enc_decode_one(ENC_IDENTITY, in, n, out, SIZE_MAX, err, errsz);
+        return enc_decode_one(ENC_IDENTITY, in, n, out, limit, err, errsz);
 
     /* The last coding listed was applied last: undo it first.  Middle
      * layers go through scratch buffers; the final one writes straight
