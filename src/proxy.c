@@ -1108,8 +1108,9 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
         c->s = NULL;
         return;
     }
-    if ((what & BEV_EVENT_EOF) && s->connected) {
-        /* the response may be close-delimited */
+    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && s->connected) {
+        /* the response may be close-delimited; over TLS, many servers end
+         * it without close_notify, which OpenSSL 3 reports as an error */
         server_read_cb(bev, c);
         if (c->s != s || c->state != C_WAIT_UPSTREAM)
             return;
