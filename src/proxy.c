@@ -634,7 +634,7 @@ static void handle_request_or_close(cconn *c)
         deliver_response_or_close(c);
         return;
     }
-    if (f->request->host && strcasecmp(f->request->host, "mitm.it") == 0) {
+    if (f->request->host && onboard_is_host(f->request->host)) {
         char err[256];
         flow_response *resp = NULL;
         if (onboard_handle(c->w->sh->o->confdir, f->request->path, &resp, err, sizeof err) == 0 && resp) {
