@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+"""Every script in examples/ runs, and does what its comment says."""
+import json
+import os
+
+import harness as H
+from harness import test, fixture
+from backend import Backend
+
+EX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
+
+
+@fixture
+def backend():
+    return Backend().start()
+
+
+def proxy_with(name, *extra):
+    if H.Proxy().is_mitmdump:
+        H.skip("Lua scripts")
+    return H.Proxy(["-s", os.path.join(EX, name)] + list(extra), label=name).start()
+
+
+@test
+def add_header():
+    p = proxy_with("add_header.lua")
+    r = H.curl(backend().url("/echo"), proxy=p)
+    seen = json.loads(r.body)
+    assert ["X-Seen-By", "mitmlua"] in seen["headers"], seen["headers"]
+    before = len(backend().log)
+    r = H.curl(backend().url("/health"), proxy=p)
+    assert r.status == 200 and r.body == b"ok", r.status
+    assert len(backend().log) == before, "the mocked request reached the backend"
+
+
+@test
+def block():
+    p = proxy_with("block.lua")
+    r = H.curl("http://ads.example.com/x", proxy=p)
+    assert r.status == 403 and b"blocked" in r.body, r.status
+    r = H.curl(backend().url("/pixel.gif?id=1"), proxy=p)
+    assert r.rc != 0 and r.status is None, r.rc     # killed: no response at all
+    r = H.curl(backend().url("/echo"), proxy=p)
+    assert r.status == 200, r.status
+
+
+@test
+def mock():
+    p = proxy_with("mock.lua")
+    before = len(backend().log)
+    r = H.curl(backend().url("/api/user/1"), proxy=p)
+    assert r.status == 200 and json.loads(r.body) == {"id": 1, "name": "Ada"}, r.body[:200]
+    assert H.header(r.headers, "X-Mocked") == "1"
+    assert len(backend().log) == before
+
+
+@test
+def rewrite_json():
+    # a JSON answer made by a first script, rewritten by the example
+    d = H.tmpdir("rj")
+    first = os.path.join(d, "api.lua")
+    H.write(first, 'function request(f) f.response = mitm.response(200, '
+                   '{["Content-Type"]="application/json"}, \'{"debug": false, "n": 1}\') end\n')
+    if H.Proxy().is_mitmdump:
+        H.skip("Lua scripts")
+    p = H.Proxy(["-s", first, "-s", os.path.join(EX, "rewrite_json.lua")]).start()
+    r = H.curl(backend().url("/api"), proxy=p)
+    assert r.status == 200 and json.loads(r.body) == {"debug": True, "n": 1}, r.body[:200]
+    assert H.header(r.headers, "Content-Length") == str(len(r.body))
+
+
+@test
+def count_hosts():
+    p = proxy_with("count_hosts.lua")
+    for _ in range(3):
+        H.curl(backend().url("/echo"), proxy=p)
+    assert p.stop() == 0
+    assert "127.0.0.1: 3" in p.stderr, p.stderr[-500:]
+
+
+@test
+def errors():
+    p = proxy_with("errors.lua")
+    port = H.free_port()
+    r = H.curl("http://127.0.0.1:%d/nothing-listens" % port, proxy=p)
+    assert r.status == 502, r.status
+    assert H.wait_for(lambda: "nothing-listens failed:" in p.stderr), p.stderr[-500:]
+
+
+if __name__ == "__main__":
+    H.main()
