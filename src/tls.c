@@ -400,10 +400,14 @@ out:
     return rc;
 }
 
-static int set_name(X509_NAME *name, const char *cn)
+/* The CA is CN=mitmlua,O=mitmlua and leaves are CN=<host> alone, so no
+ * leaf (not even one for a host called "mitmlua") has the CA's subject and
+ * looks self-issued to a verifier. */
+static int set_name(X509_NAME *name, const char *cn, bool with_o)
 {
     return X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) &&
-           X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"mitmlua", -1, -1, 0);
+           (!with_o ||
+            X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"mitmlua", -1, -1, 0));
 }
 
 static X509 *make_ca_cert(EVP_PKEY *key)
@@ -415,7 +419,7 @@ static X509 *make_ca_cert(EVP_PKEY *key)
     if (!X509_set_version(x, X509_VERSION_3) || random_serial(x) < 0 ||
         !X509_time_adj_ex(X509_getm_notBefore(x), -TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
         !X509_time_adj_ex(X509_getm_notAfter(x), TLS_CA_DAYS, 0, &now) ||
-        !set_name(X509_get_subject_name(x), "mitmlua") || !X509_set_issuer_name(x, X509_get_subject_name(x)) ||
+        !set_name(X509_get_subject_name(x), "mitmlua", true) || !X509_set_issuer_name(x, X509_get_subject_name(x)) ||
         !X509_set_pubkey(x, key) || add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
         add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
         add_ext(x, x, NID_subject_key_identifier, "hash") < 0 || !X509_sign(x, key, EVP_sha256())) {
@@ -440,7 +444,7 @@ static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
     if (!X509_set_version(x, X509_VERSION_3) || random_serial(x) < 0 ||
         !X509_time_adj_ex(X509_getm_notBefore(x), -TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
         !X509_time_adj_ex(X509_getm_notAfter(x), TLS_LEAF_TOTAL_DAYS - TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
-        !set_name(X509_get_subject_name(x), cn) ||
+        !set_name(X509_get_subject_name(x), cn, false) ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, ca->leaf_key) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
         add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
@@ -472,7 +476,11 @@ static char *cert_p12(X509 *cert, size_t *n)
     BIO *b = BIO_new(BIO_s_mem());
     STACK_OF(X509) *certs = sk_X509_new_null();
     PKCS12 *p12 = NULL;
-    if (!b || !certs || !sk_X509_push(certs, cert))
+    /* a copy carrying the alias, which becomes the bag's friendlyName: the
+     * name trust-store managers show */
+    X509 *named = X509_dup(cert);
+    if (!b || !certs || !named || !X509_alias_set1(named, (const unsigned char *)"mitmlua", -1) ||
+        !sk_X509_push(certs, named))
         goto out;
     p12 = PKCS12_create("", "mitmlua", NULL, NULL, certs, 0, -1, 0, 0, 0);
     if (p12 && i2d_PKCS12_bio(b, p12))
@@ -480,6 +488,7 @@ static char *cert_p12(X509 *cert, size_t *n)
 out:
     PKCS12_free(p12);
     sk_X509_free(certs);
+    X509_free(named);
     BIO_free(b);
     return s;
 }

@@ -1,166 +1,903 @@
-/* Unit tests for the CA and minted leaf certificates. */
+/* Unit tests for the TLS module: CA files and their modes, reload and
+ * recovery, corrupt CA files, minted leaves checked with OpenSSL's own
+ * verifier, the shared LRU cache (also under 4 threads), real in-memory
+ * handshakes on both sides (SNI, fallback host, ALPN, upstream verification
+ * success and failure). */
+#include <dirent.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/x509v3.h>
 
 #include "tls.h"
 #include "t.h"
 
-static char dir[64];
+static char base[64];
 
-static int mode_of(const char *name)
+static void path_of(char *out, size_t n, const char *sub, const char *name)
 {
-    char p[200];
+    snprintf(out, n, "%s/%s%s%s", base, sub, name ? "/" : "", name ? name : "");
+}
+
+static int mode_of(const char *sub, const char *name)
+{
+    char p[256];
     struct stat st;
-    snprintf(p, sizeof p, "%s/%s", dir, name);
+    path_of(p, sizeof p, sub, name);
     return stat(p, &st) == 0 ? (int)(st.st_mode & 0777) : -1;
 }
 
-static int verify(tls_ca *ca, X509 *leaf)
+static tls_ca *ca_in(const char *sub)
+{
+    char p[256], err[512];
+    path_of(p, sizeof p, sub, NULL);
+    tls_ca *ca = tls_ca_load_or_create(p, err, sizeof err);
+    if (!ca)
+        fprintf(stderr, "  tls_ca_load_or_create(%s): %s\n", p, err);
+    return ca;
+}
+
+static void fingerprint(X509 *x, unsigned char out[32])
+{
+    unsigned n = 32;
+    X509_digest(x, EVP_sha256(), out, &n);
+}
+
+static int same_cert(X509 *a, X509 *b)
+{
+    unsigned char fa[32], fb[32];
+    fingerprint(a, fa);
+    fingerprint(b, fb);
+    return memcmp(fa, fb, 32) == 0;
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    char *buf = malloc(1 << 16);
+    size_t got = fread(buf, 1, (1 << 16) - 1, fp);
+    fclose(fp);
+    buf[got] = '\0';
+    if (n)
+        *n = got;
+    return buf;
+}
+
+static X509 *read_cert(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    X509 *x = PEM_read_X509(fp, NULL, NULL, NULL);
+    fclose(fp);
+    return x;
+}
+
+/* Chain verification for TLS server use against the CA alone. */
+static int verify_leaf(tls_ca *ca, X509 *leaf)
 {
     X509_STORE *st = X509_STORE_new();
     X509_STORE_add_cert(st, tls_ca_cert(ca));
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     X509_STORE_CTX_init(ctx, st, leaf, NULL);
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
     int ok = X509_verify_cert(ctx);
+    if (ok != 1)
+        fprintf(stderr, "  verify: %s\n", X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(st);
     return ok;
 }
 
+static int write_pem(const char *path, EVP_PKEY *key, X509 *cert, const EVP_CIPHER *enc)
+{
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        return -1;
+    int ok = (!key || PEM_write_PrivateKey(fp, key, enc, enc ? (unsigned char *)"pw" : NULL, enc ? 2 : 0, NULL,
+                                           NULL)) &&
+             (!cert || PEM_write_X509(fp, cert));
+    fclose(fp);
+    return ok ? 0 : -1;
+}
+
+static int no_dotfiles(const char *sub)
+{
+    char p[256];
+    path_of(p, sizeof p, sub, NULL);
+    DIR *d = opendir(p);
+    if (!d)
+        return 0;
+    int clean = 1;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            clean = 0;
+    closedir(d);
+    return clean;
+}
+
+/* ---- CA files ----------------------------------------------------------- */
+
 static void ca_files_and_modes(void)
 {
-    char err[256];
-    char sub[128];
-    snprintf(sub, sizeof sub, "%s/conf", dir);
-    tls_ca *ca = tls_ca_load_or_create(sub, err, sizeof err);
+    /* a permissive umask must not make the key readable, nor a strict one
+     * hide the certificates */
+    mode_t old = umask(0);
+    tls_ca *ca = ca_in("x/y/conf");
+    umask(old);
     T_CHECK(ca != NULL);
-    snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/conf");
-    T_CHECK(mode_of("") == 0700);
-    T_CHECK(mode_of("mitmlua-ca.pem") == 0600);
-    T_CHECK(mode_of("mitmlua-ca-cert.pem") == 0644);
-    T_CHECK(mode_of("mitmlua-ca-cert.cer") == 0644);
-    T_CHECK(mode_of("mitmlua-ca-cert.p12") == 0644);
-    unsigned char a[32], b[32];
-    unsigned n;
-    X509_digest(tls_ca_cert(ca), EVP_sha256(), a, &n);
-    tls_ca *again = tls_ca_load_or_create(sub, err, sizeof err);
-    T_CHECK(again != NULL);
-    X509_digest(tls_ca_cert(again), EVP_sha256(), b, &n);
-    T_CHECK(memcmp(a, b, 32) == 0); /* reloaded, not regenerated */
-    tls_ca_free(again);
+    if (!ca)
+        return;
+    T_CHECK(mode_of("x/y/conf", NULL) == 0700);
+    T_CHECK(mode_of("x/y/conf", "mitmlua-ca.pem") == 0600);
+    T_CHECK(mode_of("x/y/conf", "mitmlua-ca-cert.pem") == 0644);
+    T_CHECK(mode_of("x/y/conf", "mitmlua-ca-cert.cer") == 0644);
+    T_CHECK(mode_of("x/y/conf", "mitmlua-ca-cert.p12") == 0644);
+    T_CHECK(no_dotfiles("x/y/conf")); /* no temporary files left behind */
+
+    char p[256];
+    path_of(p, sizeof p, "x/y/conf", "mitmlua-ca-cert.pem");
+    T_STREQ(tls_ca_cert_path(ca), p);
+    path_of(p, sizeof p, "x/y/conf", NULL);
+    T_STREQ(tls_ca_confdir(ca), p);
+
+    /* the key file: key first, then the certificate */
+    path_of(p, sizeof p, "x/y/conf", "mitmlua-ca.pem");
+    char *key = slurp(p, NULL);
+    T_CHECK(key && strncmp(key, "-----BEGIN PRIVATE KEY-----", 27) == 0);
+    T_CHECK(key && strstr(key, "-----BEGIN CERTIFICATE-----") > strstr(key, "END PRIVATE KEY"));
+    free(key);
+
+    /* .pem and .cer: the same PEM certificate, which is the CA's */
+    size_t n1, n2;
+    path_of(p, sizeof p, "x/y/conf", "mitmlua-ca-cert.pem");
+    char *pem = slurp(p, &n1);
+    X509 *fromfile = read_cert(p);
+    path_of(p, sizeof p, "x/y/conf", "mitmlua-ca-cert.cer");
+    char *cer = slurp(p, &n2);
+    T_CHECK(pem && cer && n1 == n2 && memcmp(pem, cer, n1) == 0);
+    T_CHECK(pem && !strstr(pem, "PRIVATE"));
+    T_CHECK(fromfile && same_cert(fromfile, tls_ca_cert(ca)));
+    free(pem);
+    free(cer);
+    X509_free(fromfile);
+
+    /* .p12: the certificate, no key, empty password */
+    path_of(p, sizeof p, "x/y/conf", "mitmlua-ca-cert.p12");
+    FILE *fp = fopen(p, "rb");
+    PKCS12 *p12 = fp ? d2i_PKCS12_fp(fp, NULL) : NULL;
+    if (fp)
+        fclose(fp);
+    EVP_PKEY *pk = NULL;
+    X509 *pc = NULL;
+    STACK_OF(X509) *others = NULL;
+    T_CHECK(p12 && PKCS12_parse(p12, "", &pk, &pc, &others) == 1);
+    T_CHECK(pk == NULL && pc == NULL); /* no key, so the certificate is an "other" */
+    T_CHECK(others && sk_X509_num(others) == 1 && same_cert(sk_X509_value(others, 0), tls_ca_cert(ca)));
+    const unsigned char *alias = others && sk_X509_num(others) ? X509_alias_get0(sk_X509_value(others, 0), NULL) : NULL;
+    T_STREQ((const char *)alias, "mitmlua"); /* friendlyName */
+    EVP_PKEY_free(pk);
+    X509_free(pc);
+    sk_X509_pop_free(others, X509_free);
+    PKCS12_free(p12);
+
+    /* the CA certificate itself */
+    X509 *c = tls_ca_cert(ca);
+    char cn[64] = "", o[64] = "";
+    X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn, sizeof cn);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_organizationName, o, sizeof o);
+    T_STREQ(cn, "mitmlua");
+    T_STREQ(o, "mitmlua");
+    T_CHECK(X509_check_ca(c) == 1);
+    T_CHECK(X509_check_issued(c, c) == X509_V_OK);
+    T_CHECK(X509_verify(c, X509_get0_pubkey(c)) == 1);
+    T_CHECK(EVP_PKEY_is_a(X509_get0_pubkey(c), "RSA") && EVP_PKEY_get_bits(X509_get0_pubkey(c)) == 2048);
+    int crit = -1;
+    BASIC_CONSTRAINTS *bc = X509_get_ext_d2i(c, NID_basic_constraints, &crit, NULL);
+    T_CHECK(bc && bc->ca && crit == 1);
+    BASIC_CONSTRAINTS_free(bc);
+    ASN1_BIT_STRING *ku = X509_get_ext_d2i(c, NID_key_usage, &crit, NULL);
+    T_CHECK(ku && crit == 1);
+    ASN1_BIT_STRING_free(ku);
+    T_CHECK((X509_get_key_usage(c) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) == (KU_KEY_CERT_SIGN | KU_CRL_SIGN));
+    T_CHECK(X509_get0_subject_key_id(c) != NULL);
+    BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(c), NULL);
+    T_CHECK(serial && BN_num_bits(serial) > 64 && BN_num_bits(serial) <= 128 && !BN_is_negative(serial));
+    BN_free(serial);
+    int days = 0, secs = 0;
+    ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(c), X509_get0_notAfter(c));
+    T_CHECK(days >= 3640 && days <= 3660);
     tls_ca_free(ca);
-    /* a corrupt key file is named in the error */
-    char p[200];
-    snprintf(p, sizeof p, "%s/mitmlua-ca.pem", dir);
+}
+
+static void ca_reload_and_uniqueness(void)
+{
+    tls_ca *a = ca_in("reload"), *a2 = ca_in("reload"), *b = ca_in("other");
+    T_CHECK(a && a2 && b);
+    if (a && a2 && b) {
+        T_CHECK(same_cert(tls_ca_cert(a), tls_ca_cert(a2))); /* reloaded, not regenerated */
+        T_CHECK(!same_cert(tls_ca_cert(a), tls_ca_cert(b))); /* every install its own CA */
+        T_CHECK(EVP_PKEY_eq(X509_get0_pubkey(tls_ca_cert(a)), X509_get0_pubkey(tls_ca_cert(b))) != 1);
+        T_CHECK(ASN1_INTEGER_cmp(X509_get0_serialNumber(tls_ca_cert(a)), X509_get0_serialNumber(tls_ca_cert(b))));
+        /* the leaf key is fresh per load and never the CA key */
+        T_CHECK(EVP_PKEY_eq(tls_ca_leaf_key(a), X509_get0_pubkey(tls_ca_cert(a))) != 1);
+    }
+    tls_ca_free(a);
+    tls_ca_free(a2);
+    tls_ca_free(b);
+}
+
+/* A crash after the key file, or a CA key file copied in from elsewhere
+ * (mitmproxy-ca.pem): the certificate files follow the key file. */
+static void ca_recovery(void)
+{
+    tls_ca *a = ca_in("recover");
+    tls_ca *foreign = ca_in("foreign");
+    T_CHECK(a && foreign);
+    if (!a || !foreign)
+        goto out;
+    char p[256];
+    path_of(p, sizeof p, "recover", "mitmlua-ca-cert.p12");
+    unlink(p);
+    path_of(p, sizeof p, "recover", "mitmlua-ca-cert.cer");
+    unlink(p);
+    path_of(p, sizeof p, "recover", "mitmlua-ca-cert.pem");
+    FILE *fp = fopen(p, "w");
+    fputs("half-written", fp);
+    fclose(fp);
+    tls_ca *again = ca_in("recover");
+    T_CHECK(again && same_cert(tls_ca_cert(again), tls_ca_cert(a)));
+    T_CHECK(mode_of("recover", "mitmlua-ca-cert.p12") == 0644);
+    X509 *x = read_cert(p);
+    T_CHECK(x && same_cert(x, tls_ca_cert(a)));
+    X509_free(x);
+    path_of(p, sizeof p, "recover", "mitmlua-ca-cert.cer");
+    x = read_cert(p);
+    T_CHECK(x && same_cert(x, tls_ca_cert(a)));
+    X509_free(x);
+    tls_ca_free(again);
+
+    /* copy the foreign CA's key file over ours */
+    char src[256];
+    path_of(src, sizeof src, "foreign", "mitmlua-ca.pem");
+    path_of(p, sizeof p, "recover", "mitmlua-ca.pem");
+    char *data = slurp(src, NULL);
+    fp = fopen(p, "w");
+    fputs(data, fp);
+    fclose(fp);
+    free(data);
+    again = ca_in("recover");
+    T_CHECK(again && same_cert(tls_ca_cert(again), tls_ca_cert(foreign)));
+    path_of(p, sizeof p, "recover", "mitmlua-ca-cert.pem");
+    x = read_cert(p);
+    T_CHECK(x && same_cert(x, tls_ca_cert(foreign)));
+    X509_free(x);
+    tls_ca_free(again);
+out:
+    tls_ca_free(a);
+    tls_ca_free(foreign);
+}
+
+static int load_fails_naming(const char *sub, const char *expect)
+{
+    char p[256], err[512] = "";
+    path_of(p, sizeof p, sub, NULL);
+    tls_ca *ca = tls_ca_load_or_create(p, err, sizeof err);
+    path_of(p, sizeof p, sub, "mitmlua-ca.pem");
+    int ok = ca == NULL && strstr(err, p) != NULL && (!expect || strstr(err, expect));
+    if (!ok)
+        fprintf(stderr, "  error was: %s\n", err);
+    tls_ca_free(ca);
+    return ok;
+}
+
+static void ca_corrupt(void)
+{
+    tls_ca *a = ca_in("good1"), *b = ca_in("good2");
+    T_CHECK(a && b);
+    if (!a || !b)
+        goto out;
+    char p[256], err[512];
+    mkdir(base, 0700);
+    path_of(p, sizeof p, "bad", NULL);
+    mkdir(p, 0700);
+    path_of(p, sizeof p, "bad", "mitmlua-ca.pem");
+
     FILE *fp = fopen(p, "w");
     fputs("garbage\n", fp);
     fclose(fp);
-    T_CHECK(tls_ca_load_or_create(sub, err, sizeof err) == NULL);
-    T_CHECK(strstr(err, "mitmlua-ca.pem") != NULL);
+    T_CHECK(load_fails_naming("bad", "private key"));
+
+    T_CHECK(write_pem(p, tls_ca_leaf_key(a), NULL, NULL) == 0); /* key, no certificate */
+    T_CHECK(load_fails_naming("bad", "certificate"));
+
+    EVP_PKEY *akey = NULL;
+    char ap[256];
+    path_of(ap, sizeof ap, "good1", "mitmlua-ca.pem");
+    fp = fopen(ap, "r");
+    akey = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+    fclose(fp);
+    T_CHECK(akey != NULL);
+    T_CHECK(write_pem(p, akey, tls_ca_cert(b), NULL) == 0); /* key of one CA, certificate of another */
+    T_CHECK(load_fails_naming("bad", "does not belong"));
+
+    X509 *leaf = tls_ca_leaf(a, "leaf.test", err, sizeof err);
+    T_CHECK(write_pem(p, tls_ca_leaf_key(a), leaf, NULL) == 0); /* a leaf is no CA */
+    T_CHECK(load_fails_naming("bad", "not a CA"));
+    X509_free(leaf);
+
+    /* an encrypted key fails at once instead of prompting on the terminal */
+    T_CHECK(write_pem(p, akey, tls_ca_cert(a), EVP_aes_128_cbc()) == 0);
+    T_CHECK(load_fails_naming("bad", "private key"));
+    EVP_PKEY_free(akey);
+
+    if (geteuid() != 0) { /* root reads anything */
+        chmod(p, 0);
+        T_CHECK(load_fails_naming("bad", "Permission denied"));
+    }
+
+    /* the confdir is a file */
+    path_of(p, sizeof p, "afile", NULL);
+    fp = fopen(p, "w");
+    fclose(fp);
+    T_CHECK(tls_ca_load_or_create(p, err, sizeof err) == NULL);
+    T_CHECK(strstr(err, p) != NULL);
+out:
+    tls_ca_free(a);
+    tls_ca_free(b);
+    ERR_clear_error();
+}
+
+/* ---- leaves ------------------------------------------------------------- */
+
+static tls_ca *shared; /* one CA for the leaf and handshake tests */
+
+static int san_count(X509 *x, int type, const char *dns)
+{
+    GENERAL_NAMES *g = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int n = 0, total = g ? sk_GENERAL_NAME_num(g) : 0;
+    for (int i = 0; i < total; i++) {
+        GENERAL_NAME *gn = sk_GENERAL_NAME_value(g, i);
+        if (gn->type != type)
+            continue;
+        if (type == GEN_DNS) {
+            const ASN1_IA5STRING *s = gn->d.dNSName;
+            if ((size_t)s->length == strlen(dns) && memcmp(s->data, dns, strlen(dns)) == 0)
+                n++;
+        } else {
+            n++;
+        }
+    }
+    GENERAL_NAMES_free(g);
+    return total == 1 ? n : -total;
+}
+
+static void leaf_props(X509 *x, const char *host, bool ip)
+{
+    T_CHECK(verify_leaf(shared, x) == 1);
+    if (ip) {
+        T_CHECK(X509_check_ip_asc(x, host, 0) == 1);
+        /* an IP SAN, not a DNS one */
+        T_CHECK(X509_check_host(x, host, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) != 1);
+        T_CHECK(san_count(x, GEN_IPADD, NULL) == 1);
+    } else {
+        T_CHECK(X509_check_host(x, host, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) == 1);
+        T_CHECK(san_count(x, GEN_DNS, host) == 1);
+    }
+    int days = 0, secs = 0;
+    ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x), X509_get0_notAfter(x));
+    T_CHECK(days * 86400L + secs <= 200L * 86400 && days >= 190);
+    time_t past = time(NULL) - 86400, later = time(NULL) + 190L * 86400;
+    T_CHECK(X509_cmp_time(X509_get0_notBefore(x), &past) < 0); /* backdated */
+    T_CHECK(X509_cmp_time(X509_get0_notAfter(x), &later) > 0);
+    T_CHECK(X509_check_ca(x) == 0);
+    T_CHECK(X509_get_extended_key_usage(x) & XKU_SSL_SERVER);
+    T_CHECK((X509_get_key_usage(x) & (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT)) ==
+            (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT));
+    const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
+    T_CHECK(aki && ASN1_OCTET_STRING_cmp(aki, X509_get0_subject_key_id(tls_ca_cert(shared))) == 0);
+    T_CHECK(X509_check_private_key(x, tls_ca_leaf_key(shared)) == 1);
+    T_CHECK(X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(tls_ca_cert(shared))) == 0);
 }
 
 static void leaves(void)
 {
-    char err[256], sub[128];
-    snprintf(sub, sizeof sub, "%s/leaves", dir);
-    tls_ca *ca = tls_ca_load_or_create(sub, err, sizeof err);
-    T_CHECK(ca != NULL);
-    const char *hosts[] = {"example.com", "127.0.0.1", "::1", "Mixed.Case.Test"};
-    for (size_t i = 0; i < 4; i++) {
-        X509 *x = tls_ca_leaf(ca, hosts[i], err, sizeof err);
+    char err[256];
+    struct {
+        const char *host, *canon;
+        bool ip;
+    } cases[] = {
+        {"example.com", "example.com", false},
+        {"127.0.0.1", "127.0.0.1", true},
+        {"::1", "::1", true},
+        {"Mixed.CASE.Test", "mixed.case.test", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        X509 *x = tls_ca_leaf(shared, cases[i].host, err, sizeof err);
         T_CHECK(x != NULL);
-        T_CHECK(verify(ca, x) == 1);
-        if (i == 0 || i == 3)
-            T_CHECK(X509_check_host(x, hosts[i], 0, 0, NULL) == 1);
-        else
-            T_CHECK(X509_check_ip_asc(x, hosts[i], 0) == 1);
-        int days = 0, secs = 0;
-        ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x), X509_get0_notAfter(x));
-        T_CHECK(days <= 200 && days >= 190);
-        X509 *y = tls_ca_leaf(ca, hosts[i], err, sizeof err);
-        T_CHECK(y == x); /* cached */
+        if (!x)
+            continue;
+        leaf_props(x, cases[i].canon, cases[i].ip);
+        X509 *y = tls_ca_leaf(shared, cases[i].canon, err, sizeof err);
+        T_CHECK(y == x); /* cached, case-insensitively */
         X509_free(y);
         X509_free(x);
     }
-    X509 *a = tls_ca_leaf(ca, "a.test", err, sizeof err), *b = tls_ca_leaf(ca, "b.test", err, sizeof err);
+    X509 *v6 = tls_ca_leaf(shared, "::1", err, sizeof err), *br = tls_ca_leaf(shared, "[::1]", err, sizeof err);
+    T_CHECK(v6 && v6 == br); /* brackets are URL syntax, not part of the address */
+    X509_free(v6);
+    X509_free(br);
+
+    /* a name longer than CN allows: CN truncated to 64, SAN whole */
+    char longname[160];
+    snprintf(longname, sizeof longname, "%s.%s.%s.example", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "ccccccccccccccccccccccccccccccccc");
+    X509 *l = tls_ca_leaf(shared, longname, err, sizeof err);
+    T_CHECK(l != NULL);
+    if (l) {
+        leaf_props(l, longname, false);
+        char cn[128] = "";
+        T_CHECK(X509_NAME_get_text_by_NID(X509_get_subject_name(l), NID_commonName, cn, sizeof cn) == 64);
+        T_CHECK(strncmp(cn, longname, 64) == 0);
+        X509_free(l);
+    }
+
+    /* names that cannot go into a certificate (SNI is client-controlled) */
+    const char *bad[] = {"", "a b", "evil.test,DNS:bank.test", "x\ny", "IP:1.2.3.4", "[]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        X509 *x = tls_ca_leaf(shared, bad[i], err, sizeof err);
+        T_CHECK(x == NULL && err[0]);
+        X509_free(x);
+    }
+
+    X509 *a = tls_ca_leaf(shared, "a.test", err, sizeof err), *b = tls_ca_leaf(shared, "b.test", err, sizeof err);
     T_CHECK(a && b && a != b);
-    T_CHECK(X509_check_host(a, "b.test", 0, 0, NULL) != 1);
+    T_CHECK(a && b && ASN1_INTEGER_cmp(X509_get0_serialNumber(a), X509_get0_serialNumber(b)) != 0);
+    T_CHECK(a && X509_check_host(a, "b.test", 0, 0, NULL) != 1);
     X509_free(a);
     X509_free(b);
-    tls_ca_free(ca);
 }
 
-static void client_ctx_errors(void)
+static void cache_lru(void)
 {
     char err[256];
-    tls_client_opts o = {.insecure = false, .extra_ca_file = "/nonexistent/ca.pem"};
-    T_CHECK(tls_client_ctx_new(&o, err, sizeof err) == NULL);
-    T_CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
-    o.extra_ca_file = NULL;
-    SSL_CTX *ctx = tls_client_ctx_new(&o, err, sizeof err);
-    T_CHECK(ctx != NULL);
-    SSL_CTX_free(ctx);
+    tls_ca_set_cache_max(shared, 2);
+    T_CHECK(tls_ca_cache_count(shared) == 2);
+    X509 *a = tls_ca_leaf(shared, "lru-a.test", err, sizeof err);
+    X509 *b = tls_ca_leaf(shared, "lru-b.test", err, sizeof err);
+    X509 *a2 = tls_ca_leaf(shared, "lru-a.test", err, sizeof err); /* a is now the most recent */
+    X509 *c = tls_ca_leaf(shared, "lru-c.test", err, sizeof err);  /* evicts b */
+    T_CHECK(tls_ca_cache_count(shared) == 2);
+    X509 *a3 = tls_ca_leaf(shared, "lru-a.test", err, sizeof err);
+    X509 *b2 = tls_ca_leaf(shared, "lru-b.test", err, sizeof err);
+    T_CHECK(a == a2 && a == a3);
+    T_CHECK(b2 && b2 != b); /* re-minted */
+    /* the evicted certificate is still whole for whoever holds it */
+    T_CHECK(X509_check_host(b, "lru-b.test", 0, 0, NULL) == 1 && verify_leaf(shared, b) == 1);
+    X509_free(a);
+    X509_free(a2);
+    X509_free(a3);
+    X509_free(b);
+    X509_free(b2);
+    X509_free(c);
+    tls_ca_set_cache_max(shared, 1024);
 }
 
-/* A real handshake in memory: the client verifies the minted certificate
- * against the CA, with SNI and (falling back to the CONNECT host) without. */
-static int handshake(tls_ca *ca, const char *sni, const char *fallback, const char *expect)
+/* ---- handshakes --------------------------------------------------------- */
+
+/* Runs a handshake between client c and server s over a BIO pair. */
+static int pump(SSL *c, SSL *s)
 {
-    char err[256];
-    SSL_CTX *sctx = tls_server_ctx_new(ca, err, sizeof err);
-    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
-    X509_STORE_add_cert(SSL_CTX_get_cert_store(cctx), tls_ca_cert(ca));
-    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
-    SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
-    tls_set_fallback_host(s, fallback);
-    if (sni)
-        SSL_set_tlsext_host_name(c, sni);
-    SSL_set1_host(c, expect);
     BIO *bs, *bc;
-    BIO_new_bio_pair(&bs, 0, &bc, 0);
+    if (BIO_new_bio_pair(&bs, 0, &bc, 0) != 1)
+        return 0;
     SSL_set_bio(s, bs, bs);
     SSL_set_bio(c, bc, bc);
     SSL_set_accept_state(s);
     SSL_set_connect_state(c);
-    int done_s = 0, done_c = 0;
-    for (int i = 0; i < 50 && !(done_s && done_c); i++) {
-        if (!done_c)
-            done_c = SSL_do_handshake(c) == 1;
-        if (!done_s)
-            done_s = SSL_do_handshake(s) == 1;
+    int dc = 0, ds = 0, failed = 0;
+    for (int i = 0; i < 100 && !(dc && ds) && !failed; i++) {
+        SSL *ends[2] = {c, s};
+        int *done[2] = {&dc, &ds};
+        for (int k = 0; k < 2; k++) {
+            if (*done[k])
+                continue;
+            int r = SSL_do_handshake(ends[k]);
+            int e = SSL_get_error(ends[k], r);
+            if (r == 1)
+                *done[k] = 1;
+            else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                failed = 1;
+        }
     }
-    int ok = done_s && done_c && SSL_get_verify_result(c) == X509_V_OK;
+    return dc && ds && !failed;
+}
+
+/* A plain OpenSSL client trusting only the CA. */
+static SSL_CTX *trusting_client(tls_ca *ca)
+{
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(cctx), tls_ca_cert(ca));
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
+    return cctx;
+}
+
+typedef struct hs_result {
+    int ok;
+    bool got_cert_for;   /* the peer certificate matches `expect` */
+    int chain_len;
+    flow_conn client;    /* filled from the server SSL (client-facing side) */
+    flow_conn server;    /* filled from the client SSL (upstream side) */
+} hs_result;
+
+static hs_result handshake(const char *sni, const char *fallback, const char *expect, const char *alpn_offer,
+                           size_t alpn_n, const unsigned char *allowed, size_t allowed_n, int max_version)
+{
+    hs_result r = {0};
+    char err[256];
+    SSL_CTX *sctx = tls_server_ctx_new(shared, err, sizeof err);
+    SSL_CTX *cctx = trusting_client(shared);
+    if (max_version)
+        SSL_CTX_set_max_proto_version(cctx, max_version);
+    SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
+    if (fallback)
+        tls_set_fallback_host(s, fallback);
+    if (allowed)
+        tls_set_alpn_allowed(s, allowed, allowed_n);
+    if (sni)
+        SSL_set_tlsext_host_name(c, sni);
+    if (alpn_offer)
+        SSL_set_alpn_protos(c, (const unsigned char *)alpn_offer, (unsigned)alpn_n);
+    SSL_set1_host(c, expect);
+    r.ok = pump(c, s) && SSL_get_verify_result(c) == X509_V_OK;
+    X509 *peer = SSL_get0_peer_certificate(c);
+    r.got_cert_for = peer && (X509_check_host(peer, expect, 0, 0, NULL) == 1 || X509_check_ip_asc(peer, expect, 0) == 1);
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c);
+    r.chain_len = chain ? sk_X509_num(chain) : 0;
+    if (r.ok) {
+        tls_fill_conn_info(s, &r.client, false);
+        tls_fill_conn_info(c, &r.server, true);
+    }
     SSL_free(s);
     SSL_free(c);
     SSL_CTX_free(sctx);
     SSL_CTX_free(cctx);
-    return ok;
+    ERR_clear_error();
+    return r;
 }
 
-static void handshakes(void)
+static void hs_done(hs_result *r)
 {
-    char err[256], sub[128];
-    snprintf(sub, sizeof sub, "%s/hs", dir);
-    tls_ca *ca = tls_ca_load_or_create(sub, err, sizeof err);
-    T_CHECK(handshake(ca, "foo.test", "ignored.test", "foo.test"));
-    T_CHECK(handshake(ca, NULL, "fallback.test", "fallback.test"));
-    T_CHECK(!handshake(ca, "foo.test", "x", "other.test")); /* name mismatch is caught */
-    tls_ca_free(ca);
+    flow_conn_clear(&r->client);
+    flow_conn_clear(&r->server);
+}
+
+#define OFFER_BOTH "\x02h2\x08http/1.1"
+
+static void handshakes_client_facing(void)
+{
+    /* SNI wins over the fallback host */
+    hs_result r = handshake("foo.test", "ignored.test", "foo.test", OFFER_BOTH, sizeof OFFER_BOTH - 1, NULL, 0, 0);
+    T_CHECK(r.ok && r.got_cert_for);
+    T_CHECK(r.chain_len == 2); /* leaf + CA */
+    T_CHECK(r.client.tls);
+    T_STREQ(r.client.sni, "foo.test");
+    T_STREQ(r.client.tls_version, "TLSv1.3");
+    T_CHECK(r.client.cipher && r.client.cipher[0]);
+    T_STREQ(r.client.alpn, "http/1.1"); /* h2 is not allowed yet */
+    T_CHECK(r.client.cert_subject == NULL);
+    T_STREQ(r.server.cert_subject, "CN=foo.test");
+    T_STREQ(r.server.cert_issuer, "O=mitmlua,CN=mitmlua");
+    hs_done(&r);
+
+    /* no SNI: the fallback host (the CONNECT target) */
+    r = handshake(NULL, "fallback.test", "fallback.test", NULL, 0, NULL, 0, 0);
+    T_CHECK(r.ok && r.got_cert_for);
+    T_CHECK(r.client.sni == NULL && r.client.alpn == NULL);
+    hs_done(&r);
+    r = handshake(NULL, "127.0.0.1", "127.0.0.1", NULL, 0, NULL, 0, 0);
+    T_CHECK(r.ok && r.got_cert_for);
+    hs_done(&r);
+
+    /* an SNI no certificate may carry: the fallback host instead */
+    r = handshake("evil.test,DNS:bank.test", "fallback.test", "fallback.test", NULL, 0, NULL, 0, 0);
+    T_CHECK(r.ok && r.got_cert_for);
+    hs_done(&r);
+
+    /* neither: a certificate still, for "mitmlua" */
+    r = handshake(NULL, NULL, "mitmlua", NULL, 0, NULL, 0, 0);
+    T_CHECK(r.ok && r.got_cert_for);
+
+    hs_done(&r);
+
+    /* the client checks the name: a certificate for foo.test is not bar.test's */
+    r = handshake("foo.test", NULL, "bar.test", NULL, 0, NULL, 0, 0);
+    T_CHECK(!r.ok);
+    hs_done(&r);
+
+    /* TLS 1.2 goes through the same certificate callback */
+    r = handshake("old.test", NULL, "old.test", "\x08http/1.1", 9, NULL, 0, TLS1_2_VERSION);
+    T_CHECK(r.ok && r.got_cert_for);
+    T_STREQ(r.client.tls_version, "TLSv1.2");
+    T_STREQ(r.client.alpn, "http/1.1");
+    T_STREQ(r.client.cipher, r.server.cipher);
+    hs_done(&r);
+}
+
+static void alpn(void)
+{
+    /* client offers only h2: no ALPN by default */
+    hs_result r = handshake("a.test", NULL, "a.test", "\x02h2", 3, NULL, 0, 0);
+    T_CHECK(r.ok && r.client.alpn == NULL && r.server.alpn == NULL);
+    hs_done(&r);
+    /* allowed list: our order of preference wins */
+    static const unsigned char h2_first[] = "\x02h2\x08http/1.1";
+    static const char h1_first[] = "\x08http/1.1\x02h2";
+    r = handshake("a.test", NULL, "a.test", h1_first, sizeof h1_first - 1, h2_first, sizeof h2_first - 1, 0);
+    T_CHECK(r.ok);
+    T_STREQ(r.client.alpn, "h2");
+    T_STREQ(r.server.alpn, "h2");
+    hs_done(&r);
+    /* empty allowed list: no ALPN even for http/1.1 */
+    r = handshake("a.test", NULL, "a.test", OFFER_BOTH, sizeof OFFER_BOTH - 1, (const unsigned char *)"", 0, 0);
+    T_CHECK(r.ok && r.client.alpn == NULL);
+    hs_done(&r);
+    /* nothing in common: no ALPN, and the handshake still succeeds */
+    r = handshake("a.test", NULL, "a.test", "\x08http/1.0", 9, (const unsigned char *)"\x02h2", 3, 0);
+    T_CHECK(r.ok && r.client.alpn == NULL);
+    hs_done(&r);
+
+    /* malformed wire lists are refused */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL *s = SSL_new(ctx);
+    T_CHECK(tls_set_alpn_allowed(s, (const unsigned char *)"\x05h2", 3) == -1);
+    T_CHECK(tls_set_alpn_allowed(s, (const unsigned char *)"\x00", 1) == -1);
+    T_CHECK(tls_set_alpn_allowed(s, (const unsigned char *)"\x02h2", 3) == 0);
+    T_CHECK(tls_set_alpn_allowed(s, (const unsigned char *)"\x08http/1.1", 9) == 0); /* replaces */
+    T_CHECK(tls_set_fallback_host(s, "x.test") == 0 && tls_set_fallback_host(s, "y.test") == 0);
+    T_CHECK(tls_set_fallback_host(s, NULL) == 0);
+    T_CHECK(tls_set_fallback_host(s, "z.test") == 0); /* freed with the SSL: ASan checks */
+    SSL_free(s);
+    SSL_CTX_free(ctx);
+}
+
+/* ---- upstream ----------------------------------------------------------- */
+
+typedef struct up_result {
+    int ok;
+    const char *verr;
+    char herr[256];
+    flow_conn server, client;
+} up_result;
+
+/* Our client context against our own server context (minting from
+ * `server_ca`), as the proxy's upstream side would see a server. */
+static up_result upstream(tls_ca *server_ca, const tls_client_opts *o, const char *host, const char *sni,
+                          const char *fallback, const char *override_sni)
+{
+    up_result r = {0};
+    char err[256];
+    SSL_CTX *sctx = tls_server_ctx_new(server_ca, err, sizeof err);
+    SSL_CTX *cctx = tls_client_ctx_new(o, err, sizeof err);
+    if (!cctx) {
+        fprintf(stderr, "  tls_client_ctx_new: %s\n", err);
+        SSL_CTX_free(sctx);
+        return r;
+    }
+    SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
+    if (fallback)
+        tls_set_fallback_host(s, fallback);
+    if (tls_client_prepare(c, host, sni, err, sizeof err) < 0)
+        fprintf(stderr, "  tls_client_prepare: %s\n", err);
+    if (override_sni)
+        SSL_set_tlsext_host_name(c, override_sni);
+    r.ok = pump(c, s);
+    r.verr = tls_verify_error(c);
+    if (!r.ok)
+        tls_handshake_error(c, r.herr, sizeof r.herr);
+    else {
+        tls_fill_conn_info(c, &r.server, true);
+        tls_fill_conn_info(s, &r.client, false);
+    }
+    SSL_free(s);
+    SSL_free(c);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    ERR_clear_error();
+    return r;
+}
+
+static void up_done(up_result *r)
+{
+    flow_conn_clear(&r->server);
+    flow_conn_clear(&r->client);
+}
+
+static void upstream_verification(void)
+{
+    tls_ca *untrusted = ca_in("untrusted");
+    T_CHECK(untrusted != NULL);
+    if (!untrusted)
+        return;
+    tls_client_opts o = {.insecure = false, .extra_ca_file = tls_ca_cert_path(shared)};
+
+    /* trusted through extra_ca_file, name from host, sent as SNI */
+    up_result r = upstream(shared, &o, "foo.test", NULL, NULL, NULL);
+    T_CHECK(r.ok && r.verr == NULL);
+    T_STREQ(r.client.sni, "foo.test");
+    T_STREQ(r.server.sni, "foo.test");
+    T_STREQ(r.server.alpn, "http/1.1");
+    T_STREQ(r.server.cert_subject, "CN=foo.test");
+    up_done(&r);
+
+    /* an IP literal: no SNI, the certificate must carry the address */
+    r = upstream(shared, &o, "127.0.0.1", NULL, "127.0.0.1", NULL);
+    T_CHECK(r.ok && r.verr == NULL);
+    T_CHECK(r.client.sni == NULL);
+    up_done(&r);
+    r = upstream(shared, &o, "[::1]", NULL, "::1", NULL);
+    T_CHECK(r.ok && r.verr == NULL);
+    up_done(&r);
+    /* ... and a certificate for another address fails */
+    r = upstream(shared, &o, "127.0.0.1", NULL, "127.0.0.2", NULL);
+    T_CHECK(!r.ok && r.verr && strstr(r.verr, "IP address mismatch"));
+    up_done(&r);
+
+    /* an IP address with an explicit SNI: the SNI name is what must match */
+    r = upstream(shared, &o, "127.0.0.1", "named.test", "127.0.0.1", NULL);
+    T_CHECK(r.ok && r.verr == NULL);
+    T_STREQ(r.client.sni, "named.test");
+    up_done(&r);
+
+    /* the server presents a certificate for another name */
+    r = upstream(shared, &o, "foo.test", NULL, NULL, "other.test");
+    T_CHECK(!r.ok && r.verr && strstr(r.verr, "hostname mismatch"));
+    T_CHECK(strstr(r.herr, "certificate verify failed: hostname mismatch") == r.herr);
+    up_done(&r);
+
+    /* signed by a CA nobody trusts: a readable reason */
+    r = upstream(untrusted, &o, "foo.test", NULL, NULL, NULL);
+    T_CHECK(!r.ok && r.verr != NULL);
+    T_STREQ(r.verr, "self-signed certificate in certificate chain"); /* we send the CA too */
+    T_CHECK(strstr(r.herr, "certificate verify failed: ") == r.herr);
+    up_done(&r);
+    /* the system store alone does not trust our CAs either */
+    tls_client_opts sys = {.insecure = false, .extra_ca_file = NULL};
+    r = upstream(shared, &sys, "foo.test", NULL, NULL, NULL);
+    T_CHECK(!r.ok && r.verr != NULL);
+    up_done(&r);
+
+    /* -k: anything goes, and nothing is reported */
+    tls_client_opts k = {.insecure = true, .extra_ca_file = NULL};
+    r = upstream(untrusted, &k, "foo.test", NULL, NULL, "other.test");
+    T_CHECK(r.ok && r.verr == NULL);
+    T_STREQ(r.server.cert_subject, "CN=other.test");
+    up_done(&r);
+
+    /* a server that is not speaking TLS */
+    char err[256];
+    SSL_CTX *cctx = tls_client_ctx_new(&o, err, sizeof err);
+    SSL *c = SSL_new(cctx);
+    BIO *rb = BIO_new_mem_buf("HTTP/1.1 400 Bad Request\r\n\r\n", -1), *wb = BIO_new(BIO_s_mem());
+    SSL_set_bio(c, rb, wb);
+    T_CHECK(tls_client_prepare(c, "foo.test", NULL, err, sizeof err) == 0);
+    T_CHECK(SSL_connect(c) != 1);
+    char herr[256];
+    tls_handshake_error(c, herr, sizeof herr);
+    T_CHECK(strstr(herr, "wrong version number") != NULL);
+    SSL_free(c);
+    SSL_CTX_free(cctx);
+    tls_ca_free(untrusted);
+}
+
+static void client_ctx_errors(void)
+{
+    char err[512];
+    tls_client_opts o = {.insecure = false, .extra_ca_file = "/nonexistent/ca.pem"};
+    T_CHECK(tls_client_ctx_new(&o, err, sizeof err) == NULL);
+    T_CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
+    char p[256];
+    path_of(p, sizeof p, "notapem", NULL);
+    FILE *fp = fopen(p, "w");
+    fputs("not a certificate\n", fp);
+    fclose(fp);
+    o.extra_ca_file = p;
+    T_CHECK(tls_client_ctx_new(&o, err, sizeof err) == NULL);
+    T_CHECK(strstr(err, p) != NULL);
+    o.extra_ca_file = NULL;
+    SSL_CTX *ctx = tls_client_ctx_new(&o, err, sizeof err);
+    T_CHECK(ctx != NULL);
+    T_CHECK(ctx && (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER));
+    SSL_CTX_free(ctx);
+    SSL *s = NULL;
+    ctx = tls_client_ctx_new(&o, err, sizeof err);
+    s = SSL_new(ctx);
+    T_CHECK(tls_client_prepare(s, "bad host", NULL, err, sizeof err) == -1);
+    SSL_free(s);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+typedef struct worker {
+    int id, failures;
+} worker;
+
+static void *mint_worker(void *arg)
+{
+    worker *w = arg;
+    char err[256], host[64];
+    for (int i = 0; i < 200; i++) {
+        /* overlapping names across threads: races on one host and on
+         * eviction both happen */
+        snprintf(host, sizeof host, "h%d.t%d.test", (i * 7 + w->id) % 60, i % 3);
+        X509 *x = tls_ca_leaf(shared, host, err, sizeof err);
+        if (!x || X509_check_host(x, host, 0, 0, NULL) != 1)
+            w->failures++;
+        if (i % 20 == w->id) { /* and now and then a real handshake */
+            hs_result r = handshake(host, NULL, host, NULL, 0, NULL, 0, 0);
+            if (!r.ok || !r.got_cert_for)
+                w->failures++;
+            hs_done(&r);
+        }
+        X509_free(x);
+    }
+    ERR_clear_error();
+    return NULL;
+}
+
+static void concurrency(void)
+{
+    tls_ca_set_cache_max(shared, 16);
+    pthread_t th[4];
+    worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){.id = i};
+        pthread_create(&th[i], NULL, mint_worker, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        T_CHECK(w[i].failures == 0);
+    }
+    T_CHECK(tls_ca_cache_count(shared) == 16);
+    char err[256];
+    X509 *a = tls_ca_leaf(shared, "after.test", err, sizeof err), *b = tls_ca_leaf(shared, "after.test", err, sizeof err);
+    T_CHECK(a && a == b);
+    X509_free(a);
+    X509_free(b);
+    tls_ca_set_cache_max(shared, 1024);
 }
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/mitmlua-tls-XXXXXX");
-    if (!mkdtemp(dir))
+    snprintf(base, sizeof base, "/tmp/mitmlua-tls-XXXXXX");
+    if (!mkdtemp(base))
         return 1;
-    char base[64];
-    snprintf(base, sizeof base, "%s", dir);
-    T_RUN(leaves);
-    T_RUN(client_ctx_errors);
-    T_RUN(handshakes);
     T_RUN(ca_files_and_modes);
+    T_RUN(ca_reload_and_uniqueness);
+    T_RUN(ca_recovery);
+    T_RUN(ca_corrupt);
+    shared = ca_in("shared");
+    if (!shared)
+        return 1;
+    T_RUN(leaves);
+    T_RUN(cache_lru);
+    T_RUN(handshakes_client_facing);
+    T_RUN(alpn);
+    T_RUN(client_ctx_errors);
+    T_RUN(upstream_verification);
+    T_RUN(concurrency);
+    tls_ca_free(shared);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", base);
     if (system(cmd) != 0)
