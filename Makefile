@@ -37,20 +37,27 @@ FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
 
 all: $(BUILD)/mitmlua
 
+# V=1 shows the full command lines
+Q = $(if $(V),,@)
+
 $(BUILD)/mitmlua: $(OBJS) $(LLHTTP_OBJS)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(LIBS) $(LDFLAGS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(LIBS) $(LDFLAGS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(LLHTTP_CFLAGS) $(filter -fsanitize%,$(CFLAGS)) -c -o $@ $<
+	@echo "  CC    $<"
+	$(Q)$(CC) $(LLHTTP_CFLAGS) $(filter -fsanitize%,$(CFLAGS)) -c -o $@ $<
 
 $(BUILD)/test/%: test/unit/%.c $(LIB_OBJS) $(LLHTTP_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itest/unit -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itest/unit -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BINS)
 
