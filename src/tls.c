@@ -172,6 +172,8 @@ static int host_norm(const char *in, char *out, size_t outsz, bool *is_ip)
         return 0;
     }
     *is_ip = false;
+    if (n > 1 && out[n - 1] == '.') /* "example.com." is example.com */
+        out[--n] = '\0';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)out[i];
         if (!isalnum(c) && c != '-' && c != '.' && c != '_' && c != '*')

@@ -431,6 +431,10 @@ static void leaves(void)
         X509_free(y);
         X509_free(x);
     }
+    X509 *fq = tls_ca_leaf(shared, "Example.COM.", err, sizeof err), *ex = tls_ca_leaf(shared, "example.com", err, sizeof err);
+    T_CHECK(fq && fq == ex); /* the root's trailing dot names the same host */
+    X509_free(fq);
+    X509_free(ex);
     X509 *v6 = tls_ca_leaf(shared, "::1", err, sizeof err), *br = tls_ca_leaf(shared, "[::1]", err, sizeof err);
     T_CHECK(v6 && v6 == br); /* brackets are URL syntax, not part of the address */
     X509_free(v6);
