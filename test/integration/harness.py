@@ -392,8 +392,13 @@ class Proxy:
 
 # ---- clients ----------------------------------------------------------------
 
-CurlResult = collections.namedtuple(
-    "CurlResult", "rc status reason headers blocks body stderr")
+class CurlResult(collections.namedtuple(
+        "CurlResult", "rc status reason headers blocks body stderr")):
+    def __repr__(self):  # failures print it: keep big bodies short
+        body = self.body if len(self.body) <= 300 else (
+            self.body[:300] + b"... (%d bytes)" % len(self.body))
+        return ("CurlResult(rc=%r, status=%r, reason=%r, headers=%r, body=%r, stderr=%r)"
+                % (self.rc, self.status, self.reason, self.headers, body, self.stderr[-1500:]))
 
 
 def _clean_env():
