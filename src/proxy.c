@@ -593,14 +593,6 @@ static void handle_connect_or_close(cconn *c)
         cconn_free(c);
         return;
     }
-    if (c->w->sh->o->mode == MODE_UPSTREAM) {
-        /* TODO(upstream TLS): tunnels through an upstream proxy are relayed
-         * only as plain HTTP for now; refuse rather than pretend. */
-        send_simple_response(c, 501, "CONNECT through an upstream proxy is not supported yet", true);
-        flow_done(c);
-        close_after_write(c);
-        return;
-    }
     free(c->tunnel_host);
     c->tunnel_host = strdup(r->host);
     c->tunnel_port = r->port;
@@ -745,6 +737,8 @@ static void send_request_or_close(cconn *c)
 static int on_response_head(void *ud)
 {
     cconn *c = ud;
+    if (c->s && c->s->phase == S_PROXY_CONNECT)
+        return 0;  /* the upstream proxy's answer to our CONNECT, not the flow's */
     flow_response *s = c->f->response;
     if (s->status_code >= 200 || s->status_code == 101)
         run_hook(c, SCRIPT_HOOK_RESPONSEHEADERS);
@@ -754,6 +748,8 @@ static int on_response_head(void *ud)
 static int on_response_body(void *ud, const char *at, size_t n)
 {
     cconn *c = ud;
+    if (c->s && c->s->phase == S_PROXY_CONNECT)
+        return -1; /* a 2xx to CONNECT has no body; anything else is refused */
     return bytes_append(&c->f->response->content, at, n);
 }
 
