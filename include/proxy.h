@@ -6,6 +6,7 @@
 #ifndef MITMLUA_PROXY_H
 #define MITMLUA_PROXY_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <openssl/ssl.h>
 #include <event2/event.h>
@@ -18,6 +19,7 @@ struct filter;
 struct dump_writer;
 struct printer;
 struct script_env;
+struct har_writer;
 
 /* What every worker shares.  Read-only once workers run, except the parts
  * that are thread-safe on purpose: the CA's certificate cache, the dump
@@ -30,6 +32,8 @@ typedef struct proxy_shared {
     struct filter *filter;        /* trailing filter expression, or NULL */
     struct dump_writer *dump;     /* -w, or NULL */
     struct printer *printer;      /* console, or NULL when quiet */
+    struct har_writer *har;       /* --set hardump=FILE, or NULL */
+    pthread_mutex_t har_lock;     /* the HAR writer has one owner at a time */
 } proxy_shared;
 
 typedef struct worker worker;

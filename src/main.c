@@ -3,6 +3,7 @@
  * Exit status: 0 success, 1 a runtime failure (bad script, unreadable or
  * damaged file, cannot listen), 2 a usage error (bad option or filter). */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "dump.h"
 #include "filter.h"
 #include "flowread.h"
+#include "har.h"
 #include "log.h"
 #include "opts.h"
 #include "printer.h"
@@ -152,6 +154,7 @@ int main(int argc, char **argv)
 {
     opts o;
     proxy_shared sh = {0};
+    pthread_mutex_init(&sh.har_lock, NULL);
     char err[512];
     int status = 0;
 
@@ -185,6 +188,14 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (o.hardump) {
+        sh.har = har_writer_open(o.hardump, err, sizeof err);
+        if (!sh.har) {
+            fprintf(stderr, "mitmlua: hardump: %s\n", err);
+            status = 1;
+            goto out;
+        }
+    }
     if (o.rfile)
         status = read_flows(&o, &sh);
     if (o.server && status == 0)
@@ -195,6 +206,11 @@ out:
         fprintf(stderr, "mitmlua: %s\n", err);
         status = 1;
     }
+    if (sh.har && har_writer_close(sh.har, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: hardump: %s\n", err);
+        status = 1;
+    }
+    pthread_mutex_destroy(&sh.har_lock);
     if (sh.server_ctx)
         SSL_CTX_free(sh.server_ctx);
     if (sh.client_ctx)

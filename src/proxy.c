@@ -38,6 +38,7 @@
 #include "dump.h"
 #include "filter.h"
 #include "h1.h"
+#include "har.h"
 #include "log.h"
 #include "onboard.h"
 #include "printer.h"
@@ -139,6 +140,14 @@ void proxy_flow_finished(const proxy_shared *sh, flow *f)
         printer_flow(sh->printer, f);
     if (sh->dump && dump_writer_add(sh->dump, f) < 0)
         log_error("could not queue flow %s for the dump file", f->id);
+    if (sh->har) {
+        char err[256];
+        pthread_mutex_lock((pthread_mutex_t *)&sh->har_lock);
+        int rc = har_writer_add(sh->har, f, err, sizeof err);
+        pthread_mutex_unlock((pthread_mutex_t *)&sh->har_lock);
+        if (rc < 0)
+            log_error("hardump: %s", err);
+    }
 }
 
 static void run_hook(cconn *c, enum script_hook h)

@@ -20,6 +20,7 @@
 #include <lualib.h>
 
 #include "encoding.h"
+#include "export.h"
 #include "filter.h"
 #include "h1.h"
 #include "log.h"
@@ -1058,6 +1059,18 @@ static int mitm_response(lua_State *L)
     return 1;
 }
 
+/* mitm.export_curl(flow) -> a shell-quoted curl command for the request */
+static int mitm_export_curl(lua_State *L)
+{
+    lflow *lf = luaL_checkudata(L, 1, MT_FLOW);
+    char *s = export_curl(flow_of(L, lf));
+    if (!s)
+        return luaL_error(L, "cannot export this flow as curl");
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
 static int filter_call(lua_State *L)
 {
     filter **fp = luaL_checkudata(L, 1, MT_FILTER);
@@ -1170,6 +1183,8 @@ static void setup_metatables(lua_State *L)
     lua_setfield(L, -2, "response");
     lua_pushcfunction(L, mitm_filter);
     lua_setfield(L, -2, "filter");
+    lua_pushcfunction(L, mitm_export_curl);
+    lua_setfield(L, -2, "export_curl");
     lua_pushstring(L, MITMLUA_VERSION);
     lua_setfield(L, -2, "version");
     lua_newtable(L);
