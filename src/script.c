@@ -449,6 +449,59 @@ static int hdrs_len(lua_State *L)
     return 1;
 }
 
+/* ---- fields every message has (request and response alike) -------------- */
+
+typedef struct msg_view {
+    hdrs *headers;
+    bytes *content;
+    char **http_version;
+    double ts_start, ts_end;
+} msg_view;
+
+static msg_view view_of(lua_State *L, lmsg *m)
+{
+    if (m->part == P_REQ) {
+        flow_request *r = req_of(L, m);
+        return (msg_view){&r->headers, &r->content, &r->http_version, r->timestamp_start, r->timestamp_end};
+    }
+    flow_response *r = resp_of(L, m);
+    return (msg_view){&r->headers, &r->content, &r->http_version, r->timestamp_start, r->timestamp_end};
+}
+
+/* Push field k when it is one of the common ones; 0 when it is not. */
+static int msg_index_common(lua_State *L, lmsg *m, const char *k)
+{
+    msg_view v = view_of(L, m);
+    if (!strcmp(k, "http_version")) lua_pushstring(L, *v.http_version ? *v.http_version : "HTTP/1.1");
+    else if (!strcmp(k, "headers")) push_headers(L, 1, m, false);
+    else if (!strcmp(k, "trailers")) push_headers(L, 1, m, true);
+    else if (!strcmp(k, "raw_content")) push_bytes(L, v.content);
+    else if (!strcmp(k, "content") || !strcmp(k, "text")) push_decoded(L, v.headers, v.content);
+    else if (!strcmp(k, "timestamp_start")) lua_pushnumber(L, v.ts_start);
+    else if (!strcmp(k, "timestamp_end")) lua_pushnumber(L, v.ts_end);
+    else return 0;
+    return 1;
+}
+
+/* Set field k when it is one of the common ones; 0 when it is not. */
+static int msg_newindex_common(lua_State *L, lmsg *m, const char *k)
+{
+    msg_view v = view_of(L, m);
+    if (!strcmp(k, "http_version")) {
+        set_str(L, v.http_version, 3);
+    } else if (!strcmp(k, "content") || !strcmp(k, "text")) {
+        set_decoded(L, v.headers, v.content, 3);
+    } else if (!strcmp(k, "raw_content")) {
+        set_raw(L, v.headers, v.content, 3);
+    } else if (!strcmp(k, "headers")) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        headers_from_table(L, 3, v.headers);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- request ------------------------------------------------------------ */
 
 static void push_url(lua_State *L, const flow_request *r)
@@ -471,7 +524,6 @@ static int req_index(lua_State *L)
     else if (!strcmp(k, "port")) lua_pushinteger(L, r->port);
     else if (!strcmp(k, "path")) lua_pushstring(L, r->path ? r->path : "");
     else if (!strcmp(k, "authority")) lua_pushstring(L, r->authority ? r->authority : "");
-    else if (!strcmp(k, "http_version")) lua_pushstring(L, r->http_version ? r->http_version : "HTTP/1.1");
     else if (!strcmp(k, "url")) push_url(L, r);
     else if (!strcmp(k, "pretty_url")) push_url(L, r);
     else if (!strcmp(k, "pretty_host")) {
@@ -482,13 +534,7 @@ static int req_index(lua_State *L)
         else
             lua_pushstring(L, r->host ? r->host : "");
     }
-    else if (!strcmp(k, "headers")) push_headers(L, 1, m, false);
-    else if (!strcmp(k, "trailers")) push_headers(L, 1, m, true);
-    else if (!strcmp(k, "raw_content")) push_bytes(L, &r->content);
-    else if (!strcmp(k, "content") || !strcmp(k, "text")) push_decoded(L, &r->headers, &r->content);
-    else if (!strcmp(k, "timestamp_start")) lua_pushnumber(L, r->timestamp_start);
-    else if (!strcmp(k, "timestamp_end")) lua_pushnumber(L, r->timestamp_end);
-    else lua_pushnil(L);
+    else if (!msg_index_common(L, m, k)) lua_pushnil(L);
     return 1;
 }
 
@@ -576,16 +622,7 @@ static int req_newindex(lua_State *L)
         set_str(L, &r->path, 3);
     } else if (!strcmp(k, "url")) {
         set_url(L, r, luaL_checkstring(L, 3));
-    } else if (!strcmp(k, "http_version")) {
-        set_str(L, &r->http_version, 3);
-    } else if (!strcmp(k, "content") || !strcmp(k, "text")) {
-        set_decoded(L, &r->headers, &r->content, 3);
-    } else if (!strcmp(k, "raw_content")) {
-        set_raw(L, &r->headers, &r->content, 3);
-    } else if (!strcmp(k, "headers")) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        headers_from_table(L, 3, &r->headers);
-    } else {
+    } else if (!msg_newindex_common(L, m, k)) {
         return luaL_error(L, "request has no writable field '%s'", k);
     }
     return 0;
@@ -600,14 +637,7 @@ static int resp_index(lua_State *L)
     flow_response *r = resp_of(L, m);
     if (!strcmp(k, "status_code")) lua_pushinteger(L, r->status_code);
     else if (!strcmp(k, "reason")) lua_pushstring(L, r->reason ? r->reason : "");
-    else if (!strcmp(k, "http_version")) lua_pushstring(L, r->http_version ? r->http_version : "HTTP/1.1");
-    else if (!strcmp(k, "headers")) push_headers(L, 1, m, false);
-    else if (!strcmp(k, "trailers")) push_headers(L, 1, m, true);
-    else if (!strcmp(k, "raw_content")) push_bytes(L, &r->content);
-    else if (!strcmp(k, "content") || !strcmp(k, "text")) push_decoded(L, &r->headers, &r->content);
-    else if (!strcmp(k, "timestamp_start")) lua_pushnumber(L, r->timestamp_start);
-    else if (!strcmp(k, "timestamp_end")) lua_pushnumber(L, r->timestamp_end);
-    else lua_pushnil(L);
+    else if (!msg_index_common(L, m, k)) lua_pushnil(L);
     return 1;
 }
 
@@ -627,16 +657,7 @@ static int resp_newindex(lua_State *L)
         if (!h1_valid_value(v, n))
             return luaL_error(L, "invalid character in reason");
         set_str(L, &r->reason, 3);
-    } else if (!strcmp(k, "http_version")) {
-        set_str(L, &r->http_version, 3);
-    } else if (!strcmp(k, "content") || !strcmp(k, "text")) {
-        set_decoded(L, &r->headers, &r->content, 3);
-    } else if (!strcmp(k, "raw_content")) {
-        set_raw(L, &r->headers, &r->content, 3);
-    } else if (!strcmp(k, "headers")) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        headers_from_table(L, 3, &r->headers);
-    } else {
+    } else if (!msg_newindex_common(L, m, k)) {
         return luaL_error(L, "response has no writable field '%s'", k);
     }
     return 0;
