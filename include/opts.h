@@ -49,6 +49,11 @@ typedef struct opts {
     char *termlog_verbosity;
     bool showhost;
     char *filter_expr;          /* trailing filter expression, NULL = all */
+    char *console_format;       /* "text" (mitmdump's lines) or "jsonl" */
+    /* CI */
+    char *ready_file;           /* written once the proxy listens */
+    char *fail_on;              /* filter: exit 3 when any flow matched */
+    bool print_env;             /* --print-env: print exports and exit */
     /* HTTP */
     bool keep_host_header;
     /* limits and timeouts */

@@ -12,6 +12,12 @@
 typedef struct printer printer;
 
 printer *printer_new(FILE *out, int flow_detail, bool showhost);
+/* One JSON object per flow and line instead of mitmdump's lines (for jq and
+ * log collectors): id, timestamps, duration, client, server, method, url,
+ * status, sizes, error, replay, marked, comment, metadata. */
+void printer_set_jsonl(printer *p, bool on);
+/* The JSON object printed in jsonl mode, without the newline.  Caller frees. */
+char *printer_flow_json(const flow *f);
 void printer_free(printer *p);
 /* Print a finished flow (response or error). */
 void printer_flow(printer *p, const flow *f);

@@ -7,6 +7,7 @@
 #define MITMLUA_PROXY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <openssl/ssl.h>
 #include <event2/event.h>
@@ -34,7 +35,17 @@ typedef struct proxy_shared {
     struct printer *printer;      /* console, or NULL when quiet */
     struct har_writer *har;       /* --set hardump=FILE, or NULL */
     pthread_mutex_t har_lock;     /* the HAR writer has one owner at a time */
+    struct filter *fail_on;       /* --set fail_on=FILTER, or NULL */
+    /* Run totals, shared on purpose: the exit status and the summary
+     * printed at shutdown are about every worker's flows. */
+    atomic_ulong n_flows, n_errors, n_failed_on;
+    atomic_ullong bytes_requests, bytes_responses;
+    atomic_int exit_code;         /* from mitm.exit(); -1 when none */
 } proxy_shared;
+
+/* mitm.exit(code) from a script: remember the code and stop the run the way
+ * SIGTERM does (a clean shutdown that flushes the dump). */
+void proxy_request_exit(void *shared, int code);
 
 typedef struct worker worker;
 

@@ -50,4 +50,8 @@ void script_env_free(script_env *e);
 
 const char *script_hook_name(enum script_hook h);
 
+/* What mitm.exit(code) does: the proxy ends the run with that status.
+ * Without a handler mitm.exit raises a Lua error. */
+void script_env_set_exit(script_env *e, void (*fn)(void *ud, int code), void *ud);
+
 #endif

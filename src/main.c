@@ -4,6 +4,7 @@
  * damaged file, cannot listen), 2 a usage error (bad option or filter). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,14 @@ static enum log_level level_from(const char *s)
     return LOG_DEBUG;
 }
 
+/* mitm.exit() while reading a file: remember the status; the loop stops. */
+static void read_exit(void *ud, int code)
+{
+    proxy_shared *sh = ud;
+    int none = -1;
+    atomic_compare_exchange_strong(&sh->exit_code, &none, code);
+}
+
 /* Run hooks over flows from a file, as if they had just happened (mitmdump
  * does the same), then hand them to the printer and the dump writer. */
 static int read_flows(const opts *o, proxy_shared *sh)
@@ -47,6 +56,7 @@ static int read_flows(const opts *o, proxy_shared *sh)
             fprintf(stderr, "mitmlua: %s\n", err);
             return 1;
         }
+        script_env_set_exit(scripts, read_exit, sh);
     }
     flow_reader *r = flow_reader_open(o->rfile, err, sizeof err);
     if (!r) {
@@ -55,7 +65,7 @@ static int read_flows(const opts *o, proxy_shared *sh)
         return 1;
     }
     int status = 0;
-    for (;;) {
+    while (atomic_load(&sh->exit_code) < 0) {
         flow *f = NULL;
         int rc = flow_reader_next(r, &f, err, sizeof err);
         if (rc == 0)
@@ -85,6 +95,73 @@ static int read_flows(const opts *o, proxy_shared *sh)
     flow_reader_close(r);
     script_env_free(scripts);
     return status;
+}
+
+/* HOST:PORT into ready_file, atomically: a CI job polls for the file and
+ * may read it the moment it appears. */
+static int write_ready_file(const opts *o, char *err, size_t errsz)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", o->ready_file, (long)getpid());
+    FILE *fp = fopen(tmp, "w");
+    bool v6 = strchr(o->listen_host, ':') != NULL;
+    if (!fp || fprintf(fp, "%s%s%s:%d\n", v6 ? "[" : "", o->listen_host, v6 ? "]" : "", o->listen_port) < 0 ||
+        fclose(fp) != 0 || rename(tmp, o->ready_file) < 0) {
+        snprintf(err, errsz, "cannot write ready_file %s: %s", o->ready_file, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* --print-env: what a shell (or a CI step) needs to send its tools through
+ * the proxy and trust its CA.  eval "$(mitmlua --print-env)". */
+static int print_env(const opts *o)
+{
+    char err[512];
+    if (o->listen_port == 0) {
+        fprintf(stderr, "mitmlua: --print-env needs a fixed --listen-port (use ready_file with port 0)\n");
+        return 2;
+    }
+    tls_ca *ca = tls_ca_load_or_create(o->confdir, err, sizeof err);
+    if (!ca) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        return 1;
+    }
+    char ca_path[4200];
+    snprintf(ca_path, sizeof ca_path, "%s/mitmlua-ca-cert.pem", o->confdir);
+    tls_ca_free(ca);
+    bool v6 = strchr(o->listen_host, ':') != NULL;
+    char url[300];
+    snprintf(url, sizeof url, "http://%s%s%s:%d", v6 ? "[" : "", o->listen_host, v6 ? "]" : "", o->listen_port);
+    static const char *const proxy_vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"};
+    static const char *const ca_vars[] = {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                                          "NODE_EXTRA_CA_CERTS", "MITMLUA_CA_CERT"};
+    for (size_t i = 0; i < sizeof proxy_vars / sizeof *proxy_vars; i++)
+        printf("export %s='%s'\n", proxy_vars[i], url);
+    for (size_t i = 0; i < sizeof ca_vars / sizeof *ca_vars; i++) {
+        printf("export %s='", ca_vars[i]);
+        for (const char *c = ca_path; *c; c++)
+            if (*c == '\'')
+                fputs("'\\''", stdout);
+            else
+                putchar(*c);
+        printf("'\n");
+    }
+    return 0;
+}
+
+static void print_summary(const proxy_shared *sh)
+{
+    char in[32], out[32];
+    printer_pretty_size((size_t)atomic_load(&sh->bytes_requests), in, sizeof in);
+    printer_pretty_size((size_t)atomic_load(&sh->bytes_responses), out, sizeof out);
+    unsigned long n = atomic_load(&sh->n_flows), e = atomic_load(&sh->n_errors);
+    fprintf(stderr, "mitmlua: %lu flow%s, %lu error%s, %s of request bodies, %s of response bodies",
+            n, n == 1 ? "" : "s", e, e == 1 ? "" : "s", in, out);
+    if (sh->fail_on)
+        fprintf(stderr, ", %lu matched fail_on", atomic_load(&sh->n_failed_on));
+    fputs(".\n", stderr);
 }
 
 static int run_server(const opts *o, proxy_shared *sh)
@@ -127,11 +204,12 @@ static int run_server(const opts *o, proxy_shared *sh)
         }
         nstarted++;
     }
-    if (log_get_level() >= LOG_INFO) {
-        bool v6 = strchr(o->listen_host, ':') != NULL;
+    bool v6 = strchr(o->listen_host, ':') != NULL;
+    if (log_get_level() >= LOG_INFO)
         fprintf(stderr, "HTTP(S) proxy listening at %s%s%s:%d.\n", v6 ? "[" : "", o->listen_host, v6 ? "]" : "",
                 o->listen_port);
-    }
+    if (o->ready_file && write_ready_file(o, err, sizeof err) < 0)
+        goto fail;
     int sig = 0;
     while (sigwait(&set, &sig) != 0)
         ;
@@ -168,6 +246,20 @@ int main(int argc, char **argv)
     }
     log_set_level(level_from(o.termlog_verbosity));
     sh.o = &o;
+    atomic_init(&sh.exit_code, -1);
+    if (o.print_env) {
+        status = print_env(&o);
+        opts_free(&o);
+        return status;
+    }
+    if (o.fail_on) {
+        sh.fail_on = filter_compile(o.fail_on, err, sizeof err);
+        if (!sh.fail_on) {
+            fprintf(stderr, "mitmlua: invalid fail_on expression: %s\n", err);
+            opts_free(&o);
+            return 2;
+        }
+    }
 
     if (o.filter_expr) {
         sh.filter = filter_compile(o.filter_expr, err, sizeof err);
@@ -178,8 +270,11 @@ int main(int argc, char **argv)
         }
     }
     bool dump_to_stdout = o.save_stream_file && strcmp(o.save_stream_file, "-") == 0;
-    if (o.flow_detail > 0)
+    if (o.flow_detail > 0) {
         sh.printer = printer_new(dump_to_stdout ? stderr : stdout, o.flow_detail, o.showhost);
+        if (sh.printer)
+            printer_set_jsonl(sh.printer, strcmp(o.console_format, "jsonl") == 0);
+    }
     if (o.save_stream_file) {
         sh.dump = dump_writer_open(o.save_stream_file, err, sizeof err);
         if (!sh.dump) {
@@ -198,8 +293,11 @@ int main(int argc, char **argv)
     }
     if (o.rfile)
         status = read_flows(&o, &sh);
-    if (o.server && status == 0)
+    if (o.server && status == 0 && atomic_load(&sh.exit_code) < 0) {
         status = run_server(&o, &sh);
+        if (status == 0 && log_get_level() >= LOG_INFO)
+            print_summary(&sh);
+    }
 
 out:
     if (sh.dump && dump_writer_close(sh.dump, err, sizeof err) < 0) {
@@ -218,6 +316,12 @@ out:
     if (sh.ca)
         tls_ca_free(sh.ca);
     filter_free(sh.filter);
+    /* a run that worked reports the CI verdict: mitm.exit(), then fail_on */
+    if (status == 0 && atomic_load(&sh.exit_code) >= 0)
+        status = atomic_load(&sh.exit_code);
+    else if (status == 0 && atomic_load(&sh.n_failed_on) > 0)
+        status = 3;
+    filter_free(sh.fail_on);
     printer_free(sh.printer);
     opts_free(&o);
     return status;

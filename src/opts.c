@@ -42,6 +42,9 @@ static const opt_desc opt_table[] = {
     {"ssl_verify_upstream_trusted_ca", OT_STR, F(ssl_verify_upstream_trusted_ca), 0, "PEM file of extra CAs trusted for upstream verification."},
     {"flow_detail", OT_INT, F(flow_detail), 0, "Console detail: 0 quiet .. 4 everything."},
     {"termlog_verbosity", OT_STR, F(termlog_verbosity), 0, "Log level: error, warn, info, debug."},
+    {"console_format", OT_STR, F(console_format), 0, "Console output: text (mitmdump's lines) or jsonl (one JSON object per flow)."},
+    {"ready_file", OT_STR, F(ready_file), 0, "Write HOST:PORT to this file once the proxy listens (for CI jobs to wait on)."},
+    {"fail_on", OT_STR, F(fail_on), 0, "Filter expression: exit with status 3 if any flow matched it."},
     {"showhost", OT_BOOL, F(showhost), 0, "Use the Host header to build URLs for display."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
@@ -64,6 +67,7 @@ void opts_defaults(opts *o)
     o->server = true;
     o->flow_detail = 1;
     o->termlog_verbosity = strdup("info");
+    o->console_format = strdup("text");
     o->body_size_limit = (uint64_t)256 << 20;
     o->max_header_size = 64 * 1024;
     o->max_headers = 256;
@@ -345,15 +349,17 @@ static void usage(FILE *out)
         "  -v, --verbose               more log output\n"
         "      --flow-detail N         0..4, as mitmdump\n"
         "      --options               print all options and exit\n"
+        "      --print-env             print shell exports (proxy, CA bundle) and exit\n"
         "      --version               print the version and exit\n"
         "  -h, --help                  this help\n"
         "\n"
-        "Exit status: 0 success, 1 runtime failure, 2 usage error.\n");
+        "Exit status: 0 success, 1 runtime failure, 2 usage error,\n"
+        "3 a flow matched --set fail_on, or the code a script gave mitm.exit().\n");
 }
 
 int opts_parse(opts *o, int argc, char **argv)
 {
-    enum { O_LISTEN_HOST = 256, O_CONFDIR, O_SET, O_FLOW_DETAIL, O_VERSION, O_OPTIONS };
+    enum { O_LISTEN_HOST = 256, O_CONFDIR, O_SET, O_FLOW_DETAIL, O_VERSION, O_OPTIONS, O_PRINT_ENV };
     static const struct option longopts[] = {
         {"listen-port", required_argument, NULL, 'p'},
         {"listen-host", required_argument, NULL, O_LISTEN_HOST},
@@ -372,6 +378,7 @@ int opts_parse(opts *o, int argc, char **argv)
         {"flow-detail", required_argument, NULL, O_FLOW_DETAIL},
         {"version", no_argument, NULL, O_VERSION},
         {"options", no_argument, NULL, O_OPTIONS},
+        {"print-env", no_argument, NULL, O_PRINT_ENV},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -406,6 +413,7 @@ int opts_parse(opts *o, int argc, char **argv)
             continue;
         case O_VERSION: printf("mitmlua %s\n", MITMLUA_VERSION); return 1;
         case O_OPTIONS: print_options = true; continue;
+        case O_PRINT_ENV: o->print_env = true; continue;
         case 'h': usage(stdout); return 1;
         case ':':
             fprintf(stderr, "mitmlua: option %s needs a value (see --help)\n", argv[optind - 1]);
@@ -426,6 +434,12 @@ int opts_parse(opts *o, int argc, char **argv)
     }
     if (o->listen_port > 65535) {
         fprintf(stderr, "mitmlua: invalid listen_port %d (expected 0 to 65535)\n", o->listen_port);
+        return 2;
+    }
+    if (strcmp(o->console_format ? o->console_format : "", "text") != 0 &&
+        strcmp(o->console_format ? o->console_format : "", "jsonl") != 0) {
+        fprintf(stderr, "mitmlua: invalid value for console_format: '%s' (expected text or jsonl)\n",
+                o->console_format ? o->console_format : "");
         return 2;
     }
     if (o->workers < 1 || o->workers > 256) {

@@ -7,14 +7,22 @@
 #include <string.h>
 #include <event2/buffer.h>
 
+#include <jansson.h>
+
 #include "encoding.h"
 
 struct printer {
     FILE *out;
     int detail;
     bool showhost;
+    bool jsonl;
     pthread_mutex_t lock;
 };
+
+void printer_set_jsonl(printer *p, bool on)
+{
+    p->jsonl = on;
+}
 
 printer *printer_new(FILE *out, int flow_detail, bool showhost)
 {
@@ -200,10 +208,78 @@ static bool is_h1(const char *v)
     return v && (strcmp(v, "HTTP/1.1") == 0 || strcmp(v, "HTTP/1.0") == 0);
 }
 
+static void json_set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, v ? json_string(v) : json_null());
+    if (v && !json_object_get(o, k)) /* not UTF-8: keep the key, say so */
+        json_object_set_new(o, k, json_string("(not UTF-8)"));
+}
+
+char *printer_flow_json(const flow *f)
+{
+    json_t *o = json_object();
+    char buf[160];
+    const flow_request *rq = f->request;
+    const flow_response *rs = f->response;
+    json_set_str(o, "id", f->id);
+    json_set_str(o, "type", f->type == FLOW_TCP ? "tcp" : "http");
+    double start = rq && rq->timestamp_start ? rq->timestamp_start : f->timestamp_created;
+    double end = rs && rs->timestamp_end ? rs->timestamp_end : f->error ? f->error->timestamp : start;
+    json_object_set_new(o, "timestamp_start", json_real(start));
+    json_object_set_new(o, "timestamp_end", json_real(end));
+    json_object_set_new(o, "duration_ms", json_real(end > start ? (end - start) * 1000.0 : 0.0));
+    printer_format_address(f->client.address_host, f->client.address_port, buf, sizeof buf);
+    json_set_str(o, "client", buf);
+    if (f->server.address_host) {
+        printer_format_address(f->server.address_host, f->server.address_port, buf, sizeof buf);
+        json_set_str(o, "server", buf);
+    } else {
+        json_object_set_new(o, "server", json_null());
+    }
+    if (rq) {
+        char *url = flow_request_url(rq);
+        json_set_str(o, "method", rq->method);
+        json_set_str(o, "url", url);
+        json_set_str(o, "http_version", rq->http_version);
+        json_object_set_new(o, "request_size", json_integer((json_int_t)rq->content.len));
+        free(url);
+    }
+    json_object_set_new(o, "status", rs ? json_integer(rs->status_code) : json_null());
+    json_set_str(o, "reason", rs ? rs->reason : NULL);
+    json_object_set_new(o, "response_size", rs ? json_integer((json_int_t)rs->content.len) : json_null());
+    json_set_str(o, "error", f->error ? f->error->msg : NULL);
+    json_set_str(o, "is_replay", f->is_replay);
+    json_object_set_new(o, "tls", json_boolean(f->client.tls));
+    json_object_set_new(o, "marked", json_boolean(f->marked && *f->marked));
+    json_set_str(o, "comment", f->comment && *f->comment ? f->comment : NULL);
+    json_t *meta = f->metadata ? json_loads(f->metadata, 0, NULL) : NULL;
+    json_object_set_new(o, "metadata", meta ? meta : json_object());
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+static void print_jsonl(printer *p, const flow *f)
+{
+    char *s = printer_flow_json(f);
+    if (!s)
+        return;
+    pthread_mutex_lock(&p->lock);
+    fputs(s, p->out);
+    fputc('\n', p->out);
+    fflush(p->out);
+    pthread_mutex_unlock(&p->lock);
+    free(s);
+}
+
 void printer_flow(printer *p, const flow *f)
 {
     if (!p || p->detail == 0 || !f->request)
         return;
+    if (p->jsonl) {
+        print_jsonl(p, f);
+        return;
+    }
     struct evbuffer *b = evbuffer_new();
     if (!b)
         return;

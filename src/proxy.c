@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,7 @@ struct worker {
     struct event *stop_ev;
     pthread_t thread;
     bool started;
+    bool stopping;           /* finishing what is in flight, then exit */
     cconn *conns;
     h1_limits req_limits;
     h1_limits resp_limits;
@@ -132,8 +134,30 @@ static void deliver_response_or_close(cconn *c);
 
 /* ---- consumers ---------------------------------------------------------- */
 
-void proxy_flow_finished(const proxy_shared *sh, flow *f)
+void proxy_request_exit(void *shared, int code)
 {
+    proxy_shared *sh = shared;
+    int none = -1;
+    atomic_compare_exchange_strong(&sh->exit_code, &none, code);
+    kill(getpid(), SIGTERM);
+}
+
+void proxy_flow_finished(const proxy_shared *sh_const, flow *f)
+{
+    proxy_shared *sh = (proxy_shared *)sh_const; /* only the atomics change */
+    atomic_fetch_add(&sh->n_flows, 1);
+    if (f->error)
+        atomic_fetch_add(&sh->n_errors, 1);
+    if (f->request)
+        atomic_fetch_add(&sh->bytes_requests, f->request->content.len);
+    if (f->response)
+        atomic_fetch_add(&sh->bytes_responses, f->response->content.len);
+    if (sh->fail_on && filter_match(sh->fail_on, f)) {
+        atomic_fetch_add(&sh->n_failed_on, 1);
+        char *url = f->request ? flow_request_url(f->request) : NULL;
+        log_warn("fail_on matched: %s %s", f->request ? f->request->method : "", url ? url : f->id);
+        free(url);
+    }
     if (sh->filter && !filter_match(sh->filter, f))
         return;
     if (sh->printer)
@@ -213,7 +237,10 @@ static void cconn_free(cconn *c)
         c->w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    worker *w = c->w;
     free(c);
+    if (w->stopping && !w->conns)
+        event_base_loopexit(w->base, NULL);
 }
 
 /* Close once everything queued for the client has been written. */
@@ -1194,7 +1221,7 @@ static void exchange_done_or_close(cconn *c)
         bufferevent_enable(c->s->bev, EV_READ | EV_WRITE);
         return;
     }
-    if (!c->keep_alive) {
+    if (!c->keep_alive || c->w->stopping) {
         close_after_write(c);
         return;
     }
@@ -1358,10 +1385,25 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 
 /* ---- workers ------------------------------------------------------------ */
 
+/* Stop gently: no new connections, idle ones closed now, exchanges in
+ * progress may finish (their responses written, their flows recorded) for
+ * up to two seconds. */
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
-    event_base_loopexit(w->base, NULL);
+    w->stopping = true;
+    if (w->listener) {
+        evconnlistener_free(w->listener);
+        w->listener = NULL;
+    }
+    for (cconn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if ((c->state == C_READ_REQ && !c->f) || c->state == C_TUNNEL_PEEK || c->state == C_LINGER ||
+            c->state == C_RELAY)
+            cconn_free(c);
+    }
+    struct timeval grace = {2, 0};
+    event_base_loopexit(w->base, w->conns ? &grace : NULL);
 }
 
 static int resolve_listen(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
@@ -1443,6 +1485,7 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
         w->scripts = script_env_new((const char *const *)o->scripts, o->nscripts, err, errsz);
         if (!w->scripts)
             goto fail;
+        script_env_set_exit(w->scripts, proxy_request_exit, (void *)sh);
     }
     return w;
 fail:

@@ -39,7 +39,11 @@ struct script_env {
     char **names;
     int (*hooks)[SCRIPT_HOOK__COUNT]; /* registry refs, LUA_NOREF when absent */
     bool has[SCRIPT_HOOK__COUNT];
+    void (*exit_fn)(void *ud, int code);
+    void *exit_ud;
 };
+
+static const char ENV_KEY = 'E';
 
 static const char *const hook_names[SCRIPT_HOOK__COUNT] = {
     "load", "connect", "requestheaders", "request", "responseheaders",
@@ -1092,6 +1096,21 @@ static int mitm_export_curl(lua_State *L)
     return 1;
 }
 
+/* mitm.exit(code): end the run with this exit status (a CI job's verdict) */
+static int mitm_exit(lua_State *L)
+{
+    lua_Integer code = luaL_optinteger(L, 1, 0);
+    if (code < 0 || code > 255)
+        return luaL_error(L, "mitm.exit: status must be 0..255");
+    lua_pushlightuserdata(L, (void *)&ENV_KEY);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    script_env *e = lua_touserdata(L, -1);
+    if (!e || !e->exit_fn)
+        return luaL_error(L, "mitm.exit is not available here");
+    e->exit_fn(e->exit_ud, (int)code);
+    return 0;
+}
+
 static int filter_call(lua_State *L)
 {
     filter **fp = luaL_checkudata(L, 1, MT_FILTER);
@@ -1206,6 +1225,8 @@ static void setup_metatables(lua_State *L)
     lua_setfield(L, -2, "filter");
     lua_pushcfunction(L, mitm_export_curl);
     lua_setfield(L, -2, "export_curl");
+    lua_pushcfunction(L, mitm_exit);
+    lua_setfield(L, -2, "exit");
     lua_pushstring(L, MITMLUA_VERSION);
     lua_setfield(L, -2, "version");
     lua_newtable(L);
@@ -1250,6 +1271,9 @@ script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t
     lua_State *L = e->L;
     luaL_openlibs(L);
     setup_metatables(L);
+    lua_pushlightuserdata(L, (void *)&ENV_KEY);
+    lua_pushlightuserdata(L, e);
+    lua_rawset(L, LUA_REGISTRYINDEX);
     e->n = n;
     for (size_t i = 0; i < n; i++) {
         for (int h = 0; h < SCRIPT_HOOK__COUNT; h++)
@@ -1307,6 +1331,14 @@ fail:
         free(e);
     }
     return NULL;
+}
+
+void script_env_set_exit(script_env *e, void (*fn)(void *ud, int code), void *ud)
+{
+    if (!e)
+        return;
+    e->exit_fn = fn;
+    e->exit_ud = ud;
 }
 
 bool script_env_has_hook(const script_env *e, enum script_hook h)
