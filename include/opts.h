@@ -56,6 +56,10 @@ typedef struct opts {
     bool print_env;             /* --print-env: print exports and exit */
     /* HTTP */
     bool keep_host_header;
+    char **ignore_hosts;        /* TLS passthrough for these host:port regexes */
+    size_t nignore_hosts;
+    char **allow_hosts;         /* intercept only these; pass the rest through */
+    size_t nallow_hosts;
     /* limits and timeouts */
     uint64_t body_size_limit;   /* 0 = no limit */
     uint64_t max_header_size;

@@ -18,6 +18,7 @@
 #include "filter.h"
 #include "flowread.h"
 #include "har.h"
+#include "hostmatch.h"
 #include "log.h"
 #include "opts.h"
 #include "printer.h"
@@ -251,6 +252,25 @@ int main(int argc, char **argv)
         status = print_env(&o);
         opts_free(&o);
         return status;
+    }
+    if (o.nignore_hosts || o.nallow_hosts) {
+        /* patterns are compiled per worker; check them once here so that a
+         * bad one is a usage error before anything starts */
+        hostmatch *hm = hostmatch_new(o.nignore_hosts ? o.ignore_hosts : o.allow_hosts,
+                                      o.nignore_hosts ? o.nignore_hosts : o.nallow_hosts,
+                                      o.nignore_hosts ? "ignore_hosts" : "allow_hosts", err, sizeof err);
+        hostmatch *hm2 = hm && o.nignore_hosts && o.nallow_hosts
+                             ? hostmatch_new(o.allow_hosts, o.nallow_hosts, "allow_hosts", err, sizeof err)
+                             : hm;
+        bool ok = hm && hm2;
+        if (hm2 != hm)
+            hostmatch_free(hm2);
+        hostmatch_free(hm);
+        if (!ok || o.mode == MODE_UPSTREAM) {
+            fprintf(stderr, "mitmlua: %s\n", ok ? "ignore_hosts/allow_hosts are not supported in upstream mode yet" : err);
+            opts_free(&o);
+            return 2;
+        }
     }
     if (o.fail_on) {
         sh.fail_on = filter_compile(o.fail_on, err, sizeof err);

@@ -46,6 +46,8 @@ static const opt_desc opt_table[] = {
     {"ready_file", OT_STR, F(ready_file), 0, "Write HOST:PORT to this file once the proxy listens (for CI jobs to wait on)."},
     {"fail_on", OT_STR, F(fail_on), 0, "Filter expression: exit with status 3 if any flow matched it."},
     {"showhost", OT_BOOL, F(showhost), 0, "Use the Host header to build URLs for display."},
+    {"ignore_hosts", OT_STRLIST, F(ignore_hosts), F(nignore_hosts), "Regex on host:port of CONNECT targets not to intercept: their bytes are passed through (repeatable)."},
+    {"allow_hosts", OT_STRLIST, F(allow_hosts), F(nallow_hosts), "Regex on host:port: intercept only matching CONNECT targets, pass the rest through (repeatable)."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},

@@ -274,12 +274,14 @@ static void print_jsonl(printer *p, const flow *f)
 
 void printer_flow(printer *p, const flow *f)
 {
-    if (!p || p->detail == 0 || !f->request)
+    if (!p || p->detail == 0)
         return;
     if (p->jsonl) {
         print_jsonl(p, f);
         return;
     }
+    if (!f->request) /* mitmdump shows nothing for passed-through connections */
+        return;
     struct evbuffer *b = evbuffer_new();
     if (!b)
         return;

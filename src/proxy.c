@@ -39,6 +39,7 @@
 #include "dump.h"
 #include "filter.h"
 #include "h1.h"
+#include "hostmatch.h"
 #include "har.h"
 #include "log.h"
 #include "onboard.h"
@@ -79,6 +80,7 @@ enum cstate {
     C_TUNNEL_PEEK,     /* waiting for the first byte inside the tunnel */
     C_TLS_HANDSHAKE,   /* client-side TLS handshake in progress */
     C_RELAY,           /* protocol switched: bytes copied both ways */
+    C_PASSTHROUGH_CONNECT, /* ignore_hosts: connecting to the target, then C_RELAY */
     C_CLOSING,         /* last bytes draining, then free */
     C_LINGER,          /* written and shut down; discarding input until EOF */
 };
@@ -117,6 +119,8 @@ struct worker {
     pthread_t thread;
     bool started;
     bool stopping;           /* finishing what is in flight, then exit */
+    hostmatch *ignore_hosts; /* per worker: a matcher holds match data */
+    hostmatch *allow_hosts;
     cconn *conns;
     h1_limits req_limits;
     h1_limits resp_limits;
@@ -129,6 +133,8 @@ static void server_read_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 static void process_client_or_close(cconn *c);
 static void linger_or_close(cconn *c);
+static void start_passthrough_or_close(cconn *c);
+static void record_peer(sconn *s);
 static void start_upstream_or_close(cconn *c);
 static void deliver_response_or_close(cconn *c);
 
@@ -218,8 +224,15 @@ static void sconn_free(sconn *s)
 
 static void cconn_free(cconn *c)
 {
-    if (c->f)
+    if (c->f && c->f->type == FLOW_TCP) {
+        /* a passed-through tunnel ends: a connection-level flow */
+        c->f->client.timestamp_end = c->f->server.timestamp_end = flow_now();
+        if (!c->f->server.timestamp_tcp_setup && !c->f->error)
+            flow_set_error(c->f, "client disconnected");
+        proxy_flow_finished(c->w->sh, c->f);
+    } else if (c->f) {
         flow_fail(c, "client disconnected");
+    }
     flow_done(c);
     sconn_free(c->s);
     if (c->peek_ev)
@@ -620,6 +633,38 @@ static void tunnel_start_or_close(cconn *c)
         cconn_free(c);
 }
 
+/* ignore_hosts / allow_hosts: no interception.  The tunnel's bytes go
+ * through untouched (TLS stays end to end) and the connection is recorded
+ * as a TCP flow when it ends. */
+static void start_passthrough_or_close(cconn *c)
+{
+    flow *f = c->f;
+    f->type = FLOW_TCP;
+    flow_request_free(f->request);
+    f->request = NULL;
+    sconn *s = c->s = calloc(1, sizeof *c->s);
+    if (!s || !(s->host = strdup(c->tunnel_host))) {
+        cconn_free(c);
+        return;
+    }
+    s->port = c->tunnel_port;
+    s->info.timestamp_start = flow_now();
+    flow_strset(&f->server.address_host, s->host);
+    f->server.address_port = s->port;
+    s->bev = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+    if (!s->bev) {
+        cconn_free(c);
+        return;
+    }
+    c->state = C_PASSTHROUGH_CONNECT;
+    bufferevent_setcb(s->bev, server_read_cb, NULL, server_event_cb, c);
+    struct timeval tv = {c->w->sh->o->connect_timeout, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect_hostname(s->bev, c->w->dns, AF_UNSPEC, s->host, s->port) < 0)
+        server_event_cb(s->bev, BEV_EVENT_ERROR, c);
+}
+
 static void handle_connect_or_close(cconn *c)
 {
     flow_request *r = c->f->request;
@@ -632,6 +677,12 @@ static void handle_connect_or_close(cconn *c)
     free(c->tunnel_host);
     c->tunnel_host = strdup(r->host);
     c->tunnel_port = r->port;
+    worker *w = c->w;
+    if (hostmatch_any(w->ignore_hosts, r->host, r->port) ||
+        (hostmatch_count(w->allow_hosts) && !hostmatch_any(w->allow_hosts, r->host, r->port))) {
+        start_passthrough_or_close(c);
+        return;
+    }
     flow_done(c);
     evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
     c->state = C_TUNNEL_SETUP;
@@ -1122,6 +1173,31 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     cconn *c = arg;
     sconn *s = c->s;
+    if (c->state == C_PASSTHROUGH_CONNECT) {
+        if (what & BEV_EVENT_CONNECTED) {
+            record_peer(s);
+            s->info.timestamp_tcp_setup = flow_now();
+            c->f->server.timestamp_start = s->info.timestamp_start;
+            c->f->server.timestamp_tcp_setup = s->info.timestamp_tcp_setup;
+            flow_strset(&c->f->server.peer_host, s->info.peer_host);
+            c->f->server.peer_port = s->info.peer_port;
+            evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+            c->state = C_RELAY;
+            bufferevent_set_timeouts(s->bev, NULL, NULL);
+            bufferevent_set_timeouts(c->bev, NULL, NULL);
+            evbuffer_add_buffer(bufferevent_get_output(s->bev), bufferevent_get_input(c->bev));
+            bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+            return;
+        }
+        char msg[512];
+        upstream_error_text(c, what, msg, sizeof msg);
+        flow_set_error(c->f, msg);
+        sconn_free(s);
+        c->s = NULL;
+        send_simple_response(c, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg, true);
+        close_after_write(c);
+        return;
+    }
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == C_WAIT_UPSTREAM)
             on_upstream_connected_or_close(c);
@@ -1455,6 +1531,10 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     evdns_base_set_option(w->dns, "timeout:", "3");
     evdns_base_set_option(w->dns, "attempts:", "2");
     evdns_base_set_option(w->dns, "randomize-case:", "0");
+    w->ignore_hosts = hostmatch_new(o->ignore_hosts, o->nignore_hosts, "ignore_hosts", err, errsz);
+    w->allow_hosts = w->ignore_hosts ? hostmatch_new(o->allow_hosts, o->nallow_hosts, "allow_hosts", err, errsz) : NULL;
+    if (!w->allow_hosts)
+        goto fail;
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     if (!w->stop_ev) {
         snprintf(err, errsz, "out of memory");
@@ -1526,6 +1606,8 @@ void worker_join_free(worker *w)
         cconn_free(w->conns);
     if (w->scripts)
         script_env_free(w->scripts);
+    hostmatch_free(w->ignore_hosts);
+    hostmatch_free(w->allow_hosts);
     if (w->listener)
         evconnlistener_free(w->listener);
     if (w->stop_ev)

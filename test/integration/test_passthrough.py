@@ -1,0 +1,85 @@
+#!/usr/bin/python3
+"""ignore_hosts / allow_hosts: matching CONNECT targets are not intercepted;
+their TLS stays end to end (the client sees the server's own certificate)
+and the connection is recorded as a TCP flow."""
+import json
+import os
+import subprocess
+
+import harness as H
+from harness import test, fixture
+from backend import Backend, payload
+
+
+@fixture
+def pki():
+    p = H.PKI()
+    p.cert, p.key = p.leaf()
+    return p
+
+
+@fixture
+def tls_backend():
+    return Backend(tls=(pki().cert, pki().key)).start()
+
+
+def only_mitmlua():
+    if H.Proxy().is_mitmdump:
+        H.skip("output format checks are mitmlua's")
+
+
+@test
+def ignored_host_keeps_its_own_certificate():
+    only_mitmlua()
+    b = tls_backend()
+    dump = os.path.join(H.tmpdir("pt"), "flows.mitmlua")
+    port = b.url("/").split(":")[2].split("/")[0]
+    p = H.Proxy(["--set", r"ignore_hosts=^127\.0\.0\.1:%s$" % port, "-w", dump]).start()
+    # trusting only the backend's own CA works: nothing was minted
+    r = H.curl(b.url("/bytes/2000"), proxy=p, cacert=pki().ca_cert)
+    assert r.rc == 0 and r.body == payload(2000), r
+    # and trusting only mitmlua's CA does not
+    r = H.curl(b.url("/bytes/10"), proxy=p, cacert=p.ca())
+    assert r.rc != 0, r
+    assert p.stop() == 0
+    out = subprocess.run([H.BIN, "-n", "-r", dump, "--set", "console_format=jsonl", "~tcp"],
+                         capture_output=True, timeout=10)
+    flows = [json.loads(l) for l in out.stdout.decode().splitlines()]
+    assert len(flows) == 2 and all(f["type"] == "tcp" for f in flows), flows
+    assert flows[0]["server"] == "127.0.0.1:" + port and flows[0]["error"] is None, flows[0]
+
+
+@test
+def allow_hosts_intercepts_only_those():
+    only_mitmlua()
+    b = tls_backend()
+    port = b.url("/").split(":")[2].split("/")[0]
+    p = H.Proxy(["--set", r"allow_hosts=^localhost:",
+                 "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+    # localhost is intercepted: mitmlua's CA is what the client must trust
+    r = H.curl("https://localhost:%s/bytes/5" % port, proxy=p, cacert=p.ca())
+    assert r.rc == 0 and r.body == payload(5), r
+    assert p.wait_output("GET https://localhost:%s/bytes/5" % port)
+    # 127.0.0.1 is not: the backend's own certificate comes through
+    r = H.curl(b.url("/bytes/7"), proxy=p, cacert=pki().ca_cert)
+    assert r.rc == 0 and r.body == payload(7), r
+
+
+@test
+def passthrough_to_nothing_is_502():
+    only_mitmlua()
+    port = H.free_port()
+    p = H.Proxy(["--set", "ignore_hosts=.*"]).start()
+    data, _ = H.raw("127.0.0.1", p.port, b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+    assert H.status_of(data) == 502, data
+
+
+@test
+def bad_pattern_is_a_usage_error():
+    only_mitmlua()
+    r = subprocess.run([H.BIN, "--set", "ignore_hosts=(unclosed"], capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"ignore_hosts" in r.stderr and len(r.stderr.splitlines()) == 1, r
+
+
+if __name__ == "__main__":
+    H.main()
