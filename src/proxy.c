@@ -104,6 +104,7 @@ typedef struct cconn {
     bool upgrade_after_write;
     bool retried;
     bool linger;            /* close gently: the client may still be sending */
+    int target_status;      /* why resolve_target refused the request, or 0 */
     sconn *s;
 } cconn;
 
@@ -458,6 +459,7 @@ static int on_request_head(void *ud)
     int st = resolve_target(c, r, &why);
     if (st) {
         /* report through the parser's error path: status + reason */
+        c->target_status = st;
         flow_set_error(c->f, why);
         c->f->request->timestamp_end = flow_now();
         return -1;
@@ -515,9 +517,9 @@ static void client_protocol_error_or_close(cconn *c)
 {
     int status = h1_parser_error_status(c->parser);
     const char *why = h1_parser_error(c->parser);
-    if (c->f && c->f->error && c->f->error->msg) {
+    if (c->target_status && c->f && c->f->error && c->f->error->msg) {
         why = c->f->error->msg;       /* set by on_request_head */
-        status = strstr(why, "not allowed") ? 405 : 400;
+        status = c->target_status;
     }
     if (c->f && c->f->killed) {
         flow_fail(c, "Connection killed.");
