@@ -1168,48 +1168,30 @@ static int log_warn_l(lua_State *L) { return do_log(L, LOG_WARN); }
 static int log_error_l(lua_State *L) { return do_log(L, LOG_ERROR); }
 static int log_debug_l(lua_State *L) { return do_log(L, LOG_DEBUG); }
 
+/* One metatable per kind of object, each a list of metamethods. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *meta)
+{
+    luaL_newmetatable(L, name);
+    luaL_register(L, NULL, meta);
+    lua_pop(L, 1);
+}
+
 static void setup_metatables(lua_State *L)
 {
-    luaL_newmetatable(L, MT_FLOW);
-    lua_pushcfunction(L, flow_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, flow_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, MT_REQ);
-    lua_pushcfunction(L, req_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, req_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, MT_RESP);
-    lua_pushcfunction(L, resp_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, resp_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, resp_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, MT_HDRS);
-    lua_pushcfunction(L, hdrs_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, hdrs_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, hdrs_len);
-    lua_setfield(L, -2, "__len");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, MT_WSMSG);
-    lua_pushcfunction(L, wsmsg_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, wsmsg_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, MT_FILTER);
-    lua_pushcfunction(L, filter_call);
-    lua_setfield(L, -2, "__call");
-    lua_pushcfunction(L, filter_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    static const luaL_Reg flow_meta[] = {{"__index", flow_index}, {"__newindex", flow_newindex}, {NULL, NULL}};
+    static const luaL_Reg req_meta[] = {{"__index", req_index}, {"__newindex", req_newindex}, {NULL, NULL}};
+    static const luaL_Reg resp_meta[] = {
+        {"__index", resp_index}, {"__newindex", resp_newindex}, {"__gc", resp_gc}, {NULL, NULL}};
+    static const luaL_Reg hdrs_meta[] = {
+        {"__index", hdrs_index}, {"__newindex", hdrs_newindex}, {"__len", hdrs_len}, {NULL, NULL}};
+    static const luaL_Reg wsmsg_meta[] = {{"__index", wsmsg_index}, {"__newindex", wsmsg_newindex}, {NULL, NULL}};
+    static const luaL_Reg filter_meta[] = {{"__call", filter_call}, {"__gc", filter_gc}, {NULL, NULL}};
+    new_class(L, MT_FLOW, flow_meta);
+    new_class(L, MT_REQ, req_meta);
+    new_class(L, MT_RESP, resp_meta);
+    new_class(L, MT_HDRS, hdrs_meta);
+    new_class(L, MT_WSMSG, wsmsg_meta);
+    new_class(L, MT_FILTER, filter_meta);
 
     /* the flow registry: a strong reference for as long as the C flow
      * lives, so caches (objects, metadata) survive from hook to hook;
