@@ -649,3 +649,19 @@ const char *h1_reason(int status)
     default: return "";
     }
 }
+
+bool h1_is_chunked(const hdrs *h)
+{
+    return hdrs_has_token(h, "transfer-encoding", "chunked");
+}
+
+int h1_fix_length(hdrs *h, size_t len, bool always)
+{
+    if (h1_is_chunked(h))
+        return 0;
+    if (!always && !hdrs_get(h, "content-length", NULL) && len == 0)
+        return 0;
+    char v[32];
+    int n = snprintf(v, sizeof v, "%zu", len);
+    return hdrs_set(h, "Content-Length", v, (size_t)n);
+}
