@@ -1054,7 +1054,18 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     w->req_limits = (h1_limits){.max_head = o->max_header_size, .max_headers = (size_t)o->max_headers,
                                 .max_body = o->body_size_limit};
     w->resp_limits = w->req_limits;
-    w->base = event_base_new();
+    /* With the changelist, epoll_ctl calls are batched before each wait,
+     * and an interest added and removed in the same round (a bufferevent
+     * enabling and disabling reads or writes around one exchange) costs
+     * nothing.  Profiles showed 8 epoll_ctl per proxied request without it. */
+    struct event_config *cfg = event_config_new();
+    if (cfg) {
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+    }
+    if (!w->base)
+        w->base = event_base_new();
     if (!w->base) {
         snprintf(err, errsz, "cannot create an event loop");
         goto fail;
