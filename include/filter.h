@@ -47,4 +47,9 @@ char *filter_describe(const filter *f);
 /* The expression text the filter was compiled from. */
 const char *filter_pattern(const filter *f);
 
+/* A Python `re` pattern rewritten for PCRE2 where the two spell the same
+ * thing differently (\Z).  Same length; caller frees; NULL on ENOMEM.
+ * Shared with the options that take regexes (spec.c). */
+char *filter_regex_from_python(const char *p, size_t n);
+
 #endif

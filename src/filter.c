@@ -296,7 +296,7 @@ static void excerpt(const char *p, size_t n, char *out, size_t outsz)
 
 /* Python's re spells "end of subject" \Z; PCRE2 spells it \z (its \Z also
  * matches before a final newline).  Rewrite outside character classes. */
-static char *python_to_pcre(const char *p, size_t n)
+char *filter_regex_from_python(const char *p, size_t n)
 {
     char *out = malloc(n + 1);
     if (!out)
@@ -345,7 +345,7 @@ static pcre2_code *compile_regex(pstate *ps, const opdef *d, bool forced_cs,
     if (!forced_cs && !(ps->flags & FILTER_CASE_SENSITIVE))
         opts |= PCRE2_CASELESS;
 
-    char *tr = python_to_pcre(pat, patlen);
+    char *tr = filter_regex_from_python(pat, patlen);
     pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
     if (!tr || !cc) {
         free(tr);

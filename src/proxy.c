@@ -36,6 +36,7 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
+#include "addons.h"
 #include "dump.h"
 #include "filter.h"
 #include "h1.h"
@@ -706,6 +707,7 @@ static void handle_request_or_close(cconn *c)
         handle_connect_or_close(c);
         return;
     }
+    addons_request(c->w->sh->addons, f);   /* C addons before Lua; map_local may answer */
     run_hook(c, SCRIPT_HOOK_REQUEST);
     if (f->killed) {
         kill_or_close(c);
@@ -1246,6 +1248,7 @@ static bool status_has_no_body(int st)
 static void deliver_response_or_close(cconn *c)
 {
     flow *f = c->f;
+    addons_response(c->w->sh->addons, f);  /* C addons before Lua */
     run_hook(c, SCRIPT_HOOK_RESPONSE);
     if (f->killed) {
         kill_or_close(c);
