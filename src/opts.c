@@ -354,24 +354,32 @@ static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bo
         snprintf(err, errsz, "unknown option '%s' (see --options)", key);
         return -1;
     }
-    if (cu->cli[d - opt_table])
-        return 0;
     char *base = (char *)cu->o;
     if (d->type == OT_STRLIST) {
         if (!is_list && nvals) {
             snprintf(err, errsz, "%s: expected a list ('- item' lines or [a, b])", key);
             return -1;
         }
+        /* mitmproxy appends command-line lists to the file's (OptManager
+         * .merge): the file's items come first, then the command line's */
         char ***lp = (char ***)(base + d->off);
         size_t *np = (size_t *)(base + d->count_off);
-        strlist_free(*lp, *np);
+        char **cli_v = cu->cli[d - opt_table] ? *lp : NULL;
+        size_t cli_n = cu->cli[d - opt_table] ? *np : 0;
+        if (!cli_v)
+            strlist_free(*lp, *np);
         *lp = NULL;
         *np = 0;
-        for (size_t i = 0; i < nvals; i++)
-            if (opt_apply(cu->o, d, vals[i], err, errsz) < 0)
-                return -1;
-        return 0;
+        int rc = 0;
+        for (size_t i = 0; i < nvals && rc == 0; i++)
+            rc = opt_apply(cu->o, d, vals[i], err, errsz);
+        for (size_t i = 0; i < cli_n && rc == 0; i++)
+            rc = opt_apply(cu->o, d, cli_v[i], err, errsz);
+        strlist_free(cli_v, cli_n);
+        return rc;
     }
+    if (cu->cli[d - opt_table])
+        return 0;
     if (is_list) {
         snprintf(err, errsz, "%s: expected a single value, not a list", key);
         return -1;

@@ -100,7 +100,9 @@ def map_remote_with_filter_and_keep_host_header():
     p = proxy("--map-remote", spec, "--set", "keep_host_header=true")
     H.curl(a.url("/echo?go"), proxy=p, headers=["X-Go: 1"])
     e = last(b, "/echo?go")
-    assert hdr(e, "Host") == a.netloc, e["headers"]   # kept as the client sent it
+    # kept as the client sent it; mitmdump 8.1.1 applies keep_host_header to
+    # reverse mode only and rewrites Host to the new host (without its port)
+    assert hdr(e, "Host") == a.netloc or (H.IS_MITMDUMP and hdr(e, "Host") == "127.0.0.1"), e["headers"]
     H.curl(a.url("/echo?stay"), proxy=p)
     last(a, "/echo?stay")
     assert "/echo?stay" not in b.paths()
@@ -349,11 +351,13 @@ def config_yaml_sets_options_and_command_line_wins():
     e = last(a, "/echo?cfg")
     assert hdr(e, "X-Conf") == "yaml" and hdr(e, "X-Second") == "2", e["headers"]
     assert hdr(e, "Accept-Encoding") == "identity", e["headers"]
-    # the command line replaces the file's list and its booleans
+    # the command line wins for single values; its list items come after
+    # the file's (mitmproxy's OptManager.merge appends lists)
     p2 = proxy("-H", "/X-Conf/cli", "--set", "anticomp=false", confdir=d)
     H.curl(a.url("/echo?cli"), proxy=p2, headers=["Accept-Encoding: gzip"])
     e = last(a, "/echo?cli")
-    assert hdr(e, "X-Conf") == "cli" and hdr(e, "X-Second") is None, e["headers"]
+    assert [v for k, v in e["headers"] if k == "X-Conf"] == ["yaml", "cli"], e["headers"]
+    assert hdr(e, "X-Second") == "2", e["headers"]
     assert hdr(e, "Accept-Encoding") == "gzip", e["headers"]
 
 
