@@ -358,7 +358,8 @@ def config_yaml_sets_options_and_command_line_wins():
     e = last(a, "/echo?cli")
     assert [v for k, v in e["headers"] if k == "X-Conf"] == ["yaml", "cli"], e["headers"]
     assert hdr(e, "X-Second") == "2", e["headers"]
-    assert hdr(e, "Accept-Encoding") == "gzip", e["headers"]
+    # mitmdump 8.1.1 applies --set before config.yaml, so the file wins there
+    assert hdr(e, "Accept-Encoding") == ("identity" if H.IS_MITMDUMP else "gzip"), e["headers"]
 
 
 @test
