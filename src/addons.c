@@ -449,7 +449,7 @@ static void map_remote(addons *a, flow *f)
         url_rule *u = &a->remote[i];
         if (!spec_matches(&u->sp, f))
             continue;
-        char *url = flow_request_url(f->request);
+        char *url = filter_pretty_url(f);
         bytes out = {0};
         long n = url ? spec_sub(u->re, u->tpl, url, strlen(url), &out) : -1;
         /* setting the URL also rewrites Host: only when the URL changed */
@@ -656,7 +656,7 @@ static flow_response *make_response(int status, const char *reason)
 
 static bool map_local(addons *a, flow *f)
 {
-    char *url = flow_request_url(f->request);
+    char *url = filter_pretty_url(f);
     if (!url)
         return false;
     strv all = {0};

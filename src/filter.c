@@ -1094,6 +1094,18 @@ static const char *pretty_url(ectx *c)
     return c->url;
 }
 
+char *filter_pretty_url(const flow *fl)
+{
+    if (!fl->request)
+        return NULL;
+    ectx c = {.fl = fl};
+    const char *u = pretty_url(&c);
+    char *r = u ? strdup(u) : NULL;
+    free(c.url);
+    free(c.phost);
+    return r;
+}
+
 /* ---- ~meta: Python's str() of each metadata value ------------------------ */
 
 static int py_float(bytes *b, double x)

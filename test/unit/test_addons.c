@@ -261,6 +261,13 @@ static void test_map_remote(void)
     T_STREQ(f->request->path, "/v2/x?q=1");
     T_STREQ(hdrs_get(&f->request->headers, "host", NULL), "b.test:9090");
     flow_free(f);
+    /* the URL matched is mitmproxy's pretty_url: host from the Host header */
+    f = mkflow("10.0.0.1", 8080, "/z");
+    hdrs_set(&f->request->headers, "Host", "a.test:8080", 11);
+    addons_request(a, f);
+    T_STREQ(f->request->host, "b.test");
+    T_STREQ(f->request->path, "/v2/z");
+    flow_free(f);
     /* the filter does not match: nothing changes */
     f = mkflow("c.test", 8080, "/x");
     addons_request(a, f);
