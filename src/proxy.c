@@ -37,6 +37,7 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
+#include "addons.h"
 #include "dump.h"
 #include "filter.h"
 #include "h1.h"
@@ -651,6 +652,7 @@ static void handle_request_or_close(cconn *c)
         handle_connect_or_close(c);
         return;
     }
+    addons_request(c->w->sh->addons, f);   /* C addons before Lua; map_local may answer */
     run_hook(c, SCRIPT_HOOK_REQUEST);
     if (f->killed) {
         kill_or_close(c);
@@ -872,6 +874,7 @@ static void deliver_response_or_close(cconn *c)
         deliver_streamed_or_close(c);
         return;
     }
+    addons_response(c->w->sh->addons, f);  /* C addons before Lua */
     run_hook(c, SCRIPT_HOOK_RESPONSE);
     if (f->killed) {
         kill_or_close(c);
