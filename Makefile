@@ -22,7 +22,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -I$(LLHTTP_INC) 
              $(PKG_CFLAGS) -MMD -MP
 # llhttp's generated C is not ours to fix: compile it without -Werror noise.
 LLHTTP_CFLAGS = -std=c11 -O2 -g -w -I$(LLHTTP_INC)
-LIBS    = $(PKG_LIBS) -lpthread -lm -ldl
+LIBS    = $(PKG_LIBS) -lcrypt -lpthread -lm -ldl
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
