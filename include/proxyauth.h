@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "flow.h"
+
 typedef struct proxyauth proxyauth;
 
 /* Build a checker from the option's value.  NULL with err ("proxyauth:
@@ -26,6 +28,14 @@ bool proxyauth_check(const proxyauth *pa, const char *user, size_t ulen, const c
  * milliseconds, which would stall the worker on every request).  The caller
  * frees *cache with free(). */
 bool proxyauth_check_header(const proxyauth *pa, const char *value, size_t vlen, char **cache);
+
+/* The answer to a request without valid credentials: 407 with
+ * Proxy-Authenticate when acting as a proxy, 401 with WWW-Authenticate in
+ * reverse mode (as mitmproxy); "Connection: close", since the request's body
+ * (if any) is not read.  NULL when out of memory. */
+flow_response *proxyauth_challenge(bool as_proxy);
+/* The header carrying the credentials in that role. */
+const char *proxyauth_header(bool as_proxy);
 
 /* The realm sent in Proxy-Authenticate / WWW-Authenticate. */
 #define PROXYAUTH_REALM "mitmlua"

@@ -17,12 +17,14 @@
 #include "dump.h"
 #include "filter.h"
 #include "flowread.h"
+#include "guard.h"
 #include "har.h"
 #include "hostmatch.h"
 #include "log.h"
 #include "opts.h"
 #include "printer.h"
 #include "proxy.h"
+#include "proxyauth.h"
 #include "script.h"
 #include "tls.h"
 
@@ -272,6 +274,20 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (o.proxyauth) {
+        sh.auth = proxyauth_new(o.proxyauth, err, sizeof err);
+        if (!sh.auth) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            opts_free(&o);
+            return 2;
+        }
+    }
+    if (o.max_connections == 0)
+        o.max_connections = guard_default_max_connections();
+    if (o.server && !o.proxyauth && !guard_host_is_loopback(o.listen_host))
+        fprintf(stderr, "mitmlua: warning: listening on %s, which other machines may reach, without proxyauth: "
+                        "anyone who can connect can use this proxy (--set proxyauth=USER:PASS)\n",
+                o.listen_host && *o.listen_host ? o.listen_host : "all interfaces");
     if (o.fail_on) {
         sh.fail_on = filter_compile(o.fail_on, err, sizeof err);
         if (!sh.fail_on) {
@@ -342,6 +358,7 @@ out:
     else if (status == 0 && atomic_load(&sh.n_failed_on) > 0)
         status = 3;
     filter_free(sh.fail_on);
+    proxyauth_free(sh.auth);
     printer_free(sh.printer);
     opts_free(&o);
     return status;

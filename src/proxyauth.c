@@ -328,3 +328,39 @@ bool proxyauth_check_header(const proxyauth *pa, const char *value, size_t vlen,
     }
     return ok;
 }
+
+/* ---- the challenge ------------------------------------------------------ */
+
+const char *proxyauth_header(bool as_proxy)
+{
+    return as_proxy ? "Proxy-Authorization" : "Authorization";
+}
+
+flow_response *proxyauth_challenge(bool as_proxy)
+{
+    flow_response *r = flow_response_new();
+    if (!r)
+        return NULL;
+    int st = as_proxy ? 407 : 401;
+    const char *reason = as_proxy ? "Proxy Authentication Required" : "Unauthorized";
+    char body[256];
+    int bl = snprintf(body, sizeof body,
+                      "<html><head><title>%d %s</title></head><body><h1>%d %s</h1></body></html>", st, reason,
+                      st, reason);
+    static const char challenge[] = "Basic realm=\"" PROXYAUTH_REALM "\"";
+    const char *hname = as_proxy ? "Proxy-Authenticate" : "WWW-Authenticate";
+    char clen[24];
+    snprintf(clen, sizeof clen, "%d", bl);
+    r->status_code = st;
+    r->timestamp_start = r->timestamp_end = flow_now();
+    if (!(r->reason = strdup(reason)) || !(r->http_version = strdup("HTTP/1.1")) ||
+        hdrs_add(&r->headers, "Server", 6, "mitmlua", 7) < 0 ||
+        hdrs_add(&r->headers, hname, strlen(hname), challenge, sizeof challenge - 1) < 0 ||
+        hdrs_add(&r->headers, "Content-Type", 12, "text/html", 9) < 0 ||
+        hdrs_add(&r->headers, "Content-Length", 14, clen, strlen(clen)) < 0 ||
+        hdrs_add(&r->headers, "Connection", 10, "close", 5) < 0 || bytes_set(&r->content, body, (size_t)bl) < 0) {
+        flow_response_free(r);
+        return NULL;
+    }
+    return r;
+}
