@@ -110,6 +110,11 @@ fuzz:
 bench: deps all
 	./bench/run
 
+# Lua hook calls per second with and without script_timeout (man page figures)
+$(BUILD)/hookbench: bench/hookbench.c $(LIB_OBJS) $(LLHTTP_OBJS)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
+
 install: all
 	install -d $(DESTDIR)/usr/local/bin $(DESTDIR)/usr/local/share/man/man1
 	install -m 0755 $(BUILD)/mitmlua $(DESTDIR)/usr/local/bin/mitmlua
