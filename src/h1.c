@@ -553,10 +553,30 @@ int h1_parser_error_status(const h1_parser *p) { return p->err_status ? p->err_s
 
 /* ---- serialising -------------------------------------------------------- */
 
+/* The writers refuse what would change the framing of the bytes they write
+ * (CR, LF, NUL and other controls, spaces in a request target, a bogus
+ * version).  The parser and the Lua API already check what they let in;
+ * this is the last line for anything else that fills a message (a dump file
+ * being replayed, a future code path). */
+static const char *safe_version(const char *v)
+{
+    return v && (strcmp(v, "HTTP/1.0") == 0 || strcmp(v, "HTTP/1.1") == 0) ? v : "HTTP/1.1";
+}
+
+static bool safe_target(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
 static int write_fields(struct evbuffer *out, const hdrs *h)
 {
     for (size_t i = 0; i < h->n; i++) {
         const hdr_field *f = &h->v[i];
+        if (!h1_valid_name(f->name, f->name_len) || !h1_valid_value(f->value, f->value_len))
+            return -1;
         if (evbuffer_add(out, f->name, f->name_len) < 0 || evbuffer_add(out, ": ", 2) < 0 ||
             evbuffer_add(out, f->value, f->value_len) < 0 || evbuffer_add(out, "\r\n", 2) < 0)
             return -1;
@@ -566,8 +586,11 @@ static int write_fields(struct evbuffer *out, const hdrs *h)
 
 int h1_write_request_head(struct evbuffer *out, const flow_request *r, bool absolute)
 {
-    const char *ver = r->http_version && strncmp(r->http_version, "HTTP/1", 6) == 0 ? r->http_version : "HTTP/1.1";
+    const char *ver = safe_version(r->http_version);
     int rc;
+    if (!r->method || !h1_valid_name(r->method, strlen(r->method)) || (r->host && !safe_target(r->host)) ||
+        (r->path && !safe_target(r->path)))
+        return -1;
     if (absolute && strcmp(r->method, "CONNECT") != 0) {
         char *url = flow_request_url(r);
         if (!url)
@@ -588,8 +611,10 @@ int h1_write_request_head(struct evbuffer *out, const flow_request *r, bool abso
 
 int h1_write_response_head(struct evbuffer *out, const flow_response *s)
 {
-    const char *ver = s->http_version && strncmp(s->http_version, "HTTP/1", 6) == 0 ? s->http_version : "HTTP/1.1";
+    const char *ver = safe_version(s->http_version);
     const char *reason = s->reason && *s->reason ? s->reason : h1_reason(s->status_code);
+    if (!h1_valid_value(reason, strlen(reason)) || s->status_code < 100 || s->status_code > 999)
+        return -1;
     if (evbuffer_add_printf(out, "%s %03d %s\r\n", ver, s->status_code, reason) < 0 ||
         write_fields(out, &s->headers) < 0 || evbuffer_add(out, "\r\n", 2) < 0)
         return -1;

@@ -497,6 +497,10 @@ static int msg_newindex_common(lua_State *L, lmsg *m, const char *k)
 {
     msg_view v = view_of(L, m);
     if (!strcmp(k, "http_version")) {
+        /* written into the start line: only versions that exist */
+        const char *hv = luaL_checkstring(L, 3);
+        if (strcmp(hv, "HTTP/1.0") && strcmp(hv, "HTTP/1.1") && strcmp(hv, "HTTP/2.0") && strcmp(hv, "HTTP/3"))
+            return luaL_error(L, "invalid http_version '%s' (HTTP/1.0, HTTP/1.1, HTTP/2.0 or HTTP/3)", hv);
         set_str(L, v.http_version, 3);
     } else if (!strcmp(k, "content") || !strcmp(k, "text")) {
         set_decoded(L, v.headers, v.content, 3);
@@ -578,6 +582,11 @@ static void set_url(lua_State *L, flow_request *r, const char *u)
     if (rc < 0)
         luaL_error(L, "%s", err);
     const char *path = rest + alen;
+    for (const char *c = path; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+            opts_url_free(&pu);
+            luaL_error(L, "invalid character in URL '%s'", u);
+        }
     flow_strset(&r->scheme, pu.scheme);
     flow_strset(&r->host, pu.host);
     r->port = pu.port;
@@ -612,7 +621,7 @@ static int req_newindex(lua_State *L)
     } else if (!strcmp(k, "host")) {
         size_t n;
         const char *v = luaL_checklstring(L, 3, &n);
-        if (!n || !h1_valid_value(v, n) || strpbrk(v, " /?#@"))
+        if (!n || !h1_valid_value(v, n) || strpbrk(v, " \t/?#@\\"))
             return luaL_error(L, "invalid host '%s'", v);
         set_str(L, &r->host, 3);
         set_host_header(r);
