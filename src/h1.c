@@ -228,6 +228,12 @@ static int cb_headers_complete(llhttp_t *ll)
             return -1;
     }
     p->chunked = (ll->flags & F_CHUNKED) != 0;
+    if (p->is_request && p->lim.max_body && !p->chunked && (ll->flags & F_CONTENT_LENGTH) &&
+        ll->content_length > p->lim.max_body) {
+        /* refuse at once rather than after reading up to the limit */
+        fail(p, 413, "Content-Length larger than body_size_limit%s", NULL);
+        return -1;
+    }
     p->in_trailers = true;
     p->phase = PH_BODY;
     if (p->ev.on_head && p->ev.on_head(p->ud) < 0) {
@@ -466,7 +472,10 @@ static ssize_t ll_exec(h1_parser *p, const char *buf, size_t n)
     }
     if (p->phase != PH_ERROR) {
         const char *why = llhttp_get_error_reason(&p->ll);
-        fail(p, p->is_request ? 400 : 502, "malformed message: %s", why);
+        /* a well-formed method llhttp does not know (our own scan has
+         * checked the request line's syntax): RFC 9110 §9.1 says 501 */
+        int st = !p->is_request ? 502 : e == HPE_INVALID_METHOD ? 501 : 400;
+        fail(p, st, "malformed message: %s", why);
     }
     return -1;
 }

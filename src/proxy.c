@@ -1392,6 +1392,19 @@ static void exchange_done_or_close(cconn *c)
         return;
     }
     c->state = C_READ_REQ;
+    if (c->s && c->s->bev) {
+        /* The kept upstream connection is idle: bytes it already sent past
+         * the response, or sends from now on, answer no request.  Reusing
+         * it would hand them to the next request (response splitting), so
+         * such a connection is dropped; watching it lets server_read_cb's
+         * idle branch do that for late bytes. */
+        if (evbuffer_get_length(bufferevent_get_input(c->s->bev))) {
+            sconn_free(c->s);
+            c->s = NULL;
+        } else {
+            bufferevent_enable(c->s->bev, EV_READ);
+        }
+    }
     set_client_timeout(c, c->w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ);
     process_client_or_close(c);
