@@ -74,7 +74,11 @@ static int read_flows(const opts *o, proxy_shared *sh)
         if (rc == 0)
             break;
         if (rc < 0) {
-            fprintf(stderr, "mitmlua: %s: %s\n", o->rfile, err);
+            /* readers name the file themselves; do not say it twice */
+            if (strncmp(err, o->rfile, strlen(o->rfile)) == 0)
+                fprintf(stderr, "mitmlua: %s\n", err);
+            else
+                fprintf(stderr, "mitmlua: %s: %s\n", o->rfile, err);
             status = 1;
             break;
         }

@@ -1332,10 +1332,15 @@ script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t
         for (int h = 0; h < SCRIPT_HOOK__COUNT; h++)
             e->hooks[i][h] = LUA_NOREF;
         e->names[i] = strdup(paths[i]);
-        if (luaL_loadfile(L, paths[i]) != 0) {
+        /* source only: LuaJIT does not verify bytecode, and a damaged or
+         * hostile precompiled chunk can crash the process */
+        if (luaL_loadfilex(L, paths[i], "t") != 0) {
             const char *msg = lua_tostring(L, -1);
             /* "cannot open x.lua" from Lua already names the file */
-            snprintf(err, errsz, "%s", msg ? msg : "cannot load script");
+            if (msg && strstr(msg, "wrong mode"))
+                snprintf(err, errsz, "%s: a precompiled (bytecode) chunk; scripts must be Lua source", paths[i]);
+            else
+                snprintf(err, errsz, "%s", msg ? msg : "cannot load script");
             goto fail;
         }
         /* env = setmetatable({}, {__index = _G}) */

@@ -667,5 +667,62 @@ def soak_fds_and_memory_return_to_idle():
     assert p.proc.poll() is None
 
 
+# ---- damaged input files ---------------------------------------------------------
+
+def one_clear_line(args, needle, what):
+    r = subprocess.run([H.BIN] + args, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    err = r.stderr.decode("utf-8", "replace").strip().splitlines()
+    err = [l for l in err if not l.startswith("HTTP(S) proxy listening")]
+    assert r.returncode == 1, "%s: exit status %s (a crash is negative): %r" % (what, r.returncode, err)
+    assert len(err) == 1 and needle in err[0], "%s: want one line naming %s, got %r" % (what, needle, err)
+    return err[0]
+
+
+@test(timeout=120)
+def damaged_inputs_reported_clearly():
+    d = H.tmpdir("damaged")
+    root = os.environ.get("MITMLUA_ROOT", ".")
+    # mitmproxy's own flow file: truncated at several points, and bit-flipped
+    mf = open(os.path.join(root, "test/data/mitmdump-8.1.1.flows"), "rb").read()
+    for cut in (10, len(mf) // 3, len(mf) // 2, len(mf) - 5):
+        path = os.path.join(d, "cut%d.flows" % cut)
+        open(path, "wb").write(mf[:cut])
+        line = one_clear_line(["-n", "-r", path], path, "mitmproxy file cut at %d" % cut)
+        assert line.count(path) == 1 and "truncated" in line, line
+    flipped = bytearray(mf)
+    for i in range(100, len(flipped), 97):
+        flipped[i] ^= 0x5A
+    path = os.path.join(d, "flipped.flows")
+    open(path, "wb").write(bytes(flipped))
+    one_clear_line(["-n", "-r", path], path, "mitmproxy file with flipped bits")
+    # HAR: truncated JSON, JSON of the wrong shape
+    har = open(os.path.join(root, "test/fuzz/corpus/har/flow1.har"), "rb").read()
+    for i, data in enumerate((har[:1], har[:len(har) // 2], har[:-2], b'{"log": {"entries": 7}}',
+                              b'{"log": {"entries": [{"request": 5}]}}', b"\xff\xfe{")):
+        path = os.path.join(d, "bad%d.har" % i)
+        open(path, "wb").write(data)
+        one_clear_line(["-n", "-r", path], path, "HAR case %d" % i)
+    # scripts: cut short, binary junk, precompiled bytecode, missing, a directory
+    cases = {"cut.lua": b"function request(f)\n  if f then\n", "junk.lua": bytes(range(256)) * 2}
+    for name, data in cases.items():
+        open(os.path.join(d, name), "wb").write(data)
+    bc = os.path.join(d, "bytecode.lua")
+    subprocess.run(["luajit", "-b", "-e", "x = 1", bc], check=True)
+    for name in ("cut.lua", "junk.lua", "bytecode.lua", "missing.lua"):
+        path = os.path.join(d, name)
+        one_clear_line(["-p", "0", "-s", path], path, "script " + name)
+    one_clear_line(["-p", "0", "-s", d], d, "script that is a directory")
+    # the CA in the confdir: cut short, junk
+    conf = os.path.join(d, "conf")
+    r = subprocess.run([H.BIN, "--confdir", conf, "--print-env"], capture_output=True, timeout=30)
+    assert r.returncode == 0, r
+    key = os.path.join(conf, "mitmlua-ca.pem")
+    assert os.stat(key).st_mode & 0o077 == 0, "CA key readable by others"
+    good = open(key, "rb").read()
+    for what, data in (("cut", good[:len(good) // 2]), ("junk", b"junk\n")):
+        open(key, "wb").write(data)
+        one_clear_line(["-p", "0", "--confdir", conf], key, "CA file " + what)
+
+
 if __name__ == "__main__":
     H.main()
