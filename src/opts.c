@@ -53,7 +53,7 @@ static const opt_desc opt_table[] = {
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
     {"max_headers", OT_INT, F(max_headers), 0, "Most header fields in one message."},
     {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},
-    {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504, and a client between bytes of a request before 408."},
+    {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504; a client between bytes of a request, and for a whole header section, before 408."},
     {"idle_timeout", OT_INT, F(idle_timeout), 0, "Seconds a client connection may wait for its next request (keep-alive) before it is closed."},
     {"tls_handshake_timeout", OT_INT, F(tls_handshake_timeout), 0, "Seconds a client has to finish its TLS handshake."},
     {"max_connections", OT_INT, F(max_connections), 0, "Client connections at once; more are accepted and closed at once. 0 = the file descriptor limit allows (at most 10000)."},

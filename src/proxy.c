@@ -112,6 +112,7 @@ typedef struct cconn {
     bool authed;            /* proxyauth: a CONNECT passed; its tunnel is ours */
     bool auth_failed;       /* proxyauth: this request is answered 407/401 */
     char *auth_cache;       /* proxyauth: credentials that passed last */
+    double head_since;      /* when the current request's first byte came */
 } cconn;
 
 struct worker {
@@ -481,6 +482,24 @@ static int resolve_target(cconn *c, flow_request *r, const char **why)
 
 /* ---- request parsing ---------------------------------------------------- */
 
+/* read_timeout bounds the time between two reads; a slowloris client
+ * sending a byte just inside it would hold its connection for ever, so the
+ * whole header section must also arrive within read_timeout (as nginx's
+ * client_header_timeout).  Checked when bytes arrive: silence is the
+ * bufferevent timeout's job. */
+static bool head_too_slow(const cconn *c)
+{
+    int t = c->w->sh->o->read_timeout;
+    return t && c->f && !c->f->request->method && flow_now() - c->head_since > t;
+}
+
+static void request_timed_out_or_close(cconn *c)
+{
+    send_simple_response(c, 408, "request timed out", true);
+    flow_done(c);
+    close_after_write(c);
+}
+
 /* --proxyauth: a CONNECT authenticates its whole tunnel; any other request
  * outside a tunnel carries its own credentials (as in mitmproxy).  Passing
  * credentials are removed so that they never reach the server. */
@@ -821,8 +840,13 @@ static void process_client_or_close(cconn *c)
                 return;
             }
             set_client_timeout(c, c->w->sh->o->read_timeout);
+            c->head_since = flow_now();
         }
         enum h1_status st = h1_parser_feed(c->parser, in);
+        if (st == H1_NEED_MORE && head_too_slow(c)) {
+            request_timed_out_or_close(c);
+            return;
+        }
         if (st == H1_NEED_MORE)
             return;
         if (st == H1_ERROR && c->auth_failed) {

@@ -552,6 +552,40 @@ def slowloris_does_not_delay_normal_clients():
           % (times[len(times) // 2], times[-1]))
 
 
+@test(timeout=60)
+def trickled_header_section_gets_408():
+    # a byte every 0.3 s never trips the between-reads timeout, but the
+    # header section as a whole must arrive within read_timeout
+    p = H.Proxy(["--set", "read_timeout=2"]).start()
+    b = backend()
+    b.clear()
+    req = b"GET %s HTTP/1.1\r\nHost: %s\r\nX-Slow: %s\r\n\r\n" % (
+        b.url("/echo").encode(), b.netloc.encode(), b"s" * 200)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    got = b""
+    end = time.monotonic() + 20
+    for i in range(len(req) - 4):
+        try:
+            s.send(req[i:i + 1])
+        except OSError:
+            break
+        s.settimeout(0.3)
+        try:
+            d = s.recv(4096)
+        except socket.timeout:
+            d = None
+        except ConnectionResetError:
+            break
+        if d == b"":
+            break
+        if d:
+            got += d
+        assert time.monotonic() < end, "still trickling after 20 s"
+    s.close()
+    assert H.status_of(got) == 408, got
+    assert b.paths() == [], b.log
+
+
 def error_flow(p, url, method="GET"):
     pat = re.compile(r"%s %s\n +<< (?!(HTTP/\d\.\d )?\d{3} )\S" % (method, re.escape(url)))
     return p.wait_output(pat, 8)
