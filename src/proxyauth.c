@@ -109,6 +109,23 @@ static bool crypt_setting_ok(const char *hash)
     return ok;
 }
 
+/* A check runs on the worker's event loop: bound its cost.  bcrypt cost 12
+ * is about a quarter of a second here; 16 is four seconds. */
+#define PA_MAX_BCRYPT_COST 14
+#define PA_MAX_SHA_ROUNDS 1000000
+
+static bool cost_bounded(const char *h)
+{
+    if (h[0] == '$' && h[1] == '2' && h[2] && h[3] == '$') {
+        if (strlen(h) != 60 || h[4] < '0' || h[4] > '9' || h[5] < '0' || h[5] > '9' || h[6] != '$')
+            return true;    /* malformed: the probe rejects it with its own message */
+        return (h[4] - '0') * 10 + (h[5] - '0') <= PA_MAX_BCRYPT_COST;
+    }
+    if (h[0] == '$' && (h[1] == '5' || h[1] == '6') && h[2] == '$' && strncmp(h + 3, "rounds=", 7) == 0)
+        return strtoul(h + 10, NULL, 10) <= PA_MAX_SHA_ROUNDS && strspn(h + 10, "0123456789") <= 7;
+    return true;
+}
+
 static int parse_entry(pa_entry *e, const char *line, const char *path, int lineno, char *err, size_t errsz)
 {
     const char *colon = strchr(line, ':');
@@ -136,6 +153,13 @@ static int parse_entry(pa_entry *e, const char *line, const char *path, int line
         snprintf(err, errsz,
                  "proxyauth: %s line %d: apr1 (Apache MD5) hashes are not supported; use bcrypt (htpasswd -B)",
                  path, lineno);
+        return -1;
+    }
+    if (!cost_bounded(h)) {
+        snprintf(err, errsz,
+                 "proxyauth: %s line %d: the hash for user '%s' is too costly (bcrypt cost above %d or more than "
+                 "%d rounds): each check would stall the proxy",
+                 path, lineno, e->user, PA_MAX_BCRYPT_COST, PA_MAX_SHA_ROUNDS);
         return -1;
     }
     if (h[0] != '$' || !crypt_setting_ok(h)) {

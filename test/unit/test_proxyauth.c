@@ -140,6 +140,8 @@ static void bad_files(void)
         {"\n# only comments\n", "no users"},
         {"nocolon\n", "user:hash"},
         {"u:$2y$05$short\n", "malformed"},
+        {"u:$2y$31$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234\n", "too costly"},
+        {"u:$6$rounds=999999999$salt$hash\n", "too costly"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *path = write_file(cases[i][0]);
