@@ -286,8 +286,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* raises the descriptor limit too, so call it whatever the option says */
+    int max_conns = guard_default_max_connections();
     if (o.max_connections == 0)
-        o.max_connections = guard_default_max_connections();
+        o.max_connections = max_conns;
     if (o.server && !o.proxyauth && !guard_host_is_loopback(o.listen_host))
         fprintf(stderr, "mitmlua: warning: listening on %s, which other machines may reach, without proxyauth: "
                         "anyone who can connect can use this proxy (--set proxyauth=USER:PASS)\n",
