@@ -79,7 +79,13 @@ typedef struct opts {
     uint64_t max_header_size;
     int max_headers;
     int connect_timeout;        /* seconds */
-    int read_timeout;           /* seconds: upstream response, and client idle */
+    int read_timeout;           /* seconds: upstream response; client mid-request */
+    int idle_timeout;           /* seconds: client connection waiting for a request */
+    int tls_handshake_timeout;  /* seconds: client-side TLS handshake */
+    int max_connections;        /* client connections at once; 0 = from RLIMIT_NOFILE */
+    int script_timeout;         /* ms a Lua hook may run; 0 = no limit */
+    /* access */
+    char *proxyauth;            /* user:pass, any or @htpasswd; NULL = open */
 } opts;
 
 /* Parse argv into o (after filling defaults).  On a usage error prints one

@@ -64,7 +64,12 @@ static const opt_desc opt_table[] = {
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
     {"max_headers", OT_INT, F(max_headers), 0, "Most header fields in one message."},
     {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},
-    {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504; also the client idle timeout."},
+    {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504; a client between bytes of a request, and for a whole header section, before 408."},
+    {"idle_timeout", OT_INT, F(idle_timeout), 0, "Seconds a client connection may wait for its next request (keep-alive) before it is closed."},
+    {"tls_handshake_timeout", OT_INT, F(tls_handshake_timeout), 0, "Seconds a client has to finish its TLS handshake."},
+    {"max_connections", OT_INT, F(max_connections), 0, "Client connections at once; more are accepted and closed at once. 0 = the file descriptor limit allows (at most 10000)."},
+    {"script_timeout", OT_INT, F(script_timeout), 0, "Milliseconds one Lua hook may run before it is stopped and its flow fails; turns LuaJIT's compiler off. 0 = no limit."},
+    {"proxyauth", OT_STR, F(proxyauth), 0, "Require proxy authentication: user:pass, any, or @FILE (htpasswd: bcrypt, {SHA}, $5$, $6$)."},
 };
 #undef F
 #define OPT_TABLE_N (sizeof opt_table / sizeof opt_table[0])
@@ -86,6 +91,10 @@ void opts_defaults(opts *o)
     o->max_headers = 256;
     o->connect_timeout = 10;
     o->read_timeout = 60;
+    o->idle_timeout = 60;
+    o->tls_handshake_timeout = 10;
+    o->max_connections = 0;
+    o->script_timeout = 0;
 }
 
 static void strlist_free(char **v, size_t n)
