@@ -272,6 +272,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (o.ntcp_hosts) {
+        /* checked once here, like ignore_hosts, so a bad pattern is a usage error */
+        hostmatch *hm = hostmatch_new(o.tcp_hosts, o.ntcp_hosts, "tcp_hosts", err, sizeof err);
+        hostmatch_free(hm);
+        if (!hm || o.mode == MODE_UPSTREAM || o.mode == MODE_REVERSE) {
+            fprintf(stderr, "mitmlua: %s\n", hm ? "tcp_hosts needs regular, socks5 or transparent mode" : err);
+            opts_free(&o);
+            return 2;
+        }
+    }
     if (o.fail_on) {
         sh.fail_on = filter_compile(o.fail_on, err, sizeof err);
         if (!sh.fail_on) {
