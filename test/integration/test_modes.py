@@ -262,6 +262,10 @@ def tcp_hosts_in_socks5_mode():
     # TLS is relayed end to end: the backend's own certificate arrives
     r = socks_curl(p, "https://localhost:%d/bytes/11" % b.port, cacert=pki().ca_cert)
     assert r.rc == 0 and r.body == payload(11), r
+    # a relayed target that refuses: the SOCKS5 reply says so (0x05)
+    m, rep, s = socks_connect(p.port, req_domain("localhost", H.free_port()))
+    s.close()
+    assert m == b"\x05\x00" and rep[:2] == b"\x05\x05", rep
 
 
 @test
