@@ -716,7 +716,9 @@ static void tunnel_open_or_close(cconn *c)
         start_passthrough_or_close(c);
         return;
     }
-    if (strcmp(w->sh->o->connection_strategy, "eager") == 0) {
+    /* in upstream mode the target may be reachable only through the
+     * upstream proxy: trying it directly would prove nothing */
+    if (strcmp(w->sh->o->connection_strategy, "eager") == 0 && w->sh->o->mode != MODE_UPSTREAM) {
         c->state = C_DIAL;
         bufferevent_disable(c->bev, EV_READ);
         c->dial = dial_start(w->base, w->dns, h, p, w->sh->o->connect_timeout, tunnel_dial_cb, c);

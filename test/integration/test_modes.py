@@ -285,7 +285,8 @@ class RecordingUpstreamProxy:
     answers CONNECT with 200 and relays the tunnel to its target, and
     forwards plain absolute-form requests to the target as they are."""
 
-    def __init__(self):
+    def __init__(self, force=None):
+        self.force = force   # (host, port): every target goes there
         self.heads = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -313,7 +314,7 @@ class RecordingUpstreamProxy:
             method, target = head.split(b" ")[:2]
             if method == b"CONNECT":
                 host, port = target.rsplit(b":", 1)
-                up = socket.create_connection((host.decode(), int(port)), timeout=10)
+                up = socket.create_connection(self.force or (host.decode(), int(port)), timeout=10)
                 c.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
             else:
                 hostport = target.split(b"/")[2]
@@ -422,6 +423,20 @@ def eager_refuses_unreachable_connect_targets():
     assert r.rc == 0 and r.body == payload(6), r
     # the refused CONNECT is an error flow in the output
     assert p.wait_output("Cannot connect to 127.0.0.1:%d" % free), p.stdout
+
+
+@test
+def eager_in_upstream_mode_leaves_the_target_to_the_upstream_proxy():
+    """The target may exist only behind the upstream proxy (here: a name
+    that never resolves, which the upstream proxy routes to the backend)."""
+    only_mitmlua()
+    b = backend()
+    up = RecordingUpstreamProxy(force=("127.0.0.1", b.port))
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port,
+                 "--set", "connection_strategy=eager"]).start()
+    r = H.curl("http://hidden.invalid:%d/bytes/8" % b.port, proxy=p, args=["--proxytunnel"])
+    assert r.rc == 0 and r.body == payload(8), r
+    assert any(h.startswith("CONNECT hidden.invalid:") for h in up.heads), up.heads
 
 
 @test
