@@ -69,8 +69,22 @@ typedef struct opts {
     bool block_private;         /* refuse clients from private addresses */
     char *upstream_auth;        /* user:pass for the upstream proxy, or NULL */
     char *connection_strategy;  /* "lazy" or "eager" */
+    /* flow-changing addons (addons.c), mitmproxy's syntax */
+    char **map_remote;          /* -M "[/filter]/url-regex/replacement" */
+    size_t nmap_remote;
+    char **map_local;           /* "[/filter]/url-regex/file-or-directory" */
+    size_t nmap_local;
+    char **modify_headers;      /* -H "[/filter]/name/[@]value" */
+    size_t nmodify_headers;
+    char **modify_body;         /* -B "[/filter]/regex/[@]replacement" */
+    size_t nmodify_body;
+    bool anticache;
+    bool anticomp;
+    char *stickycookie;         /* filter, or NULL */
+    char *stickyauth;           /* filter, or NULL */
     /* limits and timeouts */
     uint64_t body_size_limit;   /* 0 = no limit */
+    uint64_t stream_large_bodies; /* responses larger than this are streamed; 0 = never */
     uint64_t max_header_size;
     int max_headers;
     int connect_timeout;        /* seconds */

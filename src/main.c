@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "addons.h"
 #include "dump.h"
 #include "filter.h"
 #include "flowread.h"
@@ -291,10 +292,20 @@ int main(int argc, char **argv)
         }
     }
 
+    sh.addons = addons_new(&o, err, sizeof err);
+    if (!sh.addons && err[0]) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        filter_free(sh.fail_on);
+        opts_free(&o);
+        return 2;
+    }
+
     if (o.filter_expr) {
         sh.filter = filter_compile(o.filter_expr, err, sizeof err);
         if (!sh.filter) {
             fprintf(stderr, "mitmlua: invalid filter expression: %s\n", err);
+            addons_free(sh.addons);
+            filter_free(sh.fail_on);
             opts_free(&o);
             return 2;
         }
@@ -352,6 +363,7 @@ out:
     else if (status == 0 && atomic_load(&sh.n_failed_on) > 0)
         status = 3;
     filter_free(sh.fail_on);
+    addons_free(sh.addons);
     printer_free(sh.printer);
     opts_free(&o);
     return status;
