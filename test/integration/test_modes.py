@@ -468,6 +468,7 @@ def block_private_never_blocks_loopback():
 
 
 # ---- namespace tests: transparent mode, block_global from real addresses ----------
+# (needs unshare from util-linux, ip from iproute2 and nft from nftables: make deps)
 
 NS_ERR = None
 
