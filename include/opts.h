@@ -13,6 +13,8 @@ enum opts_mode {
     MODE_REGULAR,   /* explicit proxy: absolute-form requests and CONNECT */
     MODE_REVERSE,   /* reverse:URL — every request goes to URL */
     MODE_UPSTREAM,  /* upstream:URL — forward through another proxy */
+    MODE_TRANSPARENT, /* Linux: the target is the socket's original destination */
+    MODE_SOCKS5,    /* SOCKS5 (RFC 1928) without authentication, CONNECT only */
 };
 
 typedef struct opts_url {
@@ -60,6 +62,13 @@ typedef struct opts {
     size_t nignore_hosts;
     char **allow_hosts;         /* intercept only these; pass the rest through */
     size_t nallow_hosts;
+    char **tcp_hosts;           /* relay these host:port regexes as raw TCP */
+    size_t ntcp_hosts;
+    /* connections */
+    bool block_global;          /* refuse clients from public addresses */
+    bool block_private;         /* refuse clients from private addresses */
+    char *upstream_auth;        /* user:pass for the upstream proxy, or NULL */
+    char *connection_strategy;  /* "lazy" or "eager" */
     /* flow-changing addons (addons.c), mitmproxy's syntax */
     char **map_remote;          /* -M "[/filter]/url-regex/replacement" */
     size_t nmap_remote;

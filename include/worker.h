@@ -33,6 +33,9 @@ struct worker {
     bool stopping;           /* finishing what is in flight, then exit */
     hostmatch *ignore_hosts; /* per worker: a matcher holds match data */
     hostmatch *allow_hosts;
+    hostmatch *tcp_hosts;
+    char *upstream_auth;     /* "Basic …" from upstream_auth, or NULL */
+    char *upstream_auth_line; /* the same as a Proxy-Authorization line, or "" */
     struct cconn *conns;
     h1_limits req_limits;
     h1_limits resp_limits;

@@ -279,10 +279,28 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (o.proxyauth && (o.mode == MODE_TRANSPARENT || o.mode == MODE_SOCKS5)) {
+        /* transparent clients cannot send credentials (mitmproxy refuses
+         * too); SOCKS5 username/password (RFC 1929) is not implemented */
+        fprintf(stderr, "mitmlua: proxyauth is not supported in %s mode\n",
+                o.mode == MODE_TRANSPARENT ? "transparent" : "socks5");
+        opts_free(&o);
+        return 2;
+    }
     if (o.proxyauth) {
         sh.auth = proxyauth_new(o.proxyauth, err, sizeof err);
         if (!sh.auth) {
             fprintf(stderr, "mitmlua: %s\n", err);
+            opts_free(&o);
+            return 2;
+        }
+    }
+    if (o.ntcp_hosts) {
+        /* checked once here, like ignore_hosts, so a bad pattern is a usage error */
+        hostmatch *hm = hostmatch_new(o.tcp_hosts, o.ntcp_hosts, "tcp_hosts", err, sizeof err);
+        hostmatch_free(hm);
+        if (!hm || o.mode == MODE_UPSTREAM || o.mode == MODE_REVERSE) {
+            fprintf(stderr, "mitmlua: %s\n", hm ? "tcp_hosts needs regular, socks5 or transparent mode" : err);
             opts_free(&o);
             return 2;
         }

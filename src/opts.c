@@ -30,7 +30,7 @@ typedef struct opt_desc {
 static const opt_desc opt_table[] = {
     {"listen_host", OT_STR, F(listen_host), 0, "Address to listen on (default 127.0.0.1; mitmdump listens on all interfaces)."},
     {"listen_port", OT_INT, F(listen_port), 0, "Port to listen on."},
-    {"mode", OT_MODE, F(mode_spec), 0, "regular, reverse:URL or upstream:URL."},
+    {"mode", OT_MODE, F(mode_spec), 0, "regular, reverse:URL, upstream:URL, socks5 or transparent (Linux)."},
     {"workers", OT_INT, F(workers), 0, "Worker threads, each with its own event loop and Lua state."},
     {"scripts", OT_STRLIST, F(scripts), F(nscripts), "Lua scripts to run, in order."},
     {"save_stream_file", OT_STR, F(save_stream_file), 0, "Stream flows to FILE (+FILE appends, - is stdout)."},
@@ -50,6 +50,11 @@ static const opt_desc opt_table[] = {
     {"showhost", OT_BOOL, F(showhost), 0, "Use the Host header to build URLs for display."},
     {"ignore_hosts", OT_STRLIST, F(ignore_hosts), F(nignore_hosts), "Regex on host:port of CONNECT targets not to intercept: their bytes are passed through (repeatable)."},
     {"allow_hosts", OT_STRLIST, F(allow_hosts), F(nallow_hosts), "Regex on host:port: intercept only matching CONNECT targets, pass the rest through (repeatable)."},
+    {"tcp_hosts", OT_STRLIST, F(tcp_hosts), F(ntcp_hosts), "Regex on host or host:port of tunnel targets (CONNECT, socks5, transparent) to relay as raw TCP, recorded as TCP flows (repeatable)."},
+    {"block_global", OT_BOOL, F(block_global), 0, "Refuse connections from public IP addresses (loopback is always allowed)."},
+    {"block_private", OT_BOOL, F(block_private), 0, "Refuse connections from private IP addresses (loopback is always allowed)."},
+    {"upstream_auth", OT_STR, F(upstream_auth), 0, "user:pass sent as Proxy-Authorization: Basic to the upstream proxy (upstream mode, plain requests and CONNECT) or as Authorization (reverse mode)."},
+    {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"map_remote", OT_STRLIST, F(map_remote), F(nmap_remote), "Map remote resources to another remote URL: \"[/flow-filter]/url-regex/replacement\", any separator character (-M, repeatable)."},
     {"map_local", OT_STRLIST, F(map_local), F(nmap_local), "Map remote resources to a local file or directory: \"[/flow-filter]/url-regex/file-or-directory-path\" (repeatable)."},
@@ -95,6 +100,8 @@ void opts_defaults(opts *o)
     o->tls_handshake_timeout = 10;
     o->max_connections = 0;
     o->script_timeout = 0;
+    o->block_global = true;
+    o->connection_strategy = strdup("lazy");
 }
 
 static void strlist_free(char **v, size_t n)
@@ -219,6 +226,10 @@ static int set_mode(opts *o, const char *v, char *err, size_t errsz)
     enum opts_mode m;
     if (strcmp(v, "regular") == 0) {
         m = MODE_REGULAR;
+    } else if (strcmp(v, "socks5") == 0) {
+        m = MODE_SOCKS5;
+    } else if (strcmp(v, "transparent") == 0) {
+        m = MODE_TRANSPARENT;
     } else if (strncmp(v, "reverse:", 8) == 0 || strncmp(v, "upstream:", 9) == 0) {
         m = v[0] == 'r' ? MODE_REVERSE : MODE_UPSTREAM;
         char uerr[256];
@@ -227,7 +238,7 @@ static int set_mode(opts *o, const char *v, char *err, size_t errsz)
             return -1;
         }
     } else {
-        snprintf(err, errsz, "invalid mode '%s': expected regular, reverse:URL or upstream:URL", v);
+        snprintf(err, errsz, "invalid mode '%s': expected regular, reverse:URL, upstream:URL, socks5 or transparent", v);
         return -1;
     }
     opts_url_free(&o->mode_url);
@@ -416,7 +427,8 @@ static void usage(FILE *out)
         "\n"
         "  -p, --listen-port PORT      port to listen on (8080)\n"
         "      --listen-host HOST      address to listen on (127.0.0.1)\n"
-        "  -m, --mode MODE             regular, reverse:URL or upstream:URL\n"
+        "  -m, --mode MODE             regular, reverse:URL, upstream:URL, socks5,\n"
+        "                              transparent\n"
         "  -s, --scripts FILE          run a Lua script (repeatable, in order)\n"
         "  -w, --save-stream-file FILE stream flows to FILE (+FILE appends, - stdout)\n"
         "  -r, --rfile FILE            read flows from FILE (- is stdin)\n"
@@ -581,6 +593,16 @@ int opts_parse(opts *o, int argc, char **argv)
         strcmp(o->console_format ? o->console_format : "", "jsonl") != 0) {
         fprintf(stderr, "mitmlua: invalid value for console_format: '%s' (expected text or jsonl)\n",
                 o->console_format ? o->console_format : "");
+        return 2;
+    }
+    if (strcmp(o->connection_strategy ? o->connection_strategy : "", "lazy") != 0 &&
+        strcmp(o->connection_strategy ? o->connection_strategy : "", "eager") != 0) {
+        fprintf(stderr, "mitmlua: invalid value for connection_strategy: '%s' (expected eager or lazy)\n",
+                o->connection_strategy ? o->connection_strategy : "");
+        return 2;
+    }
+    if (o->upstream_auth && (!strchr(o->upstream_auth, ':') || o->upstream_auth[0] == ':')) {
+        fprintf(stderr, "mitmlua: invalid value for upstream_auth: '%s' (expected user:password)\n", o->upstream_auth);
         return 2;
     }
     if (o->workers < 1 || o->workers > 256) {

@@ -38,6 +38,8 @@
 #include <openssl/err.h>
 
 #include "addons.h"
+#include "block.h"
+#include "dial.h"
 #include "dump.h"
 #include "filter.h"
 #include "guard.h"
@@ -46,9 +48,11 @@
 #include "har.h"
 #include "log.h"
 #include "onboard.h"
+#include "origdst.h"
 #include "printer.h"
 #include "proxyauth.h"
 #include "script.h"
+#include "socks5.h"
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
@@ -64,6 +68,8 @@ enum cstate {
     C_TLS_HANDSHAKE,   /* client-side TLS handshake in progress */
     C_RELAY,           /* protocol switched: bytes copied both ways */
     C_PASSTHROUGH_CONNECT, /* ignore_hosts: connecting to the target, then C_RELAY */
+    C_SOCKS,           /* --mode socks5: reading the greeting and the request */
+    C_DIAL,            /* connection_strategy=eager: trying the tunnel's target */
     C_CLOSING,         /* last bytes draining, then free */
     C_LINGER,          /* written and shut down; discarding input until EOF */
 };
@@ -79,6 +85,9 @@ typedef struct cconn {
     flow_conn info;         /* client side, copied into each flow */
     bool in_tunnel;
     bool tunnel_tls;
+    enum tunnel_kind { TUNNEL_CONNECT, TUNNEL_SOCKS5, TUNNEL_TRANSPARENT } tunnel_kind;
+    bool socks_greeted;
+    dial *dial;             /* eager: the target being tried, or NULL */
     char *tunnel_host;
     uint16_t tunnel_port;
     flow *f;
@@ -198,6 +207,7 @@ static void cconn_free(cconn *c)
     exch_close(&c->x);
     if (c->peer)
         bufferevent_free(c->peer);
+    dial_cancel(c->dial);
     if (c->peek_ev)
         event_free(c->peek_ev);
     if (c->bev)
@@ -503,6 +513,14 @@ static int on_request_head(void *ud)
         hdrs_remove(&r->headers, "Proxy-Connection");
         hdrs_remove(&r->headers, "Proxy-Authorization");
     }
+    if (c->w->upstream_auth && !c->in_tunnel && strcmp(r->method, "CONNECT") != 0) {
+        /* upstream_auth: our credentials, not the client's (mitmproxy's
+         * Authorization in reverse mode, Proxy-Authorization upstream) */
+        const char *name = c->w->sh->o->mode == MODE_UPSTREAM ? "Proxy-Authorization"
+                         : c->w->sh->o->mode == MODE_REVERSE  ? "Authorization" : NULL;
+        if (name && hdrs_set(&r->headers, name, c->w->upstream_auth, strlen(c->w->upstream_auth)) < 0)
+            return -1;
+    }
     if (hdrs_has_token(&r->headers, "expect", "100-continue")) {
         /* we read the whole body before contacting the server, so we are
          * the ones who must invite it (mitmproxy does the same) */
@@ -671,6 +689,34 @@ static void tunnel_start_or_close(cconn *c)
         cconn_free(c);
 }
 
+/* The tunnel is open: say so in the client's protocol. */
+static void tunnel_reply_ok(cconn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->tunnel_kind == TUNNEL_CONNECT) {
+        evbuffer_add(out, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+    } else if (c->tunnel_kind == TUNNEL_SOCKS5) {
+        uint8_t rep[10];
+        socks5_reply(SOCKS5_REP_OK, rep);
+        evbuffer_add(out, rep, sizeof rep);
+    }
+}
+
+/* The target cannot be reached: an HTTP error to CONNECT, a SOCKS5 error
+ * reply, nothing in transparent mode (the client sees the close).  The
+ * caller closes after the write. */
+static void tunnel_reply_error(cconn *c, int status, const char *msg)
+{
+    if (c->tunnel_kind == TUNNEL_CONNECT) {
+        send_simple_response(c, status, msg, true);
+    } else if (c->tunnel_kind == TUNNEL_SOCKS5) {
+        uint8_t rep[10];
+        int e = EVUTIL_SOCKET_ERROR();
+        socks5_reply(status == 504 ? SOCKS5_REP_TTL_EXPIRED : socks5_rep_for_errno(e), rep);
+        evbuffer_add(bufferevent_get_output(c->bev), rep, sizeof rep);
+    }
+}
+
 /* ignore_hosts / allow_hosts: no interception.  The tunnel's bytes go
  * through untouched (TLS stays end to end) and the connection is recorded
  * as a TCP flow when it ends. */
@@ -699,9 +745,83 @@ static void start_passthrough_or_close(cconn *c)
     char msg[400];
     if (upstream_connect(c->w, c->peer, c->tunnel_host, c->tunnel_port, msg, sizeof msg) < 0) {
         flow_set_error(f, msg);
-        send_simple_response(c, 502, msg, true);
+        tunnel_reply_error(c, 502, msg);
         close_after_write(c);
     }
+}
+
+/* ---- tunnels: CONNECT, SOCKS5 and transparent mode ---------------------
+ *
+ * The three ways in differ only in how the target is learnt and how the
+ * client is told the tunnel is open; from then on the same code peeks at
+ * the first byte and intercepts TLS or reads HTTP. */
+
+static void tunnel_accepted_or_close(cconn *c)
+{
+    flow_done(c);
+    if (c->tunnel_kind == TUNNEL_TRANSPARENT) {
+        tunnel_start_or_close(c);
+        return;
+    }
+    tunnel_reply_ok(c);
+    c->state = C_TUNNEL_SETUP;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+static void tunnel_dial_cb(void *arg, int err, const char *msg)
+{
+    cconn *c = arg;
+    c->dial = NULL;
+    if (!err) {
+        tunnel_accepted_or_close(c);
+        return;
+    }
+    char addr[128];
+    printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+    log_info("%s: %s", addr, msg);
+    if (c->tunnel_kind == TUNNEL_CONNECT) {
+        upstream_failed_or_close(c, 502, msg);   /* the CONNECT flow records the error */
+        return;
+    }
+    if (c->tunnel_kind == TUNNEL_SOCKS5) {
+        uint8_t rep[10];
+        socks5_reply(socks5_rep_for_errno(err), rep);
+        evbuffer_add(bufferevent_get_output(c->bev), rep, sizeof rep);
+    }
+    close_after_write(c);
+}
+
+/* The target is known (c->tunnel_host/port): pass it through, or try it
+ * first (eager), or open the tunnel at once (lazy). */
+static void tunnel_open_or_close(cconn *c)
+{
+    worker *w = c->w;
+    const char *h = c->tunnel_host;
+    uint16_t p = c->tunnel_port;
+    if (hostmatch_any(w->ignore_hosts, h, p) ||
+        (hostmatch_count(w->allow_hosts) && !hostmatch_any(w->allow_hosts, h, p)) ||
+        hostmatch_any_host(w->tcp_hosts, h, p)) {
+        if (!c->f) {  /* socks5 / transparent: no CONNECT flow to turn into a TCP flow */
+            if (!(c->f = flow_new())) {
+                cconn_free(c);
+                return;
+            }
+            copy_client_info(c, c->f);
+        }
+        start_passthrough_or_close(c);
+        return;
+    }
+    /* in upstream mode the target may be reachable only through the
+     * upstream proxy: trying it directly would prove nothing */
+    if (strcmp(w->sh->o->connection_strategy, "eager") == 0 && w->sh->o->mode != MODE_UPSTREAM) {
+        c->state = C_DIAL;
+        bufferevent_disable(c->bev, EV_READ);
+        c->dial = dial_start(w->base, w->dns, h, p, w->sh->o->connect_timeout, tunnel_dial_cb, c);
+        if (!c->dial)
+            cconn_free(c);
+        return;
+    }
+    tunnel_accepted_or_close(c);
 }
 
 static void handle_connect_or_close(cconn *c)
@@ -719,16 +839,98 @@ static void handle_connect_or_close(cconn *c)
     free(c->tunnel_host);
     c->tunnel_host = strdup(r->host);
     c->tunnel_port = r->port;
-    worker *w = c->w;
-    if (hostmatch_any(w->ignore_hosts, r->host, r->port) ||
-        (hostmatch_count(w->allow_hosts) && !hostmatch_any(w->allow_hosts, r->host, r->port))) {
-        start_passthrough_or_close(c);
+    if (!c->tunnel_host) {
+        cconn_free(c);
         return;
     }
-    flow_done(c);
-    evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
-    c->state = C_TUNNEL_SETUP;
+    c->tunnel_kind = TUNNEL_CONNECT;
+    tunnel_open_or_close(c);
+}
+
+static bool set_tunnel_target(cconn *c, enum tunnel_kind kind, const char *host, uint16_t port)
+{
+    free(c->tunnel_host);
+    c->tunnel_host = strdup(host);
+    c->tunnel_port = port;
+    c->tunnel_kind = kind;
+    return c->tunnel_host != NULL;
+}
+
+/* --mode socks5: the greeting, then the CONNECT request (RFC 1928). */
+static void socks_read_or_close(cconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    for (;;) {
+        size_t n = evbuffer_get_length(in);
+        if (n == 0)
+            return;
+        size_t take = n < 600 ? n : 600;   /* longer than any SOCKS5 message */
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)take);
+        socks5_target t;
+        int reply;
+        char why[200];
+        int used = c->socks_greeted ? socks5_parse_request(p, take, &t, &reply, why, sizeof why)
+                                    : socks5_parse_greeting(p, take, &reply, why, sizeof why);
+        if (used == 0)
+            return;
+        if (used < 0) {
+            char addr[128];
+            printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+            log_info("%s: SOCKS5 handshake failed: %s", addr, why);
+            if (reply >= 0 && !c->socks_greeted) {
+                uint8_t rep[2] = {0x05, (uint8_t)reply};
+                evbuffer_add(bufferevent_get_output(c->bev), rep, 2);
+            } else if (reply >= 0) {
+                uint8_t rep[10];
+                socks5_reply((uint8_t)reply, rep);
+                evbuffer_add(bufferevent_get_output(c->bev), rep, sizeof rep);
+            }
+            c->linger = true;
+            close_after_write(c);
+            return;
+        }
+        evbuffer_drain(in, (size_t)used);
+        if (!c->socks_greeted) {
+            c->socks_greeted = true;
+            evbuffer_add(bufferevent_get_output(c->bev), "\x05\x00", 2);
+            continue;
+        }
+        bufferevent_disable(c->bev, EV_READ);
+        if (!set_tunnel_target(c, TUNNEL_SOCKS5, t.host, t.port)) {
+            cconn_free(c);
+            return;
+        }
+        tunnel_open_or_close(c);
+        return;
+    }
+}
+
+/* A new client in socks5 or transparent mode (regular, reverse and
+ * upstream clients start with an HTTP request). */
+static void mode_accept_or_close(cconn *c)
+{
+    enum opts_mode m = c->w->sh->o->mode;
+    if (m == MODE_SOCKS5) {
+        c->state = C_SOCKS;
+        return;
+    }
+    if (m != MODE_TRANSPARENT)
+        return;
+    char host[INET6_ADDRSTRLEN], err[256];
+    uint16_t port;
+    if (origdst_get(c->fd, host, sizeof host, &port, err, sizeof err) < 0) {
+        char addr[128];
+        printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+        log_warn("%s: transparent mode: %s", addr, err);
+        cconn_free(c);
+        return;
+    }
     bufferevent_disable(c->bev, EV_READ);
+    if (!set_tunnel_target(c, TUNNEL_TRANSPARENT, host, port)) {
+        cconn_free(c);
+        return;
+    }
+    tunnel_open_or_close(c);
 }
 
 /* ---- one request -------------------------------------------------------- */
@@ -919,7 +1121,7 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
         if (what & BEV_EVENT_CONNECTED) {
             f->server.timestamp_tcp_setup = flow_now();
             upstream_record_peer(bev, &f->server);
-            evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+            tunnel_reply_ok(c);
             start_relay(c);
             return;
         }
@@ -928,7 +1130,7 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
         flow_set_error(f, msg);
         bufferevent_free(c->peer);
         c->peer = NULL;
-        send_simple_response(c, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg, true);
+        tunnel_reply_error(c, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg);
         close_after_write(c);
         return;
     }
@@ -1062,6 +1264,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     }
     if (c->state == C_READ_REQ)
         process_client_or_close(c);
+    else if (c->state == C_SOCKS)
+        socks_read_or_close(c);
 }
 
 /* After an error answer the client may still be sending (a huge header,
@@ -1191,6 +1395,12 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     flow_strset(&c->info.address_host, ip);
     c->info.address_port = port;
     c->info.timestamp_start = flow_now();
+    const char *blocked = block_client(sa, w->sh->o->block_global, w->sh->o->block_private);
+    if (blocked) {
+        log_warn("client connection from %s killed by %s option", ip, blocked);
+        cconn_free(c);
+        return;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     static const h1_events cev = {on_request_head, on_request_body};
@@ -1204,6 +1414,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     set_client_timeout(c, w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    mode_accept_or_close(c);
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -1224,7 +1435,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     for (cconn *c = w->conns, *next; c; c = next) {
         next = c->next;
         if ((c->state == C_READ_REQ && !c->f) || c->state == C_TUNNEL_PEEK || c->state == C_LINGER ||
-            c->state == C_RELAY)
+            c->state == C_RELAY || c->state == C_SOCKS || c->state == C_DIAL)
             cconn_free(c);
     }
     struct timeval grace = {2, 0};
@@ -1294,8 +1505,21 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     evdns_base_set_option(w->dns, "randomize-case:", "0");
     w->ignore_hosts = hostmatch_new(o->ignore_hosts, o->nignore_hosts, "ignore_hosts", err, errsz);
     w->allow_hosts = w->ignore_hosts ? hostmatch_new(o->allow_hosts, o->nallow_hosts, "allow_hosts", err, errsz) : NULL;
-    if (!w->allow_hosts)
+    w->tcp_hosts = w->allow_hosts ? hostmatch_new(o->tcp_hosts, o->ntcp_hosts, "tcp_hosts", err, errsz) : NULL;
+    if (!w->tcp_hosts)
         goto fail;
+    if (o->upstream_auth) {
+        w->upstream_auth = dial_basic_auth(o->upstream_auth);
+        size_t n = w->upstream_auth ? strlen(w->upstream_auth) + 32 : 0;
+        if (n && (w->upstream_auth_line = malloc(n)))
+            snprintf(w->upstream_auth_line, n, "Proxy-Authorization: %s\r\n", w->upstream_auth);
+    } else {
+        w->upstream_auth_line = strdup("");
+    }
+    if (!w->upstream_auth_line) {
+        snprintf(err, errsz, "out of memory");
+        goto fail;
+    }
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     if (!w->stop_ev) {
         snprintf(err, errsz, "out of memory");
@@ -1375,6 +1599,9 @@ void worker_join_free(worker *w)
     hostmatch_free(w->ignore_hosts);
     hostmatch_free(w->allow_hosts);
     guard_listener_free(w->guard);
+    hostmatch_free(w->tcp_hosts);
+    free(w->upstream_auth);
+    free(w->upstream_auth_line);
     if (w->listener)
         evconnlistener_free(w->listener);
     if (w->stop_ev)

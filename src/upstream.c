@@ -362,8 +362,8 @@ static void on_connected(exch *x)
             /* ask the upstream proxy for a tunnel to the real target */
             char hb[300];
             const char *h = flow_host_for_url(u->host, hb, sizeof hb);
-            evbuffer_add_printf(bufferevent_get_output(u->bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n\r\n",
-                                h, u->port, h, u->port);
+            evbuffer_add_printf(bufferevent_get_output(u->bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n",
+                                h, u->port, h, u->port, x->w->upstream_auth_line);
             u->phase = U_PROXY_CONNECT;
             u->connect_resp = flow_response_new();
             h1_parser_begin_response(u->parser, u->connect_resp, true);
