@@ -1148,6 +1148,18 @@ static bool status_has_no_body(int st)
     return (st >= 100 && st < 200) || st == 204 || st == 304;
 }
 
+/* The whole response is queued for the client: the flow is finished; the
+ * exchange ends once the bytes are out. */
+static void response_queued(cconn *c)
+{
+    proxy_flow_finished(c->w->sh, c->f);
+    flow_done(c);
+    c->state = C_WRITING_RESP;
+    bufferevent_enable(c->bev, EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        client_write_cb(c->bev, c);
+}
+
 /* A streamed response ended: its head and body are out already, so the
  * response hook can only look. */
 static void deliver_streamed_or_close(cconn *c)
@@ -1168,12 +1180,7 @@ static void deliver_streamed_or_close(cconn *c)
         cconn_free(c);
         return;
     }
-    proxy_flow_finished(c->w->sh, f);
-    flow_done(c);
-    c->state = C_WRITING_RESP;
-    bufferevent_enable(c->bev, EV_WRITE);
-    if (evbuffer_get_length(out) == 0)
-        client_write_cb(c->bev, c);
+    response_queued(c);
 }
 
 static void deliver_response_or_close(cconn *c)
@@ -1217,12 +1224,7 @@ static void deliver_response_or_close(cconn *c)
         cconn_free(c);
         return;
     }
-    proxy_flow_finished(c->w->sh, f);
-    flow_done(c);
-    c->state = C_WRITING_RESP;
-    bufferevent_enable(c->bev, EV_WRITE);
-    if (evbuffer_get_length(out) == 0)
-        client_write_cb(c->bev, c);
+    response_queued(c);
 }
 
 /* Response written: next request, a protocol switch, or the end. */
