@@ -272,6 +272,71 @@ static void print_jsonl(printer *p, const flow *f)
     free(s);
 }
 
+/* wsproto's CloseReason names, which mitmdump prints */
+static const char *ws_close_name(int code)
+{
+    switch (code) {
+    case 1000: return "NORMAL_CLOSURE";
+    case 1001: return "GOING_AWAY";
+    case 1002: return "PROTOCOL_ERROR";
+    case 1003: return "UNSUPPORTED_DATA";
+    case 1005: return "NO_STATUS_RCVD";
+    case 1006: return "ABNORMAL_CLOSURE";
+    case 1007: return "INVALID_FRAME_PAYLOAD_DATA";
+    case 1008: return "POLICY_VIOLATION";
+    case 1009: return "MESSAGE_TOO_BIG";
+    case 1010: return "MANDATORY_EXT";
+    case 1011: return "INTERNAL_ERROR";
+    case 1012: return "SERVICE_RESTART";
+    case 1013: return "TRY_AGAIN_LATER";
+    case 1014: return "BAD_GATEWAY";
+    case 1015: return "TLS_HANDSHAKE_FAILED";
+    default: return NULL;
+    }
+}
+
+/* What mitmdump prints live for a WebSocket connection (one line per
+ * message, the content from flow_detail 3, then how it closed); mitmlua
+ * prints it with the flow when the connection ends. */
+static void add_websocket(printer *p, struct evbuffer *b, const flow *f, const char *client)
+{
+    char server[128];
+    printer_format_address(f->server.address_host, f->server.address_port, server, sizeof server);
+    const char *path = f->request->path ? f->request->path : "";
+    hdrs none = {0};
+    for (size_t i = 0; i < f->ws_n; i++) {
+        const flow_ws_message *m = &f->ws_msgs[i];
+        const char *dir = m->from_client ? "->" : "<-";
+        evbuffer_add_printf(b, "%s %s WebSocket %s message %s %s", client, dir, m->is_text ? "text" : "binary",
+                            dir, server);
+        add_escaped(b, path, strlen(path), true);
+        evbuffer_add(b, "\n", 1);
+        if (p->detail >= 3 && m->content.len)
+            add_body(p, b, &none, &m->content);
+    }
+    int code = f->ws_close_code;
+    const char *reason = f->ws_close_reason ? f->ws_close_reason : "";
+    if (code == 1000 || code == 1001 || code == 1005) {
+        evbuffer_add_printf(b, "WebSocket connection closed by %s: %d ", f->ws_closed_by_client ? "client" : "server",
+                            code);
+        add_escaped(b, reason, strlen(reason), true);
+        evbuffer_add(b, "\n", 1);
+        return;
+    }
+    const char *name = ws_close_name(code);
+    evbuffer_add_printf(b, "Error in WebSocket connection to %s: WebSocket Error: ", server);
+    if (name)
+        evbuffer_add_printf(b, "%s", name);
+    else
+        evbuffer_add_printf(b, "UNKNOWN_ERROR=%d", code);
+    if (*reason) {
+        evbuffer_add(b, " (reason: ", 10);
+        add_escaped(b, reason, strlen(reason), true);
+        evbuffer_add(b, ")", 1);
+    }
+    evbuffer_add(b, "\n", 1);
+}
+
 void printer_flow(printer *p, const flow *f)
 {
     if (!p || p->detail == 0)
@@ -356,7 +421,9 @@ void printer_flow(printer *p, const flow *f)
         if (p->detail >= 2)
             add_trailers(b, &rs->trailers);
     }
-    if (f->error && f->error->msg) {
+    if (f->websocket)
+        add_websocket(p, b, f, client);
+    else if (f->error && f->error->msg) {
         evbuffer_add(b, " << ", 4);
         add_escaped(b, f->error->msg, strlen(f->error->msg), true);
         evbuffer_add(b, "\n", 1);

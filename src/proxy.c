@@ -49,6 +49,8 @@
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
+#include "ws.h"
+#include "wsrelay.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
 
@@ -86,6 +88,7 @@ typedef struct cconn {
     int target_status;      /* why resolve_target refused the request, or 0 */
     exch x;                 /* the request's trip upstream; keeps the server connection */
     struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
+    wsrelay *ws;            /* after a WebSocket 101: owns the server side */
 } cconn;
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
@@ -181,6 +184,7 @@ static void cconn_free(cconn *c)
         flow_fail(c, "client disconnected");
     }
     flow_done(c);
+    wsrelay_free(c->ws);
     exch_close(&c->x);
     if (c->peer)
         bufferevent_free(c->peer);
@@ -668,6 +672,9 @@ static void handle_request_or_close(cconn *c)
         upstream_failed_or_close(c, 500, err);
         return;
     }
+    /* hooks must see plain WebSocket messages: no permessage-deflate */
+    if (ws_is_upgrade_request(&f->request->headers))
+        ws_strip_extensions(&f->request->headers);
     c->x.in_tunnel = c->in_tunnel;
     c->x.sni = c->in_tunnel ? c->info.sni : NULL;
     exch_start(&c->x, f);
@@ -819,8 +826,14 @@ static void deliver_response_or_close(cconn *c)
         cconn_free(c);
         return;
     }
-    proxy_flow_finished(c->w->sh, f);
-    flow_done(c);
+    /* a WebSocket flow is finished when the connection closes (wsrelay) */
+    if (c->upgrade_after_write && ws_is_upgrade_request(&f->request->headers) &&
+        ws_is_upgrade_response(resp->status_code, &resp->headers)) {
+        f->websocket = true;
+    } else {
+        proxy_flow_finished(c->w->sh, f);
+        flow_done(c);
+    }
     c->state = C_WRITING_RESP;
     bufferevent_enable(c->bev, EV_WRITE);
     if (evbuffer_get_length(out) == 0)
@@ -828,11 +841,37 @@ static void deliver_response_or_close(cconn *c)
 }
 
 /* Response written: next request, a protocol switch, or the end. */
+static void ws_relay_done(void *owner)
+{
+    cconn *c = owner;
+    c->f->client.timestamp_end = c->f->server.timestamp_end = flow_now();
+    proxy_flow_finished(c->w->sh, c->f);
+    flow_done(c);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    close_after_write(c);
+}
+
 static void exchange_done_or_close(cconn *c)
 {
     if (c->upgrade_after_write && (c->peer = exch_take_bev(&c->x))) {
         c->upgrade_after_write = false;
+        if (c->f && c->f->websocket) {
+            c->state = C_RELAY;
+            c->ws = wsrelay_start(c->bev, c->peer, c->f, c->w->scripts, c->w->sh->o->body_size_limit,
+                                  ws_relay_done, c);
+            if (!c->ws) {
+                cconn_free(c);
+                return;
+            }
+            c->peer = NULL; /* the relay owns it */
+            return;
+        }
         start_relay(c);
+        return;
+    }
+    if (c->f && c->f->websocket) { /* switched, but the server is gone */
+        flow_fail(c, "WebSocket: server disconnected");
+        close_after_write(c);
         return;
     }
     if (!c->keep_alive || c->w->stopping) {
