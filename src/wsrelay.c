@@ -26,6 +26,12 @@ struct wsrelay {
 };
 
 static void read_cb(struct bufferevent *bev, void *arg);
+
+static void run_hook(wsrelay *r, enum script_hook h)
+{
+    if (r->scripts && script_env_has_hook(r->scripts, h))
+        script_env_run(r->scripts, h, r->f);
+}
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 
 static int side_of(const wsrelay *r, struct bufferevent *bev)
@@ -52,6 +58,7 @@ static void finish(wsrelay *r)
     r->over = true;
     bufferevent_disable(r->bev[0], EV_READ);
     bufferevent_disable(r->bev[1], EV_READ);
+    run_hook(r, SCRIPT_HOOK_WEBSOCKET_END);
     r->done(r->owner); /* may free r */
 }
 
@@ -90,8 +97,7 @@ static int data_message(wsrelay *r, int s, ws_msg *m)
         finish(r);
         return -1;
     }
-    if (r->scripts && script_env_has_hook(r->scripts, SCRIPT_HOOK_WEBSOCKET_MESSAGE))
-        script_env_run(r->scripts, SCRIPT_HOOK_WEBSOCKET_MESSAGE, f);
+    run_hook(r, SCRIPT_HOOK_WEBSOCKET_MESSAGE);
     if (f->killed) {
         set_close(r, 1006, NULL, 0, s == 0);
         finish(r);
@@ -110,6 +116,11 @@ static int pump(wsrelay *r, int s)
     struct evbuffer *in = bufferevent_get_input(r->bev[s]);
     struct evbuffer *out = bufferevent_get_output(r->bev[1 - s]);
     for (;;) {
+        if (r->f->killed) { /* by websocket_start */
+            set_close(r, 1006, NULL, 0, s == 0);
+            finish(r);
+            return -1;
+        }
         if (r->close_seen[s]) { /* nothing may follow a close frame */
             evbuffer_drain(in, evbuffer_get_length(in));
             return 0;
@@ -194,10 +205,12 @@ wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, f
         bufferevent_setcb(r->bev[s], read_cb, NULL, event_cb, r);
         bufferevent_enable(r->bev[s], EV_READ | EV_WRITE);
     }
-    /* frames that arrived with the handshake: parsed from the event loop,
-     * so that done() never runs before the owner has the relay */
+    run_hook(r, SCRIPT_HOOK_WEBSOCKET_START);
+    /* frames that arrived with the handshake (and a kill by the hook) are
+     * handled from the event loop, so done() never runs before the owner
+     * has the relay */
     for (int s = 0; s < 2; s++)
-        if (evbuffer_get_length(bufferevent_get_input(r->bev[s])))
+        if (evbuffer_get_length(bufferevent_get_input(r->bev[s])) || f->killed)
             bufferevent_trigger(r->bev[s], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     return r;
 }
