@@ -26,6 +26,10 @@ typedef void (*wsrelay_done_fn)(void *owner);
  * scripts may be NULL.  NULL on ENOMEM: nothing was taken then. */
 wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, flow *f,
                        script_env *scripts, uint64_t max_message, wsrelay_done_fn done, void *owner);
+/* The owner ends the relay before it is over (the proxy shuts down): the
+ * flow is marked as ended abnormally (1006, an error naming `why`) and
+ * websocket_end runs; done() is not called.  No-op once over. */
+void wsrelay_interrupt(wsrelay *r, const char *why);
 /* Frees the server bufferevent (after its output drained, when the relay
  * ended normally) and the parsers; never the client bufferevent. */
 void wsrelay_free(wsrelay *r);

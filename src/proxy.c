@@ -174,7 +174,10 @@ static void flow_fail(cconn *c, const char *msg)
 
 static void cconn_free(cconn *c)
 {
-    if (c->f && c->f->type == FLOW_TCP) {
+    if (c->f && c->ws) { /* a WebSocket cut short: still one finished flow */
+        wsrelay_interrupt(c->ws, "WebSocket: connection closed by the proxy");
+        proxy_flow_finished(c->w->sh, c->f);
+    } else if (c->f && c->f->type == FLOW_TCP) {
         /* a passed-through tunnel ends: a connection-level flow */
         c->f->client.timestamp_end = c->f->server.timestamp_end = flow_now();
         if (!c->f->server.timestamp_tcp_setup && !c->f->error)

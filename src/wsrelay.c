@@ -215,6 +215,17 @@ wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, f
     return r;
 }
 
+void wsrelay_interrupt(wsrelay *r, const char *why)
+{
+    if (r->over)
+        return;
+    r->over = true;
+    set_close(r, 1006, NULL, 0, false);
+    if (!r->f->error)
+        flow_set_error(r->f, why);
+    run_hook(r, SCRIPT_HOOK_WEBSOCKET_END);
+}
+
 /* The server connection outlives the relay until our last frames (a close)
  * are written, or a few seconds pass. */
 static void orphan_write_cb(struct bufferevent *bev, void *arg)

@@ -306,6 +306,29 @@ def message_over_the_size_limit():
     s.close()
 
 
+@test
+def open_connection_at_shutdown():
+    """SIGTERM with a WebSocket open: the proxy exits and the flow, with the
+    messages so far, is still recorded."""
+    H.skip_if_mitmdump("mitmdump keeps no flow of an unfinished WebSocket")
+    d = H.tmpdir("wsstop")
+    path = os.path.join(d, "flows")
+    p = start_proxy("-w", path)
+
+    async def go():
+        ws = await connect(p, echo())
+        await ws.send("still open")
+        assert await ws.recv() == "still open"
+        rc = p.stop()       # blocks this loop: fine, the proxy ends the connection
+        ws.transport.abort()
+        return rc
+    assert run(go()) == 0
+    r = read_dump(path, "~websocket & ~b 'still open'")
+    assert r.returncode == 0, r
+    o = r.stdout.decode()
+    assert o.count("WebSocket text message") == 2 and "ABNORMAL_CLOSURE" in o, o
+
+
 @test(timeout=60)
 def mitmdump_file_read_back():
     """A WebSocket flow mitmdump saved reads back with its messages, close
