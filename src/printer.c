@@ -254,6 +254,17 @@ char *printer_flow_json(const flow *f)
     json_set_str(o, "comment", f->comment && *f->comment ? f->comment : NULL);
     json_t *meta = f->metadata ? json_loads(f->metadata, 0, NULL) : NULL;
     json_object_set_new(o, "metadata", meta ? meta : json_object());
+    if (f->websocket) { /* a summary: the messages themselves are in the dump */
+        json_t *ws = json_object();
+        size_t nbytes = 0;
+        for (size_t i = 0; i < f->ws_n; i++)
+            nbytes += f->ws_msgs[i].content.len;
+        json_object_set_new(ws, "messages", json_integer((json_int_t)f->ws_n));
+        json_object_set_new(ws, "bytes", json_integer((json_int_t)nbytes));
+        json_object_set_new(ws, "close_code", f->ws_close_code ? json_integer(f->ws_close_code) : json_null());
+        json_object_set_new(ws, "closed_by_client", json_boolean(f->ws_closed_by_client));
+        json_object_set_new(o, "websocket", ws);
+    }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;

@@ -121,6 +121,10 @@ static void websocket_lines(void)
     T_CHECK(out && strstr(out, "WebSocket Error: MESSAGE_TOO_BIG (reason: bye)\n"));
     T_CHECK(out && strstr(out, "-> 127.0.0.1:18081/chat\n\n    hi\n"));
     free(out);
+    out = printer_flow_json(f);
+    T_CHECK(out && strstr(out, "\"websocket\":{\"messages\":2,\"bytes\":4,\"close_code\":1009,"
+                               "\"closed_by_client\":true}"));
+    free(out);
     flow_free(f);
 }
 
