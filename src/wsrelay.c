@@ -12,12 +12,20 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "log.h"
 #include "ws.h"
+
+/* A side whose peer has this much queued and unsent stops being read until
+ * the queue drains below the low mark: a slow reader holds back its peer
+ * instead of growing our buffers. */
+#define WSRELAY_HIGH ((size_t)1 << 20)
+#define WSRELAY_LOW ((size_t)256 << 10)
 
 struct wsrelay {
     struct bufferevent *bev[2];
     ws_parser *parser[2];
     bool close_seen[2];       /* this side sent a close frame */
+    bool paused[2];           /* not reading this side: its peer's output is full */
     flow *f;
     script_env *scripts;
     wsrelay_done_fn done;
@@ -58,6 +66,7 @@ static void finish(wsrelay *r)
     r->over = true;
     bufferevent_disable(r->bev[0], EV_READ);
     bufferevent_disable(r->bev[1], EV_READ);
+    bufferevent_setwatermark(r->bev[0], EV_WRITE, 0, 0); /* the owner's again */
     run_hook(r, SCRIPT_HOOK_WEBSOCKET_END);
     r->done(r->owner); /* may free r */
 }
@@ -158,8 +167,28 @@ static int pump(wsrelay *r, int s)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     wsrelay *r = arg;
-    if (!r->over)
-        pump(r, side_of(r, bev));
+    int s = side_of(r, bev);
+    if (r->over || pump(r, s) < 0)
+        return;
+    if (evbuffer_get_length(bufferevent_get_output(r->bev[1 - s])) > WSRELAY_HIGH) {
+        r->paused[s] = true;
+        bufferevent_disable(bev, EV_READ);
+        log_debug("WebSocket: the %s is not reading; pausing the %s", s ? "client" : "server",
+                  s ? "server" : "client");
+    }
+}
+
+/* Side t's output drained below the low mark: read its peer again (and
+ * parse what the peer sent meanwhile, from the event loop). */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    wsrelay *r = arg;
+    int t = side_of(r, bev);
+    if (r->over || !r->paused[1 - t])
+        return;
+    r->paused[1 - t] = false;
+    bufferevent_enable(r->bev[1 - t], EV_READ);
+    bufferevent_trigger(r->bev[1 - t], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -202,7 +231,8 @@ wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, f
     f->websocket = true;
     for (int s = 0; s < 2; s++) {
         bufferevent_set_timeouts(r->bev[s], NULL, NULL);
-        bufferevent_setcb(r->bev[s], read_cb, NULL, event_cb, r);
+        bufferevent_setcb(r->bev[s], read_cb, write_cb, event_cb, r);
+        bufferevent_setwatermark(r->bev[s], EV_WRITE, WSRELAY_LOW, 0);
         bufferevent_enable(r->bev[s], EV_READ | EV_WRITE);
     }
     run_hook(r, SCRIPT_HOOK_WEBSOCKET_START);

@@ -306,6 +306,24 @@ def message_over_the_size_limit():
     s.close()
 
 
+@test(timeout=90)
+def burst_without_reading():
+    """40 MB sent while the client reads nothing: the proxy stops reading
+    the side whose peer is not keeping up and resumes, so every message
+    arrives whole and in order."""
+    p = start_proxy()
+    chunks = [bytes([i]) * (1 << 20) for i in range(40)]
+
+    async def go():
+        async with connect(p, echo(), max_queue=1) as ws:
+            await asyncio.gather(*[ws.send(c) for c in chunks])
+            got = [await ws.recv() for _ in chunks]
+            return got
+    got = run(go())
+    assert [g[:1] for g in got] == [c[:1] for c in chunks], [g[:1] for g in got]
+    assert got == chunks
+
+
 @test
 def open_connection_at_shutdown():
     """SIGTERM with a WebSocket open: the proxy exits and the flow, with the
