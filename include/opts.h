@@ -62,6 +62,7 @@ typedef struct opts {
     size_t nallow_hosts;
     /* limits and timeouts */
     uint64_t body_size_limit;   /* 0 = no limit */
+    uint64_t stream_large_bodies; /* responses larger than this are streamed; 0 = never */
     uint64_t max_header_size;
     int max_headers;
     int connect_timeout;        /* seconds */

@@ -50,6 +50,7 @@ static const opt_desc opt_table[] = {
     {"allow_hosts", OT_STRLIST, F(allow_hosts), F(nallow_hosts), "Regex on host:port: intercept only matching CONNECT targets, pass the rest through (repeatable)."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
+    {"stream_large_bodies", OT_SIZE, F(stream_large_bodies), 0, "Response bodies larger than this (e.g. 5m) are passed on as they arrive instead of kept: hooks and the dump see the head only. 0 = keep every body."},
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
     {"max_headers", OT_INT, F(max_headers), 0, "Most header fields in one message."},
     {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},

@@ -85,6 +85,9 @@ typedef struct cconn {
     bool keep_alive;
     bool upgrade_after_write;
     bool linger;            /* close gently: the client may still be sending */
+    bool streaming;         /* the response body is being passed on as it comes */
+    bool stream_chunked;    /* ... re-chunked for the client */
+    bool stream_paused;     /* ... and the server is paused: the client is slow */
     int target_status;      /* why resolve_target refused the request, or 0 */
     exch x;                 /* the request's trip upstream; keeps the server connection */
     struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
@@ -734,10 +737,58 @@ static void h1x_done(exch *x)
 
 static void h1x_failed(exch *x, int status, const char *msg)
 {
-    upstream_failed_or_close(x->owner, status, msg);
+    cconn *c = x->owner;
+    if (c->streaming) {
+        /* part of the response is out: an error answer cannot follow it,
+         * so the client sees the connection end early */
+        flow_fail(c, msg);
+        cconn_free(c);
+        return;
+    }
+    upstream_failed_or_close(c, status, msg);
 }
 
-static const exch_ops h1_exch_ops = {h1x_head, h1x_interim, h1x_done, h1x_failed};
+/* Above this much unsent response, stop reading the server. */
+#define STREAM_HIGH_WATER (1u << 20)
+
+static void h1x_stream_head(exch *x)
+{
+    cconn *c = x->owner;
+    flow_response *resp = c->f->response;
+    c->streaming = true;
+    c->stream_chunked = h1_is_chunked(&resp->headers);
+    if (!resp->http_version)
+        resp->http_version = strdup("HTTP/1.1");
+    /* a close-delimited body can only end with the connection */
+    if (hdrs_has_token(&resp->headers, "connection", "close") ||
+        (!c->stream_chunked && !hdrs_get(&resp->headers, "content-length", NULL)))
+        c->keep_alive = false;
+    /* a client that stops reading must not hold the paused server forever */
+    int t = c->w->sh->o->read_timeout;
+    struct timeval tv = {t, 0};
+    bufferevent_set_timeouts(c->bev, NULL, t ? &tv : NULL);
+    h1_write_response_head(bufferevent_get_output(c->bev), resp);
+}
+
+static void h1x_stream_data(exch *x, const char *p, size_t n)
+{
+    cconn *c = x->owner;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->stream_chunked) {
+        evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_add(out, p, n);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, p, n);
+    }
+    if (!c->stream_paused && evbuffer_get_length(out) > STREAM_HIGH_WATER) {
+        c->stream_paused = true;
+        exch_pause(x, true);
+    }
+}
+
+static const exch_ops h1_exch_ops = {h1x_head, h1x_interim, h1x_done, h1x_failed, h1x_stream_head,
+                                     h1x_stream_data};
 
 /* ---- relaying raw bytes (passthrough, after a protocol switch) ---------- */
 
@@ -796,9 +847,41 @@ static bool status_has_no_body(int st)
     return (st >= 100 && st < 200) || st == 204 || st == 304;
 }
 
+/* A streamed response ended: its head and body are out already, so the
+ * response hook can only look. */
+static void deliver_streamed_or_close(cconn *c)
+{
+    flow *f = c->f;
+    flow_response *resp = f->response;
+    run_hook(c, SCRIPT_HOOK_RESPONSE);
+    c->streaming = c->stream_paused = false;
+    if (f->killed) {
+        kill_or_close(c);
+        return;
+    }
+    if (!resp->timestamp_end)
+        resp->timestamp_end = flow_now();
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bytes empty = {0};
+    if (c->stream_chunked && h1_write_body(out, &empty, true, &resp->trailers) < 0) {
+        cconn_free(c);
+        return;
+    }
+    proxy_flow_finished(c->w->sh, f);
+    flow_done(c);
+    c->state = C_WRITING_RESP;
+    bufferevent_enable(c->bev, EV_WRITE);
+    if (evbuffer_get_length(out) == 0)
+        client_write_cb(c->bev, c);
+}
+
 static void deliver_response_or_close(cconn *c)
 {
     flow *f = c->f;
+    if (c->streaming) {
+        deliver_streamed_or_close(c);
+        return;
+    }
     run_hook(c, SCRIPT_HOOK_RESPONSE);
     if (f->killed) {
         kill_or_close(c);
@@ -931,6 +1014,12 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
         return;
     switch (c->state) {
+    case C_WAIT_UPSTREAM:
+        if (c->stream_paused) {  /* the slow client caught up */
+            c->stream_paused = false;
+            exch_pause(&c->x, false);
+        }
+        return;
     case C_CLOSING:
         linger_or_close(c);
         return;
@@ -1096,7 +1185,18 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     w->req_limits = (h1_limits){.max_head = o->max_header_size, .max_headers = (size_t)o->max_headers,
                                 .max_body = o->body_size_limit};
     w->resp_limits = w->req_limits;
-    w->base = event_base_new();
+    /* With the changelist, epoll_ctl calls are batched before each wait,
+     * and an interest added and removed in the same round (a bufferevent
+     * enabling and disabling reads or writes around one exchange) costs
+     * nothing.  Profiles showed 8 epoll_ctl per proxied request without it. */
+    struct event_config *cfg = event_config_new();
+    if (cfg) {
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+    }
+    if (!w->base)
+        w->base = event_base_new();
     if (!w->base) {
         snprintf(err, errsz, "cannot create an event loop");
         goto fail;
