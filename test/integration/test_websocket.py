@@ -200,6 +200,33 @@ def websocket_message(flow):
 
 
 @test
+def hook_kills_the_connection():
+    lua = """
+function websocket_message(flow)
+  local m = flow.websocket.messages[#flow.websocket.messages]
+  if m.content == "kill" then flow:kill() end
+end
+"""
+    py = """
+def websocket_message(flow):
+    if flow.websocket.messages[-1].content == b"kill": flow.kill()
+"""
+    p = start_proxy("-s", H.script("wskill", lua, py))
+
+    async def go():
+        async with connect(p, echo()) as ws:
+            await ws.send("fine")
+            assert await ws.recv() == "fine"
+            await ws.send("kill")
+            try:
+                await ws.recv()
+            except websockets.exceptions.ConnectionClosed:
+                return "closed"
+            return "not closed"
+    assert run(go()) == "closed"
+
+
+@test
 def close_codes_both_ways():
     p = start_proxy()
 
