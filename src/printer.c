@@ -306,6 +306,29 @@ static const char *ws_close_name(int code)
     }
 }
 
+/* mitmproxy's Hex view, which mitmdump uses for binary WebSocket messages:
+ * "offset hex-pairs(padded to 47)   ascii", 70 lines at flow_detail 3. */
+static void add_ws_hex(printer *p, struct evbuffer *b, const bytes *c)
+{
+    size_t max_lines = p->detail == 3 ? 70 : (size_t)-1, lines = 0;
+    evbuffer_add(b, "\n", 1);
+    for (size_t off = 0; off < c->len && lines < max_lines; off += 16, lines++) {
+        char hex[48];
+        size_t hl = 0;
+        for (size_t k = 0; k < 16 && off + k < c->len; k++)
+            hl += (size_t)snprintf(hex + hl, sizeof hex - hl, "%s%02x", k ? " " : "",
+                                   (unsigned char)c->p[off + k]);
+        evbuffer_add_printf(b, "    %010zx %-47s   ", off, hex);
+        for (size_t k = 0; k < 16 && off + k < c->len; k++) {
+            unsigned char ch = (unsigned char)c->p[off + k];
+            char o = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
+            evbuffer_add(b, &o, 1);
+        }
+        evbuffer_add(b, "\n", 1);
+    }
+    evbuffer_add(b, "\n", 1);
+}
+
 /* What mitmdump prints live for a WebSocket connection (one line per
  * message, the content from flow_detail 3, then how it closed); mitmlua
  * prints it with the flow when the connection ends. */
@@ -322,7 +345,9 @@ static void add_websocket(printer *p, struct evbuffer *b, const flow *f, const c
                             dir, server);
         add_escaped(b, path, strlen(path), true);
         evbuffer_add(b, "\n", 1);
-        if (p->detail >= 3 && m->content.len)
+        if (p->detail >= 3 && m->content.len && looks_binary(m->content.p, m->content.len))
+            add_ws_hex(p, b, &m->content);
+        else if (p->detail >= 3 && m->content.len)
             add_body(p, b, &none, &m->content);
     }
     int code = f->ws_close_code;

@@ -383,7 +383,7 @@ def mitmdump_file_read_back():
         H.skip(skip_reason)
     d = H.tmpdir("wsmd")
     path = os.path.join(d, "flows")
-    p = H.Proxy(["-w", path], binary=H.MITMDUMP, label="mitmdump").start()
+    p = H.Proxy(["-w", path, "--set", "flow_detail=3"], binary=H.MITMDUMP, label="mitmdump").start()
 
     async def go():
         async with connect(p, echo()) as ws:
@@ -399,12 +399,20 @@ def mitmdump_file_read_back():
     run(go())
     assert p.wait_output("UNKNOWN_ERROR=4001", timeout=10), p.stdout
     p.stop()
-    theirs = [l for l in p.stdout.splitlines() if "WebSocket" in l]
-    r = subprocess.run([H.BIN, "-n", "-r", path, "~websocket & ~b 'from mitmdump'"],
-                       capture_output=True, timeout=30)
+    def ws_block(text):
+        """from the first message line to the close line, content included"""
+        lines = text.splitlines()
+        ws = [i for i, l in enumerate(lines)
+              if " WebSocket " in l and not l.startswith(" ") or l.startswith("Error in WebSocket")]
+        first, last = min(ws), max(ws)
+        return lines[first:last + 1]
+    theirs = ws_block(p.stdout)
+    r = read_dump(path, "~websocket & ~b 'from mitmdump'")
     assert r.returncode == 0, r
-    ours = [l for l in r.stdout.decode().splitlines() if "WebSocket" in l]
-    assert len(ours) == 6 and ours == theirs, (ours, theirs)
+    ours = ws_block(r.stdout.decode())
+    assert sum("WebSocket" in l for l in ours) == 6, ours      # 5 messages, the close
+    assert "    0000000000 00 01" + " " * 45 + ".." in ours, ours   # mitmproxy's Hex view
+    assert ours == theirs, (ours, theirs)
 
 
 if __name__ == "__main__":
