@@ -227,6 +227,22 @@ def websocket_message(flow):
 
 
 @test
+def example_script():
+    H.skip_if_mitmdump("a Lua example")
+    ex = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "websocket.lua")
+    p = start_proxy("-s", ex)
+
+    async def go():
+        async with connect(p, echo()) as ws:
+            await ws.send("heartbeat")
+            await ws.send("my secret")
+            return await ws.recv()
+    assert run(go()) == "my ******"
+    assert p.wait_output("/chat: 3 messages, closed by the client with 1000", timeout=10,
+                         stream="stderr"), p.stderr
+
+
+@test
 def close_codes_both_ways():
     p = start_proxy()
 
