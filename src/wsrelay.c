@@ -157,7 +157,8 @@ static int pump(wsrelay *r, int s)
         }
         int rc = ws_write_frame(out, m.opcode, m.data.p, m.data.len, s == 0);
         bytes_free(&m.data);
-        if (rc < 0) {
+        /* both closes seen: the handshake is over, whoever hangs up first */
+        if (rc < 0 || (r->close_seen[0] && r->close_seen[1])) {
             finish(r);
             return -1;
         }
@@ -278,6 +279,7 @@ void wsrelay_free(wsrelay *r)
         struct timeval tv = {5, 0};
         bufferevent_disable(s, EV_READ);
         bufferevent_setcb(s, NULL, orphan_write_cb, orphan_event_cb, NULL);
+        bufferevent_setwatermark(s, EV_WRITE, 0, 0);
         bufferevent_set_timeouts(s, NULL, &tv);
     } else {
         bufferevent_free(s);
