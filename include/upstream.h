@@ -67,6 +67,9 @@ void exch_start(exch *x, flow *f);
 /* Stop or restart reading the response (a streaming owner whose client
  * is slower than the server). */
 void exch_pause(exch *x, bool pause);
+/* Between exchanges: a kept server connection that has sent (or sends
+ * from now on) bytes nobody asked for is dropped instead of reused. */
+void exch_watch_idle(exch *x);
 /* Close the server connection unless it may carry another exchange. */
 void exch_release_unless_reusable(exch *x);
 /* Close the server connection; the flow in flight (if any) is left alone. */

@@ -37,14 +37,17 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
+#include "addons.h"
 #include "dump.h"
 #include "filter.h"
+#include "guard.h"
 #include "h1.h"
 #include "hostmatch.h"
 #include "har.h"
 #include "log.h"
 #include "onboard.h"
 #include "printer.h"
+#include "proxyauth.h"
 #include "script.h"
 #include "tls.h"
 #include "upstream.h"
@@ -91,6 +94,11 @@ typedef struct cconn {
     int target_status;      /* why resolve_target refused the request, or 0 */
     exch x;                 /* the request's trip upstream; keeps the server connection */
     struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
+    bool admitted;          /* counted against max_connections */
+    bool authed;            /* proxyauth: a CONNECT passed; its tunnel is ours */
+    bool auth_failed;       /* proxyauth: this request is answered 407/401 */
+    char *auth_cache;       /* proxyauth: credentials that passed last */
+    double head_since;      /* when the current request's first byte came */
     wsrelay *ws;            /* after a WebSocket 101: owns the server side */
 } cconn;
 
@@ -146,10 +154,13 @@ void proxy_flow_finished(const proxy_shared *sh_const, flow *f)
     }
 }
 
-static void run_hook(cconn *c, enum script_hook h)
+/* -1 when a hook ran past script_timeout: the flow then fails (its error
+ * is set by the script module). */
+static int run_hook(cconn *c, enum script_hook h)
 {
     if (c->w->scripts && c->f && script_env_has_hook(c->w->scripts, h))
-        script_env_run(c->w->scripts, h, c->f);
+        return script_env_run(c->w->scripts, h, c->f);
+    return 0;
 }
 
 static void flow_done(cconn *c)
@@ -203,6 +214,9 @@ static void cconn_free(cconn *c)
     h1_parser_free(c->parser);
     flow_conn_clear(&c->info);
     free(c->tunnel_host);
+    free(c->auth_cache);
+    if (c->admitted)
+        guard_admit_release(&c->w->admit);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -261,6 +275,22 @@ static void upstream_failed_or_close(cconn *c, int status, const char *msg)
     send_simple_response(c, status, msg, true);
     flow_fail(c, msg);
     close_after_write(c);
+}
+
+/* A hook ran past script_timeout: the client gets a 502 naming it. */
+static void hook_failed_or_close(cconn *c)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", c->f && c->f->error && c->f->error->msg ? c->f->error->msg : "script failed");
+    upstream_failed_or_close(c, 502, msg);
+}
+
+/* Client timeouts: idle_timeout while waiting for a request, read_timeout
+ * once one has begun. */
+static void set_client_timeout(cconn *c, int seconds)
+{
+    struct timeval tv = {seconds, 0};
+    bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, NULL);
 }
 
 /* ---- request targets ---------------------------------------------------- */
@@ -402,6 +432,62 @@ static int resolve_target(cconn *c, flow_request *r, const char **why)
 
 /* ---- request parsing ---------------------------------------------------- */
 
+/* read_timeout bounds the time between two reads; a slowloris client
+ * sending a byte just inside it would hold its connection for ever, so the
+ * whole header section must also arrive within read_timeout (as nginx's
+ * client_header_timeout).  Checked when bytes arrive: silence is the
+ * bufferevent timeout's job. */
+static bool head_too_slow(const cconn *c)
+{
+    int t = c->w->sh->o->read_timeout;
+    return t && c->f && !c->f->request->method && flow_now() - c->head_since > t;
+}
+
+static void request_timed_out_or_close(cconn *c)
+{
+    send_simple_response(c, 408, "request timed out", true);
+    flow_done(c);
+    close_after_write(c);
+}
+
+/* --proxyauth: a CONNECT authenticates its whole tunnel; any other request
+ * outside a tunnel carries its own credentials (as in mitmproxy).  Passing
+ * credentials are removed so that they never reach the server. */
+static bool auth_passes(cconn *c, flow_request *r)
+{
+    const proxyauth *pa = c->w->sh->auth;
+    if (!pa || c->authed)
+        return true;
+    const char *name = proxyauth_header(c->w->sh->o->mode != MODE_REVERSE);
+    size_t vl = 0;
+    const char *v = hdrs_get(&r->headers, name, &vl);
+    if (!proxyauth_check_header(pa, v, vl, &c->auth_cache))
+        return false;
+    hdrs_remove(&r->headers, name);
+    if (strcmp(r->method, "CONNECT") == 0)
+        c->authed = true;
+    return true;
+}
+
+/* No valid credentials: answer 407 (401 in reverse mode), record the flow,
+ * close without reading the body. */
+static void refuse_auth_or_close(cconn *c)
+{
+    flow *f = c->f;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    f->request->timestamp_end = flow_now();
+    f->response = proxyauth_challenge(c->w->sh->o->mode != MODE_REVERSE);
+    if (!f->response || h1_write_response_head(out, f->response) < 0 ||
+        h1_write_body(out, &f->response->content, false, NULL) < 0) {
+        cconn_free(c);
+        return;
+    }
+    proxy_flow_finished(c->w->sh, f);
+    flow_done(c);
+    c->linger = true;
+    close_after_write(c);
+}
+
 static int on_request_head(void *ud)
 {
     cconn *c = ud;
@@ -415,6 +501,10 @@ static int on_request_head(void *ud)
         c->f->request->timestamp_end = flow_now();
         return -1;
     }
+    if (!auth_passes(c, r)) {
+        c->auth_failed = true;
+        return -1;
+    }
     if (c->w->sh->o->mode != MODE_UPSTREAM || c->in_tunnel) {
         /* these were meant for us, not for the server */
         hdrs_remove(&r->headers, "Proxy-Connection");
@@ -426,8 +516,10 @@ static int on_request_head(void *ud)
         hdrs_remove(&r->headers, "Expect");
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
-    if (strcmp(r->method, "CONNECT") != 0)
-        run_hook(c, SCRIPT_HOOK_REQUESTHEADERS);
+    if (strcmp(r->method, "CONNECT") != 0 && run_hook(c, SCRIPT_HOOK_REQUESTHEADERS) < 0) {
+        c->target_status = 502;   /* reported with the flow's error */
+        return -1;
+    }
     return c->f->killed ? -1 : 0;
 }
 
@@ -524,7 +616,7 @@ static void start_client_tls_or_close(cconn *c, bool as_filter)
     c->state = C_TLS_HANDSHAKE;
     c->tunnel_tls = true;
     bufferevent_setcb(b, client_read_cb, client_write_cb, client_event_cb, c);
-    struct timeval tv = {sh->o->connect_timeout ? sh->o->connect_timeout : 10, 0};
+    struct timeval tv = {sh->o->tls_handshake_timeout ? sh->o->tls_handshake_timeout : 10, 0};
     bufferevent_set_timeouts(b, &tv, &tv);
     bufferevent_enable(b, EV_READ | EV_WRITE);
 }
@@ -581,7 +673,7 @@ static void tunnel_start_or_close(cconn *c)
     bufferevent_disable(c->bev, EV_READ);
     c->state = C_TUNNEL_PEEK;
     c->peek_ev = event_new(c->w->base, c->fd, EV_READ, peek_cb, c);
-    struct timeval tv = {c->w->sh->o->read_timeout ? c->w->sh->o->read_timeout : 60, 0};
+    struct timeval tv = {c->w->sh->o->idle_timeout ? c->w->sh->o->idle_timeout : 60, 0};
     if (!c->peek_ev || event_add(c->peek_ev, &tv) < 0)
         cconn_free(c);
 }
@@ -622,7 +714,10 @@ static void start_passthrough_or_close(cconn *c)
 static void handle_connect_or_close(cconn *c)
 {
     flow_request *r = c->f->request;
-    run_hook(c, SCRIPT_HOOK_CONNECT);
+    if (run_hook(c, SCRIPT_HOOK_CONNECT) < 0) {
+        hook_failed_or_close(c);
+        return;
+    }
     if (c->f->killed) {
         flow_done(c);
         cconn_free(c);
@@ -658,7 +753,11 @@ static void handle_request_or_close(cconn *c)
         handle_connect_or_close(c);
         return;
     }
-    run_hook(c, SCRIPT_HOOK_REQUEST);
+    addons_request(c->w->sh->addons, f);   /* C addons before Lua; map_local may answer */
+    if (run_hook(c, SCRIPT_HOOK_REQUEST) < 0) {
+        hook_failed_or_close(c);
+        return;
+    }
     if (f->killed) {
         kill_or_close(c);
         return;
@@ -697,10 +796,20 @@ static void process_client_or_close(cconn *c)
                 cconn_free(c);
                 return;
             }
+            set_client_timeout(c, c->w->sh->o->read_timeout);
+            c->head_since = flow_now();
         }
         enum h1_status st = h1_parser_feed(c->parser, in);
+        if (st == H1_NEED_MORE && head_too_slow(c)) {
+            request_timed_out_or_close(c);
+            return;
+        }
         if (st == H1_NEED_MORE)
             return;
+        if (st == H1_ERROR && c->auth_failed) {
+            refuse_auth_or_close(c);
+            return;
+        }
         if (st == H1_ERROR) {
             client_protocol_error_or_close(c);
             return;
@@ -882,7 +991,11 @@ static void deliver_response_or_close(cconn *c)
         deliver_streamed_or_close(c);
         return;
     }
-    run_hook(c, SCRIPT_HOOK_RESPONSE);
+    addons_response(c->w->sh->addons, f);  /* C addons before Lua */
+    if (run_hook(c, SCRIPT_HOOK_RESPONSE) < 0) {
+        hook_failed_or_close(c);
+        return;
+    }
     if (f->killed) {
         kill_or_close(c);
         return;
@@ -926,7 +1039,7 @@ static void deliver_response_or_close(cconn *c)
         client_write_cb(c->bev, c);
 }
 
-/* Response written: next request, a protocol switch, or the end. */
+/* The WebSocket connection closed: its flow is finished now. */
 static void ws_relay_done(void *owner)
 {
     cconn *c = owner;
@@ -937,6 +1050,7 @@ static void ws_relay_done(void *owner)
     close_after_write(c);
 }
 
+/* Response written: next request, a protocol switch, or the end. */
 static void exchange_done_or_close(cconn *c)
 {
     if (c->upgrade_after_write && (c->peer = exch_take_bev(&c->x))) {
@@ -965,8 +1079,11 @@ static void exchange_done_or_close(cconn *c)
         return;
     }
     c->state = C_READ_REQ;
-    struct timeval tv = {c->w->sh->o->read_timeout, 0};
-    bufferevent_set_timeouts(c->bev, c->w->sh->o->read_timeout ? &tv : NULL, NULL);
+    /* The kept upstream connection is idle: bytes it sends now answer no
+     * request, and reusing it would hand them to the next one (response
+     * splitting), so such a connection is dropped. */
+    exch_watch_idle(&c->x);
+    set_client_timeout(c, c->w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ);
     process_client_or_close(c);
 }
@@ -1044,8 +1161,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             c->info.timestamp_tls_setup = flow_now();
             c->in_tunnel = true;
             c->state = C_READ_REQ;
-            struct timeval tv = {c->w->sh->o->read_timeout, 0};
-            bufferevent_set_timeouts(bev, c->w->sh->o->read_timeout ? &tv : NULL, NULL);
+            set_client_timeout(c, c->w->sh->o->idle_timeout);
             process_client_or_close(c);
         }
         return;
@@ -1086,11 +1202,17 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                       void *arg)
 {
     worker *w = arg;
+    if (!guard_admit_try(&w->admit)) {
+        evutil_closesocket(fd);   /* max_connections: the client sees a close */
+        return;
+    }
     cconn *c = calloc(1, sizeof *c);
     if (!c) {
+        guard_admit_release(&w->admit);
         evutil_closesocket(fd);
         return;
     }
+    c->admitted = true;
     c->w = w;
     c->fd = fd;
     exch_init(&c->x, w, &h1_exch_ops, c);
@@ -1123,8 +1245,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     }
     c->state = C_READ_REQ;
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-    struct timeval tv = {w->sh->o->read_timeout, 0};
-    bufferevent_set_timeouts(c->bev, w->sh->o->read_timeout ? &tv : NULL, NULL);
+    set_client_timeout(c, w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -1137,6 +1258,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
     w->stopping = true;
+    guard_listener_free(w->guard);
+    w->guard = NULL;
     if (w->listener) {
         evconnlistener_free(w->listener);
         w->listener = NULL;
@@ -1185,6 +1308,7 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     w->req_limits = (h1_limits){.max_head = o->max_header_size, .max_headers = (size_t)o->max_headers,
                                 .max_body = o->body_size_limit};
     w->resp_limits = w->req_limits;
+    w->admit = (guard_admit){.open = (atomic_int *)&sh->n_clients, .max = o->max_connections};
     /* With the changelist, epoll_ctl calls are batched before each wait,
      * and an interest added and removed in the same round (a bufferevent
      * enabling and disabling reads or writes around one exchange) costs
@@ -1235,6 +1359,10 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
                      evutil_socket_error_to_string(e));
             goto fail;
         }
+        if (!(w->guard = guard_listener_new(w->base, w->listener, accept_cb, w))) {
+            snprintf(err, errsz, "out of memory");
+            goto fail;
+        }
         struct sockaddr_storage bound;
         socklen_t bl = sizeof bound;
         if (getsockname(evconnlistener_get_fd(w->listener), (struct sockaddr *)&bound, &bl) == 0)
@@ -1245,6 +1373,7 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
         w->scripts = script_env_new((const char *const *)o->scripts, o->nscripts, err, errsz);
         if (!w->scripts)
             goto fail;
+        script_env_set_timeout(w->scripts, o->script_timeout);
         script_env_set_exit(w->scripts, proxy_request_exit, (void *)sh);
     }
     return w;
@@ -1288,6 +1417,7 @@ void worker_join_free(worker *w)
         script_env_free(w->scripts);
     hostmatch_free(w->ignore_hosts);
     hostmatch_free(w->allow_hosts);
+    guard_listener_free(w->guard);
     if (w->listener)
         evconnlistener_free(w->listener);
     if (w->stop_ev)

@@ -88,6 +88,18 @@ void exch_pause(exch *x, bool pause)
         bufferevent_enable(x->up->bev, EV_READ);
 }
 
+void exch_watch_idle(exch *x)
+{
+    upstream *u = x->up;
+    if (!u || !u->bev || x->f)
+        return;
+    if (evbuffer_get_length(bufferevent_get_input(u->bev))) {
+        exch_close(x);
+        return;
+    }
+    bufferevent_enable(u->bev, EV_READ);  /* up_read_cb's idle branch drops it */
+}
+
 void exch_close(exch *x)
 {
     upstream_free(x->up);
