@@ -137,6 +137,8 @@ typedef struct flow {
     size_t ws_n, ws_cap;
     bool websocket;            /* the flow upgraded to WebSocket */
     int ws_close_code;         /* 0 when not closed by a close frame */
+    bool ws_closed_by_client;  /* who sent the first close frame (or hung up) */
+    char *ws_close_reason;     /* the close frame's reason, NULL = "" */
     char *metadata;          /* JSON object text (scripts' flow.metadata), NULL = {} */
     char *marked;            /* mitmproxy >= 7: "" = not marked, else the marker (":default:") */
     char *comment;           /* NULL = "" */

@@ -25,6 +25,8 @@ enum script_hook {
     SCRIPT_HOOK_RESPONSE,
     SCRIPT_HOOK_ERROR,
     SCRIPT_HOOK_WEBSOCKET_MESSAGE,
+    SCRIPT_HOOK_WEBSOCKET_START, /* after the 101: the connection is a WebSocket */
+    SCRIPT_HOOK_WEBSOCKET_END,   /* closed; flow.websocket.close_code is set */
     SCRIPT_HOOK_DONE,
     SCRIPT_HOOK__COUNT
 };

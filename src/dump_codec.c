@@ -110,7 +110,8 @@ enum {
     F_ID = 1, F_TYPE = 2, F_CLIENT = 3, F_SERVER = 4, F_REQUEST = 5,
     F_RESPONSE = 6, F_ERROR = 7, F_WSMSG = 8, F_WEBSOCKET = 9,
     F_WSCLOSE = 10, F_METADATA = 11, F_MARKED = 12, F_COMMENT = 13,
-    F_REPLAY = 14, F_KILLED = 15, F_CREATED = 16,
+    F_REPLAY = 14, F_KILLED = 15, F_CREATED = 16, F_WSBYCLIENT = 17,
+    F_WSREASON = 18,
 };
 enum {
     C_ADDR_HOST = 1, C_ADDR_PORT = 2, C_PEER_HOST = 3, C_PEER_PORT = 4,
@@ -326,6 +327,8 @@ static int enc_flow_body(bytes *b, const flow *f)
             return -1;
     return put_uint(b, F_WEBSOCKET, f->websocket) ||
            put_uint(b, F_WSCLOSE, (uint64_t)(uint32_t)f->ws_close_code) ||
+           put_uint(b, F_WSBYCLIENT, f->ws_closed_by_client) ||
+           put_str(b, F_WSREASON, f->ws_close_reason) ||
            put_str(b, F_METADATA, f->metadata) || put_str(b, F_MARKED, f->marked) ||
            put_str(b, F_COMMENT, f->comment) || put_str(b, F_REPLAY, f->is_replay) ||
            put_uint(b, F_KILLED, f->killed)
@@ -699,6 +702,12 @@ int dump_decode_flow(const void *p, size_t n, flow **out, char *err, size_t errs
                 goto fail;
             f->ws_close_code = (int)(uint32_t)v;
             break;
+        case F_WSBYCLIENT:
+            if (get_u(&fl, 1, &v) < 0)
+                goto fail;
+            f->ws_closed_by_client = v != 0;
+            break;
+        case F_WSREASON: bad = get_str(&fl, &f->ws_close_reason); break;
         case F_METADATA: bad = get_str(&fl, &f->metadata); break;
         case F_MARKED: bad = get_str(&fl, &f->marked); break;
         case F_COMMENT: bad = get_str(&fl, &f->comment); break;

@@ -339,6 +339,7 @@ void flow_free(flow *f)
     for (size_t i = 0; i < f->ws_n; i++)
         bytes_free(&f->ws_msgs[i].content);
     free(f->ws_msgs);
+    free(f->ws_close_reason);
     free(f->metadata);
     free(f->marked);
     free(f->comment);

@@ -416,6 +416,10 @@ static int conv_flow(const tn *d, flow **out, const char **why)
             if (conv_messages(&l, f, 0) < 0)
                 goto fail;
             f->ws_close_code = (int)tn_int((l = tn_get(&v, "close_code"), &l), 0);
+            f->ws_closed_by_client = tn_bool((l = tn_get(&v, "closed_by_client"), &l));
+            l = tn_get(&v, "close_reason");
+            if (l.type && l.n && tn_str(&l, &f->ws_close_reason) < 0)
+                goto fail;
         }
     } else {
         v = tn_get(d, "messages");

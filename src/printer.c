@@ -254,6 +254,17 @@ char *printer_flow_json(const flow *f)
     json_set_str(o, "comment", f->comment && *f->comment ? f->comment : NULL);
     json_t *meta = f->metadata ? json_loads(f->metadata, 0, NULL) : NULL;
     json_object_set_new(o, "metadata", meta ? meta : json_object());
+    if (f->websocket) { /* a summary: the messages themselves are in the dump */
+        json_t *ws = json_object();
+        size_t nbytes = 0;
+        for (size_t i = 0; i < f->ws_n; i++)
+            nbytes += f->ws_msgs[i].content.len;
+        json_object_set_new(ws, "messages", json_integer((json_int_t)f->ws_n));
+        json_object_set_new(ws, "bytes", json_integer((json_int_t)nbytes));
+        json_object_set_new(ws, "close_code", f->ws_close_code ? json_integer(f->ws_close_code) : json_null());
+        json_object_set_new(ws, "closed_by_client", json_boolean(f->ws_closed_by_client));
+        json_object_set_new(o, "websocket", ws);
+    }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
@@ -270,6 +281,96 @@ static void print_jsonl(printer *p, const flow *f)
     fflush(p->out);
     pthread_mutex_unlock(&p->lock);
     free(s);
+}
+
+/* wsproto's CloseReason names, which mitmdump prints */
+static const char *ws_close_name(int code)
+{
+    switch (code) {
+    case 1000: return "NORMAL_CLOSURE";
+    case 1001: return "GOING_AWAY";
+    case 1002: return "PROTOCOL_ERROR";
+    case 1003: return "UNSUPPORTED_DATA";
+    case 1005: return "NO_STATUS_RCVD";
+    case 1006: return "ABNORMAL_CLOSURE";
+    case 1007: return "INVALID_FRAME_PAYLOAD_DATA";
+    case 1008: return "POLICY_VIOLATION";
+    case 1009: return "MESSAGE_TOO_BIG";
+    case 1010: return "MANDATORY_EXT";
+    case 1011: return "INTERNAL_ERROR";
+    case 1012: return "SERVICE_RESTART";
+    case 1013: return "TRY_AGAIN_LATER";
+    case 1014: return "BAD_GATEWAY";
+    case 1015: return "TLS_HANDSHAKE_FAILED";
+    default: return NULL;
+    }
+}
+
+/* mitmproxy's Hex view, which mitmdump uses for binary WebSocket messages:
+ * "offset hex-pairs(padded to 47)   ascii", 70 lines at flow_detail 3. */
+static void add_ws_hex(printer *p, struct evbuffer *b, const bytes *c)
+{
+    size_t max_lines = p->detail == 3 ? 70 : (size_t)-1, lines = 0;
+    evbuffer_add(b, "\n", 1);
+    for (size_t off = 0; off < c->len && lines < max_lines; off += 16, lines++) {
+        char hex[48];
+        size_t hl = 0;
+        for (size_t k = 0; k < 16 && off + k < c->len; k++)
+            hl += (size_t)snprintf(hex + hl, sizeof hex - hl, "%s%02x", k ? " " : "",
+                                   (unsigned char)c->p[off + k]);
+        evbuffer_add_printf(b, "    %010zx %-47s   ", off, hex);
+        for (size_t k = 0; k < 16 && off + k < c->len; k++) {
+            unsigned char ch = (unsigned char)c->p[off + k];
+            char o = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
+            evbuffer_add(b, &o, 1);
+        }
+        evbuffer_add(b, "\n", 1);
+    }
+    evbuffer_add(b, "\n", 1);
+}
+
+/* What mitmdump prints live for a WebSocket connection (one line per
+ * message, the content from flow_detail 3, then how it closed); mitmlua
+ * prints it with the flow when the connection ends. */
+static void add_websocket(printer *p, struct evbuffer *b, const flow *f, const char *client)
+{
+    char server[128];
+    printer_format_address(f->server.address_host, f->server.address_port, server, sizeof server);
+    const char *path = f->request->path ? f->request->path : "";
+    hdrs none = {0};
+    for (size_t i = 0; i < f->ws_n; i++) {
+        const flow_ws_message *m = &f->ws_msgs[i];
+        const char *dir = m->from_client ? "->" : "<-";
+        evbuffer_add_printf(b, "%s %s WebSocket %s message %s %s", client, dir, m->is_text ? "text" : "binary",
+                            dir, server);
+        add_escaped(b, path, strlen(path), true);
+        evbuffer_add(b, "\n", 1);
+        if (p->detail >= 3 && m->content.len && looks_binary(m->content.p, m->content.len))
+            add_ws_hex(p, b, &m->content);
+        else if (p->detail >= 3 && m->content.len)
+            add_body(p, b, &none, &m->content);
+    }
+    int code = f->ws_close_code;
+    const char *reason = f->ws_close_reason ? f->ws_close_reason : "";
+    if (code == 1000 || code == 1001 || code == 1005) {
+        evbuffer_add_printf(b, "WebSocket connection closed by %s: %d ", f->ws_closed_by_client ? "client" : "server",
+                            code);
+        add_escaped(b, reason, strlen(reason), true);
+        evbuffer_add(b, "\n", 1);
+        return;
+    }
+    const char *name = ws_close_name(code);
+    evbuffer_add_printf(b, "Error in WebSocket connection to %s: WebSocket Error: ", server);
+    if (name)
+        evbuffer_add_printf(b, "%s", name);
+    else
+        evbuffer_add_printf(b, "UNKNOWN_ERROR=%d", code);
+    if (*reason) {
+        evbuffer_add(b, " (reason: ", 10);
+        add_escaped(b, reason, strlen(reason), true);
+        evbuffer_add(b, ")", 1);
+    }
+    evbuffer_add(b, "\n", 1);
 }
 
 void printer_flow(printer *p, const flow *f)
@@ -356,7 +457,9 @@ void printer_flow(printer *p, const flow *f)
         if (p->detail >= 2)
             add_trailers(b, &rs->trailers);
     }
-    if (f->error && f->error->msg) {
+    if (f->websocket)
+        add_websocket(p, b, f, client);
+    else if (f->error && f->error->msg) {
         evbuffer_add(b, " << ", 4);
         add_escaped(b, f->error->msg, strlen(f->error->msg), true);
         evbuffer_add(b, "\n", 1);

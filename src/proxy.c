@@ -56,6 +56,8 @@
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
+#include "ws.h"
+#include "wsrelay.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
 
@@ -106,6 +108,7 @@ typedef struct cconn {
     bool auth_failed;       /* proxyauth: this request is answered 407/401 */
     char *auth_cache;       /* proxyauth: credentials that passed last */
     double head_since;      /* when the current request's first byte came */
+    wsrelay *ws;            /* after a WebSocket 101: owns the server side */
 } cconn;
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
@@ -194,7 +197,10 @@ static void flow_fail(cconn *c, const char *msg)
 
 static void cconn_free(cconn *c)
 {
-    if (c->f && c->f->type == FLOW_TCP) {
+    if (c->f && c->ws) { /* a WebSocket cut short: still one finished flow */
+        wsrelay_interrupt(c->ws, "WebSocket: connection closed by the proxy");
+        proxy_flow_finished(c->w->sh, c->f);
+    } else if (c->f && c->f->type == FLOW_TCP) {
         /* a passed-through tunnel ends: a connection-level flow */
         c->f->client.timestamp_end = c->f->server.timestamp_end = flow_now();
         if (!c->f->server.timestamp_tcp_setup && !c->f->error)
@@ -204,6 +210,7 @@ static void cconn_free(cconn *c)
         flow_fail(c, "client disconnected");
     }
     flow_done(c);
+    wsrelay_free(c->ws);
     exch_close(&c->x);
     if (c->peer)
         bufferevent_free(c->peer);
@@ -972,6 +979,9 @@ static void handle_request_or_close(cconn *c)
         upstream_failed_or_close(c, 500, err);
         return;
     }
+    /* hooks must see plain WebSocket messages: no permessage-deflate */
+    if (ws_is_upgrade_request(&f->request->headers))
+        ws_strip_extensions(&f->request->headers);
     c->x.in_tunnel = c->in_tunnel;
     c->x.sni = c->in_tunnel ? c->info.sni : NULL;
     exch_start(&c->x, f);
@@ -1152,8 +1162,16 @@ static bool status_has_no_body(int st)
  * exchange ends once the bytes are out. */
 static void response_queued(cconn *c)
 {
-    proxy_flow_finished(c->w->sh, c->f);
-    flow_done(c);
+    flow *f = c->f;
+    flow_response *resp = f->response;
+    /* a WebSocket flow is finished when the connection closes (wsrelay) */
+    if (c->upgrade_after_write && ws_is_upgrade_request(&f->request->headers) &&
+        ws_is_upgrade_response(resp->status_code, &resp->headers)) {
+        f->websocket = true;
+    } else {
+        proxy_flow_finished(c->w->sh, f);
+        flow_done(c);
+    }
     c->state = C_WRITING_RESP;
     bufferevent_enable(c->bev, EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -1227,12 +1245,39 @@ static void deliver_response_or_close(cconn *c)
     response_queued(c);
 }
 
+/* The WebSocket connection closed: its flow is finished now. */
+static void ws_relay_done(void *owner)
+{
+    cconn *c = owner;
+    c->f->client.timestamp_end = c->f->server.timestamp_end = flow_now();
+    proxy_flow_finished(c->w->sh, c->f);
+    flow_done(c);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    close_after_write(c);
+}
+
 /* Response written: next request, a protocol switch, or the end. */
 static void exchange_done_or_close(cconn *c)
 {
     if (c->upgrade_after_write && (c->peer = exch_take_bev(&c->x))) {
         c->upgrade_after_write = false;
+        if (c->f && c->f->websocket) {
+            c->state = C_RELAY;
+            c->ws = wsrelay_start(c->bev, c->peer, c->f, c->w->scripts, c->w->sh->o->body_size_limit,
+                                  ws_relay_done, c);
+            if (!c->ws) {
+                cconn_free(c);
+                return;
+            }
+            c->peer = NULL; /* the relay owns it */
+            return;
+        }
         start_relay(c);
+        return;
+    }
+    if (c->f && c->f->websocket) { /* switched, but the server is gone */
+        flow_fail(c, "WebSocket: server disconnected");
+        close_after_write(c);
         return;
     }
     if (!c->keep_alive || c->w->stopping) {

@@ -52,7 +52,8 @@ static const char ENV_KEY = 'E';
 
 static const char *const hook_names[SCRIPT_HOOK__COUNT] = {
     "load", "connect", "requestheaders", "request", "responseheaders",
-    "response", "error", "websocket_message", "done",
+    "response", "error", "websocket_message", "websocket_start",
+    "websocket_end", "done",
 };
 
 const char *script_hook_name(enum script_hook h) { return hook_names[h]; }
@@ -732,6 +733,7 @@ static int wsmsg_index(lua_State *L)
     else if (!strcmp(k, "timestamp")) lua_pushnumber(L, m->timestamp);
     else if (!strcmp(k, "dropped")) lua_pushboolean(L, m->dropped);
     else if (!strcmp(k, "drop")) lua_pushcfunction(L, wsmsg_drop);
+    else if (!strcmp(k, "injected")) lua_pushboolean(L, 0);
     else lua_pushnil(L);
     return 1;
 }
@@ -745,6 +747,11 @@ static int wsmsg_newindex(lua_State *L)
         const char *s = luaL_checklstring(L, 3, &n);
         if (bytes_set(&m->content, s, n) < 0)
             return luaL_error(L, "out of memory");
+        return 0;
+    }
+    if (!strcmp(k, "dropped")) { /* mitmproxy: a dropped message stays dropped */
+        if (lua_toboolean(L, 3))
+            m->dropped = true;
         return 0;
     }
     return luaL_error(L, "WebSocket message has no writable field '%s'", k);
@@ -770,6 +777,10 @@ static void push_websocket(lua_State *L, int flow_idx, lflow *lf)
     if (f->ws_close_code) {
         lua_pushinteger(L, f->ws_close_code);
         lua_setfield(L, -2, "close_code");
+        lua_pushboolean(L, f->ws_closed_by_client);
+        lua_setfield(L, -2, "closed_by_client");
+        lua_pushstring(L, f->ws_close_reason ? f->ws_close_reason : "");
+        lua_setfield(L, -2, "close_reason");
     }
 }
 

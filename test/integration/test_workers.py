@@ -22,8 +22,10 @@ def two_workers_serve_everything():
     script = os.path.join(d, "tag.lua")
     H.write(script, 'function response(f) f.response.headers["X-Worker-Script"] = "yes" end\n')
     p = H.Proxy(["--set", "workers=2", "-s", script], label="workers").start()
+    # main thread + two workers (the second may start just after listening)
+    H.wait_for(lambda: len(os.listdir("/proc/%d/task" % p.proc.pid)) >= 3, timeout=10)
     tasks = os.listdir("/proc/%d/task" % p.proc.pid)
-    assert len(tasks) >= 3, tasks            # main thread + two workers
+    assert len(tasks) >= 3, tasks
     results = []
 
     def client(i):

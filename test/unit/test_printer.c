@@ -88,10 +88,51 @@ static void detail_levels(void)
     flow_free(f);
 }
 
+static void websocket_lines(void)
+{
+    flow *f = sample();
+    f->response->status_code = 101;
+    flow_strset(&f->response->reason, "Switching Protocols");
+    bytes_reset(&f->response->content);
+    flow_strset(&f->response->http_version, "HTTP/1.1");
+    flow_strset(&f->request->path, "/chat");
+    flow_strset(&f->server.address_host, "127.0.0.1");
+    f->server.address_port = 18081;
+    f->websocket = true;
+    flow_ws_add(f, true, true, "hi", 2);
+    flow_ws_add(f, false, false, "\x00\x01", 2);
+    f->ws_close_code = 1000;
+    f->ws_closed_by_client = true;
+    char *out = render(1, f);
+    T_STREQ(out, "127.0.0.1:47778: GET http://127.0.0.1:18081/chat\n"
+                 "              << 101 Switching Protocols 0b\n"
+                 "127.0.0.1:47778 -> WebSocket text message -> 127.0.0.1:18081/chat\n"
+                 "127.0.0.1:47778 <- WebSocket binary message <- 127.0.0.1:18081/chat\n"
+                 "WebSocket connection closed by client: 1000 \n");
+    free(out);
+    f->ws_close_code = 4001;
+    flow_strset(&f->ws_close_reason, "bye");
+    out = render(1, f);
+    T_CHECK(out && strstr(out, "\nError in WebSocket connection to 127.0.0.1:18081: WebSocket Error: "
+                               "UNKNOWN_ERROR=4001 (reason: bye)\n"));
+    free(out);
+    f->ws_close_code = 1009;
+    out = render(3, f);
+    T_CHECK(out && strstr(out, "WebSocket Error: MESSAGE_TOO_BIG (reason: bye)\n"));
+    T_CHECK(out && strstr(out, "-> 127.0.0.1:18081/chat\n\n    hi\n"));
+    free(out);
+    out = printer_flow_json(f);
+    T_CHECK(out && strstr(out, "\"websocket\":{\"messages\":2,\"bytes\":4,\"close_code\":1009,"
+                               "\"closed_by_client\":true}"));
+    free(out);
+    flow_free(f);
+}
+
 int main(void)
 {
     T_RUN(sizes);
     T_RUN(addresses);
     T_RUN(detail_levels);
+    T_RUN(websocket_lines);
     T_DONE();
 }

@@ -237,6 +237,44 @@ static void hook_rate(void)
     script_env_free(e);
 }
 
+static void websocket_hooks(void)
+{
+    const char *p[] = {S("ws.lua")};
+    script_env *e = env_of(p, 1);
+    T_CHECK(e != NULL);
+    if (!e)
+        return;
+    T_CHECK(script_env_has_hook(e, SCRIPT_HOOK_WEBSOCKET_MESSAGE) &&
+            script_env_has_hook(e, SCRIPT_HOOK_WEBSOCKET_START) &&
+            script_env_has_hook(e, SCRIPT_HOOK_WEBSOCKET_END));
+    flow *f = make_flow();
+    f->websocket = true;
+    script_env_run(e, SCRIPT_HOOK_WEBSOCKET_START, f);
+    T_CHECK(f->metadata && strstr(f->metadata, "ws_started"));
+    struct { bool from_client, is_text; const char *in, *out; bool dropped; } cases[] = {
+        {true, true, "hello", "HELLO #1 text", false},
+        {false, true, "hello", "hello", false},
+        {true, false, "\x01bin", "\x01bin+ts", false},
+        {true, true, "drop", "drop", true},
+        {false, true, "flag", "flag", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        flow_ws_add(f, cases[i].from_client, cases[i].is_text, cases[i].in, strlen(cases[i].in));
+        script_env_run(e, SCRIPT_HOOK_WEBSOCKET_MESSAGE, f);
+        flow_ws_message *m = &f->ws_msgs[f->ws_n - 1];
+        T_STREQ(m->content.p, cases[i].out);
+        T_CHECK(m->dropped == cases[i].dropped);
+    }
+    f->ws_close_code = 1001;
+    f->ws_closed_by_client = true;
+    flow_strset(&f->ws_close_reason, "going");
+    script_env_run(e, SCRIPT_HOOK_WEBSOCKET_END, f);
+    T_CHECK(f->metadata && strstr(f->metadata, "1001 true going"));
+    script_env_forget(e, f);
+    flow_free(f);
+    script_env_free(e);
+}
+
 int main(void)
 {
     T_RUN(accessors);
@@ -247,5 +285,6 @@ int main(void)
     T_RUN(injection_every_field);
     T_RUN(time_limit);
     T_RUN(hook_rate);
+    T_RUN(websocket_hooks);
     T_DONE();
 }
