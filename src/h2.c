@@ -24,6 +24,7 @@ typedef struct h2_stream {
     bool in_trailers;      /* the current header block is a trailer section */
     bool too_big;          /* the current header block broke a limit */
     bool refused;          /* we answered or reset it: ignore what follows */
+    bool stop_peer;        /* once our answer is out, stop the peer's upload */
     bytes out;             /* body to send */
     size_t out_off;
     hdrs out_trailers;
@@ -387,9 +388,7 @@ static void refuse(h2_conn *c, h2_stream *st, int status, const char *msg)
             hdrs_add(&s->headers, "content-length", 14, len, strlen(len)) == 0 &&
             bytes_set(&s->content, msg, ml) == 0 && bytes_append(&s->content, "\n", 1) == 0 &&
             h2_submit_response(c, st->sid, s) == 0) {
-            /* RFC 9113 §8.1: a complete response may end a request early;
-             * RST_STREAM(NO_ERROR) tells the client to stop sending. */
-            nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_NO_ERROR);
+            st->stop_peer = true;
         } else {
             nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
         }
@@ -484,6 +483,9 @@ static int add_cookie(h2_stream *st, const uint8_t *value, size_t vlen)
     return 0;
 }
 
+static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                             size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user_data);
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t nlen,
                      const uint8_t *value, size_t vlen, uint8_t flags, void *user_data)
 {
@@ -496,6 +498,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         st->too_big = true; /* answered once the block ends: HPACK must go on decoding */
         return 0;
     }
+    /* nghttp2 1.52 lets upper-case names through; RFC 9113 §8.2.1 calls
+     * the message malformed. */
+    for (size_t i = 0; i < nlen; i++)
+        if (name[i] >= 'A' && name[i] <= 'Z')
+            return on_invalid_header(session, frame, name, nlen, value, vlen, flags, user_data);
     int rv;
     if (nlen && name[0] == ':')
         rv = set_pseudo(st, name, nlen, value, vlen, c->server);
@@ -630,6 +637,21 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, c
     return bytes_append(b, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
+/* RFC 9113 §8.1: a complete response may end a request early; once it is
+ * sent, RST_STREAM(NO_ERROR) tells the client to stop sending.  Sent after
+ * the response, not with it, or the reset would overtake the answer. */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    h2_conn *c = user_data;
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    h2_stream *st = stream_get(c, frame->hd.stream_id);
+    if (st && st->stop_peer && !nghttp2_session_get_stream_remote_close(session, st->sid))
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
 static int on_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, void *user_data)
 {
     h2_conn *c = user_data;
@@ -662,6 +684,7 @@ h2_conn *h2_conn_new(bool server, const h2_limits *lim, const h2_events *ev, voi
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
 
     /* Abuse limits, explicit rather than trusting defaults that moved
      * between nghttp2 releases (the last two are Debian backports):
@@ -726,6 +749,7 @@ int h2_conn_feed(h2_conn *c, const void *data, size_t n)
     /* nghttp2 has queued GOAWAY for protocol errors and floods; for the
      * rest (bad preface, our own failures) say goodbye ourselves. */
     nghttp2_session_terminate_session(c->s, rv == NGHTTP2_ERR_CALLBACK_FAILURE ? NGHTTP2_INTERNAL_ERROR
+                                            : rv == NGHTTP2_ERR_FLOODED         ? NGHTTP2_ENHANCE_YOUR_CALM
                                                                                 : NGHTTP2_PROTOCOL_ERROR);
     return -1;
 }
