@@ -72,6 +72,13 @@ int h1_write_response_head(struct evbuffer *out, const flow_response *s);
 /* Body: chunked (one chunk, terminator, trailers) or raw. */
 int h1_write_body(struct evbuffer *out, const bytes *body, bool chunked, const hdrs *trailers);
 
+/* The message's Transfer-Encoding includes chunked. */
+bool h1_is_chunked(const hdrs *h);
+/* Make Content-Length describe a body of `len` bytes (a hook may have
+ * changed it), unless the message is chunked.  Without `always`, a message
+ * with no Content-Length and no body is left alone.  0 or -1 (ENOMEM). */
+int h1_fix_length(hdrs *h, size_t len, bool always);
+
 /* Validate a header name / value that came from somewhere other than the
  * parser (a script, a dump file) before it is written as HTTP/1. */
 bool h1_valid_name(const char *s, size_t n);

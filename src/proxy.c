@@ -9,7 +9,8 @@
  * kept whole (mitmdump's default) up to body_size_limit, so hooks always see
  * complete messages.
  *
- * Ownership: a cconn owns its flow, its parser and its upstream sconn.
+ * Ownership: a cconn owns its flow, its parser and its exchange with the
+ * upstream (upstream.c), which owns the server connection.
  * Functions that may free the cconn say so in their name (…_or_close) and
  * are always the last thing their caller does. */
 #include "proxy.h"
@@ -46,31 +47,10 @@
 #include "printer.h"
 #include "script.h"
 #include "tls.h"
+#include "upstream.h"
+#include "worker.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
-
-enum sphase {
-    S_TCP,             /* connecting (plain TCP, or TCP + TLS in one step) */
-    S_PROXY_CONNECT,   /* waiting for the upstream proxy's answer to CONNECT */
-    S_TLS,             /* TLS handshake over the proxy tunnel */
-    S_READY,           /* requests may be sent */
-};
-
-typedef struct sconn {
-    struct bufferevent *bev;
-    enum sphase phase;
-    bool via_proxy;          /* upstream mode: tunnel through the proxy */
-    flow_response *connect_resp;
-    h1_parser *parser;
-    char *host;
-    uint16_t port;
-    bool tls;
-    bool connected;
-    bool reusable;
-    bool got_bytes;          /* any byte of the current response seen */
-    unsigned requests;       /* exchanges sent on this connection */
-    flow_conn info;          /* copied into each flow that uses it */
-} sconn;
 
 enum cstate {
     C_READ_REQ,        /* reading (or waiting for) a request */
@@ -102,41 +82,20 @@ typedef struct cconn {
     enum cstate state;
     bool keep_alive;
     bool upgrade_after_write;
-    bool retried;
     bool linger;            /* close gently: the client may still be sending */
     int target_status;      /* why resolve_target refused the request, or 0 */
-    sconn *s;
+    exch x;                 /* the request's trip upstream; keeps the server connection */
+    struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
 } cconn;
-
-struct worker {
-    const proxy_shared *sh;
-    int index;
-    int port;
-    struct event_base *base;
-    struct evdns_base *dns;
-    struct evconnlistener *listener;
-    script_env *scripts;
-    struct event *stop_ev;
-    pthread_t thread;
-    bool started;
-    bool stopping;           /* finishing what is in flight, then exit */
-    hostmatch *ignore_hosts; /* per worker: a matcher holds match data */
-    hostmatch *allow_hosts;
-    cconn *conns;
-    h1_limits req_limits;
-    h1_limits resp_limits;
-};
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
-static void server_read_cb(struct bufferevent *bev, void *arg);
-static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void peer_read_cb(struct bufferevent *bev, void *arg);
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
 static void process_client_or_close(cconn *c);
 static void linger_or_close(cconn *c);
 static void start_passthrough_or_close(cconn *c);
-static void record_peer(sconn *s);
-static void start_upstream_or_close(cconn *c);
 static void deliver_response_or_close(cconn *c);
 
 /* ---- consumers ---------------------------------------------------------- */
@@ -210,19 +169,6 @@ static void flow_fail(cconn *c, const char *msg)
 
 /* ---- connection lifetime ------------------------------------------------ */
 
-static void sconn_free(sconn *s)
-{
-    if (!s)
-        return;
-    if (s->bev)
-        bufferevent_free(s->bev);
-    flow_response_free(s->connect_resp);
-    h1_parser_free(s->parser);
-    free(s->host);
-    flow_conn_clear(&s->info);
-    free(s);
-}
-
 static void cconn_free(cconn *c)
 {
     if (c->f && c->f->type == FLOW_TCP) {
@@ -235,7 +181,9 @@ static void cconn_free(cconn *c)
         flow_fail(c, "client disconnected");
     }
     flow_done(c);
-    sconn_free(c->s);
+    exch_close(&c->x);
+    if (c->peer)
+        bufferevent_free(c->peer);
     if (c->peek_ev)
         event_free(c->peek_ev);
     if (c->bev)
@@ -261,10 +209,7 @@ static void cconn_free(cconn *c)
 static void close_after_write(cconn *c)
 {
     c->state = C_CLOSING;
-    if (c->s && !c->s->reusable) {
-        sconn_free(c->s);
-        c->s = NULL;
-    }
+    exch_release_unless_reusable(&c->x);
     if (!c->bev) {
         cconn_free(c);
         return;
@@ -298,11 +243,7 @@ static void send_simple_response(cconn *c, int status, const char *msg, bool clo
 /* The upstream part of the exchange failed: answer the client, fail the flow. */
 static void upstream_failed_or_close(cconn *c, int status, const char *msg)
 {
-    log_debug("upstream failure: %s", msg);
-    if (c->s) {
-        sconn_free(c->s);
-        c->s = NULL;
-    }
+    exch_close(&c->x);
     if (c->f && c->f->response) {
         flow_response_free(c->f->response);
         c->f->response = NULL;
@@ -644,27 +585,28 @@ static void start_passthrough_or_close(cconn *c)
     f->type = FLOW_TCP;
     flow_request_free(f->request);
     f->request = NULL;
-    sconn *s = c->s = calloc(1, sizeof *c->s);
-    if (!s || !(s->host = strdup(c->tunnel_host))) {
+    f->server.timestamp_start = flow_now();
+    if (flow_strset(&f->server.address_host, c->tunnel_host) < 0) {
         cconn_free(c);
         return;
     }
-    s->port = c->tunnel_port;
-    s->info.timestamp_start = flow_now();
-    flow_strset(&f->server.address_host, s->host);
-    f->server.address_port = s->port;
-    s->bev = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-    if (!s->bev) {
+    f->server.address_port = c->tunnel_port;
+    c->peer = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+    if (!c->peer) {
         cconn_free(c);
         return;
     }
     c->state = C_PASSTHROUGH_CONNECT;
-    bufferevent_setcb(s->bev, server_read_cb, NULL, server_event_cb, c);
+    bufferevent_setcb(c->peer, peer_read_cb, NULL, peer_event_cb, c);
     struct timeval tv = {c->w->sh->o->connect_timeout, 0};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect_hostname(s->bev, c->w->dns, AF_UNSPEC, s->host, s->port) < 0)
-        server_event_cb(s->bev, BEV_EVENT_ERROR, c);
+    bufferevent_set_timeouts(c->peer, &tv, &tv);
+    bufferevent_enable(c->peer, EV_READ | EV_WRITE);
+    char msg[400];
+    if (upstream_connect(c->w, c->peer, c->tunnel_host, c->tunnel_port, msg, sizeof msg) < 0) {
+        flow_set_error(f, msg);
+        send_simple_response(c, 502, msg, true);
+        close_after_write(c);
+    }
 }
 
 static void handle_connect_or_close(cconn *c)
@@ -726,7 +668,9 @@ static void handle_request_or_close(cconn *c)
         upstream_failed_or_close(c, 500, err);
         return;
     }
-    start_upstream_or_close(c);
+    c->x.in_tunnel = c->in_tunnel;
+    c->x.sni = c->in_tunnel ? c->info.sni : NULL;
+    exch_start(&c->x, f);
 }
 
 static void process_client_or_close(cconn *c)
@@ -758,482 +702,81 @@ static void process_client_or_close(cconn *c)
 
 /* ---- upstream ----------------------------------------------------------- */
 
-static void fill_server_info(cconn *c)
+/* How the exchange with the upstream went, for an HTTP/1 client. */
+
+static void h1x_head(exch *x)
 {
-    sconn *s = c->s;
-    flow_conn *d = &c->f->server, *i = &s->info;
-    flow_strset(&d->address_host, i->address_host);
-    d->address_port = i->address_port;
-    flow_strset(&d->peer_host, i->peer_host);
-    d->peer_port = i->peer_port;
-    flow_strset(&d->sni, i->sni);
-    flow_strset(&d->alpn, i->alpn);
-    flow_strset(&d->tls_version, i->tls_version);
-    flow_strset(&d->cipher, i->cipher);
-    flow_strset(&d->cert_subject, i->cert_subject);
-    flow_strset(&d->cert_issuer, i->cert_issuer);
-    d->tls = i->tls;
-    d->timestamp_start = i->timestamp_start;
-    d->timestamp_tcp_setup = i->timestamp_tcp_setup;
-    d->timestamp_tls_setup = i->timestamp_tls_setup;
+    run_hook(x->owner, SCRIPT_HOOK_RESPONSEHEADERS);
 }
 
-static bool is_chunked(const hdrs *h)
+static void h1x_interim(exch *x, const flow_response *r)
 {
-    return hdrs_has_token(h, "transfer-encoding", "chunked");
+    cconn *c = x->owner;
+    h1_write_response_head(bufferevent_get_output(c->bev), r);
 }
 
-/* Content-Length must describe the body we actually send (a hook may have
- * changed it); set it unless the message is chunked. */
-static int fix_length(hdrs *h, size_t len, bool always)
+static void h1x_done(exch *x)
 {
-    if (is_chunked(h))
-        return 0;
-    if (!always && !hdrs_get(h, "content-length", NULL) && len == 0)
-        return 0;
-    char v[32];
-    int n = snprintf(v, sizeof v, "%zu", len);
-    return hdrs_set(h, "Content-Length", v, (size_t)n);
-}
-
-static void send_request_or_close(cconn *c)
-{
-    sconn *s = c->s;
-    flow *f = c->f;
-    flow_request *r = f->request;
-    const opts *o = c->w->sh->o;
-    fill_server_info(c);
-    s->requests++;
-    s->got_bytes = false;
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    bool chunked = is_chunked(&r->headers);
-    if (fix_length(&r->headers, r->content.len, false) < 0 ||
-        h1_write_request_head(out, r, o->mode == MODE_UPSTREAM && !c->in_tunnel) < 0 ||
-        h1_write_body(out, &r->content, chunked, &r->trailers) < 0) {
-        upstream_failed_or_close(c, 500, "out of memory");
-        return;
-    }
-    if (!f->response && !(f->response = flow_response_new())) {
-        upstream_failed_or_close(c, 500, "out of memory");
-        return;
-    }
-    h1_parser_begin_response(s->parser, f->response, strcmp(r->method, "HEAD") == 0);
-    struct timeval tv = {o->read_timeout, 0};
-    bufferevent_set_timeouts(s->bev, o->read_timeout ? &tv : NULL, o->read_timeout ? &tv : NULL);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-static int on_response_head(void *ud)
-{
-    cconn *c = ud;
-    if (c->s && c->s->phase == S_PROXY_CONNECT)
-        return 0;  /* the upstream proxy's answer to our CONNECT, not the flow's */
-    flow_response *s = c->f->response;
-    if (s->status_code >= 200 || s->status_code == 101)
-        run_hook(c, SCRIPT_HOOK_RESPONSEHEADERS);
-    return 0;
-}
-
-static int on_response_body(void *ud, const char *at, size_t n)
-{
-    cconn *c = ud;
-    if (c->s && c->s->phase == S_PROXY_CONNECT)
-        return -1; /* a 2xx to CONNECT has no body; anything else is refused */
-    return bytes_append(&c->f->response->content, at, n);
-}
-
-static const char *upstream_error_text(cconn *c, short what, char *buf, size_t n)
-{
-    sconn *s = c->s;
-    int dns_err = bufferevent_socket_get_dns_error(s->bev);
-    char hb[300];
-    const char *h = flow_host_for_url(s->host, hb, sizeof hb);
-    if (dns_err) {
-        snprintf(buf, n, "DNS resolution failed for %s: %s", s->host, evutil_gai_strerror(dns_err));
-        return buf;
-    }
-    if (what & BEV_EVENT_TIMEOUT) {
-        if (!s->connected)
-            snprintf(buf, n, "timed out connecting to %s:%u after %ds", h, s->port,
-                     c->w->sh->o->connect_timeout);
-        else
-            snprintf(buf, n, "no response from %s:%u within read_timeout (%ds)", h, s->port,
-                     c->w->sh->o->read_timeout);
-        return buf;
-    }
-    if (s->tls) {
-        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-        const char *v = ssl ? tls_verify_error(ssl) : NULL;
-        if (v && !s->connected) {
-            snprintf(buf, n, "upstream certificate verification failed for %s: %s", s->host, v);
-            return buf;
-        }
-        unsigned long e = bufferevent_get_openssl_error(s->bev);
-        if (e && !s->connected) {
-            char es[200];
-            ERR_error_string_n(e, es, sizeof es);
-            snprintf(buf, n, "TLS handshake with %s:%u failed: %s", h, s->port, es);
-            return buf;
-        }
-    }
-    int err = EVUTIL_SOCKET_ERROR();
-    if (!s->connected) {
-        snprintf(buf, n, "error connecting to %s:%u: %s", h, s->port,
-                 err ? evutil_socket_error_to_string(err) : "connection closed");
-    } else if (what & BEV_EVENT_EOF) {
-        snprintf(buf, n, "server %s:%u closed the connection before a complete response", h, s->port);
-    } else {
-        snprintf(buf, n, "connection to %s:%u failed: %s", h, s->port,
-                 err ? evutil_socket_error_to_string(err) : "reset");
-    }
-    return buf;
-}
-
-static void record_peer(sconn *s)
-{
-    evutil_socket_t fd = bufferevent_getfd(s->bev);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    char ip[INET6_ADDRSTRLEN] = "";
-    uint16_t port = 0;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-        port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-        port = ntohs(a->sin6_port);
-    }
-    flow_strset(&s->info.peer_host, ip);
-    s->info.peer_port = port;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-/* Wrap the connection in TLS toward the target.  Over a tunnel through an
- * upstream proxy the TLS runs as a filter on the established socket. */
-static SSL *upstream_ssl_or_close(cconn *c, char *err, size_t errsz)
-{
-    sconn *s = c->s;
-    SSL *ssl = SSL_new(c->w->sh->client_ctx);
-    const char *sni = c->info.sni && c->in_tunnel ? c->info.sni : NULL;
-    if (!ssl) {
-        snprintf(err, errsz, "out of memory");
-        return NULL;
-    }
-    if (tls_client_prepare(ssl, s->host, sni, err, errsz) < 0) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    return ssl;
-}
-
-static void on_upstream_connected_or_close(cconn *c)
-{
-    sconn *s = c->s;
-    double now = flow_now();
-    if (s->phase == S_TCP) {
-        record_peer(s);
-        s->info.timestamp_tcp_setup = now;
-        if (s->via_proxy) {
-            /* ask the upstream proxy for a tunnel to the real target */
-            char hb[300];
-            const char *h = flow_host_for_url(s->host, hb, sizeof hb);
-            evbuffer_add_printf(bufferevent_get_output(s->bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n\r\n",
-                                h, s->port, h, s->port);
-            s->phase = S_PROXY_CONNECT;
-            s->connect_resp = flow_response_new();
-            h1_parser_begin_response(s->parser, s->connect_resp, true);
-            return;
-        }
-    }
-    s->phase = S_READY;
-    s->connected = true;
-    if (s->tls) {
-        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-        tls_fill_conn_info(ssl, &s->info, true);
-        s->info.timestamp_tls_setup = now;
-    }
-    send_request_or_close(c);
-}
-
-/* The upstream proxy answered our CONNECT. */
-static void on_proxy_connect_done_or_close(cconn *c)
-{
-    sconn *s = c->s;
-    int st = s->connect_resp->status_code;
-    flow_response_free(s->connect_resp);
-    s->connect_resp = NULL;
-    if (st < 200 || st > 299) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "upstream proxy refused CONNECT to %s:%u with status %d", s->host, s->port, st);
-        upstream_failed_or_close(c, 502, msg);
-        return;
-    }
-    if (!s->tls) {
-        on_upstream_connected_or_close(c);
-        return;
-    }
-    char err[256];
-    SSL *ssl = upstream_ssl_or_close(c, err, sizeof err);
-    if (!ssl) {
-        upstream_failed_or_close(c, 502, err);
-        return;
-    }
-    struct bufferevent *b = bufferevent_openssl_filter_new(c->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-    if (!b) {
-        SSL_free(ssl);
-        upstream_failed_or_close(c, 500, "out of memory");
-        return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(b, 1);
-    s->bev = b;
-    s->phase = S_TLS;
-    bufferevent_setcb(b, server_read_cb, NULL, server_event_cb, c);
-    struct timeval tv = {c->w->sh->o->connect_timeout, 0};
-    bufferevent_set_timeouts(b, &tv, &tv);
-    bufferevent_enable(b, EV_READ | EV_WRITE);
-}
-
-static void start_upstream_or_close(cconn *c)
-{
-    const proxy_shared *sh = c->w->sh;
-    const opts *o = sh->o;
-    flow_request *r = c->f->request;
-    /* where the request goes (target) and where the TCP connection goes */
-    const char *host = r->host, *conn_host = r->host;
-    uint16_t port = r->port, conn_port = r->port;
-    bool tls = strcmp(r->scheme, "https") == 0, conn_tls = tls;
-    bool via_proxy = false;
-    if (o->mode == MODE_UPSTREAM) {
-        conn_host = o->mode_url.host;
-        conn_port = o->mode_url.port;
-        if (c->in_tunnel) {
-            via_proxy = true;
-            conn_tls = false;
-        } else {
-            host = conn_host;
-            port = conn_port;
-            tls = conn_tls = strcmp(o->mode_url.scheme, "https") == 0;
-        }
-    }
-    sconn *s = c->s;
-    if (s && s->reusable && s->port == port && s->tls == tls && strcmp(s->host, host) == 0) {
-        send_request_or_close(c);
-        return;
-    }
-    sconn_free(s);
-    c->s = s = calloc(1, sizeof *s);
-    static const h1_events sev = {on_response_head, on_response_body};
-    if (!s || !(s->host = strdup(host)) || !(s->parser = h1_parser_new_response(&c->w->resp_limits, &sev, c))) {
-        upstream_failed_or_close(c, 500, "out of memory");
-        return;
-    }
-    s->port = port;
-    s->tls = tls;
-    s->via_proxy = via_proxy;
-    s->phase = S_TCP;
-    s->info.timestamp_start = flow_now();
-    flow_strset(&s->info.address_host, host);
-    s->info.address_port = port;
-    if (conn_tls) {
-        char err[256];
-        SSL *ssl = upstream_ssl_or_close(c, err, sizeof err);
-        if (!ssl) {
-            upstream_failed_or_close(c, 502, err);
-            return;
-        }
-        s->bev = bufferevent_openssl_socket_new(c->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-        if (!s->bev)
-            SSL_free(ssl);
-        else
-            bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-    } else {
-        s->bev = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-    }
-    if (!s->bev) {
-        upstream_failed_or_close(c, 500, "out of memory");
-        return;
-    }
-    bufferevent_setcb(s->bev, server_read_cb, NULL, server_event_cb, c);
-    struct timeval tv = {o->connect_timeout, 0};
-    bufferevent_set_timeouts(s->bev, o->connect_timeout ? &tv : NULL, o->connect_timeout ? &tv : NULL);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    /* RFC 6761: .invalid never resolves; say so without asking DNS */
-    size_t hl = strlen(conn_host);
-    if (hl >= 8 && strcasecmp(conn_host + hl - 8, ".invalid") == 0) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "DNS resolution failed for %s: name does not exist", conn_host);
-        upstream_failed_or_close(c, 502, msg);
-        return;
-    }
-    /* RFC 6761 §6.3: names under .localhost are loopback, without DNS */
-    if (hl > 10 && strcasecmp(conn_host + hl - 10, ".localhost") == 0)
-        conn_host = "127.0.0.1";
-    if (bufferevent_socket_connect_hostname(s->bev, c->w->dns, AF_UNSPEC, conn_host, conn_port) < 0) {
-        char msg[400];
-        upstream_error_text(c, BEV_EVENT_ERROR, msg, sizeof msg);
-        upstream_failed_or_close(c, 502, msg);
-        return;
-    }
-}
-
-/* A keep-alive connection the server closed just as we reused it: try a
- * fresh connection once, as browsers do, before calling it an error. */
-static bool maybe_retry_or_close(cconn *c)
-{
-    sconn *s = c->s;
-    if (!s || s->requests <= 1 || s->got_bytes || c->retried)
-        return false;
-    c->retried = true;
-    sconn_free(s);
-    c->s = NULL;
-    if (c->f->response) {
-        flow_response_free(c->f->response);
-        c->f->response = NULL;
-    }
-    start_upstream_or_close(c);
-    return true;
-}
-
-static void response_complete_or_close(cconn *c)
-{
-    sconn *s = c->s;
-    flow_response *resp = c->f->response;
-    s->reusable = h1_parser_keep_alive(s->parser) && !h1_parser_upgrade(s->parser);
-    bufferevent_disable(s->bev, EV_READ);
-    bufferevent_set_timeouts(s->bev, NULL, NULL);
-    if (resp->status_code == 101 && h1_parser_upgrade(s->parser)) {
-        c->upgrade_after_write = true;
-        s->reusable = false;
-    }
-    c->retried = false;
+    cconn *c = x->owner;
+    c->upgrade_after_write = x->upgraded;
     deliver_response_or_close(c);
 }
 
-static void server_read_cb(struct bufferevent *bev, void *arg)
+static void h1x_failed(exch *x, int status, const char *msg)
 {
-    cconn *c = arg;
-    sconn *s = c->s;
-    if (c->state == C_RELAY) {
-        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
-        return;
-    }
-    if (c->state != C_WAIT_UPSTREAM || !c->f) {
-        /* bytes on an idle connection: the server is confused; drop it */
-        sconn_free(s);
-        c->s = NULL;
-        return;
-    }
-    struct evbuffer *in = bufferevent_get_input(bev);
-    if (s->phase == S_PROXY_CONNECT) {
-        enum h1_status st = h1_parser_feed(s->parser, in);
-        if (st == H1_NEED_MORE)
-            return;
-        if (st == H1_ERROR) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "invalid answer from upstream proxy: %s", h1_parser_error(s->parser));
-            upstream_failed_or_close(c, 502, msg);
-            return;
-        }
-        on_proxy_connect_done_or_close(c);
-        return;
-    }
-    if (evbuffer_get_length(in))
-        s->got_bytes = true;
-    for (;;) {
-        enum h1_status st = h1_parser_feed(s->parser, in);
-        if (st == H1_NEED_MORE)
-            return;
-        if (st == H1_ERROR) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "invalid response from server: %s", h1_parser_error(s->parser));
-            upstream_failed_or_close(c, 502, msg);
-            return;
-        }
-        flow_response *resp = c->f->response;
-        if (resp->status_code >= 100 && resp->status_code < 200 && resp->status_code != 101) {
-            /* interim response: pass it on, then wait for the final one */
-            h1_write_response_head(bufferevent_get_output(c->bev), resp);
-            flow_response_free(resp);
-            c->f->response = flow_response_new();
-            h1_parser_begin_response(s->parser, c->f->response,
-                                     strcmp(c->f->request->method, "HEAD") == 0);
-            continue;
-        }
-        response_complete_or_close(c);
-        return;
-    }
+    upstream_failed_or_close(x->owner, status, msg);
 }
 
-static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+static const exch_ops h1_exch_ops = {h1x_head, h1x_interim, h1x_done, h1x_failed};
+
+/* ---- relaying raw bytes (passthrough, after a protocol switch) ---------- */
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
 {
     cconn *c = arg;
-    sconn *s = c->s;
+    if (c->state == C_RELAY)
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+}
+
+static void start_relay(cconn *c)
+{
+    c->state = C_RELAY;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    bufferevent_set_timeouts(c->peer, NULL, NULL);
+    bufferevent_setcb(c->peer, peer_read_cb, NULL, peer_event_cb, c);
+    /* bytes that came early belong to the new protocol */
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(c->peer));
+    evbuffer_add_buffer(bufferevent_get_output(c->peer), bufferevent_get_input(c->bev));
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->peer, EV_READ | EV_WRITE);
+}
+
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    cconn *c = arg;
     if (c->state == C_PASSTHROUGH_CONNECT) {
+        flow *f = c->f;
         if (what & BEV_EVENT_CONNECTED) {
-            record_peer(s);
-            s->info.timestamp_tcp_setup = flow_now();
-            c->f->server.timestamp_start = s->info.timestamp_start;
-            c->f->server.timestamp_tcp_setup = s->info.timestamp_tcp_setup;
-            flow_strset(&c->f->server.peer_host, s->info.peer_host);
-            c->f->server.peer_port = s->info.peer_port;
+            f->server.timestamp_tcp_setup = flow_now();
+            upstream_record_peer(bev, &f->server);
             evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
-            c->state = C_RELAY;
-            bufferevent_set_timeouts(s->bev, NULL, NULL);
-            bufferevent_set_timeouts(c->bev, NULL, NULL);
-            evbuffer_add_buffer(bufferevent_get_output(s->bev), bufferevent_get_input(c->bev));
-            bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+            start_relay(c);
             return;
         }
         char msg[512];
-        upstream_error_text(c, what, msg, sizeof msg);
-        flow_set_error(c->f, msg);
-        sconn_free(s);
-        c->s = NULL;
+        upstream_error_text(c->w->sh->o, bev, c->tunnel_host, c->tunnel_port, false, false, what, msg, sizeof msg);
+        flow_set_error(f, msg);
+        bufferevent_free(c->peer);
+        c->peer = NULL;
         send_simple_response(c, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg, true);
         close_after_write(c);
         return;
     }
-    if (what & BEV_EVENT_CONNECTED) {
-        if (c->state == C_WAIT_UPSTREAM)
-            on_upstream_connected_or_close(c);
-        return;
-    }
-    if (c->state == C_RELAY) {
-        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
-        sconn_free(s);
-        c->s = NULL;
-        close_after_write(c);
-        return;
-    }
-    if (c->state != C_WAIT_UPSTREAM || !c->f) {
-        /* an idle pooled connection went away: forget it */
-        sconn_free(s);
-        c->s = NULL;
-        return;
-    }
-    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && s->connected) {
-        /* the response may be close-delimited; over TLS, many servers end
-         * it without close_notify, which OpenSSL 3 reports as an error */
-        server_read_cb(bev, c);
-        if (c->s != s || c->state != C_WAIT_UPSTREAM)
-            return;
-        if (h1_parser_eof(s->parser) == H1_DONE) {
-            response_complete_or_close(c);
-            return;
-        }
-    }
-    if (s->connected && !(what & BEV_EVENT_TIMEOUT) && maybe_retry_or_close(c))
-        return;
-    char msg[512];
-    upstream_error_text(c, what, msg, sizeof msg);
-    upstream_failed_or_close(c, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg);
+    /* the server ended the relay: pass on what it sent, then close */
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+    bufferevent_free(c->peer);
+    c->peer = NULL;
+    close_after_write(c);
 }
 
 /* ---- the response to the client ----------------------------------------- */
@@ -1264,9 +807,9 @@ static void deliver_response_or_close(cconn *c)
         resp->timestamp_end = flow_now();
     bool head = strcmp(f->request->method, "HEAD") == 0;
     bool no_body = head || status_has_no_body(resp->status_code);
-    bool chunked = !no_body && is_chunked(&resp->headers);
+    bool chunked = !no_body && h1_is_chunked(&resp->headers);
     if (!no_body)
-        fix_length(&resp->headers, resp->content.len, true);
+        h1_fix_length(&resp->headers, resp->content.len, true);
     if (hdrs_has_token(&resp->headers, "connection", "close"))
         c->keep_alive = false;
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -1287,16 +830,9 @@ static void deliver_response_or_close(cconn *c)
 /* Response written: next request, a protocol switch, or the end. */
 static void exchange_done_or_close(cconn *c)
 {
-    if (c->upgrade_after_write && c->s) {
+    if (c->upgrade_after_write && (c->peer = exch_take_bev(&c->x))) {
         c->upgrade_after_write = false;
-        c->state = C_RELAY;
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
-        bufferevent_set_timeouts(c->s->bev, NULL, NULL);
-        /* bytes that came with the 101 belong to the new protocol */
-        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(c->s->bev));
-        evbuffer_add_buffer(bufferevent_get_output(c->s->bev), bufferevent_get_input(c->bev));
-        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-        bufferevent_enable(c->s->bev, EV_READ | EV_WRITE);
+        start_relay(c);
         return;
     }
     if (!c->keep_alive || c->w->stopping) {
@@ -1321,8 +857,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     if (c->state == C_RELAY) {
-        if (c->s)
-            evbuffer_add_buffer(bufferevent_get_output(c->s->bev), bufferevent_get_input(bev));
+        if (c->peer)
+            evbuffer_add_buffer(bufferevent_get_output(c->peer), bufferevent_get_input(bev));
         return;
     }
     if (c->state == C_READ_REQ)
@@ -1396,9 +932,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (c->state == C_RELAY) {
-        if (c->s) {
-            evbuffer_add_buffer(bufferevent_get_output(c->s->bev), bufferevent_get_input(bev));
-        }
+        if (c->peer)
+            evbuffer_add_buffer(bufferevent_get_output(c->peer), bufferevent_get_input(bev));
         cconn_free(c);
         return;
     }
@@ -1427,6 +962,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     }
     c->w = w;
     c->fd = fd;
+    exch_init(&c->x, w, &h1_exch_ops, c);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

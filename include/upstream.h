@@ -1,0 +1,81 @@
+/* upstream.h — one request's trip to its server and back.
+ *
+ * An exchange (exch) takes a flow whose request is complete, connects to
+ * where it must go (directly, through an upstream proxy's CONNECT, with TLS
+ * verified as configured), writes the request as HTTP/1.1, reads the
+ * response into the flow, and keeps the server connection for the next
+ * exchange of the same owner when HTTP allows.  The owner — an HTTP/1
+ * client connection, an HTTP/2 stream, client replay — never sees the
+ * server's sockets: it hears how the exchange went through exch_ops.
+ *
+ * Every callback may free the owner (and the exch embedded in it): the
+ * upstream code calls one as the very last thing it does. */
+#ifndef MITMLUA_UPSTREAM_H
+#define MITMLUA_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <event2/bufferevent.h>
+
+#include "flow.h"
+#include "opts.h"
+#include "worker.h"
+
+typedef struct upstream upstream;   /* one server connection */
+typedef struct exch exch;
+
+typedef struct exch_ops {
+    /* The response head is parsed (status, headers): the owner runs the
+     * responseheaders hook here.  Not called for interim responses. */
+    void (*head)(exch *x);
+    /* An interim response (1xx other than 101); freed after the call. */
+    void (*interim)(exch *x, const flow_response *r);
+    /* The response is complete in the flow.  x->upgraded says whether the
+     * server switched protocols (101 to an Upgrade). */
+    void (*done)(exch *x);
+    /* The exchange failed: the status to answer with (500, 502, 504) and
+     * a one-line reason.  The server connection is gone. */
+    void (*failed)(exch *x, int status, const char *msg);
+} exch_ops;
+
+struct exch {
+    worker *w;
+    const exch_ops *ops;
+    void *owner;
+    flow *f;             /* the flow in flight; NULL between exchanges */
+    upstream *up;        /* the server connection, kept between exchanges */
+    const char *sni;     /* the client's SNI to send on (owner's string), or NULL */
+    bool in_tunnel;      /* request came through a tunnel: in upstream mode,
+                          * ask the upstream proxy for a tunnel too */
+    bool retried;        /* this flow already retried a stale connection */
+    bool upgraded;       /* set before done(): the server switched protocols */
+};
+
+void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);
+/* Send f's request (f->request complete; f->response NULL or a response
+ * to fill).  Ends in exactly one call of ops->done or ops->failed, possibly
+ * before exch_start returns. */
+void exch_start(exch *x, flow *f);
+/* Close the server connection unless it may carry another exchange. */
+void exch_release_unless_reusable(exch *x);
+/* Close the server connection; the flow in flight (if any) is left alone. */
+void exch_close(exch *x);
+/* After an upgrade: hand the server connection to the owner's relay.  The
+ * owner frees the bufferevent; the exch no longer has a connection. */
+struct bufferevent *exch_take_bev(exch *x);
+
+/* ---- helpers for the owner's raw connections (passthrough tunnels) ---- */
+
+/* The peer address of a connected socket into info->peer_host/peer_port,
+ * and TCP_NODELAY on it. */
+void upstream_record_peer(struct bufferevent *bev, flow_conn *info);
+/* A one-line reason for a failed connection to host:port. */
+const char *upstream_error_text(const opts *o, struct bufferevent *bev, const char *host, uint16_t port,
+                                bool connected, bool tls, short what, char *buf, size_t n);
+/* Connect bev to host:port with the worker's resolver, minding RFC 6761's
+ * special names (.localhost is loopback, .invalid never resolves).
+ * 0, or -1 with a reason in err. */
+int upstream_connect(worker *w, struct bufferevent *bev, const char *host, uint16_t port, char *err,
+                     size_t errsz);
+
+#endif

@@ -1,0 +1,40 @@
+/* worker.h — one worker's private state, shared by the modules that run on
+ * its event loop (the HTTP/1 client side in proxy.c, the upstream side in
+ * upstream.c, and whatever else drives exchanges there).  Only the worker's
+ * own thread touches it. */
+#ifndef MITMLUA_WORKER_H
+#define MITMLUA_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "h1.h"
+#include "hostmatch.h"
+#include "proxy.h"
+#include "script.h"
+
+struct cconn;
+
+struct worker {
+    const proxy_shared *sh;
+    int index;
+    int port;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener *listener;
+    script_env *scripts;
+    struct event *stop_ev;
+    pthread_t thread;
+    bool started;
+    bool stopping;           /* finishing what is in flight, then exit */
+    hostmatch *ignore_hosts; /* per worker: a matcher holds match data */
+    hostmatch *allow_hosts;
+    struct cconn *conns;
+    h1_limits req_limits;
+    h1_limits resp_limits;
+};
+
+#endif
