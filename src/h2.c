@@ -471,15 +471,20 @@ static int add_cookie(h2_stream *st, const uint8_t *value, size_t vlen)
         st->cookie_idx = (ssize_t)h->n;
         return hdrs_add(h, "cookie", 6, (const char *)value, vlen);
     }
+    /* The joined field replaces the first crumb in place, through the
+     * hdrs API (a field's storage is flow.c's business). */
     hdr_field *f = &h->v[st->cookie_idx];
-    char *nv = realloc(f->value, f->value_len + 2 + vlen + 1);
-    if (!nv)
+    bytes joined = {0};
+    if (bytes_append(&joined, f->value, f->value_len) < 0 || bytes_append(&joined, "; ", 2) < 0 ||
+        bytes_append(&joined, value, vlen) < 0 || hdrs_add(h, "cookie", 6, joined.p, joined.len) < 0) {
+        bytes_free(&joined);
         return -1;
-    memcpy(nv + f->value_len, "; ", 2);
-    memcpy(nv + f->value_len + 2, value, vlen);
-    f->value_len += 2 + vlen;
-    nv[f->value_len] = '\0';
-    f->value = nv;
+    }
+    bytes_free(&joined);
+    hdr_field tmp = h->v[st->cookie_idx];
+    h->v[st->cookie_idx] = h->v[h->n - 1];
+    h->v[h->n - 1] = tmp;
+    hdrs_remove_at(h, h->n - 1);
     return 0;
 }
 
