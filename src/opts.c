@@ -48,6 +48,7 @@ static const opt_desc opt_table[] = {
     {"showhost", OT_BOOL, F(showhost), 0, "Use the Host header to build URLs for display."},
     {"ignore_hosts", OT_STRLIST, F(ignore_hosts), F(nignore_hosts), "Regex on host:port of CONNECT targets not to intercept: their bytes are passed through (repeatable)."},
     {"allow_hosts", OT_STRLIST, F(allow_hosts), F(nallow_hosts), "Regex on host:port: intercept only matching CONNECT targets, pass the rest through (repeatable)."},
+    {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2 with clients: offer h2 in ALPN, accept h2c prior knowledge (upstream stays HTTP/1.1)."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
@@ -67,6 +68,7 @@ void opts_defaults(opts *o)
     o->mode = MODE_REGULAR;
     o->workers = 1;
     o->server = true;
+    o->http2 = true;
     o->flow_detail = 1;
     o->termlog_verbosity = strdup("info");
     o->console_format = strdup("text");

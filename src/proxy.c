@@ -40,6 +40,8 @@
 #include "dump.h"
 #include "filter.h"
 #include "h1.h"
+#include "h2.h"
+#include "h2proxy.h"
 #include "hostmatch.h"
 #include "har.h"
 #include "log.h"
@@ -63,6 +65,7 @@ enum cstate {
     C_PASSTHROUGH_CONNECT, /* ignore_hosts: connecting to the target, then C_RELAY */
     C_CLOSING,         /* last bytes draining, then free */
     C_LINGER,          /* written and shut down; discarding input until EOF */
+    C_H2,              /* HTTP/2: h2proxy.c has the connection's events */
 };
 
 typedef struct cconn {
@@ -86,6 +89,7 @@ typedef struct cconn {
     int target_status;      /* why resolve_target refused the request, or 0 */
     exch x;                 /* the request's trip upstream; keeps the server connection */
     struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
+    h2proxy *h2;            /* in C_H2 */
 } cconn;
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
@@ -97,6 +101,7 @@ static void process_client_or_close(cconn *c);
 static void linger_or_close(cconn *c);
 static void start_passthrough_or_close(cconn *c);
 static void deliver_response_or_close(cconn *c);
+static void start_h2_or_close(cconn *c);
 
 /* ---- consumers ---------------------------------------------------------- */
 
@@ -181,6 +186,7 @@ static void cconn_free(cconn *c)
         flow_fail(c, "client disconnected");
     }
     flow_done(c);
+    h2proxy_free(c->h2);
     exch_close(&c->x);
     if (c->peer)
         bufferevent_free(c->peer);
@@ -488,7 +494,9 @@ static void start_client_tls_or_close(cconn *c, bool as_filter)
 {
     const proxy_shared *sh = c->w->sh;
     SSL *ssl = SSL_new(sh->server_ctx);
-    if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0) {
+    static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
+    if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
+        (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
         SSL_free(ssl);
         cconn_free(c);
         return;
@@ -673,6 +681,26 @@ static void handle_request_or_close(cconn *c)
     exch_start(&c->x, f);
 }
 
+static void h2_close_cb(void *owner)
+{
+    cconn_free(owner);
+}
+
+/* The client speaks HTTP/2 (ALPN h2, or the h2c preface): h2proxy.c runs
+ * the connection from here on. */
+static void start_h2_or_close(cconn *c)
+{
+    h2proxy_origin o = {&c->info, c->in_tunnel, c->tunnel_tls, c->tunnel_host, c->tunnel_port};
+    if (!(c->h2 = h2proxy_new(c->w, c->bev, &o, h2_close_cb, c))) {
+        cconn_free(c);
+        return;
+    }
+    c->state = C_H2;
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (h2proxy_on_read(c->h2) < 0)
+        cconn_free(c);
+}
+
 static void process_client_or_close(cconn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -680,6 +708,17 @@ static void process_client_or_close(cconn *c)
         if (!c->f) {
             if (evbuffer_get_length(in) == 0)
                 return;
+            if (c->w->sh->o->http2 && !c->tunnel_tls) {
+                /* h2c with prior knowledge (RFC 9113 §3.3) */
+                size_t n = evbuffer_get_length(in);
+                int m = h2_preface_match(evbuffer_pullup(in, n < 24 ? (ssize_t)n : 24), n < 24 ? n : 24);
+                if (m == 0)
+                    return;
+                if (m == 1) {
+                    start_h2_or_close(c);
+                    return;
+                }
+            }
             if (!new_flow(c)) {
                 cconn_free(c);
                 return;
@@ -861,6 +900,11 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
             evbuffer_add_buffer(bufferevent_get_output(c->peer), bufferevent_get_input(bev));
         return;
     }
+    if (c->state == C_H2) {
+        if (h2proxy_on_read(c->h2) < 0)
+            cconn_free(c);
+        return;
+    }
     if (c->state == C_READ_REQ)
         process_client_or_close(c);
 }
@@ -886,6 +930,11 @@ static void linger_or_close(cconn *c)
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     cconn *c = arg;
+    if (c->state == C_H2) {
+        if (h2proxy_on_write(c->h2) < 0)
+            cconn_free(c);
+        return;
+    }
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
         return;
     switch (c->state) {
@@ -915,7 +964,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             c->state = C_READ_REQ;
             struct timeval tv = {c->w->sh->o->read_timeout, 0};
             bufferevent_set_timeouts(bev, c->w->sh->o->read_timeout ? &tv : NULL, NULL);
-            process_client_or_close(c);
+            if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
+                start_h2_or_close(c);
+            else
+                process_client_or_close(c);
         }
         return;
     }
@@ -1013,7 +1065,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     for (cconn *c = w->conns, *next; c; c = next) {
         next = c->next;
         if ((c->state == C_READ_REQ && !c->f) || c->state == C_TUNNEL_PEEK || c->state == C_LINGER ||
-            c->state == C_RELAY)
+            c->state == C_RELAY || (c->state == C_H2 && h2proxy_idle(c->h2)))
             cconn_free(c);
     }
     struct timeval grace = {2, 0};
