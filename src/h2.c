@@ -13,6 +13,11 @@
 
 #include "h2.h"
 
+/* RFC 9113 §8.1 lets a server answer before the upload ends and stop it
+ * with RST_STREAM(NO_ERROR), but curl < 8 then discards the answer.  So
+ * the rest of a refused upload is read and dropped, up to this much. */
+#define H2_DISCARD_MAX (4u << 20)
+
 typedef struct h2_stream {
     struct h2_stream *prev, *next;
     int32_t sid;
@@ -24,7 +29,8 @@ typedef struct h2_stream {
     bool in_trailers;      /* the current header block is a trailer section */
     bool too_big;          /* the current header block broke a limit */
     bool refused;          /* we answered or reset it: ignore what follows */
-    bool stop_peer;        /* once our answer is out, stop the peer's upload */
+    bool stop_peer;        /* we answered before the upload ended */
+    size_t discarded;      /* upload bytes dropped since */
     bytes out;             /* body to send */
     size_t out_off;
     hdrs out_trailers;
@@ -629,6 +635,8 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, c
      * we hold per stream is bounded by max_body, not by the peer. */
     nghttp2_session_consume(session, sid, len);
     h2_stream *st = stream_get(c, sid);
+    if (st && st->stop_peer && (st->discarded += len) > H2_DISCARD_MAX)
+        h2_reset_stream(c, sid, NGHTTP2_NO_ERROR);
     if (!st || st->refused)
         return 0;
     bytes *b = c->server ? &st->req->content : &st->resp->content;
@@ -640,21 +648,6 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, c
         return 0;
     }
     return bytes_append(b, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-}
-
-/* RFC 9113 §8.1: a complete response may end a request early; once it is
- * sent, RST_STREAM(NO_ERROR) tells the client to stop sending.  Sent after
- * the response, not with it, or the reset would overtake the answer. */
-static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
-{
-    h2_conn *c = user_data;
-    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
-        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
-        return 0;
-    h2_stream *st = stream_get(c, frame->hd.stream_id);
-    if (st && st->stop_peer && !nghttp2_session_get_stream_remote_close(session, st->sid))
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_NO_ERROR);
-    return 0;
 }
 
 static int on_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, void *user_data)
@@ -689,7 +682,6 @@ h2_conn *h2_conn_new(bool server, const h2_limits *lim, const h2_events *ev, voi
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
 
     /* Abuse limits, explicit rather than trusting defaults that moved
      * between nghttp2 releases (the last two are Debian backports):
