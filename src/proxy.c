@@ -989,6 +989,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         cconn_free(c);
         return;
     }
+    if (c->state == C_H2 && (what & BEV_EVENT_TIMEOUT) && !h2proxy_idle(c->h2)) {
+        /* idle client, busy streams: the timeout is the upstream's to enforce */
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        return;
+    }
     /* EOF mid-request means the client gave up (a request body is never
      * close-delimited, RFC 9112 §6.3): cconn_free fails the flow. */
     if ((what & BEV_EVENT_TIMEOUT) && c->state == C_READ_REQ && c->f &&

@@ -223,6 +223,42 @@ def upload_over_body_size_limit_is_413():
     assert b.paths() == [], b.paths()          # never sent upstream
 
 
+@test
+def hooks_see_h2_flows():
+    b = Backend().start()
+    s = H.script("h2hooks", lua='''
+function request(f)
+  f.request.headers["X-Seen-Version"] = f.request.http_version
+  if f.request.path == "/answered" then
+    f.response = mitm.response(203, {["X-Mock"] = "1"}, "from the script")
+  end
+end
+function response(f)
+  f.response.headers["X-Req"] = f.request.method .. " " .. f.request.url
+end
+''', py='''
+from mitmproxy import http
+def request(flow):
+    flow.request.headers["X-Seen-Version"] = flow.request.http_version
+    if flow.request.path == "/answered":
+        flow.response = http.Response.make(203, b"from the script", {"X-Mock": "1"})
+def response(flow):
+    flow.response.headers["X-Req"] = flow.request.method + " " + flow.request.url
+''')
+    p = H.Proxy(["--mode", "reverse:" + b.url("/").rstrip("/"), "-s", s]).start()
+    r = curl2("http://127.0.0.1:%d/echo" % p.port, args=["--http2-prior-knowledge"])
+    assert r.status == 200, r
+    import json
+    echo = json.loads(r.body.rsplit(b"\n", 1)[0])
+    hd = dict((k.lower(), v) for k, v in echo["headers"])
+    assert hd["x-seen-version"] == "HTTP/2.0", echo
+    assert H.header(r.headers, "x-req") == "GET %s" % b.url("/echo"), r
+    r = curl2("http://127.0.0.1:%d/answered" % p.port, args=["--http2-prior-knowledge"])
+    assert r.status == 203 and r.body == b"from the script\n2", r
+    assert H.header(r.headers, "x-mock") == "1", r
+    assert b.paths() == ["/echo"], b.paths()
+
+
 # ---- raw frames -------------------------------------------------------------
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
