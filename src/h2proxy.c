@@ -247,6 +247,8 @@ static int resolve_target(h2proxy *p, flow_request *r, const char **why)
         *why = "request without :authority";
         return 400;
     }
+    if (o->mode != MODE_UPSTREAM || p->in_tunnel)
+        hdrs_remove(&r->headers, "proxy-authorization"); /* meant for us */
     /* HTTP/1 wants Host first; :authority carries it in HTTP/2 */
     size_t hl;
     if (!hdrs_get(&r->headers, "host", &hl) && r->authority && *r->authority) {
