@@ -3,9 +3,11 @@
  * (requestheaders, request, the exchange upstream, responseheaders,
  * response) and its answer goes back as frames.
  *
- * Upstream is HTTP/1.1 through upstream.c's exchanges, one per stream:
- * h2 → h1 translation is lossless for requests (":authority" becomes Host)
- * and responses (connection-specific fields are dropped by h2.c).
+ * Upstream is HTTP/1.1 through upstream.c's exchanges, one per stream in
+ * flight: h2 → h1 translation is lossless for requests (":authority"
+ * becomes Host) and responses (connection-specific fields are dropped by
+ * h2.c).  Exchanges are pooled per client connection, so their kept-alive
+ * server connections serve the connection's next streams.
  *
  * Lifetime: stream objects live from their complete request until h2.c
  * reports the stream closed; the connection ends when h2.c has nothing
@@ -30,13 +32,27 @@
  * produced only as this drains, so a slow reader costs at most this. */
 #define H2P_OUT_HIGH (256 * 1024)
 
-typedef struct h2ps {
+/* Kept server connections per client connection: enough for a browser's
+ * burst to one origin, few enough that an idle client holds little. */
+#define H2P_IDLE_MAX 8
+
+typedef struct h2ps h2ps;
+
+/* An exchange slot: busy with one stream, or idle in the pool with its
+ * server connection kept (if HTTP allowed). */
+typedef struct h2px {
+    struct h2px *next;  /* in the idle pool */
+    h2ps *s;            /* the stream it serves; NULL when idle */
+    exch x;
+} h2px;
+
+struct h2ps {
     struct h2ps *prev, *next;
     h2proxy *p;
     int32_t sid;
     flow *f;            /* in flight; NULL once answered */
-    exch x;
-} h2ps;
+    h2px *px;           /* while the request is upstream */
+};
 
 struct h2proxy {
     worker *w;
@@ -47,6 +63,8 @@ struct h2proxy {
     char *host;
     uint16_t port;
     h2ps *streams;
+    h2px *idle;
+    size_t nidle;
     int depth;          /* inside h2.c: closing must wait */
     bool over;          /* no more input: close once the output is out */
     void (*close)(void *owner);
@@ -82,6 +100,58 @@ static void flow_fail(h2ps *s, const char *msg)
     run_hook(s, SCRIPT_HOOK_ERROR);
     proxy_flow_finished(s->p->w->sh, s->f);
     flow_done(s);
+}
+
+/* ---- exchange slots ----------------------------------------------------- */
+
+static const exch_ops h2p_exch_ops;
+
+static h2px *slot_get(h2proxy *p, h2ps *s)
+{
+    h2px *px = p->idle;
+    if (px) {
+        p->idle = px->next;
+        p->nidle--;
+    } else if ((px = calloc(1, sizeof *px)) != NULL) {
+        exch_init(&px->x, p->w, &h2p_exch_ops, px);
+    } else {
+        return NULL;
+    }
+    px->next = NULL;
+    px->s = s;
+    s->px = px;
+    return px;
+}
+
+/* The stream is done with its slot: back to the pool with its server
+ * connection if that may carry another request, else closed. */
+static void slot_put(h2proxy *p, h2ps *s)
+{
+    h2px *px = s->px;
+    if (!px)
+        return;
+    s->px = NULL;
+    px->s = NULL;
+    exch_release_unless_reusable(&px->x);
+    if (p->nidle >= H2P_IDLE_MAX) {
+        exch_close(&px->x);
+        free(px);
+        return;
+    }
+    px->next = p->idle;
+    p->idle = px;
+    p->nidle++;
+}
+
+/* The stream gave up mid-exchange: its server connection is in an
+ * unknown state, so it goes. */
+static void slot_drop(h2ps *s)
+{
+    if (!s->px)
+        return;
+    exch_close(&s->px->x);
+    free(s->px);
+    s->px = NULL;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -123,7 +193,7 @@ static void answer_simple(h2ps *s, int status, const char *msg)
 
 static void fail_stream(h2ps *s, int status, const char *msg)
 {
-    exch_close(&s->x);
+    slot_drop(s);
     if (s->f && s->f->response) {
         flow_response_free(s->f->response);
         s->f->response = NULL;
@@ -134,7 +204,7 @@ static void fail_stream(h2ps *s, int status, const char *msg)
 
 static void kill_stream(h2ps *s)
 {
-    exch_close(&s->x);
+    slot_drop(s);
     h2_reset_stream(s->p->conn, s->sid, 8 /* CANCEL */);
     flow_fail(s, "Connection killed.");
 }
@@ -158,9 +228,7 @@ static void deliver(h2ps *s)
         r->timestamp_start = flow_now();
     if (!r->timestamp_end)
         r->timestamp_end = flow_now();
-    /* An h1 exchange ends with its stream: the next stream may go
-     * elsewhere, and a kept connection would idle until the client ends. */
-    exch_close(&s->x);
+    slot_put(s->p, s);
     if (h2_submit_response(s->p->conn, s->sid, r) < 0) {
         char msg[200];
         snprintf(msg, sizeof msg, "%s", h2_conn_error(s->p->conn));
@@ -175,7 +243,8 @@ static void deliver(h2ps *s)
 
 static void x_head(exch *x)
 {
-    run_hook(x->owner, SCRIPT_HOOK_RESPONSEHEADERS);
+    h2px *px = x->owner;
+    run_hook(px->s, SCRIPT_HOOK_RESPONSEHEADERS);
 }
 
 static void x_interim(exch *x, const flow_response *r)
@@ -186,7 +255,7 @@ static void x_interim(exch *x, const flow_response *r)
 
 static void x_done(exch *x)
 {
-    h2ps *s = x->owner;
+    h2ps *s = ((h2px *)x->owner)->s;
     h2proxy *p = s->p;
     deliver(s);
     pump_or_close(p);
@@ -194,7 +263,7 @@ static void x_done(exch *x)
 
 static void x_failed(exch *x, int status, const char *msg)
 {
-    h2ps *s = x->owner;
+    h2ps *s = ((h2px *)x->owner)->s;
     h2proxy *p = s->p;
     fail_stream(s, status, msg);
     pump_or_close(p);
@@ -282,7 +351,6 @@ static void on_request(void *ud, int32_t sid, flow_request *r)
     s->sid = sid;
     s->f = f;
     f->request = r;
-    exch_init(&s->x, p->w, &h2p_exch_ops, s);
     s->next = p->streams;
     if (p->streams)
         p->streams->prev = s;
@@ -318,9 +386,14 @@ static void on_request(void *ud, int32_t sid, flow_request *r)
         }
         return;
     }
-    s->x.in_tunnel = p->in_tunnel;
-    s->x.sni = p->in_tunnel ? p->client.sni : NULL;
-    exch_start(&s->x, f); /* may answer at once: we are inside h2.c, so no close */
+    h2px *px = slot_get(p, s);
+    if (!px) {
+        fail_stream(s, 500, "out of memory");
+        return;
+    }
+    px->x.in_tunnel = p->in_tunnel;
+    px->x.sni = p->in_tunnel ? p->client.sni : NULL;
+    exch_start(&px->x, f); /* may answer at once: we are inside h2.c, so no close */
 }
 
 static void on_refused(void *ud, int32_t sid, int status, const char *msg)
@@ -344,7 +417,7 @@ static void on_close(void *ud, int32_t sid, uint32_t code)
 static void h2ps_free(h2ps *s, const char *why)
 {
     h2proxy *p = s->p;
-    exch_close(&s->x);
+    slot_drop(s);
     flow_fail(s, why);
     if (s->prev)
         s->prev->next = s->next;
@@ -435,6 +508,12 @@ void h2proxy_free(h2proxy *p)
         return;
     while (p->streams)
         h2ps_free(p->streams, "client disconnected");
+    while (p->idle) {
+        h2px *px = p->idle;
+        p->idle = px->next;
+        exch_close(&px->x);
+        free(px);
+    }
     h2_conn_free(p->conn);
     flow_conn_clear(&p->client);
     free(p->host);

@@ -224,6 +224,20 @@ def upload_over_body_size_limit_is_413():
 
 
 @test
+def upstream_connections_pooled_per_h2_connection():
+    # through CONNECT + ALPN h2 (curl 7.88 cannot reuse an h2c connection)
+    b = Backend(tls=(pki().cert, pki().key)).start()
+    p = H.Proxy(["--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+    urls = [b.url("/bytes/%d" % n, scheme="https", host="localhost") for n in (1, 2, 3, 4)]
+    r = H.curl(urls, proxy=p, cacert=p.ca(), http11=False, args=["--http2"])
+    assert r.rc == 0 and r.body == b"".join(payload(n) for n in (1, 2, 3, 4)), r
+    assert p.wait_output("/bytes/4 HTTP/2.0", 5), p.stdout[-2000:]
+    # one client connection, requests one after another: one server connection
+    ports = set(e["client"][1] for e in b.log)
+    assert len(b.log) == 4 and len(ports) == 1, b.log
+
+
+@test
 def hooks_see_h2_flows():
     b = Backend().start()
     s = H.script("h2hooks", lua='''
