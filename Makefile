@@ -22,7 +22,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -I$(LLHTTP_INC) 
              $(PKG_CFLAGS) -MMD -MP
 # llhttp's generated C is not ours to fix: compile it without -Werror noise.
 LLHTTP_CFLAGS = -std=c11 -O2 -g -w -I$(LLHTTP_INC)
-LIBS    = $(PKG_LIBS) -lpthread -lm -ldl
+LIBS    = $(PKG_LIBS) -lcrypt -lpthread -lm -ldl
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -67,7 +67,7 @@ DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libluajit-5.1-dev 
            luajit node-llhttp libnghttp2-dev libzstd-dev libpcre2-dev zlib1g-dev \
            libbrotli-dev libjansson-dev curl nginx-light nghttp2-client wrk \
            python3 python3-websockets mitmproxy clang libclang-rt-14-dev openssl \
-           procps iproute2
+           procps iproute2 nftables
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -109,6 +109,11 @@ fuzz:
 
 bench: deps all
 	./bench/run
+
+# Lua hook calls per second with and without script_timeout (man page figures)
+$(BUILD)/hookbench: bench/hookbench.c $(LIB_OBJS) $(LLHTTP_OBJS)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
 
 install: all
 	install -d $(DESTDIR)/usr/local/bin $(DESTDIR)/usr/local/share/man/man1

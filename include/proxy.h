@@ -21,6 +21,8 @@ struct dump_writer;
 struct printer;
 struct script_env;
 struct har_writer;
+struct addons;
+struct proxyauth;
 
 /* What every worker shares.  Read-only once workers run, except the parts
  * that are thread-safe on purpose: the CA's certificate cache, the dump
@@ -36,6 +38,9 @@ typedef struct proxy_shared {
     struct har_writer *har;       /* --set hardump=FILE, or NULL */
     pthread_mutex_t har_lock;     /* the HAR writer has one owner at a time */
     struct filter *fail_on;       /* --set fail_on=FILTER, or NULL */
+    struct addons *addons;        /* map_remote, modify_headers, ...; NULL when none is set */
+    struct proxyauth *auth;       /* --proxyauth, or NULL (read-only) */
+    atomic_int n_clients;         /* client connections open, all workers */
     /* Run totals, shared on purpose: the exit status and the summary
      * printed at shutdown are about every worker's flows. */
     atomic_ulong n_flows, n_errors, n_failed_on;

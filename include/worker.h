@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "guard.h"
 #include "h1.h"
 #include "hostmatch.h"
 #include "proxy.h"
@@ -32,9 +33,14 @@ struct worker {
     bool stopping;           /* finishing what is in flight, then exit */
     hostmatch *ignore_hosts; /* per worker: a matcher holds match data */
     hostmatch *allow_hosts;
+    hostmatch *tcp_hosts;
+    char *upstream_auth;     /* "Basic …" from upstream_auth, or NULL */
+    char *upstream_auth_line; /* the same as a Proxy-Authorization line, or "" */
     struct cconn *conns;
     h1_limits req_limits;
     h1_limits resp_limits;
+    guard_admit admit;       /* max_connections */
+    guard_listener *guard;   /* pauses accepting when out of descriptors */
 };
 
 #endif

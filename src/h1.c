@@ -228,6 +228,12 @@ static int cb_headers_complete(llhttp_t *ll)
             return -1;
     }
     p->chunked = (ll->flags & F_CHUNKED) != 0;
+    if (p->is_request && p->lim.max_body && !p->chunked && (ll->flags & F_CONTENT_LENGTH) &&
+        ll->content_length > p->lim.max_body) {
+        /* refuse at once rather than after reading up to the limit */
+        fail(p, 413, "Content-Length larger than body_size_limit%s", NULL);
+        return -1;
+    }
     p->in_trailers = true;
     p->phase = PH_BODY;
     if (p->ev.on_head && p->ev.on_head(p->ud) < 0) {
@@ -466,7 +472,10 @@ static ssize_t ll_exec(h1_parser *p, const char *buf, size_t n)
     }
     if (p->phase != PH_ERROR) {
         const char *why = llhttp_get_error_reason(&p->ll);
-        fail(p, p->is_request ? 400 : 502, "malformed message: %s", why);
+        /* a well-formed method llhttp does not know (our own scan has
+         * checked the request line's syntax): RFC 9110 §9.1 says 501 */
+        int st = !p->is_request ? 502 : e == HPE_INVALID_METHOD ? 501 : 400;
+        fail(p, st, "malformed message: %s", why);
     }
     return -1;
 }
@@ -553,6 +562,24 @@ int h1_parser_error_status(const h1_parser *p) { return p->err_status ? p->err_s
 
 /* ---- serialising -------------------------------------------------------- */
 
+/* The writers refuse what would change the framing of the bytes they write
+ * (CR, LF, NUL and other controls, spaces in a request target, a bogus
+ * version).  The parser and the Lua API already check what they let in;
+ * this is the last line for anything else that fills a message (a dump file
+ * being replayed, a future code path). */
+static const char *safe_version(const char *v)
+{
+    return v && (strcmp(v, "HTTP/1.0") == 0 || strcmp(v, "HTTP/1.1") == 0) ? v : "HTTP/1.1";
+}
+
+static bool safe_target(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
 /* A head is written with one evbuffer call: adding it piece by piece costs
  * a callback round and a chain check per piece, which showed as the
  * largest share of the serialiser in profiles. */
@@ -597,6 +624,10 @@ static int hb_finish(headbuf *h, const hdrs *fields, struct evbuffer *out)
     int rc = 0;
     for (size_t i = 0; fields && i < fields->n && rc == 0; i++) {
         const hdr_field *f = &fields->v[i];
+        if (!h1_valid_name(f->name, f->name_len) || !h1_valid_value(f->value, f->value_len)) {
+            rc = -1;
+            break;
+        }
         rc = hb_add(h, f->name, f->name_len) | hb_add(h, ": ", 2) | hb_add(h, f->value, f->value_len) |
              hb_add(h, "\r\n", 2);
     }
@@ -611,7 +642,10 @@ static int hb_finish(headbuf *h, const hdrs *fields, struct evbuffer *out)
 
 int h1_write_request_head(struct evbuffer *out, const flow_request *r, bool absolute)
 {
-    const char *ver = r->http_version && strncmp(r->http_version, "HTTP/1", 6) == 0 ? r->http_version : "HTTP/1.1";
+    const char *ver = safe_version(r->http_version);
+    if (!r->method || !h1_valid_name(r->method, strlen(r->method)) || (r->host && !safe_target(r->host)) ||
+        (r->path && !safe_target(r->path)))
+        return -1;
     headbuf h;
     hb_init(&h);
     int rc;
@@ -639,12 +673,14 @@ int h1_write_request_head(struct evbuffer *out, const flow_request *r, bool abso
 
 int h1_write_response_head(struct evbuffer *out, const flow_response *s)
 {
-    const char *ver = s->http_version && strncmp(s->http_version, "HTTP/1", 6) == 0 ? s->http_version : "HTTP/1.1";
+    const char *ver = safe_version(s->http_version);
     const char *reason = s->reason && *s->reason ? s->reason : h1_reason(s->status_code);
+    if (!h1_valid_value(reason, strlen(reason)) || s->status_code < 100 || s->status_code > 999)
+        return -1;
     headbuf h;
     hb_init(&h);
     char status[8];
-    int st = s->status_code >= 0 && s->status_code <= 999 ? s->status_code : 0;
+    int st = s->status_code;
     status[0] = ' ';
     status[1] = (char)('0' + st / 100);
     status[2] = (char)('0' + st / 10 % 10);

@@ -21,6 +21,7 @@
 
 #include <event2/buffer.h>
 
+#include "addons.h"
 #include "h2.h"
 #include "log.h"
 #include "onboard.h"
@@ -75,11 +76,18 @@ static void h2ps_free(h2ps *s, const char *why);
 
 /* ---- flows -------------------------------------------------------------- */
 
-static void run_hook(h2ps *s, enum script_hook h)
+/* -1 when a hook ran past script_timeout (the flow's error says so). */
+static int run_hook(h2ps *s, enum script_hook h)
 {
     script_env *e = s->p->w->scripts;
     if (e && s->f && script_env_has_hook(e, h))
-        script_env_run(e, h, s->f);
+        return script_env_run(e, h, s->f);
+    return 0;
+}
+
+static const char *hook_error(h2ps *s)
+{
+    return s->f && s->f->error && s->f->error->msg ? s->f->error->msg : "script failed";
 }
 
 static void flow_done(h2ps *s)
@@ -138,6 +146,7 @@ static void slot_put(h2proxy *p, h2ps *s)
         free(px);
         return;
     }
+    exch_watch_idle(&px->x); /* a server speaking out of turn is dropped */
     px->next = p->idle;
     p->idle = px;
     p->nidle++;
@@ -212,7 +221,13 @@ static void kill_stream(h2ps *s)
 static void deliver(h2ps *s)
 {
     flow *f = s->f;
-    run_hook(s, SCRIPT_HOOK_RESPONSE);
+    addons_response(s->p->w->sh->addons, f); /* C addons before Lua */
+    if (run_hook(s, SCRIPT_HOOK_RESPONSE) < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", hook_error(s));
+        fail_stream(s, 502, msg);
+        return;
+    }
     if (f->killed) {
         kill_stream(s);
         return;
@@ -269,7 +284,9 @@ static void x_failed(exch *x, int status, const char *msg)
     pump_or_close(p);
 }
 
-static const exch_ops h2p_exch_ops = {x_head, x_interim, x_done, x_failed};
+/* no stream_head: h2 streams always get whole bodies (stream_large_bodies
+ * is not supported for HTTP/2 clients yet) */
+static const exch_ops h2p_exch_ops = {.head = x_head, .interim = x_interim, .done = x_done, .failed = x_failed};
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -364,9 +381,17 @@ static void on_request(void *ud, int32_t sid, flow_request *r)
         flow_fail(s, why);
         return;
     }
-    run_hook(s, SCRIPT_HOOK_REQUESTHEADERS);
-    if (!f->killed)
-        run_hook(s, SCRIPT_HOOK_REQUEST);
+    bool failed = run_hook(s, SCRIPT_HOOK_REQUESTHEADERS) < 0;
+    if (!failed && !f->killed) {
+        addons_request(p->w->sh->addons, f); /* C addons before Lua; map_local may answer */
+        failed = run_hook(s, SCRIPT_HOOK_REQUEST) < 0;
+    }
+    if (failed) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", hook_error(s));
+        fail_stream(s, 502, msg);
+        return;
+    }
     if (f->killed) {
         kill_stream(s);
         return;

@@ -55,6 +55,17 @@ bool hostmatch_any(const hostmatch *m, const char *host, uint16_t port)
     return false;
 }
 
+bool hostmatch_any_host(const hostmatch *m, const char *host, uint16_t port)
+{
+    if (!m || !m->n)
+        return false;
+    size_t len = strlen(host);
+    for (size_t i = 0; i < m->n; i++)
+        if (pcre2_match(m->re[i], (PCRE2_SPTR)host, len, 0, 0, m->md, NULL) >= 0)
+            return true;
+    return hostmatch_any(m, host, port);
+}
+
 size_t hostmatch_count(const hostmatch *m) { return m ? m->n : 0; }
 
 void hostmatch_free(hostmatch *m)

@@ -1,0 +1,30 @@
+/* dial.h — connection_strategy=eager: find out whether a tunnel's target
+ * can be reached before the client is told the tunnel is open (HTTP 200 to
+ * CONNECT, SOCKS5 success).  The test connection is closed once it has
+ * succeeded; the tunnel's requests open their own, as in lazy mode. */
+#ifndef MITMLUA_DIAL_H
+#define MITMLUA_DIAL_H
+
+#include <stdint.h>
+
+struct event_base;
+struct evdns_base;
+typedef struct dial dial;
+
+/* Called once: err 0 when the target accepted a TCP connection, else an
+ * errno-style code (ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH for DNS…) with
+ * msg a line saying what failed.  The dial is freed after the callback. */
+typedef void (*dial_cb)(void *arg, int err, const char *msg);
+
+/* NULL when out of memory.  A name ending in .localhost is loopback and
+ * one ending in .invalid never resolves (RFC 6761), without asking DNS. */
+dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *host, uint16_t port,
+                 int timeout_s, dial_cb cb, void *arg);
+/* Abandon a dial in progress (its callback is not called). */
+void dial_cancel(dial *d);
+
+/* "Basic base64(user:pass)" for Proxy-Authorization / Authorization;
+ * caller frees; NULL when out of memory. */
+char *dial_basic_auth(const char *userpass);
+
+#endif
