@@ -37,9 +37,11 @@ typedef struct h2_events {
     /* Client side: the final response on stream `sid` is complete; the
      * callee owns `s`.  Interim (1xx) responses are not reported. */
     void (*on_response)(void *ud, int32_t sid, flow_response *s);
-    /* Server side: a request we refused before the caller saw it (431, 413,
-     * bad :authority).  The module answers it itself; this only reports
-     * it, so the caller may log it.  May be NULL. */
+    /* A message we refused before the caller saw it.  Server side: a
+     * request (431, 413, 400 for a bad :authority), which the module
+     * answers itself.  Client side: a response over a limit (status 502),
+     * whose stream the module resets (CANCEL).  Only a report, so the
+     * caller may log it or fail its flow.  May be NULL. */
     void (*on_refused)(void *ud, int32_t sid, int status, const char *msg);
     /* Every stream that was opened ends here, once: `code` is 0 when it
      * closed normally, else the RST_STREAM / GOAWAY error code.  For a

@@ -394,7 +394,7 @@ static void refuse(h2_conn *c, h2_stream *st, int status, const char *msg)
             hdrs_add(&s->headers, "content-length", 14, len, strlen(len)) == 0 &&
             bytes_set(&s->content, msg, ml) == 0 && bytes_append(&s->content, "\n", 1) == 0 &&
             h2_submit_response(c, st->sid, s) == 0) {
-            st->stop_peer = true;
+            st->stop_peer = true; /* the rest of an upload is dropped */
         } else {
             nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
         }
