@@ -58,6 +58,7 @@ typedef struct opts {
     bool print_env;             /* --print-env: print exports and exit */
     /* HTTP */
     bool keep_host_header;
+    bool http2;              /* offer h2 to clients (ALPN, h2c prior knowledge) */
     char **ignore_hosts;        /* TLS passthrough for these host:port regexes */
     size_t nignore_hosts;
     char **allow_hosts;         /* intercept only these; pass the rest through */

@@ -44,6 +44,8 @@
 #include "filter.h"
 #include "guard.h"
 #include "h1.h"
+#include "h2.h"
+#include "h2proxy.h"
 #include "hostmatch.h"
 #include "har.h"
 #include "log.h"
@@ -74,6 +76,7 @@ enum cstate {
     C_DIAL,            /* connection_strategy=eager: trying the tunnel's target */
     C_CLOSING,         /* last bytes draining, then free */
     C_LINGER,          /* written and shut down; discarding input until EOF */
+    C_H2,              /* HTTP/2: h2proxy.c has the connection's events */
 };
 
 typedef struct cconn {
@@ -109,6 +112,7 @@ typedef struct cconn {
     char *auth_cache;       /* proxyauth: credentials that passed last */
     double head_since;      /* when the current request's first byte came */
     wsrelay *ws;            /* after a WebSocket 101: owns the server side */
+    h2proxy *h2;            /* in C_H2 */
 } cconn;
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
@@ -120,6 +124,7 @@ static void process_client_or_close(cconn *c);
 static void linger_or_close(cconn *c);
 static void start_passthrough_or_close(cconn *c);
 static void deliver_response_or_close(cconn *c);
+static void start_h2_or_close(cconn *c);
 
 /* ---- consumers ---------------------------------------------------------- */
 
@@ -211,6 +216,7 @@ static void cconn_free(cconn *c)
     }
     flow_done(c);
     wsrelay_free(c->ws);
+    h2proxy_free(c->h2);
     exch_close(&c->x);
     if (c->peer)
         bufferevent_free(c->peer);
@@ -608,7 +614,9 @@ static void start_client_tls_or_close(cconn *c, bool as_filter)
 {
     const proxy_shared *sh = c->w->sh;
     SSL *ssl = SSL_new(sh->server_ctx);
-    if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0) {
+    static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
+    if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
+        (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
         SSL_free(ssl);
         cconn_free(c);
         return;
@@ -987,6 +995,26 @@ static void handle_request_or_close(cconn *c)
     exch_start(&c->x, f);
 }
 
+static void h2_close_cb(void *owner)
+{
+    cconn_free(owner);
+}
+
+/* The client speaks HTTP/2 (ALPN h2, or the h2c preface): h2proxy.c runs
+ * the connection from here on. */
+static void start_h2_or_close(cconn *c)
+{
+    h2proxy_origin o = {&c->info, c->in_tunnel, c->tunnel_tls, c->tunnel_host, c->tunnel_port};
+    if (!(c->h2 = h2proxy_new(c->w, c->bev, &o, h2_close_cb, c))) {
+        cconn_free(c);
+        return;
+    }
+    c->state = C_H2;
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (h2proxy_on_read(c->h2) < 0)
+        cconn_free(c);
+}
+
 static void process_client_or_close(cconn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -994,6 +1022,18 @@ static void process_client_or_close(cconn *c)
         if (!c->f) {
             if (evbuffer_get_length(in) == 0)
                 return;
+            if (c->w->sh->o->http2 && !c->tunnel_tls && (!c->w->sh->auth || c->authed)) {
+                /* h2c with prior knowledge (RFC 9113 §3.3); not before
+                 * --proxyauth passed: h2 streams carry no credentials check */
+                size_t n = evbuffer_get_length(in);
+                int m = h2_preface_match(evbuffer_pullup(in, n < 24 ? (ssize_t)n : 24), n < 24 ? n : 24);
+                if (m == 0)
+                    return;
+                if (m == 1) {
+                    start_h2_or_close(c);
+                    return;
+                }
+            }
             if (!new_flow(c)) {
                 cconn_free(c);
                 return;
@@ -1309,6 +1349,11 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
             evbuffer_add_buffer(bufferevent_get_output(c->peer), bufferevent_get_input(bev));
         return;
     }
+    if (c->state == C_H2) {
+        if (h2proxy_on_read(c->h2) < 0)
+            cconn_free(c);
+        return;
+    }
     if (c->state == C_READ_REQ)
         process_client_or_close(c);
     else if (c->state == C_SOCKS)
@@ -1336,6 +1381,11 @@ static void linger_or_close(cconn *c)
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     cconn *c = arg;
+    if (c->state == C_H2) {
+        if (h2proxy_on_write(c->h2) < 0)
+            cconn_free(c);
+        return;
+    }
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
         return;
     switch (c->state) {
@@ -1370,7 +1420,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             c->in_tunnel = true;
             c->state = C_READ_REQ;
             set_client_timeout(c, c->w->sh->o->idle_timeout);
-            process_client_or_close(c);
+            if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
+                start_h2_or_close(c);
+            else
+                process_client_or_close(c);
         }
         return;
     }
@@ -1390,6 +1443,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         if (c->peer)
             evbuffer_add_buffer(bufferevent_get_output(c->peer), bufferevent_get_input(bev));
         cconn_free(c);
+        return;
+    }
+    if (c->state == C_H2 && (what & BEV_EVENT_TIMEOUT) && !h2proxy_idle(c->h2)) {
+        /* idle client, busy streams: the timeout is the upstream's to enforce */
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
         return;
     }
     /* EOF mid-request means the client gave up (a request body is never
@@ -1482,7 +1540,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     for (cconn *c = w->conns, *next; c; c = next) {
         next = c->next;
         if ((c->state == C_READ_REQ && !c->f) || c->state == C_TUNNEL_PEEK || c->state == C_LINGER ||
-            c->state == C_RELAY || c->state == C_SOCKS || c->state == C_DIAL)
+            c->state == C_RELAY || c->state == C_SOCKS || c->state == C_DIAL ||
+            (c->state == C_H2 && h2proxy_idle(c->h2)))
             cconn_free(c);
     }
     struct timeval grace = {2, 0};

@@ -72,6 +72,11 @@ def small_bodies_are_kept():
     assert f["response_size"] == 512 * 1024, f
 
 
+def sanitized():
+    with open(H.BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as fh:
         for line in fh:
@@ -107,8 +112,10 @@ def slow_client_pauses_the_server():
             got += len(b)
     assert b"200" in hdr.split(b"\r\n")[0], hdr
     assert got == size and h.hexdigest() == sha(payload(size)), got
-    # without back-pressure the proxy would hold most of the 48 MB
-    assert grown < 16 * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown
+    # without back-pressure the proxy would hold most of the 48 MB (ASan's
+    # quarantine keeps freed memory resident, so its bound is looser)
+    limit = 32 if sanitized() else 16
+    assert grown < limit * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+/* h2.h — HTTP/2 connections (nghttp2): bytes in, complete flow messages out,
+ * and flow messages back into frames.  One h2_conn is one connection, either
+ * the server side (facing a client: streams become flow_requests) or the
+ * client side (facing a server: flow_requests become streams whose answers
+ * are flow_responses).  Knows nothing of sockets, Lua or files: the caller
+ * moves bytes with h2_conn_feed / h2_conn_flush. */
+#ifndef MITMLUA_H2_H
+#define MITMLUA_H2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/buffer.h>
+
+#include "flow.h"
+
+typedef struct h2_limits {
+    /* Decoded header list size of one message, counted as RFC 9113 §6.5.2
+     * does (name + value + 32 per field).  nghttp2 1.52 only limits the
+     * compressed size, so we count.  Server side: a request over the limit
+     * is answered 431; client side: the stream is reset. */
+    size_t max_header_list;
+    size_t max_headers;        /* fields per message */
+    uint64_t max_body;         /* bytes per message body, 0 = unlimited */
+    uint32_t max_streams;      /* SETTINGS_MAX_CONCURRENT_STREAMS we grant */
+    uint32_t window;           /* per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE) */
+} h2_limits;
+
+/* Defaults: 64 KiB header list, 256 fields, no body limit, 100 streams,
+ * 1 MiB windows. */
+void h2_limits_default(h2_limits *l);
+
+typedef struct h2_events {
+    /* Server side: the request on stream `sid` is complete (END_STREAM);
+     * the callee owns `r` and answers later with h2_submit_response. */
+    void (*on_request)(void *ud, int32_t sid, flow_request *r);
+    /* Client side: the final response on stream `sid` is complete; the
+     * callee owns `s`.  Interim (1xx) responses are not reported. */
+    void (*on_response)(void *ud, int32_t sid, flow_response *s);
+    /* A message we refused before the caller saw it.  Server side: a
+     * request (431, 413, 400 for a bad :authority), which the module
+     * answers itself.  Client side: a response over a limit (status 502),
+     * whose stream the module resets (CANCEL).  Only a report, so the
+     * caller may log it or fail its flow.  May be NULL. */
+    void (*on_refused)(void *ud, int32_t sid, int status, const char *msg);
+    /* Every stream that was opened ends here, once: `code` is 0 when it
+     * closed normally, else the RST_STREAM / GOAWAY error code.  For a
+     * stream whose message was handed over it is the caller's cue to
+     * forget the stream id.  May be NULL. */
+    void (*on_close)(void *ud, int32_t sid, uint32_t code);
+} h2_events;
+
+typedef struct h2_conn h2_conn;
+
+/* `server` true: we face a client (we expect the connection preface).
+ * The initial SETTINGS are queued at once: call h2_conn_flush. */
+h2_conn *h2_conn_new(bool server, const h2_limits *lim, const h2_events *ev, void *ud);
+void h2_conn_free(h2_conn *c);
+
+/* Process received bytes.  0, or -1 when the connection is broken (bad
+ * preface, protocol error, flood): h2_conn_error says why, and the
+ * GOAWAY that says so to the peer is waiting in h2_conn_flush. */
+int h2_conn_feed(h2_conn *c, const void *data, size_t n);
+/* Append pending frames to `out` until its length reaches `max` (0 = no
+ * bound); DATA frames are produced only as they fit, so a slow reader
+ * holds back our output instead of growing our buffers.  0 or -1. */
+int h2_conn_flush(h2_conn *c, struct evbuffer *out, size_t max);
+/* true while the connection has anything left to read or write; false
+ * after GOAWAY both ways with no active stream (the caller may close). */
+bool h2_conn_alive(const h2_conn *c);
+/* One-line reason for the last failure ("" when none). */
+const char *h2_conn_error(const h2_conn *c);
+/* Streams currently open. */
+size_t h2_conn_streams(const h2_conn *c);
+
+/* Server side: answer stream `sid`.  Connection-specific headers
+ * (Connection and what it names, Keep-Alive, Proxy-Connection,
+ * Transfer-Encoding, Upgrade) are dropped and names lower-cased; the body
+ * and trailers are copied.  0, or -1 when the stream is gone or a field
+ * cannot be sent as HTTP/2 (reason in h2_conn_error). */
+int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s);
+/* Client side: send a request; Host becomes :authority.  The new stream
+ * id, or -1 (reason in h2_conn_error). */
+int32_t h2_submit_request(h2_conn *c, const flow_request *r);
+/* Reset a stream (RST_STREAM with an RFC 9113 error code). */
+int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code);
+/* Graceful shutdown: GOAWAY with the last stream id; open streams finish. */
+int h2_conn_shutdown(h2_conn *c);
+
+/* Does `data` start with the client connection preface ("PRI * HTTP/2.0")?
+ * 1 yes, 0 cannot tell yet (a prefix of it), -1 no. */
+int h2_preface_match(const void *data, size_t n);
+
+#endif

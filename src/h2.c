@@ -1,0 +1,795 @@
+/* h2.c — HTTP/2 connections over nghttp2's in-memory API.  nghttp2 does the
+ * framing, HPACK, flow control and most of RFC 9113's message checks; we map
+ * streams to flow messages, count what nghttp2 1.52 does not bound (decoded
+ * header size, body size), and turn its lenient defaults strict (invalid
+ * header values reset the stream instead of being silently dropped). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "h2.h"
+
+/* RFC 9113 §8.1 lets a server answer before the upload ends and stop it
+ * with RST_STREAM(NO_ERROR), but curl < 8 then discards the answer.  So
+ * the rest of a refused upload is read and dropped, up to this much. */
+#define H2_DISCARD_MAX (4u << 20)
+
+typedef struct h2_stream {
+    struct h2_stream *prev, *next;
+    int32_t sid;
+    flow_request *req;     /* server side: the request being received */
+    flow_response *resp;   /* client side: the response being received */
+    size_t hdr_bytes;      /* decoded size of the current header block */
+    size_t hdr_fields;
+    ssize_t cookie_idx;    /* request field holding the joined cookie crumbs */
+    bool in_trailers;      /* the current header block is a trailer section */
+    bool too_big;          /* the current header block broke a limit */
+    bool refused;          /* we answered or reset it: ignore what follows */
+    bool stop_peer;        /* we answered before the upload ended */
+    size_t discarded;      /* upload bytes dropped since */
+    bytes out;             /* body to send */
+    size_t out_off;
+    hdrs out_trailers;
+} h2_stream;
+
+struct h2_conn {
+    nghttp2_session *s;
+    bool server;
+    h2_limits lim;
+    h2_events ev;
+    void *ud;
+    h2_stream *streams;
+    size_t nstreams;
+    char err[160];
+};
+
+void h2_limits_default(h2_limits *l)
+{
+    l->max_header_list = 64 * 1024;
+    l->max_headers = 256;
+    l->max_body = 0;
+    l->max_streams = 100;
+    l->window = 1024 * 1024;
+}
+
+static void set_err(h2_conn *c, const char *fmt, const char *arg)
+{
+    snprintf(c->err, sizeof c->err, fmt, arg);
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+static h2_stream *stream_new(h2_conn *c)
+{
+    h2_stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->cookie_idx = -1;
+    st->next = c->streams;
+    if (c->streams)
+        c->streams->prev = st;
+    c->streams = st;
+    c->nstreams++;
+    return st;
+}
+
+static void stream_free(h2_conn *c, h2_stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        c->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    c->nstreams--;
+    flow_request_free(st->req);
+    flow_response_free(st->resp);
+    bytes_free(&st->out);
+    hdrs_free(&st->out_trailers);
+    free(st);
+}
+
+static h2_stream *stream_get(h2_conn *c, int32_t sid)
+{
+    return nghttp2_session_get_stream_user_data(c->s, sid);
+}
+
+/* ---- building frames from flow messages --------------------------------- */
+
+/* A header list for nghttp2: the name/value pairs plus the lower-cased
+ * names they point into. */
+typedef struct nvlist {
+    nghttp2_nv *nv;
+    size_t n;
+    char *names;
+} nvlist;
+
+static void nvlist_free(nvlist *l)
+{
+    free(l->nv);
+    free(l->names);
+}
+
+/* Fields HTTP/2 forbids (RFC 9113 §8.2.2): they describe one hop of
+ * HTTP/1 and must not cross into a multiplexed connection. */
+static bool connection_specific(const hdrs *h, const hdr_field *f, bool request)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+                                      "transfer-encoding", "upgrade"};
+    for (size_t i = 0; i < sizeof hop / sizeof *hop; i++)
+        if (strcasecmp(f->name, hop[i]) == 0)
+            return true;
+    if (strcasecmp(f->name, "te") == 0)
+        return !(f->value_len == 8 && strncasecmp(f->value, "trailers", 8) == 0);
+    if (request && strcasecmp(f->name, "host") == 0)
+        return true; /* it travels as :authority */
+    return hdrs_has_token(h, "connection", f->name);
+}
+
+static void nv_put(nvlist *l, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    nghttp2_nv *nv = &l->nv[l->n++];
+    nv->name = (uint8_t *)name;
+    nv->namelen = nlen;
+    nv->value = (uint8_t *)value;
+    nv->valuelen = vlen;
+    nv->flags = NGHTTP2_NV_FLAG_NONE;
+}
+
+/* Room for `extra` pseudo-header fields followed by h's fields that may be
+ * sent.  0, or -1 with c->err set when a field is not valid HTTP/2. */
+static int nvlist_build(h2_conn *c, nvlist *l, size_t extra, const hdrs *h, bool request, bool trailers)
+{
+    size_t namebytes = 0;
+    for (size_t i = 0; i < h->n; i++)
+        namebytes += h->v[i].name_len + 1;
+    l->n = 0;
+    l->nv = malloc((extra + h->n + 1) * sizeof *l->nv);
+    l->names = malloc(namebytes + 1);
+    if (!l->nv || !l->names) {
+        set_err(c, "%s", "out of memory");
+        return -1;
+    }
+    char *p = l->names;
+    for (size_t i = 0; i < h->n; i++) {
+        const hdr_field *f = &h->v[i];
+        if (!trailers && connection_specific(h, f, request))
+            continue;
+        for (size_t k = 0; k < f->name_len; k++)
+            p[k] = (char)tolower((unsigned char)f->name[k]);
+        if (!nghttp2_check_header_name((uint8_t *)p, f->name_len) ||
+            !nghttp2_check_header_value_rfc9113((uint8_t *)f->value, f->value_len)) {
+            set_err(c, "header field %.60s cannot be sent over HTTP/2", f->name);
+            return -1;
+        }
+        l->n++; /* reserve: pseudo-headers are put first by the caller */
+        p += f->name_len + 1;
+    }
+    /* Second pass now that the count is known: pseudo-headers go first. */
+    size_t regular = l->n;
+    l->n = extra;
+    p = l->names;
+    for (size_t i = 0; i < h->n && l->n < extra + regular; i++) {
+        const hdr_field *f = &h->v[i];
+        if (!trailers && connection_specific(h, f, request))
+            continue;
+        nv_put(l, p, f->name_len, f->value, f->value_len);
+        p += f->name_len + 1;
+    }
+    return 0;
+}
+
+static ssize_t read_body(nghttp2_session *session, int32_t sid, uint8_t *buf, size_t length,
+                         uint32_t *data_flags, nghttp2_data_source *src, void *user_data)
+{
+    h2_conn *c = user_data;
+    h2_stream *st = src->ptr;
+    size_t n = st->out.len - st->out_off;
+    if (n > length)
+        n = length;
+    if (n)
+        memcpy(buf, st->out.p + st->out_off, n);
+    st->out_off += n;
+    if (st->out_off == st->out.len) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->out_trailers.n) {
+            nvlist l = {0};
+            if (nvlist_build(c, &l, 0, &st->out_trailers, false, true) < 0) {
+                nvlist_free(&l);
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            }
+            *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            int rv = nghttp2_submit_trailer(session, sid, l.nv, l.n);
+            nvlist_free(&l);
+            if (rv < 0)
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+    }
+    return (ssize_t)n;
+}
+
+/* Copy body and trailers into the stream for read_body; NULL provider when
+ * HEADERS alone can carry END_STREAM. */
+static int stream_set_output(h2_stream *st, const bytes *body, const hdrs *trailers,
+                             nghttp2_data_provider *prd)
+{
+    if (body->len && bytes_set(&st->out, body->p, body->len) < 0)
+        return -1;
+    if (trailers->n && hdrs_copy(&st->out_trailers, trailers) < 0)
+        return -1;
+    prd->source.ptr = st;
+    prd->read_callback = read_body;
+    return body->len || trailers->n ? 1 : 0;
+}
+
+int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s)
+{
+    h2_stream *st = stream_get(c, sid);
+    if (!st || !c->server) {
+        set_err(c, "%s", "no such stream");
+        return -1;
+    }
+    char status[8];
+    snprintf(status, sizeof status, "%d", s->status_code >= 100 && s->status_code <= 999 ? s->status_code : 502);
+    nvlist l = {0};
+    nghttp2_data_provider prd;
+    int rv = -1;
+    if (nvlist_build(c, &l, 1, &s->headers, false, false) < 0)
+        goto out;
+    size_t total = l.n;
+    l.n = 0;
+    nv_put(&l, ":status", 7, status, strlen(status));
+    l.n = total;
+    int has = stream_set_output(st, &s->content, &s->trailers, &prd);
+    if (has < 0) {
+        set_err(c, "%s", "out of memory");
+        goto out;
+    }
+    int e = nghttp2_submit_response(c->s, sid, l.nv, l.n, has ? &prd : NULL);
+    if (e < 0) {
+        set_err(c, "%s", nghttp2_strerror(e));
+        goto out;
+    }
+    rv = 0;
+out:
+    nvlist_free(&l);
+    return rv;
+}
+
+/* "host:port", "[v6]:port" or "host" → host (unbracketed) and port. */
+static int split_authority(const char *a, uint16_t dflt, char **host, uint16_t *port)
+{
+    size_t n = strlen(a);
+    const char *hs = a, *he, *p = NULL;
+    if (n && a[0] == '[') {
+        const char *rb = memchr(a, ']', n);
+        if (!rb || (rb[1] && rb[1] != ':'))
+            return -1;
+        hs = a + 1;
+        he = rb;
+        if (rb[1])
+            p = rb + 2;
+    } else {
+        const char *colon = memchr(a, ':', n);
+        he = colon ? colon : a + n;
+        if (colon)
+            p = colon + 1;
+    }
+    if (he == hs || he - hs > 253)
+        return -1;
+    for (const char *q = hs; q < he; q++)
+        if (!(isalnum((unsigned char)*q) || strchr("-._:%", *q)))
+            return -1;
+    unsigned long v = dflt;
+    if (p) {
+        if (!*p)
+            return -1;
+        v = 0;
+        for (; *p; p++)
+            if (!isdigit((unsigned char)*p) || (v = v * 10 + (unsigned)(*p - '0')) > 65535)
+                return -1;
+        if (v == 0)
+            return -1;
+    }
+    if (flow_strnset(host, hs, (size_t)(he - hs)) < 0)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int32_t h2_submit_request(h2_conn *c, const flow_request *r)
+{
+    if (c->server) {
+        set_err(c, "%s", "requests go out on the client side only");
+        return -1;
+    }
+    /* :authority: as the client wrote it, else Host, else host[:port]. */
+    char abuf[300];
+    const char *auth = r->authority && *r->authority ? r->authority : NULL;
+    size_t alen = auth ? strlen(auth) : 0;
+    if (!auth && (auth = hdrs_get(&r->headers, "host", &alen)) == NULL) {
+        char hb[260];
+        const char *h = flow_host_for_url(r->host ? r->host : "", hb, sizeof hb);
+        bool https = r->scheme && strcmp(r->scheme, "https") == 0;
+        if (r->port == 0 || r->port == (https ? 443 : 80))
+            snprintf(abuf, sizeof abuf, "%s", h);
+        else
+            snprintf(abuf, sizeof abuf, "%s:%u", h, r->port);
+        auth = abuf;
+        alen = strlen(abuf);
+    }
+    const char *method = r->method ? r->method : "GET";
+    const char *scheme = r->scheme && *r->scheme ? r->scheme : "https";
+    const char *path = r->path && *r->path ? r->path : "/";
+    nvlist l = {0};
+    int32_t sid = -1;
+    h2_stream *st = NULL;
+    if (nvlist_build(c, &l, 4, &r->headers, true, false) < 0)
+        goto out;
+    size_t total = l.n;
+    l.n = 0;
+    nv_put(&l, ":method", 7, method, strlen(method));
+    nv_put(&l, ":scheme", 7, scheme, strlen(scheme));
+    nv_put(&l, ":authority", 10, auth, alen);
+    nv_put(&l, ":path", 5, path, strlen(path));
+    l.n = total;
+    if (!(st = stream_new(c)) || !(st->resp = flow_response_new())) {
+        set_err(c, "%s", "out of memory");
+        goto out;
+    }
+    nghttp2_data_provider prd;
+    int has = stream_set_output(st, &r->content, &r->trailers, &prd);
+    if (has < 0) {
+        set_err(c, "%s", "out of memory");
+        goto out;
+    }
+    sid = nghttp2_submit_request(c->s, NULL, l.nv, l.n, has ? &prd : NULL, st);
+    if (sid < 0) {
+        set_err(c, "%s", nghttp2_strerror(sid));
+        sid = -1;
+        goto out;
+    }
+    st->sid = sid;
+    st = NULL;
+out:
+    if (st)
+        stream_free(c, st);
+    nvlist_free(&l);
+    return sid;
+}
+
+int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code)
+{
+    h2_stream *st = stream_get(c, sid);
+    if (st)
+        st->refused = true;
+    return nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, sid, code) < 0 ? -1 : 0;
+}
+
+int h2_conn_shutdown(h2_conn *c)
+{
+    int32_t last = nghttp2_session_get_last_proc_stream_id(c->s);
+    return nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0) < 0 ? -1 : 0;
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+/* Server side: answer a request ourselves (the caller never sees it). */
+static void refuse(h2_conn *c, h2_stream *st, int status, const char *msg)
+{
+    if (st->refused)
+        return;
+    st->refused = true;
+    flow_response *s = flow_response_new();
+    if (s) {
+        char len[24];
+        size_t ml = strlen(msg);
+        snprintf(len, sizeof len, "%zu", ml + 1);
+        s->status_code = status;
+        if (hdrs_add(&s->headers, "content-type", 12, "text/plain", 10) == 0 &&
+            hdrs_add(&s->headers, "content-length", 14, len, strlen(len)) == 0 &&
+            bytes_set(&s->content, msg, ml) == 0 && bytes_append(&s->content, "\n", 1) == 0 &&
+            h2_submit_response(c, st->sid, s) == 0) {
+            st->stop_peer = true; /* the rest of an upload is dropped */
+        } else {
+            nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
+        }
+        flow_response_free(s);
+    }
+    if (c->ev.on_refused)
+        c->ev.on_refused(c->ud, st->sid, status, msg);
+}
+
+/* Client side: give up on a response (the caller hears it through
+ * on_refused, then on_close). */
+static void abandon(h2_conn *c, h2_stream *st, const char *msg)
+{
+    if (st->refused)
+        return;
+    st->refused = true;
+    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_CANCEL);
+    if (c->ev.on_refused)
+        c->ev.on_refused(c->ud, st->sid, 502, msg);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    h2_conn *c = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    h2_stream *st = stream_get(c, frame->hd.stream_id);
+    if (c->server && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (!(st = stream_new(c)) || !(st->req = flow_request_new())) {
+            if (st)
+                stream_free(c, st);
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        st->sid = frame->hd.stream_id;
+        st->req->timestamp_start = flow_now();
+        nghttp2_session_set_stream_user_data(session, st->sid, st);
+    } else if (!st) {
+        return 0;
+    } else if (!c->server && (!st->resp || st->resp->status_code < 200)) {
+        /* a (next) response head: after an interim one, start afresh */
+        flow_response_free(st->resp);
+        if (!(st->resp = flow_response_new()))
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        st->resp->timestamp_start = flow_now();
+    } else {
+        st->in_trailers = true;
+    }
+    st->hdr_bytes = st->hdr_fields = 0;
+    st->too_big = false;
+    return 0;
+}
+
+static int set_pseudo(h2_stream *st, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen,
+                      bool server)
+{
+    const char *n = (const char *)name, *v = (const char *)value;
+    if (!server) {
+        if (nlen == 7 && memcmp(n, ":status", 7) == 0)
+            st->resp->status_code = atoi(v); /* nghttp2 checked: three digits */
+        return 0;
+    }
+    char **dst = NULL;
+    if (nlen == 7 && memcmp(n, ":method", 7) == 0)
+        dst = &st->req->method;
+    else if (nlen == 7 && memcmp(n, ":scheme", 7) == 0)
+        dst = &st->req->scheme;
+    else if (nlen == 10 && memcmp(n, ":authority", 10) == 0)
+        dst = &st->req->authority;
+    else if (nlen == 5 && memcmp(n, ":path", 5) == 0)
+        dst = &st->req->path;
+    return dst ? flow_strnset(dst, v, vlen) : 0;
+}
+
+/* RFC 9113 §8.2.3: a client may split Cookie into crumbs; HTTP/1 and
+ * everything after us expect one field joined with "; ". */
+static int add_cookie(h2_stream *st, const uint8_t *value, size_t vlen)
+{
+    hdrs *h = &st->req->headers;
+    if (st->cookie_idx < 0) {
+        st->cookie_idx = (ssize_t)h->n;
+        return hdrs_add(h, "cookie", 6, (const char *)value, vlen);
+    }
+    /* The joined field replaces the first crumb in place, through the
+     * hdrs API (a field's storage is flow.c's business). */
+    hdr_field *f = &h->v[st->cookie_idx];
+    bytes joined = {0};
+    if (bytes_append(&joined, f->value, f->value_len) < 0 || bytes_append(&joined, "; ", 2) < 0 ||
+        bytes_append(&joined, value, vlen) < 0 || hdrs_add(h, "cookie", 6, joined.p, joined.len) < 0) {
+        bytes_free(&joined);
+        return -1;
+    }
+    bytes_free(&joined);
+    hdr_field tmp = h->v[st->cookie_idx];
+    h->v[st->cookie_idx] = h->v[h->n - 1];
+    h->v[h->n - 1] = tmp;
+    hdrs_remove_at(h, h->n - 1);
+    return 0;
+}
+
+static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                             size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user_data);
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *user_data)
+{
+    h2_conn *c = user_data;
+    h2_stream *st = stream_get(c, frame->hd.stream_id);
+    if (!st || st->refused || st->too_big)
+        return 0;
+    st->hdr_bytes += nlen + vlen + 32;
+    if (st->hdr_bytes > c->lim.max_header_list || ++st->hdr_fields > c->lim.max_headers) {
+        st->too_big = true; /* answered once the block ends: HPACK must go on decoding */
+        return 0;
+    }
+    /* nghttp2 1.52 lets upper-case names through; RFC 9113 §8.2.1 calls
+     * the message malformed. */
+    for (size_t i = 0; i < nlen; i++)
+        if (name[i] >= 'A' && name[i] <= 'Z')
+            return on_invalid_header(session, frame, name, nlen, value, vlen, flags, user_data);
+    int rv;
+    if (nlen && name[0] == ':')
+        rv = set_pseudo(st, name, nlen, value, vlen, c->server);
+    else if (st->in_trailers)
+        rv = hdrs_add(c->server ? &st->req->trailers : &st->resp->trailers, (const char *)name, nlen,
+                      (const char *)value, vlen);
+    else if (c->server && nlen == 6 && memcmp(name, "cookie", 6) == 0)
+        rv = add_cookie(st, value, vlen);
+    else
+        rv = hdrs_add(c->server ? &st->req->headers : &st->resp->headers, (const char *)name, nlen,
+                      (const char *)value, vlen);
+    return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+/* Without this callback nghttp2 drops a field with CR, LF or NUL in its
+ * value and goes on: the message would reach the server minus a header the
+ * client sent.  Refusing the stream (RST_STREAM PROTOCOL_ERROR) is the safe
+ * reading of RFC 9113 §8.2.1. */
+static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                             size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user_data)
+{
+    h2_stream *st = stream_get(user_data, frame->hd.stream_id);
+    if (st)
+        st->refused = true;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+/* Server side: the request head is complete; fill what HTTP/2 leaves
+ * implicit.  0, or a status to refuse it with (*msg says why). */
+static int request_head(h2_stream *st, const char **msg)
+{
+    flow_request *r = st->req;
+    size_t hlen;
+    const char *host = hdrs_get(&r->headers, "host", &hlen);
+    if (flow_strset(&r->http_version, "HTTP/2.0") < 0)
+        return *msg = "out of memory", 500;
+    if (!r->scheme && flow_strset(&r->scheme, "") < 0)
+        return *msg = "out of memory", 500;
+    if (!r->path && flow_strset(&r->path, "") < 0)
+        return *msg = "out of memory", 500;
+    if (r->authority && host && (hlen != strlen(r->authority) || strncasecmp(host, r->authority, hlen) != 0))
+        return *msg = "Host header and :authority differ", 400;
+    if (!r->authority && host && flow_strnset(&r->authority, host, hlen) < 0)
+        return *msg = "out of memory", 500;
+    if (!r->authority && flow_strset(&r->authority, "") < 0)
+        return *msg = "out of memory", 500;
+    uint16_t dflt = strcmp(r->scheme, "http") == 0 ? 80 : 443;
+    if (*r->authority) {
+        if (split_authority(r->authority, dflt, &r->host, &r->port) < 0)
+            return *msg = "invalid :authority", 400;
+    } else if (flow_strset(&r->host, "") < 0) {
+        return *msg = "out of memory", 500;
+    } else {
+        r->port = dflt;
+    }
+    return 0;
+}
+
+static void message_done(h2_conn *c, h2_stream *st)
+{
+    if (st->refused)
+        return;
+    if (c->server) {
+        flow_request *r = st->req;
+        st->req = NULL;
+        r->timestamp_end = flow_now();
+        st->refused = true; /* handed over: nothing more is ours */
+        c->ev.on_request(c->ud, st->sid, r);
+    } else {
+        flow_response *s = st->resp;
+        st->resp = NULL;
+        s->timestamp_end = flow_now();
+        if (!s->http_version)
+            flow_strset(&s->http_version, "HTTP/2.0");
+        if (!s->reason)
+            flow_strset(&s->reason, "");
+        st->refused = true;
+        c->ev.on_response(c->ud, st->sid, s);
+    }
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    h2_conn *c = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    h2_stream *st = stream_get(c, frame->hd.stream_id);
+    if (!st || st->refused)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS) {
+        if (st->too_big) {
+            if (c->server)
+                refuse(c, st, 431, "request header fields too large");
+            else
+                abandon(c, st, "response header fields too large");
+            return 0;
+        }
+        if (c->server && !st->in_trailers) {
+            const char *msg = NULL;
+            int status = request_head(st, &msg);
+            if (status) {
+                refuse(c, st, status, msg);
+                return 0;
+            }
+        }
+        if (!c->server && st->resp->status_code < 200)
+            return 0; /* interim: the final head follows */
+    }
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        message_done(c, st);
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+                         void *user_data)
+{
+    h2_conn *c = user_data;
+    /* The body is taken into the flow now, so the window opens now; what
+     * we hold per stream is bounded by max_body, not by the peer. */
+    nghttp2_session_consume(session, sid, len);
+    h2_stream *st = stream_get(c, sid);
+    if (st && st->stop_peer && (st->discarded += len) > H2_DISCARD_MAX)
+        h2_reset_stream(c, sid, NGHTTP2_NO_ERROR);
+    if (!st || st->refused)
+        return 0;
+    bytes *b = c->server ? &st->req->content : &st->resp->content;
+    if (c->lim.max_body && b->len + len > c->lim.max_body) {
+        if (c->server)
+            refuse(c, st, 413, "request body too large");
+        else
+            abandon(c, st, "response body too large");
+        return 0;
+    }
+    return bytes_append(b, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, void *user_data)
+{
+    h2_conn *c = user_data;
+    h2_stream *st = stream_get(c, sid);
+    if (!st)
+        return 0;
+    nghttp2_session_set_stream_user_data(session, sid, NULL);
+    stream_free(c, st);
+    if (c->ev.on_close)
+        c->ev.on_close(c->ud, sid, code);
+    return 0;
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+h2_conn *h2_conn_new(bool server, const h2_limits *lim, const h2_events *ev, void *ud)
+{
+    h2_conn *c = calloc(1, sizeof *c);
+    nghttp2_session_callbacks *cb = NULL;
+    nghttp2_option *opt = NULL;
+    if (!c || nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
+        goto fail;
+    c->server = server;
+    c->lim = *lim;
+    c->ev = *ev;
+    c->ud = ud;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_invalid_header_callback(cb, on_invalid_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+
+    /* Abuse limits, explicit rather than trusting defaults that moved
+     * between nghttp2 releases (the last two are Debian backports):
+     * a SETTINGS or PING flood fills the queue of ACKs we owe; a rapid
+     * reset (CVE-2023-44487) opens and cancels streams faster than any
+     * browser; a CONTINUATION flood (CVE-2024-28182) never ends a header
+     * block.  Each ends the connection with GOAWAY ENHANCE_YOUR_CALM or
+     * PROTOCOL_ERROR. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_stream_reset_rate_limit(opt, 200, 50);
+    nghttp2_option_set_max_continuations(opt, 8);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    if (!server)
+        nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
+    int rv = server ? nghttp2_session_server_new2(&c->s, cb, c, opt) : nghttp2_session_client_new2(&c->s, cb, c, opt);
+    if (rv != 0)
+        goto fail;
+    nghttp2_settings_entry iv[4] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, lim->window},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)lim->max_header_list},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, server ? 3 : 4) != 0)
+        goto fail;
+    /* The connection window covers several streams' windows at once. */
+    int32_t conn_window = lim->window > INT32_MAX / 4 ? INT32_MAX : (int32_t)lim->window * 4;
+    if (nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, conn_window) != 0)
+        goto fail;
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_option_del(opt);
+    return c;
+fail:
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_option_del(opt);
+    if (c && c->s)
+        nghttp2_session_del(c->s);
+    free(c);
+    return NULL;
+}
+
+void h2_conn_free(h2_conn *c)
+{
+    if (!c)
+        return;
+    nghttp2_session_del(c->s);
+    while (c->streams)
+        stream_free(c, c->streams);
+    free(c);
+}
+
+int h2_conn_feed(h2_conn *c, const void *data, size_t n)
+{
+    ssize_t rv = nghttp2_session_mem_recv(c->s, data, n);
+    if (rv >= 0)
+        return 0;
+    set_err(c, "HTTP/2: %s", nghttp2_strerror((int)rv));
+    if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
+        set_err(c, "%s", "not an HTTP/2 connection preface");
+    /* nghttp2 has queued GOAWAY for protocol errors and floods; for the
+     * rest (bad preface, our own failures) say goodbye ourselves. */
+    nghttp2_session_terminate_session(c->s, rv == NGHTTP2_ERR_CALLBACK_FAILURE ? NGHTTP2_INTERNAL_ERROR
+                                            : rv == NGHTTP2_ERR_FLOODED         ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                                : NGHTTP2_PROTOCOL_ERROR);
+    return -1;
+}
+
+int h2_conn_flush(h2_conn *c, struct evbuffer *out, size_t max)
+{
+    while (!max || evbuffer_get_length(out) < max) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(c->s, &d);
+        if (n < 0) {
+            set_err(c, "HTTP/2: %s", nghttp2_strerror((int)n));
+            return -1;
+        }
+        if (n == 0)
+            break;
+        if (evbuffer_add(out, d, (size_t)n) < 0) {
+            set_err(c, "%s", "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+bool h2_conn_alive(const h2_conn *c)
+{
+    return nghttp2_session_want_read(c->s) || nghttp2_session_want_write(c->s);
+}
+
+const char *h2_conn_error(const h2_conn *c)
+{
+    return c->err;
+}
+
+size_t h2_conn_streams(const h2_conn *c)
+{
+    return c->nstreams;
+}
+
+int h2_preface_match(const void *data, size_t n)
+{
+    static const char preface[] = NGHTTP2_CLIENT_MAGIC;
+    size_t m = n < sizeof preface - 1 ? n : sizeof preface - 1;
+    if (memcmp(data, preface, m) != 0)
+        return -1;
+    return m == sizeof preface - 1 ? 1 : 0;
+}

@@ -1,0 +1,546 @@
+/* h2proxy.c — the HTTP/2 client side of the proxy: h2.c turns the client's
+ * bytes into requests, each stream runs the same path as an HTTP/1 flow
+ * (requestheaders, request, the exchange upstream, responseheaders,
+ * response) and its answer goes back as frames.
+ *
+ * Upstream is HTTP/1.1 through upstream.c's exchanges, one per stream in
+ * flight: h2 → h1 translation is lossless for requests (":authority"
+ * becomes Host) and responses (connection-specific fields are dropped by
+ * h2.c).  Exchanges are pooled per client connection, so their kept-alive
+ * server connections serve the connection's next streams.
+ *
+ * Lifetime: stream objects live from their complete request until h2.c
+ * reports the stream closed; the connection ends when h2.c has nothing
+ * more to read or write.  Closing is only ever asked of the owner from a
+ * top-level event, as the last thing done. */
+#include "h2proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "addons.h"
+#include "h2.h"
+#include "log.h"
+#include "onboard.h"
+#include "printer.h"
+#include "script.h"
+#include "upstream.h"
+
+/* Output we queue before waiting for the client to read: DATA frames are
+ * produced only as this drains, so a slow reader costs at most this. */
+#define H2P_OUT_HIGH (256 * 1024)
+
+/* Kept server connections per client connection: enough for a browser's
+ * burst to one origin, few enough that an idle client holds little. */
+#define H2P_IDLE_MAX 8
+
+typedef struct h2ps h2ps;
+
+/* An exchange slot: busy with one stream, or idle in the pool with its
+ * server connection kept (if HTTP allowed). */
+typedef struct h2px {
+    struct h2px *next;  /* in the idle pool */
+    h2ps *s;            /* the stream it serves; NULL when idle */
+    exch x;
+} h2px;
+
+struct h2ps {
+    struct h2ps *prev, *next;
+    h2proxy *p;
+    int32_t sid;
+    flow *f;            /* in flight; NULL once answered */
+    h2px *px;           /* while the request is upstream */
+};
+
+struct h2proxy {
+    worker *w;
+    struct bufferevent *bev;
+    h2_conn *conn;
+    flow_conn client;
+    bool in_tunnel, tls;
+    char *host;
+    uint16_t port;
+    h2ps *streams;
+    h2px *idle;
+    size_t nidle;
+    int depth;          /* inside h2.c: closing must wait */
+    bool over;          /* no more input: close once the output is out */
+    void (*close)(void *owner);
+    void *owner;
+};
+
+static void h2ps_free(h2ps *s, const char *why);
+
+/* ---- flows -------------------------------------------------------------- */
+
+/* -1 when a hook ran past script_timeout (the flow's error says so). */
+static int run_hook(h2ps *s, enum script_hook h)
+{
+    script_env *e = s->p->w->scripts;
+    if (e && s->f && script_env_has_hook(e, h))
+        return script_env_run(e, h, s->f);
+    return 0;
+}
+
+static const char *hook_error(h2ps *s)
+{
+    return s->f && s->f->error && s->f->error->msg ? s->f->error->msg : "script failed";
+}
+
+static void flow_done(h2ps *s)
+{
+    if (!s->f)
+        return;
+    if (s->p->w->scripts)
+        script_env_forget(s->p->w->scripts, s->f);
+    flow_free(s->f);
+    s->f = NULL;
+}
+
+static void flow_fail(h2ps *s, const char *msg)
+{
+    if (!s->f)
+        return;
+    flow_set_error(s->f, msg);
+    run_hook(s, SCRIPT_HOOK_ERROR);
+    proxy_flow_finished(s->p->w->sh, s->f);
+    flow_done(s);
+}
+
+/* ---- exchange slots ----------------------------------------------------- */
+
+static const exch_ops h2p_exch_ops;
+
+static h2px *slot_get(h2proxy *p, h2ps *s)
+{
+    h2px *px = p->idle;
+    if (px) {
+        p->idle = px->next;
+        p->nidle--;
+    } else if ((px = calloc(1, sizeof *px)) != NULL) {
+        exch_init(&px->x, p->w, &h2p_exch_ops, px);
+    } else {
+        return NULL;
+    }
+    px->next = NULL;
+    px->s = s;
+    s->px = px;
+    return px;
+}
+
+/* The stream is done with its slot: back to the pool with its server
+ * connection if that may carry another request, else closed. */
+static void slot_put(h2proxy *p, h2ps *s)
+{
+    h2px *px = s->px;
+    if (!px)
+        return;
+    s->px = NULL;
+    px->s = NULL;
+    exch_release_unless_reusable(&px->x);
+    if (p->nidle >= H2P_IDLE_MAX) {
+        exch_close(&px->x);
+        free(px);
+        return;
+    }
+    exch_watch_idle(&px->x); /* a server speaking out of turn is dropped */
+    px->next = p->idle;
+    p->idle = px;
+    p->nidle++;
+}
+
+/* The stream gave up mid-exchange: its server connection is in an
+ * unknown state, so it goes. */
+static void slot_drop(h2ps *s)
+{
+    if (!s->px)
+        return;
+    exch_close(&s->px->x);
+    free(s->px);
+    s->px = NULL;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+/* Queue what h2.c has for the client.  true when the connection is over. */
+static bool pump(h2proxy *p)
+{
+    struct evbuffer *out = bufferevent_get_output(p->bev);
+    if (h2_conn_flush(p->conn, out, H2P_OUT_HIGH) < 0)
+        p->over = true;
+    if (!h2_conn_alive(p->conn))
+        p->over = true;
+    return p->over && evbuffer_get_length(out) == 0;
+}
+
+/* After an upstream event: flush, and close when nothing is left. */
+static void pump_or_close(h2proxy *p)
+{
+    if (pump(p) && p->depth == 0)
+        p->close(p->owner); /* last thing */
+}
+
+static void answer_simple(h2ps *s, int status, const char *msg)
+{
+    flow_response *r = flow_response_new();
+    if (!r)
+        return;
+    char len[24];
+    snprintf(len, sizeof len, "%zu", strlen(msg) + 1);
+    r->status_code = status;
+    if (hdrs_add(&r->headers, "server", 6, "mitmlua", 7) < 0 ||
+        hdrs_add(&r->headers, "content-type", 12, "text/plain; charset=utf-8", 25) < 0 ||
+        hdrs_add(&r->headers, "content-length", 14, len, strlen(len)) < 0 ||
+        bytes_set(&r->content, msg, strlen(msg)) < 0 || bytes_append(&r->content, "\n", 1) < 0 ||
+        h2_submit_response(s->p->conn, s->sid, r) < 0)
+        h2_reset_stream(s->p->conn, s->sid, 2 /* INTERNAL_ERROR */);
+    flow_response_free(r);
+}
+
+static void fail_stream(h2ps *s, int status, const char *msg)
+{
+    slot_drop(s);
+    if (s->f && s->f->response) {
+        flow_response_free(s->f->response);
+        s->f->response = NULL;
+    }
+    answer_simple(s, status, msg);
+    flow_fail(s, msg);
+}
+
+static void kill_stream(h2ps *s)
+{
+    slot_drop(s);
+    h2_reset_stream(s->p->conn, s->sid, 8 /* CANCEL */);
+    flow_fail(s, "Connection killed.");
+}
+
+static void deliver(h2ps *s)
+{
+    flow *f = s->f;
+    addons_response(s->p->w->sh->addons, f); /* C addons before Lua */
+    if (run_hook(s, SCRIPT_HOOK_RESPONSE) < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", hook_error(s));
+        fail_stream(s, 502, msg);
+        return;
+    }
+    if (f->killed) {
+        kill_stream(s);
+        return;
+    }
+    if (!f->response) {
+        fail_stream(s, 502, "response removed by a script");
+        return;
+    }
+    flow_response *r = f->response;
+    if (!r->http_version)
+        r->http_version = strdup("HTTP/2.0");
+    if (!r->timestamp_start)
+        r->timestamp_start = flow_now();
+    if (!r->timestamp_end)
+        r->timestamp_end = flow_now();
+    slot_put(s->p, s);
+    if (h2_submit_response(s->p->conn, s->sid, r) < 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s", h2_conn_error(s->p->conn));
+        fail_stream(s, 502, msg);
+        return;
+    }
+    proxy_flow_finished(s->p->w->sh, f);
+    flow_done(s);
+}
+
+/* ---- the exchange upstream ---------------------------------------------- */
+
+static void x_head(exch *x)
+{
+    h2px *px = x->owner;
+    run_hook(px->s, SCRIPT_HOOK_RESPONSEHEADERS);
+}
+
+static void x_interim(exch *x, const flow_response *r)
+{
+    /* 1xx from an HTTP/1 server: nothing the client needs (we already
+     * have the whole request body). */
+}
+
+static void x_done(exch *x)
+{
+    h2ps *s = ((h2px *)x->owner)->s;
+    h2proxy *p = s->p;
+    deliver(s);
+    pump_or_close(p);
+}
+
+static void x_failed(exch *x, int status, const char *msg)
+{
+    h2ps *s = ((h2px *)x->owner)->s;
+    h2proxy *p = s->p;
+    fail_stream(s, status, msg);
+    pump_or_close(p);
+}
+
+/* no stream_head: h2 streams always get whole bodies (stream_large_bodies
+ * is not supported for HTTP/2 clients yet) */
+static const exch_ops h2p_exch_ops = {.head = x_head, .interim = x_interim, .done = x_done, .failed = x_failed};
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void copy_client(h2proxy *p, flow *f)
+{
+    flow_conn *d = &f->client, *c = &p->client;
+    flow_strset(&d->address_host, c->address_host);
+    d->address_port = c->address_port;
+    flow_strset(&d->sni, c->sni);
+    flow_strset(&d->alpn, c->alpn);
+    flow_strset(&d->tls_version, c->tls_version);
+    flow_strset(&d->cipher, c->cipher);
+    d->tls = c->tls;
+    d->timestamp_start = c->timestamp_start;
+    d->timestamp_tls_setup = c->timestamp_tls_setup;
+}
+
+/* Where the request goes, as proxy.c decides it for origin-form HTTP/1
+ * requests; and the Host header an HTTP/1 server needs.  0 or a status. */
+static int resolve_target(h2proxy *p, flow_request *r, const char **why)
+{
+    const opts *o = p->w->sh->o;
+    if (strcmp(r->method, "CONNECT") == 0) {
+        *why = "CONNECT over HTTP/2 is not supported";
+        return 501;
+    }
+    if (p->in_tunnel) {
+        if (flow_strset(&r->host, p->host) < 0 || flow_strset(&r->scheme, p->tls ? "https" : "http") < 0)
+            return 500;
+        r->port = p->port;
+    } else if (o->mode == MODE_REVERSE) {
+        if (flow_strset(&r->host, o->mode_url.host) < 0 || flow_strset(&r->scheme, o->mode_url.scheme) < 0)
+            return 500;
+        r->port = o->mode_url.port;
+        if (!o->keep_host_header) {
+            char hb[300], val[320];
+            const char *h = flow_host_for_url(r->host, hb, sizeof hb);
+            bool dflt = r->port == (strcmp(r->scheme, "https") == 0 ? 443 : 80);
+            snprintf(val, sizeof val, dflt ? "%s" : "%s:%u", h, r->port);
+            if (hdrs_set(&r->headers, "host", val, strlen(val)) < 0)
+                return 500;
+        }
+    } else if (!r->host || !*r->host) {
+        *why = "request without :authority";
+        return 400;
+    }
+    if (o->mode != MODE_UPSTREAM || p->in_tunnel)
+        hdrs_remove(&r->headers, "proxy-authorization"); /* meant for us */
+    /* HTTP/1 wants Host first; :authority carries it in HTTP/2 */
+    size_t hl;
+    if (!hdrs_get(&r->headers, "host", &hl) && r->authority && *r->authority) {
+        hdrs h = {0};
+        if (hdrs_add(&h, "host", 4, r->authority, strlen(r->authority)) < 0)
+            return 500;
+        for (size_t i = 0; i < r->headers.n; i++)
+            if (hdrs_add(&h, r->headers.v[i].name, r->headers.v[i].name_len, r->headers.v[i].value,
+                         r->headers.v[i].value_len) < 0) {
+                hdrs_free(&h);
+                return 500;
+            }
+        hdrs_free(&r->headers);
+        r->headers = h;
+    }
+    return 0;
+}
+
+static void on_request(void *ud, int32_t sid, flow_request *r)
+{
+    h2proxy *p = ud;
+    h2ps *s = calloc(1, sizeof *s);
+    flow *f = s ? flow_new() : NULL;
+    if (!f) {
+        free(s);
+        flow_request_free(r);
+        h2_reset_stream(p->conn, sid, 2);
+        return;
+    }
+    s->p = p;
+    s->sid = sid;
+    s->f = f;
+    f->request = r;
+    s->next = p->streams;
+    if (p->streams)
+        p->streams->prev = s;
+    p->streams = s;
+    copy_client(p, f);
+
+    const char *why = "bad request";
+    int st = resolve_target(p, r, &why);
+    if (st) {
+        answer_simple(s, st, why);
+        flow_fail(s, why);
+        return;
+    }
+    bool failed = run_hook(s, SCRIPT_HOOK_REQUESTHEADERS) < 0;
+    if (!failed && !f->killed) {
+        addons_request(p->w->sh->addons, f); /* C addons before Lua; map_local may answer */
+        failed = run_hook(s, SCRIPT_HOOK_REQUEST) < 0;
+    }
+    if (failed) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", hook_error(s));
+        fail_stream(s, 502, msg);
+        return;
+    }
+    if (f->killed) {
+        kill_stream(s);
+        return;
+    }
+    if (f->response) { /* answered by a script */
+        deliver(s);
+        return;
+    }
+    if (r->host && onboard_is_host(r->host)) {
+        char err[256];
+        flow_response *resp = NULL;
+        if (onboard_handle(p->w->sh->o->confdir, r->path, &resp, err, sizeof err) == 0 && resp) {
+            f->response = resp;
+            deliver(s);
+        } else {
+            fail_stream(s, 500, err);
+        }
+        return;
+    }
+    h2px *px = slot_get(p, s);
+    if (!px) {
+        fail_stream(s, 500, "out of memory");
+        return;
+    }
+    px->x.in_tunnel = p->in_tunnel;
+    px->x.sni = p->in_tunnel ? p->client.sni : NULL;
+    exch_start(&px->x, f); /* may answer at once: we are inside h2.c, so no close */
+}
+
+static void on_refused(void *ud, int32_t sid, int status, const char *msg)
+{
+    h2proxy *p = ud;
+    char addr[128];
+    printer_format_address(p->client.address_host, p->client.address_port, addr, sizeof addr);
+    log_info("%s: HTTP/2 stream %d refused (%d): %s", addr, (int)sid, status, msg);
+}
+
+static void on_close(void *ud, int32_t sid, uint32_t code)
+{
+    h2proxy *p = ud;
+    for (h2ps *s = p->streams; s; s = s->next)
+        if (s->sid == sid) {
+            h2ps_free(s, "client reset the stream");
+            return;
+        }
+}
+
+static void h2ps_free(h2ps *s, const char *why)
+{
+    h2proxy *p = s->p;
+    slot_drop(s);
+    flow_fail(s, why);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        p->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s);
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+h2proxy *h2proxy_new(worker *w, struct bufferevent *bev, const h2proxy_origin *o,
+                     void (*close)(void *owner), void *owner)
+{
+    static const h2_events ev = {.on_request = on_request, .on_refused = on_refused, .on_close = on_close};
+    h2proxy *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->w = w;
+    p->bev = bev;
+    p->close = close;
+    p->owner = owner;
+    p->in_tunnel = o->in_tunnel;
+    p->tls = o->tls;
+    p->port = o->port;
+    const flow_conn *c = o->client;
+    p->client.address_port = c->address_port;
+    p->client.tls = c->tls;
+    p->client.timestamp_start = c->timestamp_start;
+    p->client.timestamp_tls_setup = c->timestamp_tls_setup;
+    h2_limits lim;
+    h2_limits_default(&lim);
+    const opts *op = w->sh->o;
+    lim.max_body = op->body_size_limit;
+    if (op->max_header_size)
+        lim.max_header_list = op->max_header_size;
+    if (op->max_headers > 0)
+        lim.max_headers = (size_t)op->max_headers;
+    if (flow_strset(&p->host, o->host) < 0 || flow_strset(&p->client.address_host, c->address_host) < 0 ||
+        flow_strset(&p->client.sni, c->sni) < 0 || flow_strset(&p->client.alpn, c->alpn) < 0 ||
+        flow_strset(&p->client.tls_version, c->tls_version) < 0 ||
+        flow_strset(&p->client.cipher, c->cipher) < 0 || !(p->conn = h2_conn_new(true, &lim, &ev, p))) {
+        h2proxy_free(p);
+        return NULL;
+    }
+    /* write_cb fires when our queue runs low, to produce more frames */
+    bufferevent_setwatermark(bev, EV_WRITE, H2P_OUT_HIGH / 4, 0);
+    return p;
+}
+
+int h2proxy_on_read(h2proxy *p)
+{
+    struct evbuffer *in = bufferevent_get_input(p->bev);
+    size_t n = evbuffer_get_length(in);
+    if (n && !p->over) {
+        p->depth++;
+        int rv = h2_conn_feed(p->conn, evbuffer_pullup(in, (ssize_t)n), n);
+        p->depth--;
+        if (rv < 0) {
+            char addr[128];
+            printer_format_address(p->client.address_host, p->client.address_port, addr, sizeof addr);
+            log_info("%s: HTTP/2 protocol error: %s", addr, h2_conn_error(p->conn));
+            p->over = true;
+            bufferevent_disable(p->bev, EV_READ);
+        }
+    }
+    evbuffer_drain(in, n);
+    return pump(p) ? -1 : 0;
+}
+
+int h2proxy_on_write(h2proxy *p)
+{
+    p->depth++;
+    bool over = pump(p);
+    p->depth--;
+    return over ? -1 : 0;
+}
+
+bool h2proxy_idle(const h2proxy *p)
+{
+    return p->streams == NULL;
+}
+
+void h2proxy_free(h2proxy *p)
+{
+    if (!p)
+        return;
+    while (p->streams)
+        h2ps_free(p->streams, "client disconnected");
+    while (p->idle) {
+        h2px *px = p->idle;
+        p->idle = px->next;
+        exch_close(&px->x);
+        free(px);
+    }
+    h2_conn_free(p->conn);
+    flow_conn_clear(&p->client);
+    free(p->host);
+    free(p);
+}
