@@ -21,6 +21,7 @@ struct dump_writer;
 struct printer;
 struct script_env;
 struct har_writer;
+struct sreplay;
 
 /* What every worker shares.  Read-only once workers run, except the parts
  * that are thread-safe on purpose: the CA's certificate cache, the dump
@@ -36,6 +37,7 @@ typedef struct proxy_shared {
     struct har_writer *har;       /* --set hardump=FILE, or NULL */
     pthread_mutex_t har_lock;     /* the HAR writer has one owner at a time */
     struct filter *fail_on;       /* --set fail_on=FILTER, or NULL */
+    struct sreplay *sreplay;      /* -S: recorded responses (locks itself), or NULL */
     /* Run totals, shared on purpose: the exit status and the summary
      * printed at shutdown are about every worker's flows. */
     atomic_ulong n_flows, n_errors, n_failed_on;

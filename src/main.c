@@ -24,6 +24,7 @@
 #include "printer.h"
 #include "proxy.h"
 #include "script.h"
+#include "sreplay.h"
 #include "tls.h"
 
 static enum log_level level_from(const char *s)
@@ -311,6 +312,21 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (o.nserver_replay) {
+        /* every file is read before the first request, as mitmdump does */
+        sh.sreplay = sreplay_new(&o, err, sizeof err);
+        for (size_t i = 0; sh.sreplay && i < o.nserver_replay; i++)
+            if (sreplay_load_file(sh.sreplay, o.server_replay[i], err, sizeof err) < 0) {
+                sreplay_free(sh.sreplay);
+                sh.sreplay = NULL;
+            }
+        if (!sh.sreplay) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            status = 1;
+            goto out;
+        }
+        log_info("server replay: %zu recorded responses loaded", sreplay_count(sh.sreplay));
+    }
     if (o.rfile)
         status = read_flows(&o, &sh);
     if (o.server && status == 0 && atomic_load(&sh.exit_code) < 0) {
@@ -336,6 +352,7 @@ out:
     if (sh.ca)
         tls_ca_free(sh.ca);
     filter_free(sh.filter);
+    sreplay_free(sh.sreplay);
     /* a run that worked reports the CI verdict: mitm.exit(), then fail_on */
     if (status == 0 && atomic_load(&sh.exit_code) >= 0)
         status = atomic_load(&sh.exit_code);

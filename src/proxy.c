@@ -46,6 +46,7 @@
 #include "onboard.h"
 #include "printer.h"
 #include "script.h"
+#include "sreplay.h"
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
@@ -646,6 +647,11 @@ static void handle_request_or_close(cconn *c)
     flow *f = c->f;
     if (strcmp(f->request->method, "CONNECT") == 0) {
         handle_connect_or_close(c);
+        return;
+    }
+    /* server replay (-S), a C addon: answers before the scripts' request hook */
+    if (c->w->sh->sreplay && sreplay_request(c->w->sh->sreplay, f) == SREPLAY_KILLED) {
+        kill_or_close(c);
         return;
     }
     run_hook(c, SCRIPT_HOOK_REQUEST);
