@@ -154,7 +154,7 @@ static void json_added_removed_and_types(void)
     /* JSON on one side only: a byte comparison */
     flow_response *c = resp(200, NULL, "<html>");
     T_CHECK(cmp(REPLAYCMP_BODY, a, c, NULL, 0, NULL, 0, &d) == 1);
-    T_CHECK(strncmp(d.p, "body: 37 bytes -> 6 bytes, first difference at byte 0", 54) == 0);
+    T_CHECK(strstr(d.p, "body: 37 bytes -> 6 bytes, first difference at byte 0: ") == d.p);
     flow_response_free(a);
     flow_response_free(b);
     flow_response_free(c);
