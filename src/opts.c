@@ -48,7 +48,7 @@ static const opt_desc opt_table[] = {
     {"server_replay_extra", OT_STR, F(server_replay_extra), 0, "Server replay, requests with no recorded answer: forward, kill, or a status (204, 400, 404, 500...) to answer with."},
     {"server_replay_kill_extra", OT_BOOL, F(server_replay_kill_extra), 0, "Same as server_replay_extra=kill (mitmproxy 8's name)."},
     {"client_replay_concurrency", OT_INT, F(client_replay_concurrency), 0, "Client replay: requests in flight at once (1 = strictly in order)."},
-    {"client_replay_compare", OT_STR, F(client_replay_compare), 0, "Client replay: compare each response with the recorded one: status, headers (and status) or body (and both); differences are printed and make the exit status 1."},
+    {"client_replay_compare", OT_STR, F(client_replay_compare), 0, "Client replay: compare each response with the recorded one: status, headers (and status) or body (and both); differences are printed on stderr and make the exit status 4."},
     {"client_replay_ignore_headers", OT_STRLIST, F(client_replay_ignore_headers), F(nclient_replay_ignore_headers), "Client replay compare: response header to leave out, besides Date, Expires, Last-Modified, Age, Set-Cookie and the framing headers (repeatable)."},
     {"client_replay_ignore_json_fields", OT_STRLIST, F(client_replay_ignore_json_fields), F(nclient_replay_ignore_json_fields), "Client replay compare: dotted path of a JSON body field to leave out, e.g. data.updated_at; * matches any key or index (repeatable)."},
     {"confdir", OT_STR, F(confdir), 0, "Location of the CA and configuration files."},
@@ -399,7 +399,8 @@ static void usage(FILE *out)
         "  -h, --help                  this help\n"
         "\n"
         "Exit status: 0 success, 1 runtime failure, 2 usage error,\n"
-        "3 a flow matched --set fail_on, or the code a script gave mitm.exit().\n");
+        "3 a flow matched --set fail_on, 4 client_replay_compare found a difference\n"
+        "or a failed replay, or the code a script gave mitm.exit().\n");
 }
 
 int opts_parse(opts *o, int argc, char **argv)
