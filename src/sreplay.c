@@ -352,18 +352,20 @@ sreplay *sreplay_new(const opts *o, char *err, size_t errsz)
     return s;
 }
 
-int sreplay_add(sreplay *s, const flow *f)
+/* A flow's response may be served: HTTP, complete, not a WebSocket (a 101
+ * cannot be answered without its server).  Flows without a response are
+ * skipped, as mitmproxy skips them when it pops. */
+static bool servable(const flow *f)
 {
-    /* a flow with no response has nothing to serve (mitmproxy skips it
-     * too); a WebSocket's 101 cannot be answered without its server */
-    if (f->type != FLOW_HTTP || !f->request || !f->response || f->websocket)
-        return 0;
+    return f->type == FLOW_HTTP && f->request && f->response && !f->websocket;
+}
+
+/* Queue `owned` (which the index takes, even on failure) under r's key. */
+static int add_owned(sreplay *s, const flow_request *r, flow_response *owned)
+{
     unsigned char d[SHA256_DIGEST_LENGTH];
-    if (request_digest(s, f->request, d) < 0)
-        return -1;
-    flow_response *copy = sreplay_response_copy(f->response);
-    if (!copy)
-        return -1;
+    if (request_digest(s, r, d) < 0)
+        goto fail;
     sr_entry *e = entry_find(s, d);
     if (!e) {
         if (s->nkeys >= s->nbuckets && table_grow(s) < 0)
@@ -384,12 +386,20 @@ int sreplay_add(sreplay *s, const flow *f)
         e->v = nv;
         e->cap = nc;
     }
-    e->v[e->n++] = copy;
+    e->v[e->n++] = owned;
     s->nwaiting++;
     return 0;
 fail:
-    flow_response_free(copy);
+    flow_response_free(owned);
     return -1;
+}
+
+int sreplay_add(sreplay *s, const flow *f)
+{
+    if (!servable(f))
+        return 0;
+    flow_response *copy = sreplay_response_copy(f->response);
+    return copy ? add_owned(s, f->request, copy) : -1;
 }
 
 int sreplay_load_file(sreplay *s, const char *path, char *err, size_t errsz)
@@ -411,7 +421,11 @@ int sreplay_load_file(sreplay *s, const char *path, char *err, size_t errsz)
             rc = -1;
             break;
         }
-        int ar = sreplay_add(s, f);
+        int ar = 0;
+        if (servable(f)) {     /* the index takes the response: no copy */
+            ar = add_owned(s, f->request, f->response);
+            f->response = NULL;
+        }
         flow_free(f);
         if (ar < 0) {
             snprintf(err, errsz, "server replay: %s: out of memory", path);
