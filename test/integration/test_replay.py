@@ -196,42 +196,52 @@ def extra_forward_kill_and_status():
     assert b.paths() == [], b.paths()
 
 
-@test
-def refresh_shifts_dates():
-    need_mitmlua()
-    b = Backend().start()
-    old = "Tue, 01 Jan 2030 00:00:00 GMT"
-    dump, _ = record([{"path": "/headers?Expires=" + old.replace(" ", "%20")}], b)
-    b.stop()
-    p = replay_proxy(dump, "server_replay_nopop=true")
-    r = H.curl(b.url("/headers?Expires=" + old.replace(" ", "%20")), proxy=p)
-    assert r.status == 200 and H.header(r.headers, "expires") not in (None, old), r
-    date = H.header(r.headers, "date")
-    assert date and date.endswith(" GMT"), r
-    p.stop()
-    p = replay_proxy(dump, "server_replay_refresh=false")
-    r = H.curl(b.url("/headers?Expires=" + old.replace(" ", "%20")), proxy=p)
-    assert H.header(r.headers, "expires") == old, r
-    p.stop()
-
-
-def big_har(path, n):
-    entries = []
-    for i in range(n):
-        entries.append({
-            "startedDateTime": "2024-01-01T00:00:00.000Z", "time": 1,
-            "request": {"method": "GET", "url": "http://big.test/item/%d?v=%d" % (i, i),
-                        "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
-                        "cookies": [], "headersSize": -1, "bodySize": 0},
-            "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
-                         "headers": [{"name": "Content-Type", "value": "text/plain"}],
-                         "cookies": [], "content": {"size": 8, "mimeType": "text/plain",
-                                                    "text": "item %d" % i},
+def har_entry(url, status=200, headers=(), text="", when="2024-01-01T00:00:00.000Z"):
+    return {"startedDateTime": when, "time": 1,
+            "request": {"method": "GET", "url": url, "httpVersion": "HTTP/1.1", "headers": [],
+                        "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 0},
+            "response": {"status": status, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                         "headers": [{"name": k, "value": v} for k, v in headers],
+                         "cookies": [], "content": {"size": len(text), "mimeType": "text/plain",
+                                                    "text": text},
                          "redirectURL": "", "headersSize": -1, "bodySize": -1},
-            "cache": {}, "timings": {"send": 0, "wait": 0, "receive": 0}})
+            "cache": {}, "timings": {"send": 0, "wait": 0, "receive": 0}}
+
+
+def write_har(path, entries):
     with open(path, "w") as fp:
         json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
                            "entries": entries}}, fp)
+    return path
+
+
+@test
+def refresh_shifts_dates():
+    need_mitmlua()
+    from email.utils import parsedate_to_datetime
+    # recorded on 2024-01-01: Date then, Expires an hour later
+    date, expires = "Mon, 01 Jan 2024 00:00:00 GMT", "Mon, 01 Jan 2024 01:00:00 GMT"
+    har = write_har(os.path.join(H.tmpdir("har"), "dated.har"),
+                    [har_entry("http://dated.test/", headers=[("Date", date), ("Expires", expires),
+                                                               ("Last-Modified", "yesterday")])])
+    p = replay_proxy(har, "server_replay_nopop=true")
+    r = H.curl("http://dated.test/", proxy=p)
+    p.stop()
+    d, e = H.header(r.headers, "date"), H.header(r.headers, "expires")
+    assert r.status == 200 and d != date, r
+    # moved by the same amount: still an hour apart, and no longer in 2024
+    assert (parsedate_to_datetime(e) - parsedate_to_datetime(d)).total_seconds() == 3600, r
+    assert parsedate_to_datetime(d).year > 2024, r
+    assert H.header(r.headers, "last-modified") == "yesterday", r   # not a date: as recorded
+    p = replay_proxy(har, "server_replay_refresh=false")
+    r = H.curl("http://dated.test/", proxy=p)
+    p.stop()
+    assert H.header(r.headers, "date") == date and H.header(r.headers, "expires") == expires, r
+
+
+def big_har(path, n):
+    write_har(path, [har_entry("http://big.test/item/%d?v=%d" % (i, i), text="item %d" % i)
+                     for i in range(n)])
 
 
 @test(timeout=180)
