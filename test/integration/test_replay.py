@@ -239,6 +239,23 @@ def refresh_shifts_dates():
     assert H.header(r.headers, "date") == date and H.header(r.headers, "expires") == expires, r
 
 
+@test(timeout=60)
+def workers_share_the_index():
+    need_mitmlua()
+    # 40 recorded responses for one request, consumed by 40 concurrent
+    # clients on two workers: each served exactly once, then 404
+    har = write_har(os.path.join(H.tmpdir("har"), "shared.har"),
+                    [har_entry("http://shared.test/n", text="r%d" % i) for i in range(40)])
+    p = replay_proxy(har, "workers=2", "server_replay_extra=404")
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda _: H.curl("http://shared.test/n", proxy=p), range(40)))
+    assert all(g.status == 200 for g in got), [g for g in got if g.status != 200][:3]
+    assert sorted(g.body for g in got) == sorted(b"r%d" % i for i in range(40)), got
+    assert H.curl("http://shared.test/n", proxy=p).status == 404
+    assert p.stop() == 0
+
+
 def big_har(path, n):
     write_har(path, [har_entry("http://big.test/item/%d?v=%d" % (i, i), text="item %d" % i)
                      for i in range(n)])
