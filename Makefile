@@ -22,7 +22,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -I$(LLHTTP_INC) 
              $(PKG_CFLAGS) -MMD -MP
 # llhttp's generated C is not ours to fix: compile it without -Werror noise.
 LLHTTP_CFLAGS = -std=c11 -O2 -g -w -I$(LLHTTP_INC)
-LIBS    = $(PKG_LIBS) -lpthread -lm -ldl
+LIBS    = $(PKG_LIBS) -lcrypt -lpthread -lm -ldl
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -109,6 +109,11 @@ fuzz:
 
 bench: deps all
 	./bench/run
+
+# Lua hook calls per second with and without script_timeout (man page figures)
+$(BUILD)/hookbench: bench/hookbench.c $(LIB_OBJS) $(LLHTTP_OBJS)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
 
 install: all
 	install -d $(DESTDIR)/usr/local/bin $(DESTDIR)/usr/local/share/man/man1

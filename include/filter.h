@@ -47,4 +47,15 @@ char *filter_describe(const filter *f);
 /* The expression text the filter was compiled from. */
 const char *filter_pattern(const filter *f);
 
+/* mitmproxy's Request.pretty_url (the URL ~u matches: host and port from
+ * the Host header or :authority when there is one).  map_remote and
+ * map_local match it too.  Caller frees; NULL without a request or on
+ * ENOMEM. */
+char *filter_pretty_url(const flow *fl);
+
+/* A Python `re` pattern rewritten for PCRE2 where the two spell the same
+ * thing differently (\Z).  Same length; caller frees; NULL on ENOMEM.
+ * Shared with the options that take regexes (spec.c). */
+char *filter_regex_from_python(const char *p, size_t n);
+
 #endif

@@ -82,12 +82,32 @@ typedef struct opts {
     size_t nignore_hosts;
     char **allow_hosts;         /* intercept only these; pass the rest through */
     size_t nallow_hosts;
+    /* flow-changing addons (addons.c), mitmproxy's syntax */
+    char **map_remote;          /* -M "[/filter]/url-regex/replacement" */
+    size_t nmap_remote;
+    char **map_local;           /* "[/filter]/url-regex/file-or-directory" */
+    size_t nmap_local;
+    char **modify_headers;      /* -H "[/filter]/name/[@]value" */
+    size_t nmodify_headers;
+    char **modify_body;         /* -B "[/filter]/regex/[@]replacement" */
+    size_t nmodify_body;
+    bool anticache;
+    bool anticomp;
+    char *stickycookie;         /* filter, or NULL */
+    char *stickyauth;           /* filter, or NULL */
     /* limits and timeouts */
     uint64_t body_size_limit;   /* 0 = no limit */
+    uint64_t stream_large_bodies; /* responses larger than this are streamed; 0 = never */
     uint64_t max_header_size;
     int max_headers;
     int connect_timeout;        /* seconds */
-    int read_timeout;           /* seconds: upstream response, and client idle */
+    int read_timeout;           /* seconds: upstream response; client mid-request */
+    int idle_timeout;           /* seconds: client connection waiting for a request */
+    int tls_handshake_timeout;  /* seconds: client-side TLS handshake */
+    int max_connections;        /* client connections at once; 0 = from RLIMIT_NOFILE */
+    int script_timeout;         /* ms a Lua hook may run; 0 = no limit */
+    /* access */
+    char *proxyauth;            /* user:pass, any or @htpasswd; NULL = open */
 } opts;
 
 /* Parse argv into o (after filling defaults).  On a usage error prints one

@@ -21,6 +21,8 @@ struct dump_writer;
 struct printer;
 struct script_env;
 struct har_writer;
+struct addons;
+struct proxyauth;
 struct sreplay;
 
 /* What every worker shares.  Read-only once workers run, except the parts
@@ -37,6 +39,9 @@ typedef struct proxy_shared {
     struct har_writer *har;       /* --set hardump=FILE, or NULL */
     pthread_mutex_t har_lock;     /* the HAR writer has one owner at a time */
     struct filter *fail_on;       /* --set fail_on=FILTER, or NULL */
+    struct addons *addons;        /* map_remote, modify_headers, ...; NULL when none is set */
+    struct proxyauth *auth;       /* --proxyauth, or NULL (read-only) */
+    atomic_int n_clients;         /* client connections open, all workers */
     struct sreplay *sreplay;      /* -S: recorded responses (locks itself), or NULL */
     /* Run totals, shared on purpose: the exit status and the summary
      * printed at shutdown are about every worker's flows. */

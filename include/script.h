@@ -40,8 +40,14 @@ bool script_env_has_hook(const script_env *e, enum script_hook h);
 /* Run hook h of every script in order on f (NULL for load/done).  A hook
  * that raises is logged with file and line; changes it made before the
  * error stay, and the flow goes on.  flow:kill() sets f->killed; later
- * scripts' hooks are then skipped. */
+ * scripts' hooks are then skipped.  Returns -1 when a hook ran past the
+ * time limit: it was stopped, logged, f's error says which script and hook,
+ * and the caller fails the flow; otherwise 0. */
 int script_env_run(script_env *e, enum script_hook h, flow *f);
+/* Limit each hook run to `ms` milliseconds (script_timeout; 0 = none).
+ * Turns LuaJIT's compiler off for this state: compiled code cannot be
+ * interrupted.  Applies to hooks run after the call (not to loading). */
+void script_env_set_timeout(script_env *e, int ms);
 /* f is about to be freed: Lua objects that refer to it become inert
  * (using them raises "flow is gone") instead of dangling. */
 void script_env_forget(script_env *e, flow *f);

@@ -36,6 +36,13 @@ typedef struct exch_ops {
     /* The exchange failed: the status to answer with (500, 502, 504) and
      * a one-line reason.  The server connection is gone. */
     void (*failed)(exch *x, int status, const char *msg);
+    /* stream_large_bodies: the response body is too large to keep, so it
+     * is passed on as it arrives and the flow keeps none of it.
+     * stream_head: the head is final, send it now; stream_data: body bytes
+     * (de-chunked) to send.  Neither may free the owner.  An owner that
+     * leaves stream_head NULL always gets whole bodies. */
+    void (*stream_head)(exch *x);
+    void (*stream_data)(exch *x, const char *p, size_t n);
 } exch_ops;
 
 struct exch {
@@ -49,6 +56,7 @@ struct exch {
                           * ask the upstream proxy for a tunnel too */
     bool retried;        /* this flow already retried a stale connection */
     bool upgraded;       /* set before done(): the server switched protocols */
+    bool streaming;      /* this response's body is being streamed */
 };
 
 void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);
@@ -56,6 +64,12 @@ void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);
  * to fill).  Ends in exactly one call of ops->done or ops->failed, possibly
  * before exch_start returns. */
 void exch_start(exch *x, flow *f);
+/* Stop or restart reading the response (a streaming owner whose client
+ * is slower than the server). */
+void exch_pause(exch *x, bool pause);
+/* Between exchanges: a kept server connection that has sent (or sends
+ * from now on) bytes nobody asked for is dropped instead of reused. */
+void exch_watch_idle(exch *x);
 /* Close the server connection unless it may carry another exchange. */
 void exch_release_unless_reusable(exch *x);
 /* Close the server connection; the flow in flight (if any) is left alone. */

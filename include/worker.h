@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "guard.h"
 #include "h1.h"
 #include "hostmatch.h"
 #include "proxy.h"
@@ -35,6 +36,8 @@ struct worker {
     struct cconn *conns;
     h1_limits req_limits;
     h1_limits resp_limits;
+    guard_admit admit;       /* max_connections */
+    guard_listener *guard;   /* pauses accepting when out of descriptors */
 };
 
 #endif

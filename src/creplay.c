@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 
+#include "addons.h"
 #include "filter.h"
 #include "flowread.h"
 #include "log.h"
@@ -146,11 +147,14 @@ size_t creplay_count(const creplay *cr)
 
 static void lane_kick(lane *l);
 
-static void run_hook(creplay *cr, flow *f, enum script_hook h)
+/* -1 when a hook ran past script_timeout: the flow then fails (its error
+ * says which hook), as a live one does. */
+static int run_hook(creplay *cr, flow *f, enum script_hook h)
 {
     script_env *s = cr->w->scripts;
     if (s && script_env_has_hook(s, h))
-        script_env_run(s, h, f);
+        return script_env_run(s, h, f);
+    return 0;
 }
 
 /* The request exactly as recorded, in a new flow. */
@@ -254,17 +258,29 @@ static void x_interim(exch *x, const flow_response *r)
     (void)r;
 }
 
+/* The response is in the flow (from the server, server replay, map_local
+ * or a script): C addons, the response hook, then the consumers. */
+static void lane_respond(lane *l)
+{
+    flow *f = l->f;
+    addons_response(l->cr->sh->addons, f);
+    if (run_hook(l->cr, f, SCRIPT_HOOK_RESPONSE) < 0) {
+        lane_fail(l, f->error && f->error->msg ? f->error->msg : "script failed");
+        return;
+    }
+    if (f->killed) {
+        lane_fail(l, "Connection killed.");
+        return;
+    }
+    lane_finish(l);
+}
+
 static void x_done(exch *x)
 {
     lane *l = x->owner;
     if (x->upgraded)            /* nobody to hand a switched protocol to */
         exch_close(x);
-    run_hook(l->cr, l->f, SCRIPT_HOOK_RESPONSE);
-    if (l->f->killed) {
-        lane_fail(l, "Connection killed.");
-        return;
-    }
-    lane_finish(l);
+    lane_respond(l);
 }
 
 static void x_failed(exch *x, int status, const char *msg)
@@ -273,7 +289,9 @@ static void x_failed(exch *x, int status, const char *msg)
     lane_fail(x->owner, msg);
 }
 
-static const exch_ops replay_ops = {x_head, x_interim, x_done, x_failed};
+/* No stream_head: a replayed flow always keeps whole bodies, which the
+ * comparison needs anyway. */
+static const exch_ops replay_ops = {x_head, x_interim, x_done, x_failed, NULL, NULL};
 
 /* Start recorded flow l->idx: hooks and C addons first, as for a live
  * request, then the exchange unless one of them answered or killed it. */
@@ -289,21 +307,26 @@ static void lane_start(lane *l)
         return;
     }
     flow *f = l->f;
-    run_hook(cr, f, SCRIPT_HOOK_REQUESTHEADERS);
-    /* C addons, in the order proxy.c runs them for live requests.
-     * MERGE NOTE (lead): when addons.c (map_remote) lands, call
-     * addons_request(...) here, before server replay, as proxy.c does. */
+    if (run_hook(cr, f, SCRIPT_HOOK_REQUESTHEADERS) < 0) {
+        lane_fail(l, f->error && f->error->msg ? f->error->msg : "script failed");
+        return;
+    }
+    /* C addons, in the order proxy.c runs them for live requests: server
+     * replay on the request as recorded, then map_remote and the others */
     if (!f->killed && cr->sh->sreplay)
         sreplay_request(cr->sh->sreplay, f);
-    if (!f->killed)
-        run_hook(cr, f, SCRIPT_HOOK_REQUEST);
+    if (!f->killed && !f->response)
+        addons_request(cr->sh->addons, f);
+    if (!f->killed && run_hook(cr, f, SCRIPT_HOOK_REQUEST) < 0) {
+        lane_fail(l, f->error && f->error->msg ? f->error->msg : "script failed");
+        return;
+    }
     if (f->killed) {
         lane_fail(l, "Connection killed.");
         return;
     }
-    if (f->response) {          /* answered by server replay or a script */
-        run_hook(cr, f, SCRIPT_HOOK_RESPONSE);
-        lane_finish(l);
+    if (f->response) {          /* answered by server replay, map_local or a script */
+        lane_respond(l);
         return;
     }
     exch_start(&l->x, f);

@@ -296,7 +296,7 @@ static void excerpt(const char *p, size_t n, char *out, size_t outsz)
 
 /* Python's re spells "end of subject" \Z; PCRE2 spells it \z (its \Z also
  * matches before a final newline).  Rewrite outside character classes. */
-static char *python_to_pcre(const char *p, size_t n)
+char *filter_regex_from_python(const char *p, size_t n)
 {
     char *out = malloc(n + 1);
     if (!out)
@@ -345,7 +345,7 @@ static pcre2_code *compile_regex(pstate *ps, const opdef *d, bool forced_cs,
     if (!forced_cs && !(ps->flags & FILTER_CASE_SENSITIVE))
         opts |= PCRE2_CASELESS;
 
-    char *tr = python_to_pcre(pat, patlen);
+    char *tr = filter_regex_from_python(pat, patlen);
     pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
     if (!tr || !cc) {
         free(tr);
@@ -1092,6 +1092,18 @@ static const char *pretty_url(ectx *c)
         }
     }
     return c->url;
+}
+
+char *filter_pretty_url(const flow *fl)
+{
+    if (!fl->request)
+        return NULL;
+    ectx c = {.fl = fl};
+    const char *u = pretty_url(&c);
+    char *r = u ? strdup(u) : NULL;
+    free(c.url);
+    free(c.phost);
+    return r;
 }
 
 /* ---- ~meta: Python's str() of each metadata value ------------------------ */

@@ -75,6 +75,24 @@ static char *dupn(const char *s, size_t n)
     return p;
 }
 
+/* A field's name and value share one allocation ("name\0value\0"): half
+ * the allocations of a header section; `name` is the block to free. */
+static int field_fill(hdr_field *f, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    char *b = malloc(nlen + vlen + 2);
+    if (!b)
+        return -1;
+    memcpy(b, name, nlen);
+    b[nlen] = 0;
+    memcpy(b + nlen + 1, value, vlen);
+    b[nlen + 1 + vlen] = 0;
+    f->name = b;
+    f->name_len = nlen;
+    f->value = b + nlen + 1;
+    f->value_len = vlen;
+    return 0;
+}
+
 int hdrs_add(hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     if (h->n == h->cap) {
@@ -85,16 +103,8 @@ int hdrs_add(hdrs *h, const char *name, size_t nlen, const char *value, size_t v
         h->v = v;
         h->cap = cap;
     }
-    hdr_field *f = &h->v[h->n];
-    f->name = dupn(name, nlen);
-    f->value = dupn(value, vlen);
-    if (!f->name || !f->value) {
-        free(f->name);
-        free(f->value);
+    if (field_fill(&h->v[h->n], name, nlen, value, vlen) < 0)
         return -1;
-    }
-    f->name_len = nlen;
-    f->value_len = vlen;
     h->n++;
     return 0;
 }
@@ -126,7 +136,6 @@ const char *hdrs_get(const hdrs *h, const char *name, size_t *vlen)
 void hdrs_remove_at(hdrs *h, size_t i)
 {
     free(h->v[i].name);
-    free(h->v[i].value);
     memmove(&h->v[i], &h->v[i + 1], (h->n - i - 1) * sizeof h->v[0]);
     h->n--;
 }
@@ -150,12 +159,11 @@ int hdrs_set(hdrs *h, const char *name, const char *value, size_t vlen)
     ssize_t i = hdrs_find(h, name, 0);
     if (i < 0)
         return hdrs_add(h, name, strlen(name), value, vlen);
-    char *v = dupn(value, vlen);
-    if (!v)
+    hdr_field nf;
+    if (field_fill(&nf, h->v[i].name, h->v[i].name_len, value, vlen) < 0)
         return -1;
-    free(h->v[i].value);
-    h->v[i].value = v;
-    h->v[i].value_len = vlen;
+    free(h->v[i].name);
+    h->v[i] = nf;
     for (size_t j = (size_t)i + 1; j < h->n;) {
         if (name_eq(&h->v[j], name))
             hdrs_remove_at(h, j);
@@ -182,10 +190,8 @@ int hdrs_copy(hdrs *dst, const hdrs *src)
 
 void hdrs_free(hdrs *h)
 {
-    for (size_t i = 0; i < h->n; i++) {
+    for (size_t i = 0; i < h->n; i++)
         free(h->v[i].name);
-        free(h->v[i].value);
-    }
     free(h->v);
     h->v = NULL;
     h->n = h->cap = 0;
@@ -221,23 +227,40 @@ double flow_now(void)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
+/* Random ids: RAND_bytes costs thousands of instructions per call (locks,
+ * DRBG bookkeeping), so each thread draws a block at a time and hands out
+ * 16 bytes per id.  The block is per thread, so no lock is needed. */
+static __thread unsigned char id_pool[16 * 32];
+static __thread size_t id_pool_pos = sizeof id_pool;
+
 static void uuid4(char out[37])
 {
-    unsigned char r[16];
-    if (RAND_bytes(r, sizeof r) != 1) {
-        /* RAND_bytes failing means the CSPRNG is broken; ids need only be
-         * unique, so fall back to time and address entropy. */
-        double t = flow_now();
-        memcpy(r, &t, sizeof t);
-        uintptr_t a = (uintptr_t)out;
-        memcpy(r + 8, &a, sizeof a < 8 ? sizeof a : 8);
+    if (id_pool_pos == sizeof id_pool) {
+        if (RAND_bytes(id_pool, sizeof id_pool) != 1) {
+            /* RAND_bytes failing means the CSPRNG is broken; ids need only
+             * be unique, so fall back to time and address entropy. */
+            double t = flow_now();
+            for (size_t i = 0; i < sizeof id_pool; i += 16) {
+                uintptr_t a = (uintptr_t)out + i;
+                memcpy(id_pool + i, &t, sizeof t);
+                memcpy(id_pool + i + 8, &a, sizeof a < 8 ? sizeof a : 8);
+            }
+        }
+        id_pool_pos = 0;
     }
+    unsigned char *r = id_pool + id_pool_pos;
+    id_pool_pos += 16;
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
-             r[11], r[12], r[13], r[14], r[15]);
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[r[i] >> 4];
+        *o++ = hex[r[i] & 15];
+    }
+    *o = 0;
 }
 
 flow *flow_new(void)

@@ -16,16 +16,19 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "addons.h"
 #include "creplay.h"
 #include "dump.h"
 #include "filter.h"
 #include "flowread.h"
+#include "guard.h"
 #include "har.h"
 #include "hostmatch.h"
 #include "log.h"
 #include "opts.h"
 #include "printer.h"
 #include "proxy.h"
+#include "proxyauth.h"
 #include "script.h"
 #include "sreplay.h"
 #include "tls.h"
@@ -76,7 +79,11 @@ static int read_flows(const opts *o, proxy_shared *sh)
         if (rc == 0)
             break;
         if (rc < 0) {
-            fprintf(stderr, "mitmlua: %s: %s\n", o->rfile, err);
+            /* readers name the file themselves; do not say it twice */
+            if (strncmp(err, o->rfile, strlen(o->rfile)) == 0)
+                fprintf(stderr, "mitmlua: %s\n", err);
+            else
+                fprintf(stderr, "mitmlua: %s: %s\n", o->rfile, err);
             status = 1;
             break;
         }
@@ -291,6 +298,22 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (o.proxyauth) {
+        sh.auth = proxyauth_new(o.proxyauth, err, sizeof err);
+        if (!sh.auth) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            opts_free(&o);
+            return 2;
+        }
+    }
+    /* raises the descriptor limit too, so call it whatever the option says */
+    int max_conns = guard_default_max_connections();
+    if (o.max_connections == 0)
+        o.max_connections = max_conns;
+    if (o.server && !o.proxyauth && !guard_host_is_loopback(o.listen_host))
+        fprintf(stderr, "mitmlua: warning: listening on %s, which other machines may reach, without proxyauth: "
+                        "anyone who can connect can use this proxy (--set proxyauth=USER:PASS)\n",
+                o.listen_host && *o.listen_host ? o.listen_host : "all interfaces");
     if (o.fail_on) {
         sh.fail_on = filter_compile(o.fail_on, err, sizeof err);
         if (!sh.fail_on) {
@@ -300,10 +323,20 @@ int main(int argc, char **argv)
         }
     }
 
+    sh.addons = addons_new(&o, err, sizeof err);
+    if (!sh.addons && err[0]) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        filter_free(sh.fail_on);
+        opts_free(&o);
+        return 2;
+    }
+
     if (o.filter_expr) {
         sh.filter = filter_compile(o.filter_expr, err, sizeof err);
         if (!sh.filter) {
             fprintf(stderr, "mitmlua: invalid filter expression: %s\n", err);
+            addons_free(sh.addons);
+            filter_free(sh.fail_on);
             opts_free(&o);
             return 2;
         }
@@ -390,6 +423,8 @@ out:
     else if (status == 0 && replay_failed)
         status = 4;
     filter_free(sh.fail_on);
+    addons_free(sh.addons);
+    proxyauth_free(sh.auth);
     printer_free(sh.printer);
     opts_free(&o);
     return status;

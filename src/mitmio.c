@@ -41,8 +41,14 @@ static size_t tn_parse(const char *p, size_t n, tn *out)
     out->p = p + i;
     out->n = len;
     out->type = p[i + len];
-    if (!strchr(",;#^!~]}", out->type) || out->type == 0)
+    /* a switch, not strchr(): this runs for every element of every flow
+     * and the call was a third of `-n -r FILE FILTER`'s time */
+    switch (out->type) {
+    case ',': case ';': case '#': case '^': case '!': case '~': case ']': case '}':
+        break;
+    default:
         return 0;
+    }
     return i + len + 1;
 }
 

@@ -3,6 +3,8 @@
  * `--options` and the flags all read it, so they cannot drift apart. */
 #include "opts.h"
 
+#include "config.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -64,11 +66,25 @@ static const opt_desc opt_table[] = {
     {"ignore_hosts", OT_STRLIST, F(ignore_hosts), F(nignore_hosts), "Regex on host:port of CONNECT targets not to intercept: their bytes are passed through (repeatable)."},
     {"allow_hosts", OT_STRLIST, F(allow_hosts), F(nallow_hosts), "Regex on host:port: intercept only matching CONNECT targets, pass the rest through (repeatable)."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
+    {"map_remote", OT_STRLIST, F(map_remote), F(nmap_remote), "Map remote resources to another remote URL: \"[/flow-filter]/url-regex/replacement\", any separator character (-M, repeatable)."},
+    {"map_local", OT_STRLIST, F(map_local), F(nmap_local), "Map remote resources to a local file or directory: \"[/flow-filter]/url-regex/file-or-directory-path\" (repeatable)."},
+    {"modify_headers", OT_STRLIST, F(modify_headers), F(nmodify_headers), "Set headers: \"[/flow-filter]/header-name/[@]header-value\"; @ reads the value from a file; an empty value removes the header (-H, repeatable)."},
+    {"modify_body", OT_STRLIST, F(modify_body), F(nmodify_body), "Replace in bodies: \"[/flow-filter]/regex/[@]replacement\"; @ reads the replacement from a file (-B, repeatable)."},
+    {"anticache", OT_BOOL, F(anticache), 0, "Strip out request headers that might cause the server to return 304-not-modified."},
+    {"anticomp", OT_BOOL, F(anticomp), 0, "Try to convince servers to send us un-compressed data."},
+    {"stickycookie", OT_STR, F(stickycookie), 0, "Set sticky cookie filter. Matched against requests."},
+    {"stickyauth", OT_STR, F(stickyauth), 0, "Set sticky auth filter. Matched against requests."},
     {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
+    {"stream_large_bodies", OT_SIZE, F(stream_large_bodies), 0, "Response bodies larger than this (e.g. 5m) are passed on as they arrive instead of kept: hooks and the dump see the head only. 0 = keep every body."},
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
     {"max_headers", OT_INT, F(max_headers), 0, "Most header fields in one message."},
     {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},
-    {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504; also the client idle timeout."},
+    {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504; a client between bytes of a request, and for a whole header section, before 408."},
+    {"idle_timeout", OT_INT, F(idle_timeout), 0, "Seconds a client connection may wait for its next request (keep-alive) before it is closed."},
+    {"tls_handshake_timeout", OT_INT, F(tls_handshake_timeout), 0, "Seconds a client has to finish its TLS handshake."},
+    {"max_connections", OT_INT, F(max_connections), 0, "Client connections at once; more are accepted and closed at once. 0 = the file descriptor limit allows (at most 10000)."},
+    {"script_timeout", OT_INT, F(script_timeout), 0, "Milliseconds one Lua hook may run before it is stopped and its flow fails; turns LuaJIT's compiler off. 0 = no limit."},
+    {"proxyauth", OT_STR, F(proxyauth), 0, "Require proxy authentication: user:pass, any, or @FILE (htpasswd: bcrypt, {SHA}, $5$, $6$)."},
 };
 #undef F
 #define OPT_TABLE_N (sizeof opt_table / sizeof opt_table[0])
@@ -93,6 +109,10 @@ void opts_defaults(opts *o)
     o->server_replay_refresh = true;
     o->server_replay_extra = strdup("forward");
     o->client_replay_concurrency = 1;
+    o->idle_timeout = 60;
+    o->tls_handshake_timeout = 10;
+    o->max_connections = 0;
+    o->script_timeout = 0;
 }
 
 static void strlist_free(char **v, size_t n)
@@ -371,6 +391,65 @@ static int opts_check_replay(const opts *o, char *err, size_t errsz)
     return 0;
 }
 
+/* ---- config.yaml --------------------------------------------------------- */
+
+typedef struct config_ud {
+    opts *o;
+    const bool *cli;
+} config_ud;
+
+static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bool is_list, char *err,
+                        size_t errsz)
+{
+    config_ud *cu = ud;
+    const opt_desc *d = opt_find(key, strlen(key));
+    if (!d) {
+        snprintf(err, errsz, "unknown option '%s' (see --options)", key);
+        return -1;
+    }
+    char *base = (char *)cu->o;
+    if (d->type == OT_STRLIST) {
+        if (!is_list && nvals) {
+            snprintf(err, errsz, "%s: expected a list ('- item' lines or [a, b])", key);
+            return -1;
+        }
+        /* mitmproxy appends command-line lists to the file's (OptManager
+         * .merge): the file's items come first, then the command line's */
+        char ***lp = (char ***)(base + d->off);
+        size_t *np = (size_t *)(base + d->count_off);
+        char **cli_v = cu->cli[d - opt_table] ? *lp : NULL;
+        size_t cli_n = cu->cli[d - opt_table] ? *np : 0;
+        if (!cli_v)
+            strlist_free(*lp, *np);
+        *lp = NULL;
+        *np = 0;
+        int rc = 0;
+        for (size_t i = 0; i < nvals && rc == 0; i++)
+            rc = opt_apply(cu->o, d, vals[i], err, errsz);
+        for (size_t i = 0; i < cli_n && rc == 0; i++)
+            rc = opt_apply(cu->o, d, cli_v[i], err, errsz);
+        strlist_free(cli_v, cli_n);
+        return rc;
+    }
+    if (cu->cli[d - opt_table])
+        return 0;
+    if (is_list) {
+        snprintf(err, errsz, "%s: expected a single value, not a list", key);
+        return -1;
+    }
+    if (!nvals) {
+        if (d->type == OT_STR) {
+            char **p = (char **)(base + d->off);
+            free(*p);
+            *p = NULL;
+            return 0;
+        }
+        snprintf(err, errsz, "%s: expected a value", key);
+        return -1;
+    }
+    return opt_apply(cu->o, d, vals[0], err, errsz);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -388,8 +467,17 @@ static void usage(FILE *out)
         "  -C, --client-replay FILE    replay client requests from FILE\n"
         "  -S, --server-replay FILE    replay server responses from FILE\n"
         "  -k, --ssl-insecure          do not verify upstream certificates\n"
+        "  -M, --map-remote PATTERN    map URLs to others: [/filter]/url-regex/replacement\n"
+        "      --map-local PATTERN     answer from local files: [/filter]/url-regex/path\n"
+        "  -H, --modify-headers PATTERN set headers: [/filter]/name/[@]value\n"
+        "  -B, --modify-body PATTERN   replace in bodies: [/filter]/regex/[@]replacement\n"
+        "      --anticache             strip If-Modified-Since and If-None-Match\n"
+        "      --anticomp              ask servers for uncompressed responses\n"
+        "      --stickycookie FILTER   replay cookies set by servers to matching requests\n"
+        "      --stickyauth FILTER     replay Authorization headers to matching requests\n"
         "      --confdir DIR           CA and config directory (~/.mitmlua)\n"
-        "      --set NAME=VALUE        set any option (see --options)\n"
+        "      --set NAME=VALUE        set any option (see --options); CONFDIR/config.yaml\n"
+        "                              sets options too (the command line wins)\n"
         "  -q, --quiet                 no console output\n"
         "  -v, --verbose               more log output\n"
         "      --flow-detail N         0..4, as mitmdump\n"
@@ -405,7 +493,9 @@ static void usage(FILE *out)
 
 int opts_parse(opts *o, int argc, char **argv)
 {
-    enum { O_LISTEN_HOST = 256, O_CONFDIR, O_SET, O_FLOW_DETAIL, O_VERSION, O_OPTIONS, O_PRINT_ENV };
+    enum { O_LISTEN_HOST = 256, O_CONFDIR, O_SET, O_FLOW_DETAIL, O_VERSION, O_OPTIONS, O_PRINT_ENV,
+           O_MAP_LOCAL, O_ANTICACHE, O_NO_ANTICACHE, O_ANTICOMP, O_NO_ANTICOMP, O_STICKYCOOKIE,
+           O_STICKYAUTH };
     static const struct option longopts[] = {
         {"listen-port", required_argument, NULL, 'p'},
         {"listen-host", required_argument, NULL, O_LISTEN_HOST},
@@ -425,15 +515,26 @@ int opts_parse(opts *o, int argc, char **argv)
         {"version", no_argument, NULL, O_VERSION},
         {"options", no_argument, NULL, O_OPTIONS},
         {"print-env", no_argument, NULL, O_PRINT_ENV},
+        {"map-remote", required_argument, NULL, 'M'},
+        {"map-local", required_argument, NULL, O_MAP_LOCAL},
+        {"modify-headers", required_argument, NULL, 'H'},
+        {"modify-body", required_argument, NULL, 'B'},
+        {"anticache", no_argument, NULL, O_ANTICACHE},
+        {"no-anticache", no_argument, NULL, O_NO_ANTICACHE},
+        {"anticomp", no_argument, NULL, O_ANTICOMP},
+        {"no-anticomp", no_argument, NULL, O_NO_ANTICOMP},
+        {"stickycookie", required_argument, NULL, O_STICKYCOOKIE},
+        {"stickyauth", required_argument, NULL, O_STICKYAUTH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char err[512];
     bool print_options = false;
+    bool cli[OPT_TABLE_N] = {false};  /* set on the command line: config.yaml must not override */
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "p:m:s:w:r:nC:S:kqvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:m:s:w:r:nC:S:kqvhM:H:B:", longopts, NULL)) != -1) {
         const char *name = NULL;
         const char *val = optarg;
         switch (c) {
@@ -449,14 +550,37 @@ int opts_parse(opts *o, int argc, char **argv)
         case 'k': name = "ssl_insecure"; val = "true"; break;
         case O_CONFDIR: name = "confdir"; break;
         case O_FLOW_DETAIL: name = "flow_detail"; break;
-        case 'q': o->flow_detail = 0; free(o->termlog_verbosity); o->termlog_verbosity = strdup("error"); continue;
-        case 'v': free(o->termlog_verbosity); o->termlog_verbosity = strdup("debug"); continue;
-        case O_SET:
+        case 'M': name = "map_remote"; break;
+        case O_MAP_LOCAL: name = "map_local"; break;
+        case 'H': name = "modify_headers"; break;
+        case 'B': name = "modify_body"; break;
+        case O_ANTICACHE: name = "anticache"; val = "true"; break;
+        case O_NO_ANTICACHE: name = "anticache"; val = "false"; break;
+        case O_ANTICOMP: name = "anticomp"; val = "true"; break;
+        case O_NO_ANTICOMP: name = "anticomp"; val = "false"; break;
+        case O_STICKYCOOKIE: name = "stickycookie"; break;
+        case O_STICKYAUTH: name = "stickyauth"; break;
+        case 'q':
+            o->flow_detail = 0;
+            free(o->termlog_verbosity);
+            o->termlog_verbosity = strdup("error");
+            cli[opt_find("flow_detail", 11) - opt_table] = cli[opt_find("termlog_verbosity", 17) - opt_table] = true;
+            continue;
+        case 'v':
+            free(o->termlog_verbosity);
+            o->termlog_verbosity = strdup("debug");
+            cli[opt_find("termlog_verbosity", 17) - opt_table] = true;
+            continue;
+        case O_SET: {
             if (opts_set(o, optarg, err, sizeof err) < 0) {
                 fprintf(stderr, "mitmlua: %s\n", err);
                 return 2;
             }
+            const opt_desc *sd = opt_find(optarg, strcspn(optarg, "="));
+            if (sd)
+                cli[sd - opt_table] = true;
             continue;
+        }
         case O_VERSION: printf("mitmlua %s\n", MITMLUA_VERSION); return 1;
         case O_OPTIONS: print_options = true; continue;
         case O_PRINT_ENV: o->print_env = true; continue;
@@ -473,6 +597,21 @@ int opts_parse(opts *o, int argc, char **argv)
             fprintf(stderr, "mitmlua: %s\n", err);
             return 2;
         }
+        cli[d - opt_table] = true;
+    }
+    if (!o->confdir) {
+        const char *home = getenv("HOME");
+        size_t n = strlen(home ? home : ".") + 16;
+        o->confdir = malloc(n);
+        snprintf(o->confdir, n, "%s/.mitmlua", home ? home : ".");
+    }
+    /* CONFDIR/config.yaml fills in what the command line left unset */
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/config.yaml", o->confdir);
+    config_ud cu = {o, cli};
+    if (config_load(cpath, cpath, config_apply, &cu, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        return 2;
     }
     if (o->flow_detail > 4) {
         fprintf(stderr, "mitmlua: invalid value for flow_detail: %d (expected 0 to 4)\n", o->flow_detail);
@@ -508,12 +647,6 @@ int opts_parse(opts *o, int argc, char **argv)
                 strcat(o->filter_expr, " ");
             strcat(o->filter_expr, argv[i]);
         }
-    }
-    if (!o->confdir) {
-        const char *home = getenv("HOME");
-        size_t n = strlen(home ? home : ".") + 16;
-        o->confdir = malloc(n);
-        snprintf(o->confdir, n, "%s/.mitmlua", home ? home : ".");
     }
     if (print_options) {
         opts_print(o);

@@ -37,14 +37,17 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
+#include "addons.h"
 #include "dump.h"
 #include "filter.h"
+#include "guard.h"
 #include "h1.h"
 #include "hostmatch.h"
 #include "har.h"
 #include "log.h"
 #include "onboard.h"
 #include "printer.h"
+#include "proxyauth.h"
 #include "script.h"
 #include "sreplay.h"
 #include "tls.h"
@@ -84,9 +87,17 @@ typedef struct cconn {
     bool keep_alive;
     bool upgrade_after_write;
     bool linger;            /* close gently: the client may still be sending */
+    bool streaming;         /* the response body is being passed on as it comes */
+    bool stream_chunked;    /* ... re-chunked for the client */
+    bool stream_paused;     /* ... and the server is paused: the client is slow */
     int target_status;      /* why resolve_target refused the request, or 0 */
     exch x;                 /* the request's trip upstream; keeps the server connection */
     struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
+    bool admitted;          /* counted against max_connections */
+    bool authed;            /* proxyauth: a CONNECT passed; its tunnel is ours */
+    bool auth_failed;       /* proxyauth: this request is answered 407/401 */
+    char *auth_cache;       /* proxyauth: credentials that passed last */
+    double head_since;      /* when the current request's first byte came */
 } cconn;
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
@@ -141,10 +152,13 @@ void proxy_flow_finished(const proxy_shared *sh_const, flow *f)
     }
 }
 
-static void run_hook(cconn *c, enum script_hook h)
+/* -1 when a hook ran past script_timeout: the flow then fails (its error
+ * is set by the script module). */
+static int run_hook(cconn *c, enum script_hook h)
 {
     if (c->w->scripts && c->f && script_env_has_hook(c->w->scripts, h))
-        script_env_run(c->w->scripts, h, c->f);
+        return script_env_run(c->w->scripts, h, c->f);
+    return 0;
 }
 
 static void flow_done(cconn *c)
@@ -194,6 +208,9 @@ static void cconn_free(cconn *c)
     h1_parser_free(c->parser);
     flow_conn_clear(&c->info);
     free(c->tunnel_host);
+    free(c->auth_cache);
+    if (c->admitted)
+        guard_admit_release(&c->w->admit);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -252,6 +269,22 @@ static void upstream_failed_or_close(cconn *c, int status, const char *msg)
     send_simple_response(c, status, msg, true);
     flow_fail(c, msg);
     close_after_write(c);
+}
+
+/* A hook ran past script_timeout: the client gets a 502 naming it. */
+static void hook_failed_or_close(cconn *c)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", c->f && c->f->error && c->f->error->msg ? c->f->error->msg : "script failed");
+    upstream_failed_or_close(c, 502, msg);
+}
+
+/* Client timeouts: idle_timeout while waiting for a request, read_timeout
+ * once one has begun. */
+static void set_client_timeout(cconn *c, int seconds)
+{
+    struct timeval tv = {seconds, 0};
+    bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, NULL);
 }
 
 /* ---- request targets ---------------------------------------------------- */
@@ -393,6 +426,62 @@ static int resolve_target(cconn *c, flow_request *r, const char **why)
 
 /* ---- request parsing ---------------------------------------------------- */
 
+/* read_timeout bounds the time between two reads; a slowloris client
+ * sending a byte just inside it would hold its connection for ever, so the
+ * whole header section must also arrive within read_timeout (as nginx's
+ * client_header_timeout).  Checked when bytes arrive: silence is the
+ * bufferevent timeout's job. */
+static bool head_too_slow(const cconn *c)
+{
+    int t = c->w->sh->o->read_timeout;
+    return t && c->f && !c->f->request->method && flow_now() - c->head_since > t;
+}
+
+static void request_timed_out_or_close(cconn *c)
+{
+    send_simple_response(c, 408, "request timed out", true);
+    flow_done(c);
+    close_after_write(c);
+}
+
+/* --proxyauth: a CONNECT authenticates its whole tunnel; any other request
+ * outside a tunnel carries its own credentials (as in mitmproxy).  Passing
+ * credentials are removed so that they never reach the server. */
+static bool auth_passes(cconn *c, flow_request *r)
+{
+    const proxyauth *pa = c->w->sh->auth;
+    if (!pa || c->authed)
+        return true;
+    const char *name = proxyauth_header(c->w->sh->o->mode != MODE_REVERSE);
+    size_t vl = 0;
+    const char *v = hdrs_get(&r->headers, name, &vl);
+    if (!proxyauth_check_header(pa, v, vl, &c->auth_cache))
+        return false;
+    hdrs_remove(&r->headers, name);
+    if (strcmp(r->method, "CONNECT") == 0)
+        c->authed = true;
+    return true;
+}
+
+/* No valid credentials: answer 407 (401 in reverse mode), record the flow,
+ * close without reading the body. */
+static void refuse_auth_or_close(cconn *c)
+{
+    flow *f = c->f;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    f->request->timestamp_end = flow_now();
+    f->response = proxyauth_challenge(c->w->sh->o->mode != MODE_REVERSE);
+    if (!f->response || h1_write_response_head(out, f->response) < 0 ||
+        h1_write_body(out, &f->response->content, false, NULL) < 0) {
+        cconn_free(c);
+        return;
+    }
+    proxy_flow_finished(c->w->sh, f);
+    flow_done(c);
+    c->linger = true;
+    close_after_write(c);
+}
+
 static int on_request_head(void *ud)
 {
     cconn *c = ud;
@@ -406,6 +495,10 @@ static int on_request_head(void *ud)
         c->f->request->timestamp_end = flow_now();
         return -1;
     }
+    if (!auth_passes(c, r)) {
+        c->auth_failed = true;
+        return -1;
+    }
     if (c->w->sh->o->mode != MODE_UPSTREAM || c->in_tunnel) {
         /* these were meant for us, not for the server */
         hdrs_remove(&r->headers, "Proxy-Connection");
@@ -417,8 +510,10 @@ static int on_request_head(void *ud)
         hdrs_remove(&r->headers, "Expect");
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
-    if (strcmp(r->method, "CONNECT") != 0)
-        run_hook(c, SCRIPT_HOOK_REQUESTHEADERS);
+    if (strcmp(r->method, "CONNECT") != 0 && run_hook(c, SCRIPT_HOOK_REQUESTHEADERS) < 0) {
+        c->target_status = 502;   /* reported with the flow's error */
+        return -1;
+    }
     return c->f->killed ? -1 : 0;
 }
 
@@ -515,7 +610,7 @@ static void start_client_tls_or_close(cconn *c, bool as_filter)
     c->state = C_TLS_HANDSHAKE;
     c->tunnel_tls = true;
     bufferevent_setcb(b, client_read_cb, client_write_cb, client_event_cb, c);
-    struct timeval tv = {sh->o->connect_timeout ? sh->o->connect_timeout : 10, 0};
+    struct timeval tv = {sh->o->tls_handshake_timeout ? sh->o->tls_handshake_timeout : 10, 0};
     bufferevent_set_timeouts(b, &tv, &tv);
     bufferevent_enable(b, EV_READ | EV_WRITE);
 }
@@ -572,7 +667,7 @@ static void tunnel_start_or_close(cconn *c)
     bufferevent_disable(c->bev, EV_READ);
     c->state = C_TUNNEL_PEEK;
     c->peek_ev = event_new(c->w->base, c->fd, EV_READ, peek_cb, c);
-    struct timeval tv = {c->w->sh->o->read_timeout ? c->w->sh->o->read_timeout : 60, 0};
+    struct timeval tv = {c->w->sh->o->idle_timeout ? c->w->sh->o->idle_timeout : 60, 0};
     if (!c->peek_ev || event_add(c->peek_ev, &tv) < 0)
         cconn_free(c);
 }
@@ -613,7 +708,10 @@ static void start_passthrough_or_close(cconn *c)
 static void handle_connect_or_close(cconn *c)
 {
     flow_request *r = c->f->request;
-    run_hook(c, SCRIPT_HOOK_CONNECT);
+    if (run_hook(c, SCRIPT_HOOK_CONNECT) < 0) {
+        hook_failed_or_close(c);
+        return;
+    }
     if (c->f->killed) {
         flow_done(c);
         cconn_free(c);
@@ -649,12 +747,18 @@ static void handle_request_or_close(cconn *c)
         handle_connect_or_close(c);
         return;
     }
-    /* server replay (-S), a C addon: answers before the scripts' request hook */
+    /* server replay (-S), a C addon: it matches the request as the client
+     * sent it, before map_remote rewrites it (mitmproxy's addon order) */
     if (c->w->sh->sreplay && sreplay_request(c->w->sh->sreplay, f) == SREPLAY_KILLED) {
         kill_or_close(c);
         return;
     }
-    run_hook(c, SCRIPT_HOOK_REQUEST);
+    if (!f->response)
+        addons_request(c->w->sh->addons, f);   /* C addons before Lua; map_local may answer */
+    if (run_hook(c, SCRIPT_HOOK_REQUEST) < 0) {
+        hook_failed_or_close(c);
+        return;
+    }
     if (f->killed) {
         kill_or_close(c);
         return;
@@ -690,10 +794,20 @@ static void process_client_or_close(cconn *c)
                 cconn_free(c);
                 return;
             }
+            set_client_timeout(c, c->w->sh->o->read_timeout);
+            c->head_since = flow_now();
         }
         enum h1_status st = h1_parser_feed(c->parser, in);
+        if (st == H1_NEED_MORE && head_too_slow(c)) {
+            request_timed_out_or_close(c);
+            return;
+        }
         if (st == H1_NEED_MORE)
             return;
+        if (st == H1_ERROR && c->auth_failed) {
+            refuse_auth_or_close(c);
+            return;
+        }
         if (st == H1_ERROR) {
             client_protocol_error_or_close(c);
             return;
@@ -730,10 +844,58 @@ static void h1x_done(exch *x)
 
 static void h1x_failed(exch *x, int status, const char *msg)
 {
-    upstream_failed_or_close(x->owner, status, msg);
+    cconn *c = x->owner;
+    if (c->streaming) {
+        /* part of the response is out: an error answer cannot follow it,
+         * so the client sees the connection end early */
+        flow_fail(c, msg);
+        cconn_free(c);
+        return;
+    }
+    upstream_failed_or_close(c, status, msg);
 }
 
-static const exch_ops h1_exch_ops = {h1x_head, h1x_interim, h1x_done, h1x_failed};
+/* Above this much unsent response, stop reading the server. */
+#define STREAM_HIGH_WATER (1u << 20)
+
+static void h1x_stream_head(exch *x)
+{
+    cconn *c = x->owner;
+    flow_response *resp = c->f->response;
+    c->streaming = true;
+    c->stream_chunked = h1_is_chunked(&resp->headers);
+    if (!resp->http_version)
+        resp->http_version = strdup("HTTP/1.1");
+    /* a close-delimited body can only end with the connection */
+    if (hdrs_has_token(&resp->headers, "connection", "close") ||
+        (!c->stream_chunked && !hdrs_get(&resp->headers, "content-length", NULL)))
+        c->keep_alive = false;
+    /* a client that stops reading must not hold the paused server forever */
+    int t = c->w->sh->o->read_timeout;
+    struct timeval tv = {t, 0};
+    bufferevent_set_timeouts(c->bev, NULL, t ? &tv : NULL);
+    h1_write_response_head(bufferevent_get_output(c->bev), resp);
+}
+
+static void h1x_stream_data(exch *x, const char *p, size_t n)
+{
+    cconn *c = x->owner;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->stream_chunked) {
+        evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_add(out, p, n);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, p, n);
+    }
+    if (!c->stream_paused && evbuffer_get_length(out) > STREAM_HIGH_WATER) {
+        c->stream_paused = true;
+        exch_pause(x, true);
+    }
+}
+
+static const exch_ops h1_exch_ops = {h1x_head, h1x_interim, h1x_done, h1x_failed, h1x_stream_head,
+                                     h1x_stream_data};
 
 /* ---- relaying raw bytes (passthrough, after a protocol switch) ---------- */
 
@@ -792,10 +954,46 @@ static bool status_has_no_body(int st)
     return (st >= 100 && st < 200) || st == 204 || st == 304;
 }
 
+/* A streamed response ended: its head and body are out already, so the
+ * response hook can only look. */
+static void deliver_streamed_or_close(cconn *c)
+{
+    flow *f = c->f;
+    flow_response *resp = f->response;
+    run_hook(c, SCRIPT_HOOK_RESPONSE);
+    c->streaming = c->stream_paused = false;
+    if (f->killed) {
+        kill_or_close(c);
+        return;
+    }
+    if (!resp->timestamp_end)
+        resp->timestamp_end = flow_now();
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bytes empty = {0};
+    if (c->stream_chunked && h1_write_body(out, &empty, true, &resp->trailers) < 0) {
+        cconn_free(c);
+        return;
+    }
+    proxy_flow_finished(c->w->sh, f);
+    flow_done(c);
+    c->state = C_WRITING_RESP;
+    bufferevent_enable(c->bev, EV_WRITE);
+    if (evbuffer_get_length(out) == 0)
+        client_write_cb(c->bev, c);
+}
+
 static void deliver_response_or_close(cconn *c)
 {
     flow *f = c->f;
-    run_hook(c, SCRIPT_HOOK_RESPONSE);
+    if (c->streaming) {
+        deliver_streamed_or_close(c);
+        return;
+    }
+    addons_response(c->w->sh->addons, f);  /* C addons before Lua */
+    if (run_hook(c, SCRIPT_HOOK_RESPONSE) < 0) {
+        hook_failed_or_close(c);
+        return;
+    }
     if (f->killed) {
         kill_or_close(c);
         return;
@@ -846,8 +1044,11 @@ static void exchange_done_or_close(cconn *c)
         return;
     }
     c->state = C_READ_REQ;
-    struct timeval tv = {c->w->sh->o->read_timeout, 0};
-    bufferevent_set_timeouts(c->bev, c->w->sh->o->read_timeout ? &tv : NULL, NULL);
+    /* The kept upstream connection is idle: bytes it sends now answer no
+     * request, and reusing it would hand them to the next one (response
+     * splitting), so such a connection is dropped. */
+    exch_watch_idle(&c->x);
+    set_client_timeout(c, c->w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ);
     process_client_or_close(c);
 }
@@ -895,6 +1096,12 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
         return;
     switch (c->state) {
+    case C_WAIT_UPSTREAM:
+        if (c->stream_paused) {  /* the slow client caught up */
+            c->stream_paused = false;
+            exch_pause(&c->x, false);
+        }
+        return;
     case C_CLOSING:
         linger_or_close(c);
         return;
@@ -919,8 +1126,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             c->info.timestamp_tls_setup = flow_now();
             c->in_tunnel = true;
             c->state = C_READ_REQ;
-            struct timeval tv = {c->w->sh->o->read_timeout, 0};
-            bufferevent_set_timeouts(bev, c->w->sh->o->read_timeout ? &tv : NULL, NULL);
+            set_client_timeout(c, c->w->sh->o->idle_timeout);
             process_client_or_close(c);
         }
         return;
@@ -961,11 +1167,17 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                       void *arg)
 {
     worker *w = arg;
+    if (!guard_admit_try(&w->admit)) {
+        evutil_closesocket(fd);   /* max_connections: the client sees a close */
+        return;
+    }
     cconn *c = calloc(1, sizeof *c);
     if (!c) {
+        guard_admit_release(&w->admit);
         evutil_closesocket(fd);
         return;
     }
+    c->admitted = true;
     c->w = w;
     c->fd = fd;
     exch_init(&c->x, w, &h1_exch_ops, c);
@@ -998,8 +1210,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     }
     c->state = C_READ_REQ;
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-    struct timeval tv = {w->sh->o->read_timeout, 0};
-    bufferevent_set_timeouts(c->bev, w->sh->o->read_timeout ? &tv : NULL, NULL);
+    set_client_timeout(c, w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -1012,6 +1223,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
     w->stopping = true;
+    guard_listener_free(w->guard);
+    w->guard = NULL;
     if (w->listener) {
         evconnlistener_free(w->listener);
         w->listener = NULL;
@@ -1060,7 +1273,19 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     w->req_limits = (h1_limits){.max_head = o->max_header_size, .max_headers = (size_t)o->max_headers,
                                 .max_body = o->body_size_limit};
     w->resp_limits = w->req_limits;
-    w->base = event_base_new();
+    w->admit = (guard_admit){.open = (atomic_int *)&sh->n_clients, .max = o->max_connections};
+    /* With the changelist, epoll_ctl calls are batched before each wait,
+     * and an interest added and removed in the same round (a bufferevent
+     * enabling and disabling reads or writes around one exchange) costs
+     * nothing.  Profiles showed 8 epoll_ctl per proxied request without it. */
+    struct event_config *cfg = event_config_new();
+    if (cfg) {
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+    }
+    if (!w->base)
+        w->base = event_base_new();
     if (!w->base) {
         snprintf(err, errsz, "cannot create an event loop");
         goto fail;
@@ -1099,6 +1324,10 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
                      evutil_socket_error_to_string(e));
             goto fail;
         }
+        if (!(w->guard = guard_listener_new(w->base, w->listener, accept_cb, w))) {
+            snprintf(err, errsz, "out of memory");
+            goto fail;
+        }
         struct sockaddr_storage bound;
         socklen_t bl = sizeof bound;
         if (getsockname(evconnlistener_get_fd(w->listener), (struct sockaddr *)&bound, &bl) == 0)
@@ -1109,6 +1338,7 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
         w->scripts = script_env_new((const char *const *)o->scripts, o->nscripts, err, errsz);
         if (!w->scripts)
             goto fail;
+        script_env_set_timeout(w->scripts, o->script_timeout);
         script_env_set_exit(w->scripts, proxy_request_exit, (void *)sh);
     }
     return w;
@@ -1152,6 +1382,7 @@ void worker_join_free(worker *w)
         script_env_free(w->scripts);
     hostmatch_free(w->ignore_hosts);
     hostmatch_free(w->allow_hosts);
+    guard_listener_free(w->guard);
     if (w->listener)
         evconnlistener_free(w->listener);
     if (w->stop_ev)

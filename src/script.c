@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <luajit.h>
 #include <lualib.h>
 
 #include "encoding.h"
@@ -41,6 +43,9 @@ struct script_env {
     bool has[SCRIPT_HOOK__COUNT];
     void (*exit_fn)(void *ud, int code);
     void *exit_ud;
+    int timeout_ms;          /* script_timeout; 0 = hooks run unbounded */
+    struct timespec deadline;
+    bool timed_out;          /* the running hook passed its deadline */
 };
 
 static const char ENV_KEY = 'E';
@@ -492,6 +497,10 @@ static int msg_newindex_common(lua_State *L, lmsg *m, const char *k)
 {
     msg_view v = view_of(L, m);
     if (!strcmp(k, "http_version")) {
+        /* written into the start line: only versions that exist */
+        const char *hv = luaL_checkstring(L, 3);
+        if (strcmp(hv, "HTTP/1.0") && strcmp(hv, "HTTP/1.1") && strcmp(hv, "HTTP/2.0") && strcmp(hv, "HTTP/3"))
+            return luaL_error(L, "invalid http_version '%s' (HTTP/1.0, HTTP/1.1, HTTP/2.0 or HTTP/3)", hv);
         set_str(L, v.http_version, 3);
     } else if (!strcmp(k, "content") || !strcmp(k, "text")) {
         set_decoded(L, v.headers, v.content, 3);
@@ -573,6 +582,11 @@ static void set_url(lua_State *L, flow_request *r, const char *u)
     if (rc < 0)
         luaL_error(L, "%s", err);
     const char *path = rest + alen;
+    for (const char *c = path; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+            opts_url_free(&pu);
+            luaL_error(L, "invalid character in URL '%s'", u);
+        }
     flow_strset(&r->scheme, pu.scheme);
     flow_strset(&r->host, pu.host);
     r->port = pu.port;
@@ -607,7 +621,7 @@ static int req_newindex(lua_State *L)
     } else if (!strcmp(k, "host")) {
         size_t n;
         const char *v = luaL_checklstring(L, 3, &n);
-        if (!n || !h1_valid_value(v, n) || strpbrk(v, " /?#@"))
+        if (!n || !h1_valid_value(v, n) || strpbrk(v, " \t/?#@\\"))
             return luaL_error(L, "invalid host '%s'", v);
         set_str(L, &r->host, 3);
         set_host_header(r);
@@ -1242,6 +1256,63 @@ static int traceback_handler(lua_State *L)
     return 1;
 }
 
+/* ---- the time limit -----------------------------------------------------
+ *
+ * A count hook checks the clock every TIMEOUT_CHECK_EVERY VM instructions
+ * and raises an error once the hook's deadline has passed.  LuaJIT does not
+ * call hooks from compiled traces, so with a limit the JIT is off for this
+ * state.  Once the deadline has passed the hook fires on every instruction,
+ * so a script that catches the error with its own pcall() cannot keep
+ * running: the next instruction outside that pcall raises again.  Time spent
+ * inside one C function (a huge string.rep, a slow pattern match) cannot be
+ * interrupted; the limit takes effect when it returns. */
+#define TIMEOUT_CHECK_EVERY 1000
+
+static script_env *env_of(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&ENV_KEY);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    script_env *e = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return e;
+}
+
+static void timeout_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    script_env *e = env_of(L);
+    if (!e->timed_out) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec < e->deadline.tv_sec ||
+            (now.tv_sec == e->deadline.tv_sec && now.tv_nsec < e->deadline.tv_nsec))
+            return;
+        e->timed_out = true;
+        lua_sethook(L, timeout_hook, LUA_MASKCOUNT, 1);
+    }
+    luaL_error(L, "hook ran longer than script_timeout (%d ms)", e->timeout_ms);
+}
+
+static void timeout_arm(script_env *e)
+{
+    clock_gettime(CLOCK_MONOTONIC, &e->deadline);
+    long ns = e->deadline.tv_nsec + (long)(e->timeout_ms % 1000) * 1000000L;
+    e->deadline.tv_sec += e->timeout_ms / 1000 + ns / 1000000000L;
+    e->deadline.tv_nsec = ns % 1000000000L;
+    e->timed_out = false;
+    lua_sethook(e->L, timeout_hook, LUA_MASKCOUNT, TIMEOUT_CHECK_EVERY);
+}
+
+void script_env_set_timeout(script_env *e, int ms)
+{
+    if (!e || ms <= 0)
+        return;
+    e->timeout_ms = ms;
+    /* drop what the load phase compiled, and compile nothing more */
+    luaJIT_setmode(e->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_FLUSH);
+    luaJIT_setmode(e->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+}
+
 script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t errsz)
 {
     script_env *e = calloc(1, sizeof *e);
@@ -1261,10 +1332,15 @@ script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t
         for (int h = 0; h < SCRIPT_HOOK__COUNT; h++)
             e->hooks[i][h] = LUA_NOREF;
         e->names[i] = strdup(paths[i]);
-        if (luaL_loadfile(L, paths[i]) != 0) {
+        /* source only: LuaJIT does not verify bytecode, and a damaged or
+         * hostile precompiled chunk can crash the process */
+        if (luaL_loadfilex(L, paths[i], "t") != 0) {
             const char *msg = lua_tostring(L, -1);
             /* "cannot open x.lua" from Lua already names the file */
-            snprintf(err, errsz, "%s", msg ? msg : "cannot load script");
+            if (msg && strstr(msg, "wrong mode"))
+                snprintf(err, errsz, "%s: a precompiled (bytecode) chunk; scripts must be Lua source", paths[i]);
+            else
+                snprintf(err, errsz, "%s", msg ? msg : "cannot load script");
             goto fail;
         }
         /* env = setmetatable({}, {__index = _G}) */
@@ -1334,6 +1410,7 @@ int script_env_run(script_env *e, enum script_hook h, flow *f)
         return 0;
     lua_State *L = e->L;
     int top = lua_gettop(L);
+    int ret = 0;
     for (size_t i = 0; i < e->n; i++) {
         if (e->hooks[i][h] == LUA_NOREF)
             continue;
@@ -1346,7 +1423,27 @@ int script_env_run(script_env *e, enum script_hook h, flow *f)
             push_flow(L, f);
             nargs = 1;
         }
-        if (lua_pcall(L, nargs, 0, top + 1) != 0) {
+        if (e->timeout_ms)
+            timeout_arm(e);
+        int rc = lua_pcall(L, nargs, 0, top + 1);
+        if (e->timeout_ms)
+            lua_sethook(L, NULL, 0, 0);
+        if (rc != 0 && e->timed_out) {
+            /* the flow fails; later scripts' hooks do not run for it */
+            log_error("%s: %s hook stopped: it ran longer than script_timeout (%d ms)", e->names[i],
+                      hook_names[h], e->timeout_ms);
+            if (f) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "script %s: %s hook ran longer than script_timeout (%d ms)",
+                         e->names[i], hook_names[h], e->timeout_ms);
+                flow_set_error(f, msg);
+            }
+            e->timed_out = false;
+            ret = -1;
+            lua_settop(L, top);
+            break;
+        }
+        if (rc != 0) {
             const char *msg = lua_tostring(L, -1);
             log_error("%s: error in %s hook: %s", e->names[i], hook_names[h], msg ? msg : "(error object is not a string)");
         }
@@ -1355,7 +1452,7 @@ int script_env_run(script_env *e, enum script_hook h, flow *f)
     if (f)
         sync_metadata(L, f);
     lua_settop(L, top);
-    return 0;
+    return ret;
 }
 
 void script_env_forget(script_env *e, flow *f)

@@ -20,7 +20,9 @@
 #include "tls.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -71,7 +73,10 @@ typedef struct leaf_entry {
 struct tls_ca {
     EVP_PKEY *key;
     X509 *cert;
-    EVP_PKEY *leaf_key;
+    EVP_PKEY *leaf_key;   /* read through leaf_key(): made in the background */
+    pthread_t keygen;     /* makes leaf_key; joined once, under key_lock */
+    bool keygen_running;
+    pthread_mutex_t key_lock;
     STACK_OF(X509) *chain; /* just the CA cert: sent after each leaf */
     char *confdir;
     char *cert_path;
@@ -431,6 +436,19 @@ static X509 *make_ca_cert(EVP_PKEY *key)
     return x;
 }
 
+/* The shared leaf key, once the background thread has made it; NULL when
+ * it could not be made (minting then fails with OpenSSL's reason). */
+static EVP_PKEY *leaf_key(tls_ca *ca)
+{
+    pthread_mutex_lock(&ca->key_lock);
+    if (ca->keygen_running) {
+        pthread_join(ca->keygen, NULL);
+        ca->keygen_running = false;
+    }
+    pthread_mutex_unlock(&ca->key_lock);
+    return ca->leaf_key;
+}
+
 /* `host` is already normalised (host_norm). */
 static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
 {
@@ -447,7 +465,7 @@ static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
         !X509_time_adj_ex(X509_getm_notBefore(x), -TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
         !X509_time_adj_ex(X509_getm_notAfter(x), TLS_LEAF_TOTAL_DAYS - TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
         !set_name(X509_get_subject_name(x), cn, false) ||
-        !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, ca->leaf_key) ||
+        !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, leaf_key(ca)) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
         add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
         add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip) < 0 ||
@@ -625,6 +643,13 @@ out:
 
 /* ---- the CA ------------------------------------------------------------- */
 
+static void *keygen_main(void *arg)
+{
+    tls_ca *ca = arg;
+    ca->leaf_key = EVP_RSA_gen(2048);
+    return NULL;
+}
+
 tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
 {
     pthread_once(&ex_once, ex_init);
@@ -634,6 +659,7 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
         return NULL;
     }
     pthread_mutex_init(&ca->lock, NULL);
+    pthread_mutex_init(&ca->key_lock, NULL);
     ca->max = TLS_CACHE_DEFAULT;
     char path[4300];
     if (mkdir_p(confdir, err, errsz) < 0)
@@ -674,7 +700,15 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
-    if (!(ca->leaf_key = EVP_RSA_gen(2048)) || RAND_bytes((unsigned char *)&ca->hash_seed, sizeof ca->hash_seed) != 1) {
+    if (RAND_bytes((unsigned char *)&ca->hash_seed, sizeof ca->hash_seed) != 1) {
+        ssl_errstr(err, errsz, "cannot seed the certificate cache");
+        goto fail;
+    }
+    /* An RSA-2048 key takes 50-300 ms to make: more than everything else at
+     * start-up together.  Make it on the side; the first minting waits. */
+    if (pthread_create(&ca->keygen, NULL, keygen_main, ca) == 0) {
+        ca->keygen_running = true;
+    } else if (!(ca->leaf_key = EVP_RSA_gen(2048))) {
         ssl_errstr(err, errsz, "cannot create the leaf key");
         goto fail;
     }
@@ -698,6 +732,7 @@ void tls_ca_free(tls_ca *ca)
         next = e->next;
         entry_free(e);
     }
+    leaf_key(ca);
     EVP_PKEY_free(ca->key);
     EVP_PKEY_free(ca->leaf_key);
     X509_free(ca->cert);
@@ -705,11 +740,12 @@ void tls_ca_free(tls_ca *ca)
     free(ca->confdir);
     free(ca->cert_path);
     pthread_mutex_destroy(&ca->lock);
+    pthread_mutex_destroy(&ca->key_lock);
     free(ca);
 }
 
 X509 *tls_ca_cert(const tls_ca *ca) { return ca->cert; }
-EVP_PKEY *tls_ca_leaf_key(const tls_ca *ca) { return ca->leaf_key; }
+EVP_PKEY *tls_ca_leaf_key(const tls_ca *ca) { return leaf_key((tls_ca *)ca); }
 const char *tls_ca_confdir(const tls_ca *ca) { return ca->confdir; }
 const char *tls_ca_cert_path(const tls_ca *ca) { return ca->cert_path; }
 
@@ -880,7 +916,7 @@ static int cert_cb(SSL *ssl, void *arg)
         return 0;
     }
     /* override=1: a second callback (HelloRetryRequest) replaces, not adds */
-    int ok = SSL_use_cert_and_key(ssl, leaf, ca->leaf_key, ca->chain, 1) == 1;
+    int ok = SSL_use_cert_and_key(ssl, leaf, leaf_key(ca), ca->chain, 1) == 1;
     X509_free(leaf);
     return ok ? 1 : 0;
 }
@@ -963,6 +999,46 @@ int tls_set_alpn_allowed(SSL *ssl, const unsigned char *wire, size_t n)
 
 /* ---- upstream-facing ---------------------------------------------------- */
 
+/* Does dir hold OpenSSL's hashed names (c_rehash / update-ca-certificates)? */
+static bool has_hashed_certs(const char *dir)
+{
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d)
+        return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        const char *n = e->d_name;
+        size_t hex = strspn(n, "0123456789abcdef");
+        found = hex == 8 && n[8] == '.' && n[9] >= '0' && n[9] <= '9';
+    }
+    closedir(d);
+    return found;
+}
+
+/* Two paths name the same file (symbolic links resolved). */
+static bool same_file(const char *a, const char *b)
+{
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
+}
+
+/* The system's trusted CAs.  Loading the bundle file parses every
+ * certificate in it (about 60 ms, most of start-up); the hashed directory
+ * is read lazily, one CA per lookup.  update-ca-certificates writes the
+ * same CAs to both, so use the directory when it is there, unless
+ * SSL_CERT_FILE names some other bundle. */
+static int load_system_store(SSL_CTX *ctx)
+{
+    const char *file = getenv(X509_get_default_cert_file_env());
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    if (!dir)
+        dir = X509_get_default_cert_dir();
+    if ((!file || same_file(file, X509_get_default_cert_file())
+        ) && has_hashed_certs(dir))
+        return SSL_CTX_load_verify_dir(ctx, dir);
+    return SSL_CTX_set_default_verify_paths(ctx);
+}
+
 SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -982,7 +1058,7 @@ SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return ctx;
     }
-    if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+    if (load_system_store(ctx) != 1)
         ERR_clear_error(); /* no system store: verification will say so per connection */
     if (o->extra_ca_file && SSL_CTX_load_verify_locations(ctx, o->extra_ca_file, NULL) != 1) {
         ERR_clear_error();

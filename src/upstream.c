@@ -78,6 +78,28 @@ void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner)
     x->owner = owner;
 }
 
+void exch_pause(exch *x, bool pause)
+{
+    if (!x->up || !x->up->bev)
+        return;
+    if (pause)
+        bufferevent_disable(x->up->bev, EV_READ);
+    else
+        bufferevent_enable(x->up->bev, EV_READ);
+}
+
+void exch_watch_idle(exch *x)
+{
+    upstream *u = x->up;
+    if (!u || !u->bev || x->f)
+        return;
+    if (evbuffer_get_length(bufferevent_get_input(u->bev))) {
+        exch_close(x);
+        return;
+    }
+    bufferevent_enable(u->bev, EV_READ);  /* up_read_cb's idle branch drops it */
+}
+
 void exch_close(exch *x)
 {
     upstream_free(x->up);
@@ -259,14 +281,39 @@ static void send_request(exch *x)
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 
+/* Switch this response to streaming: the head goes out now, with what
+ * was buffered of the body, and nothing more is kept. */
+static void start_stream(exch *x)
+{
+    flow_response *r = x->f->response;
+    x->streaming = true;
+    x->ops->stream_head(x);
+    if (r->content.len)
+        x->ops->stream_data(x, r->content.p, r->content.len);
+    bytes_free(&r->content);
+}
+
+static bool stream_wanted(const exch *x, uint64_t size)
+{
+    uint64_t limit = x->w->sh->o->stream_large_bodies;
+    return limit && x->ops->stream_head && size > limit;
+}
+
 static int on_response_head(void *ud)
 {
     exch *x = ud;
     if (x->up && x->up->phase == U_PROXY_CONNECT)
         return 0;  /* the upstream proxy's answer to our CONNECT, not the flow's */
-    int st = x->f->response->status_code;
-    if ((st >= 200 || st == 101) && x->ops->head)
+    flow_response *r = x->f->response;
+    if ((r->status_code >= 200 || r->status_code == 101) && x->ops->head)
         x->ops->head(x);
+    if (r->status_code >= 200 && strcmp(x->f->request->method, "HEAD") != 0 && r->status_code != 204 &&
+        r->status_code != 304) {
+        /* the parser has checked that a Content-Length is one number */
+        const char *cl = hdrs_get(&r->headers, "content-length", NULL);
+        if (cl && !h1_is_chunked(&r->headers) && stream_wanted(x, strtoull(cl, NULL, 10)))
+            start_stream(x);
+    }
     return 0;
 }
 
@@ -275,7 +322,16 @@ static int on_response_body(void *ud, const char *at, size_t n)
     exch *x = ud;
     if (x->up && x->up->phase == U_PROXY_CONNECT)
         return -1; /* a 2xx to CONNECT has no body; anything else is refused */
-    return bytes_append(&x->f->response->content, at, n);
+    if (x->streaming) {
+        x->ops->stream_data(x, at, n);
+        return 0;
+    }
+    bytes *b = &x->f->response->content;
+    if (bytes_append(b, at, n) < 0)
+        return -1;
+    if (stream_wanted(x, b->len))  /* chunked or close-delimited: known late */
+        start_stream(x);
+    return 0;
 }
 
 /* ---- connecting ---------------------------------------------------------- */
@@ -367,6 +423,7 @@ void exch_start(exch *x, flow *f)
 {
     x->f = f;
     x->upgraded = false;
+    x->streaming = false;
     connect_or_fail(x);
 }
 

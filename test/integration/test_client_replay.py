@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Client replay (-C FILE): traffic recorded against a "production" backend
-is replayed to a "staging" backend (the dump retargeted by a Lua script on
--r until map_remote lands), checked byte for byte against what production
+is replayed to a "staging" backend (with -M, and with a dump retargeted by
+a Lua script on -r), checked byte for byte against what production
 received; client_replay_compare with a staging that differs on purpose;
 concurrency and connection reuse; a staging that is down; replay beside
 live traffic without -n; hooks and -w on replayed flows; bad files."""
@@ -51,8 +51,8 @@ def run(*args, timeout=60):
 
 
 def retarget(dump, port):
-    """The dump with every request pointed at 127.0.0.1:port (what
-    map_remote will do; until it lands, a request hook on -r does it)."""
+    """The dump itself with every request pointed at 127.0.0.1:port (a
+    request hook on -r), for the tests that replay without -M."""
     d = H.tmpdir("retarget")
     lua = H.write(os.path.join(d, "retarget.lua"),
                   "function request(flow)\n  flow.request.host = '127.0.0.1'\n"
@@ -213,10 +213,7 @@ def client_replay_bad_files():
     assert r.returncode == 2 and "client_replay_compare" in r.stderr.decode(), r.stderr
 
 
-# MERGE NOTE (lead): not registered yet, because --map-remote is not on main.
-# Once addons.c lands, add @test: it replays the production dump to staging
-# with -M instead of a retargeted dump, and expects staging to have
-# received the requests with Host following the new authority.
+@test
 def client_replay_with_map_remote():
     need_mitmlua()
     prod, staging = Backend().start(), Backend().start()

@@ -250,6 +250,35 @@ static void serialise(void)
     evbuffer_free(out);
     bytes_free(&body);
     flow_request_free(r);
+    /* the writers refuse framing bytes whatever filled the message */
+    r = flow_request_new();
+    out = evbuffer_new();
+    flow_strset(&r->method, "GET");
+    flow_strset(&r->host, "example.com");
+    flow_strset(&r->path, "/");
+    flow_strset(&r->http_version, "HTTP/1.1\r\nX-Evil: 1");
+    T_CHECK(h1_write_request_head(out, r, false) == 0);   /* a bad version becomes HTTP/1.1 */
+    s = (char *)evbuffer_pullup(out, -1);
+    T_CHECK(strncmp(s, "GET / HTTP/1.1\r\n\r\n", 18) == 0 && !strstr(s, "Evil"));
+    evbuffer_drain(out, evbuffer_get_length(out));
+    flow_strset(&r->path, "/a\r\nX-Evil: 1");
+    T_CHECK(h1_write_request_head(out, r, false) < 0);
+    flow_strset(&r->path, "/");
+    flow_strset(&r->method, "G T");
+    T_CHECK(h1_write_request_head(out, r, false) < 0);
+    flow_strset(&r->method, "GET");
+    hdrs_add(&r->headers, "X", 1, "a\0b", 3);
+    T_CHECK(h1_write_request_head(out, r, false) < 0);
+    flow_request_free(r);
+    flow_response *sr = flow_response_new();
+    sr->status_code = 200;
+    flow_strset(&sr->reason, "OK\r\nX-Evil: 1");
+    T_CHECK(h1_write_response_head(out, sr) < 0);
+    flow_strset(&sr->reason, "OK");
+    hdrs_add(&sr->headers, "X\r\nY", 4, "1", 1);
+    T_CHECK(h1_write_response_head(out, sr) < 0);
+    flow_response_free(sr);
+    evbuffer_free(out);
     T_CHECK(h1_valid_value("a\tb", 3));
     T_CHECK(!h1_valid_value("a\r\nb", 4));
     T_CHECK(!h1_valid_name("a b", 3));

@@ -166,6 +166,56 @@ static void injection_refused_and_filter(void)
     script_env_free(e);
 }
 
+static void injection_every_field(void)
+{
+    const char *p[] = {S("smuggle2.lua")};
+    script_env *e = env_of(p, 1);
+    T_CHECK(e != NULL);
+    if (!e)
+        return;
+    flow *f = make_flow();
+    script_env_run(e, SCRIPT_HOOK_REQUEST, f);
+    T_STREQ(hdrs_get(&f->request->headers, "x-refused", NULL), "14/14");
+    T_STREQ(f->request->http_version, "HTTP/1.1");
+    T_STREQ(f->request->path, "/a?b=1");
+    T_STREQ(f->request->host, "example.com");
+    script_env_forget(e, f);
+    flow_free(f);
+    script_env_free(e);
+}
+
+static double elapsed(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void time_limit(void)
+{
+    const char *p[] = {S("slow.lua")};
+    script_env *e = env_of(p, 1);
+    T_CHECK(e != NULL);
+    if (!e)
+        return;
+    script_env_set_timeout(e, 100);
+    flow *f = make_flow();
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    T_CHECK(script_env_run(e, SCRIPT_HOOK_REQUEST, f) == -1);
+    T_CHECK(elapsed(&t0) < 20);   /* stopped, not run forever (bounded generously) */
+    T_CHECK(f->error && strstr(f->error->msg, "slow.lua") && strstr(f->error->msg, "request hook"));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    T_CHECK(script_env_run(e, SCRIPT_HOOK_RESPONSE, f) == -1);   /* pcall inside does not help */
+    T_CHECK(f->error && strstr(f->error->msg, "response hook"));
+    /* a hook that ends in time still runs, and the state is usable after */
+    T_CHECK(script_env_run(e, SCRIPT_HOOK_ERROR, f) == 0);
+    T_CHECK(hdrs_get(&f->request->headers, "x-error-hook", NULL) != NULL);
+    script_env_forget(e, f);
+    flow_free(f);
+    script_env_free(e);
+}
+
 /* Not an assertion (speed belongs in the benchmark), just a figure. */
 static void hook_rate(void)
 {
@@ -194,6 +244,8 @@ int main(void)
     T_RUN(errors_name_file_and_line);
     T_RUN(kept_flow_is_inert);
     T_RUN(injection_refused_and_filter);
+    T_RUN(injection_every_field);
+    T_RUN(time_limit);
     T_RUN(hook_rate);
     T_DONE();
 }

@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""stream_large_bodies: responses above the size are passed on as they
+arrive (Content-Length, chunked, close-delimited), byte for byte, keep-alive
+still works after them, the flow keeps only the head, smaller responses are
+kept whole, and a client that reads slowly makes the proxy pause the server
+instead of buffering the whole body."""
+import hashlib
+import json
+import os
+import socket
+import time
+
+import harness as H
+from harness import test, fixture
+from backend import Backend, payload
+
+MB = 1 << 20
+
+
+@fixture
+def backend():
+    return Backend().start()
+
+
+@fixture
+def proxy():
+    if H.Proxy().is_mitmdump:
+        H.skip("the flows are read from mitmlua's console_format=jsonl")
+    return H.Proxy(["--set", "stream_large_bodies=1m", "--set", "console_format=jsonl"]).start()
+
+
+def flows(p, n):
+    assert H.wait_for(lambda: p.stdout.count("\n") >= n, timeout=10), p.stdout[-500:]
+    return [json.loads(l) for l in p.stdout.splitlines()]
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+@test
+def content_length_body_streamed_intact():
+    p = proxy()
+    before = p.stdout.count("\n")
+    r = H.curl(backend().url("/bytes/%d" % (5 * MB)), proxy=p)
+    assert r.rc == 0 and r.status == 200, r
+    assert sha(r.body) == sha(payload(5 * MB))
+    f = flows(p, before + 1)[before]
+    assert f["status"] == 200 and f["error"] is None, f
+    assert f["response_size"] == 0, f   # streamed: the flow keeps no body
+
+
+@test
+def chunked_and_close_delimited_streamed_then_keep_alive():
+    p = proxy()
+    urls = [backend().url("/chunked/%d" % (3 * MB)), backend().url("/bytes/100")]
+    r = H.curl(urls, proxy=p)
+    assert r.rc == 0, r
+    assert r.body.startswith(payload(3 * MB)), len(r.body)
+    assert r.body[3 * MB:3 * MB + 100] == payload(100)
+    r = H.curl(backend().url("/close/%d" % (2 * MB)), proxy=p)
+    assert r.rc == 0 and sha(r.body) == sha(payload(2 * MB)), r
+
+
+@test
+def small_bodies_are_kept():
+    p = proxy()
+    before = p.stdout.count("\n")
+    r = H.curl(backend().url("/bytes/%d" % (512 * 1024)), proxy=p)
+    assert r.status == 200 and len(r.body) == 512 * 1024
+    f = flows(p, before + 1)[before]
+    assert f["response_size"] == 512 * 1024, f
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@test
+def slow_client_pauses_the_server():
+    p = proxy()
+    size = 48 * MB
+    payload(size)  # generate before timing anything
+    base = rss_kb(p.proc.pid)
+    with socket.create_connection(("127.0.0.1", p.port), timeout=20) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                  % (backend().url("/bytes/%d" % size).encode(), backend().netloc.encode()))
+        time.sleep(1.5)  # the backend could send everything by now
+        grown = rss_kb(p.proc.pid) - base
+        h = hashlib.sha256()
+        got, head = 0, b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        hdr, rest = head.split(b"\r\n\r\n", 1)
+        h.update(rest)
+        got = len(rest)
+        while got < size:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            got += len(b)
+    assert b"200" in hdr.split(b"\r\n")[0], hdr
+    assert got == size and h.hexdigest() == sha(payload(size)), got
+    # without back-pressure the proxy would hold most of the 48 MB
+    assert grown < 16 * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown
+
+
+if __name__ == "__main__":
+    H.main()
