@@ -1,7 +1,7 @@
 /* creplay.h — client replay (-C FILE): the requests of recorded flows are
  * sent again to their servers, as new flows marked is_replay = "request"
- * that go through the C addons, the Lua hooks, the printer, -w and the HAR
- * like live ones.  Requests are sent as recorded (method, path, query,
+ * that go through server replay, the C addons (map_remote points them at
+ * staging), the Lua hooks, the printer, -w and the HAR like live ones.  Requests are sent as recorded (method, path, query,
  * headers in order, body still content-encoded).
  *
  * client_replay_concurrency lanes each carry one flow at a time and keep
