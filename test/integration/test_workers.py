@@ -22,8 +22,11 @@ def two_workers_serve_everything():
     script = os.path.join(d, "tag.lua")
     H.write(script, 'function response(f) f.response.headers["X-Worker-Script"] = "yes" end\n')
     p = H.Proxy(["--set", "workers=2", "-s", script], label="workers").start()
-    tasks = os.listdir("/proc/%d/task" % p.proc.pid)
-    assert len(tasks) >= 3, tasks            # main thread + two workers
+    # main thread + two workers; the port accepts as soon as the first
+    # worker's socket is bound, which can be before the threads run
+    def tasks():
+        return os.listdir("/proc/%d/task" % p.proc.pid)
+    assert H.wait_for(lambda: len(tasks()) >= 3, timeout=5), tasks()
     results = []
 
     def client(i):
