@@ -30,12 +30,17 @@ size_t creplay_count(const creplay *cr);
 /* Run the replay on w's event loop (w not running yet, or from its own
  * thread).  done(ud) is called on that thread once every flow finished. */
 int creplay_start(creplay *cr, worker *w, void (*done)(void *ud), void *ud);
+/* From the main thread, before stopping the worker that runs the replay:
+ * close the replay's server connections on the worker's own thread (their
+ * bufferevents belong to its loop) and start nothing more.  Waits at most
+ * two seconds for the worker. */
+void creplay_stop(creplay *cr);
 /* After the worker stopped: the summary line ("client replay: N replayed,
  * N differ, N failed") to out; true when the run should fail (compare on,
  * and a response differed or a replay failed or never ran). */
 bool creplay_report(const creplay *cr, FILE *out);
-/* After the worker stopped and was freed.  Exchanges still in flight (a
- * run interrupted by a signal) are abandoned with their loop. */
+/* After the worker stopped and was freed (and creplay_stop was called if
+ * it ever ran). */
 void creplay_free(creplay *cr);
 
 #endif

@@ -10,8 +10,10 @@
  * failures must not grow the stack. */
 #include "creplay.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -45,6 +47,10 @@ struct creplay {
     void (*done)(void *);
     void *done_ud;
     bool finished;
+    bool stopped;       /* the run is being shut down: start nothing more */
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    bool stop_done;     /* under stop_lock: the worker closed the exchanges */
     /* results, read by creplay_report after the worker thread ended */
     size_t n_done, n_differ, n_failed;
 };
@@ -118,6 +124,8 @@ creplay *creplay_new(const proxy_shared *sh, char *err, size_t errsz)
         return NULL;
     }
     cr->sh = sh;
+    pthread_mutex_init(&cr->stop_lock, NULL);
+    pthread_cond_init(&cr->stop_cond, NULL);
     if (o->client_replay_compare) {
         if (replaycmp_parse_mode(o->client_replay_compare, &cr->cmp.mode) < 0) {
             snprintf(err, errsz, "invalid value for client_replay_compare: '%s'", o->client_replay_compare);
@@ -341,6 +349,8 @@ static void all_done(creplay *cr)
     cr->finished = true;
     for (size_t i = 0; i < cr->nlanes; i++)
         exch_close(&cr->lanes[i].x);
+    if (cr->stopped)
+        return;
     log_info("client replay: done");
     if (cr->done)
         cr->done(cr->done_ud);
@@ -352,7 +362,7 @@ static void lane_next_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     lane *l = arg;
     creplay *cr = l->cr;
-    if (cr->next < cr->n && !cr->w->stopping) {
+    if (cr->next < cr->n && !cr->w->stopping && !cr->stopped) {
         l->idx = cr->next++;
         lane_start(l);
         return;
@@ -406,6 +416,39 @@ int creplay_start(creplay *cr, worker *w, void (*done)(void *ud), void *ud)
     return 0;
 }
 
+/* On the worker's thread: close every server connection while the loop
+ * (which owns their bufferevents) still exists. */
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    creplay *cr = arg;
+    cr->stopped = true;
+    for (size_t i = 0; i < cr->nlanes; i++)
+        exch_close(&cr->lanes[i].x);
+    pthread_mutex_lock(&cr->stop_lock);
+    cr->stop_done = true;
+    pthread_cond_signal(&cr->stop_cond);
+    pthread_mutex_unlock(&cr->stop_lock);
+}
+
+void creplay_stop(creplay *cr)
+{
+    if (!cr || !cr->w)
+        return;
+    static const struct timeval now = {0, 0};
+    pthread_mutex_lock(&cr->stop_lock);
+    if (event_base_once(cr->w->base, -1, EV_TIMEOUT, stop_cb, cr, &now) == 0) {
+        /* bounded: a loop stuck in a script must not hold the shutdown */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        while (!cr->stop_done && pthread_cond_timedwait(&cr->stop_cond, &cr->stop_lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&cr->stop_lock);
+}
+
 bool creplay_report(const creplay *cr, FILE *out)
 {
     size_t never = cr->n - cr->n_done;
@@ -426,5 +469,7 @@ void creplay_free(creplay *cr)
     for (size_t i = 0; i < cr->n; i++)
         flow_free(cr->rec[i]);
     free(cr->rec);
+    pthread_cond_destroy(&cr->stop_cond);
+    pthread_mutex_destroy(&cr->stop_lock);
     free(cr);
 }

@@ -244,6 +244,8 @@ fail:
     fprintf(stderr, "mitmlua: %s\n", err);
     status = 1;
 out:
+    if (cr && nstarted > 0)
+        creplay_stop(cr);   /* its connections live on worker 0's loop */
     for (int i = 0; i < o->workers; i++)
         worker_stop(ws ? ws[i] : NULL);
     for (int i = 0; i < o->workers; i++)

@@ -201,6 +201,20 @@ def client_replay_beside_live_traffic_with_hooks():
 
 
 @test
+def client_replay_interrupted():
+    need_mitmlua()
+    prod, staging = Backend().start(), Backend().start()
+    dump, _ = record([{"path": "/slow/5"}, {"path": "/slow/5"}], prod)
+    sdump = retarget(dump, staging.port)
+    p = H.Proxy(["-C", sdump], label="replay").start()
+    assert H.wait_for(lambda: staging.log, timeout=20), "the replay never started"
+    # stopped with the first request in flight: a clean exit (no crash, and
+    # under ASan no leaked connection), and the summary says so
+    assert p.stop() == 0, p.stderr
+    assert "client replay: 0 replayed, 0 differ, 0 failed, 2 not replayed (interrupted)" in p.stderr, p.stderr
+
+
+@test
 def client_replay_bad_files():
     need_mitmlua()
     d = H.tmpdir("bad")
