@@ -41,6 +41,28 @@ typedef struct opts {
     size_t nclient_replay;
     char **server_replay;
     size_t nserver_replay;
+    /* server replay matching (sreplay.c) */
+    char **server_replay_ignore_params;
+    size_t nserver_replay_ignore_params;
+    char **server_replay_ignore_payload_params;
+    size_t nserver_replay_ignore_payload_params;
+    char **server_replay_use_headers;
+    size_t nserver_replay_use_headers;
+    bool server_replay_ignore_content;
+    bool server_replay_ignore_host;
+    bool server_replay_ignore_port;
+    bool server_replay_nopop;
+    bool server_replay_reuse;       /* current mitmproxy's name for nopop */
+    bool server_replay_kill_extra;  /* mitmproxy 8.1.1's spelling of extra=kill */
+    bool server_replay_refresh;
+    char *server_replay_extra;      /* forward, kill or a status code */
+    /* client replay (creplay.c) and the comparison (replaycmp.c) */
+    int client_replay_concurrency;
+    char *client_replay_compare;    /* NULL, status, headers or body */
+    char **client_replay_ignore_headers;
+    size_t nclient_replay_ignore_headers;
+    char **client_replay_ignore_json_fields;
+    size_t nclient_replay_ignore_json_fields;
     char *confdir;
     char *hardump;
     /* TLS */

@@ -23,6 +23,7 @@ struct script_env;
 struct har_writer;
 struct addons;
 struct proxyauth;
+struct sreplay;
 
 /* What every worker shares.  Read-only once workers run, except the parts
  * that are thread-safe on purpose: the CA's certificate cache, the dump
@@ -41,6 +42,7 @@ typedef struct proxy_shared {
     struct addons *addons;        /* map_remote, modify_headers, ...; NULL when none is set */
     struct proxyauth *auth;       /* --proxyauth, or NULL (read-only) */
     atomic_int n_clients;         /* client connections open, all workers */
+    struct sreplay *sreplay;      /* -S: recorded responses (locks itself), or NULL */
     /* Run totals, shared on purpose: the exit status and the summary
      * printed at shutdown are about every worker's flows. */
     atomic_ulong n_flows, n_errors, n_failed_on;

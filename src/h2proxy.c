@@ -27,6 +27,7 @@
 #include "onboard.h"
 #include "printer.h"
 #include "script.h"
+#include "sreplay.h"
 #include "upstream.h"
 
 /* Output we queue before waiting for the client to read: DATA frames are
@@ -383,8 +384,14 @@ static void on_request(void *ud, int32_t sid, flow_request *r)
     }
     bool failed = run_hook(s, SCRIPT_HOOK_REQUESTHEADERS) < 0;
     if (!failed && !f->killed) {
-        addons_request(p->w->sh->addons, f); /* C addons before Lua; map_local may answer */
-        failed = run_hook(s, SCRIPT_HOOK_REQUEST) < 0;
+        /* C addons before Lua, in proxy.c's order: server replay matches
+         * the request as sent, then map_remote and the others */
+        if (p->w->sh->sreplay)
+            sreplay_request(p->w->sh->sreplay, f);   /* may answer or kill */
+        if (!f->killed && !f->response)
+            addons_request(p->w->sh->addons, f);     /* map_local may answer */
+        if (!f->killed)
+            failed = run_hook(s, SCRIPT_HOOK_REQUEST) < 0;
     }
     if (failed) {
         char msg[300];

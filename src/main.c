@@ -1,7 +1,9 @@
 /* main.c — start-up and shutdown: options, the CA, the consumers (printer,
  * dump writer, filter), reading flows with -r, and the worker threads.
  * Exit status: 0 success, 1 a runtime failure (bad script, unreadable or
- * damaged file, cannot listen), 2 a usage error (bad option or filter). */
+ * damaged file, cannot listen), 2 a usage error (bad option or filter),
+ * 3 fail_on matched, 4 client_replay_compare found a difference or a
+ * failed replay; a script's mitm.exit(code) wins over 3 and 4. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "addons.h"
+#include "creplay.h"
 #include "dump.h"
 #include "filter.h"
 #include "flowread.h"
@@ -27,6 +30,7 @@
 #include "proxy.h"
 #include "proxyauth.h"
 #include "script.h"
+#include "sreplay.h"
 #include "tls.h"
 
 static enum log_level level_from(const char *s)
@@ -172,7 +176,15 @@ static void print_summary(const proxy_shared *sh)
     fputs(".\n", stderr);
 }
 
-static int run_server(const opts *o, proxy_shared *sh)
+/* -n -C: the replay is the whole run; its end stops the process the way
+ * a signal does (sigwait in run_server). */
+static void replay_finished(void *ud)
+{
+    (void)ud;
+    kill(getpid(), SIGTERM);
+}
+
+static int run_server(const opts *o, proxy_shared *sh, creplay *cr)
 {
     char err[512];
     int status = 0;
@@ -205,6 +217,11 @@ static int run_server(const opts *o, proxy_shared *sh)
         if (i == 0)
             mo->listen_port = worker_port(ws[0]);
     }
+    /* client replay runs on the first worker's loop, beside live traffic */
+    if (cr && creplay_start(cr, ws[0], o->server ? NULL : replay_finished, NULL) < 0) {
+        snprintf(err, sizeof err, "cannot start client replay");
+        goto fail;
+    }
     for (int i = 0; i < o->workers; i++) {
         if (worker_start(ws[i]) < 0) {
             snprintf(err, sizeof err, "cannot start worker thread");
@@ -213,10 +230,10 @@ static int run_server(const opts *o, proxy_shared *sh)
         nstarted++;
     }
     bool v6 = strchr(o->listen_host, ':') != NULL;
-    if (log_get_level() >= LOG_INFO)
+    if (o->server && log_get_level() >= LOG_INFO)
         fprintf(stderr, "HTTP(S) proxy listening at %s%s%s:%d.\n", v6 ? "[" : "", o->listen_host, v6 ? "]" : "",
                 o->listen_port);
-    if (o->ready_file && write_ready_file(o, err, sizeof err) < 0)
+    if (o->server && o->ready_file && write_ready_file(o, err, sizeof err) < 0)
         goto fail;
     int sig = 0;
     while (sigwait(&set, &sig) != 0)
@@ -227,6 +244,8 @@ fail:
     fprintf(stderr, "mitmlua: %s\n", err);
     status = 1;
 out:
+    if (cr && nstarted > 0)
+        creplay_stop(cr);   /* its connections live on worker 0's loop */
     for (int i = 0; i < o->workers; i++)
         worker_stop(ws ? ws[i] : NULL);
     for (int i = 0; i < o->workers; i++)
@@ -243,6 +262,8 @@ int main(int argc, char **argv)
     pthread_mutex_init(&sh.har_lock, NULL);
     char err[512];
     int status = 0;
+    creplay *cr = NULL;
+    bool replay_failed = false;
 
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
@@ -362,12 +383,37 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (o.nserver_replay) {
+        /* every file is read before the first request, as mitmdump does */
+        sh.sreplay = sreplay_new(&o, err, sizeof err);
+        for (size_t i = 0; sh.sreplay && i < o.nserver_replay; i++)
+            if (sreplay_load_file(sh.sreplay, o.server_replay[i], err, sizeof err) < 0) {
+                sreplay_free(sh.sreplay);
+                sh.sreplay = NULL;
+            }
+        if (!sh.sreplay) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            status = 1;
+            goto out;
+        }
+        log_info("server replay: %zu recorded responses loaded", sreplay_count(sh.sreplay));
+    }
+    if (o.nclient_replay) {
+        cr = creplay_new(&sh, err, sizeof err);
+        if (!cr) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            status = 1;
+            goto out;
+        }
+    }
     if (o.rfile)
         status = read_flows(&o, &sh);
-    if (o.server && status == 0 && atomic_load(&sh.exit_code) < 0) {
-        status = run_server(&o, &sh);
-        if (status == 0 && log_get_level() >= LOG_INFO)
+    if ((o.server || cr) && status == 0 && atomic_load(&sh.exit_code) < 0) {
+        status = run_server(&o, &sh, cr);
+        if (status == 0 && o.server && log_get_level() >= LOG_INFO)
             print_summary(&sh);
+        if (cr && (o.client_replay_compare || log_get_level() >= LOG_INFO))
+            replay_failed = creplay_report(cr, stderr);
     }
 
 out:
@@ -386,12 +432,16 @@ out:
         SSL_CTX_free(sh.client_ctx);
     if (sh.ca)
         tls_ca_free(sh.ca);
+    creplay_free(cr);
     filter_free(sh.filter);
+    sreplay_free(sh.sreplay);
     /* a run that worked reports the CI verdict: mitm.exit(), then fail_on */
     if (status == 0 && atomic_load(&sh.exit_code) >= 0)
         status = atomic_load(&sh.exit_code);
     else if (status == 0 && atomic_load(&sh.n_failed_on) > 0)
         status = 3;
+    else if (status == 0 && replay_failed)
+        status = 4;
     filter_free(sh.fail_on);
     addons_free(sh.addons);
     proxyauth_free(sh.auth);

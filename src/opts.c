@@ -38,6 +38,21 @@ static const opt_desc opt_table[] = {
     {"server", OT_BOOL, F(server), 0, "Start a proxy server (false with -n)."},
     {"client_replay", OT_STRLIST, F(client_replay), F(nclient_replay), "Replay client requests from a saved file."},
     {"server_replay", OT_STRLIST, F(server_replay), F(nserver_replay), "Replay server responses from a saved file."},
+    {"server_replay_ignore_params", OT_STRLIST, F(server_replay_ignore_params), F(nserver_replay_ignore_params), "Server replay: query parameter to leave out of matching (repeatable)."},
+    {"server_replay_ignore_payload_params", OT_STRLIST, F(server_replay_ignore_payload_params), F(nserver_replay_ignore_payload_params), "Server replay: urlencoded or multipart form field to leave out of matching (repeatable)."},
+    {"server_replay_use_headers", OT_STRLIST, F(server_replay_use_headers), F(nserver_replay_use_headers), "Server replay: request header that must match too (repeatable)."},
+    {"server_replay_ignore_content", OT_BOOL, F(server_replay_ignore_content), 0, "Server replay: ignore the request body when matching."},
+    {"server_replay_ignore_host", OT_BOOL, F(server_replay_ignore_host), 0, "Server replay: ignore the destination host when matching."},
+    {"server_replay_ignore_port", OT_BOOL, F(server_replay_ignore_port), 0, "Server replay: ignore the destination port when matching."},
+    {"server_replay_nopop", OT_BOOL, F(server_replay_nopop), 0, "Server replay: serve a response again and again instead of each once, in order."},
+    {"server_replay_reuse", OT_BOOL, F(server_replay_reuse), 0, "Same as server_replay_nopop (current mitmproxy's name)."},
+    {"server_replay_refresh", OT_BOOL, F(server_replay_refresh), 0, "Server replay: shift Date, Expires and Last-Modified by the time since recording."},
+    {"server_replay_extra", OT_STR, F(server_replay_extra), 0, "Server replay, requests with no recorded answer: forward, kill, or a status (204, 400, 404, 500...) to answer with."},
+    {"server_replay_kill_extra", OT_BOOL, F(server_replay_kill_extra), 0, "Same as server_replay_extra=kill (mitmproxy 8's name)."},
+    {"client_replay_concurrency", OT_INT, F(client_replay_concurrency), 0, "Client replay: requests in flight at once (1 = strictly in order)."},
+    {"client_replay_compare", OT_STR, F(client_replay_compare), 0, "Client replay: compare each response with the recorded one: status, headers (and status) or body (and both); differences are printed on stderr and make the exit status 4."},
+    {"client_replay_ignore_headers", OT_STRLIST, F(client_replay_ignore_headers), F(nclient_replay_ignore_headers), "Client replay compare: response header to leave out, besides Date, Expires, Last-Modified, Age, Set-Cookie and the framing headers (repeatable)."},
+    {"client_replay_ignore_json_fields", OT_STRLIST, F(client_replay_ignore_json_fields), F(nclient_replay_ignore_json_fields), "Client replay compare: dotted path of a JSON body field to leave out, e.g. data.updated_at; * matches any key or index (repeatable)."},
     {"confdir", OT_STR, F(confdir), 0, "Location of the CA and configuration files."},
     {"hardump", OT_STR, F(hardump), 0, "Write a HAR 1.2 file of the flows on exit."},
     {"ssl_insecure", OT_BOOL, F(ssl_insecure), 0, "Do not verify upstream server certificates."},
@@ -98,6 +113,9 @@ void opts_defaults(opts *o)
     o->max_headers = 256;
     o->connect_timeout = 10;
     o->read_timeout = 60;
+    o->server_replay_refresh = true;
+    o->server_replay_extra = strdup("forward");
+    o->client_replay_concurrency = 1;
     o->idle_timeout = 60;
     o->tls_handshake_timeout = 10;
     o->max_connections = 0;
@@ -361,6 +379,31 @@ void opts_print(const opts *o)
     }
 }
 
+/* Values of the replay options that a string or int cannot constrain. */
+static int opts_check_replay(const opts *o, char *err, size_t errsz)
+{
+    const char *x = o->server_replay_extra ? o->server_replay_extra : "forward";
+    if (strcmp(x, "forward") != 0 && strcmp(x, "kill") != 0) {
+        char *end;
+        long st = strtol(x, &end, 10);
+        if (end == x || *end || st < 200 || st > 599) {
+            snprintf(err, errsz, "invalid value for server_replay_extra: '%s' (expected forward, kill or a status 200-599)", x);
+            return -1;
+        }
+    }
+    const char *c = o->client_replay_compare;
+    if (c && strcmp(c, "status") != 0 && strcmp(c, "headers") != 0 && strcmp(c, "body") != 0) {
+        snprintf(err, errsz, "invalid value for client_replay_compare: '%s' (expected status, headers or body)", c);
+        return -1;
+    }
+    if (o->client_replay_concurrency < 1 || o->client_replay_concurrency > 1000) {
+        snprintf(err, errsz, "invalid value for client_replay_concurrency: %d (expected 1 to 1000)",
+                 o->client_replay_concurrency);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- config.yaml --------------------------------------------------------- */
 
 typedef struct config_ud {
@@ -458,7 +501,8 @@ static void usage(FILE *out)
         "  -h, --help                  this help\n"
         "\n"
         "Exit status: 0 success, 1 runtime failure, 2 usage error,\n"
-        "3 a flow matched --set fail_on, or the code a script gave mitm.exit().\n");
+        "3 a flow matched --set fail_on, 4 client_replay_compare found a difference\n"
+        "or a failed replay, or the code a script gave mitm.exit().\n");
 }
 
 int opts_parse(opts *o, int argc, char **argv)
@@ -609,6 +653,10 @@ int opts_parse(opts *o, int argc, char **argv)
     }
     if (o->workers < 1 || o->workers > 256) {
         fprintf(stderr, "mitmlua: invalid value for workers: %d (expected 1 to 256)\n", o->workers);
+        return 2;
+    }
+    if (opts_check_replay(o, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
         return 2;
     }
     /* like mitmdump, the remaining words form one filter expression */

@@ -55,6 +55,7 @@
 #include "proxyauth.h"
 #include "script.h"
 #include "socks5.h"
+#include "sreplay.h"
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
@@ -963,7 +964,14 @@ static void handle_request_or_close(cconn *c)
         handle_connect_or_close(c);
         return;
     }
-    addons_request(c->w->sh->addons, f);   /* C addons before Lua; map_local may answer */
+    /* server replay (-S), a C addon: it matches the request as the client
+     * sent it, before map_remote rewrites it (mitmproxy's addon order) */
+    if (c->w->sh->sreplay && sreplay_request(c->w->sh->sreplay, f) == SREPLAY_KILLED) {
+        kill_or_close(c);
+        return;
+    }
+    if (!f->response)
+        addons_request(c->w->sh->addons, f);   /* C addons before Lua; map_local may answer */
     if (run_hook(c, SCRIPT_HOOK_REQUEST) < 0) {
         hook_failed_or_close(c);
         return;

@@ -170,6 +170,24 @@ def reverse_h2c_prior_knowledge():
     assert r.status == 200 and r.body == payload(5), r
 
 
+@test
+def server_replay_answers_h2_streams():
+    """-S serves HTTP/2 streams from a recording without the server."""
+    b = Backend().start()
+    dump = os.path.join(H.tmpdir("h2replay"), "flows")
+    rec = H.Proxy(["--mode", "reverse:" + b.url("/").rstrip("/"), "-w", dump]).start()
+    assert H.curl("http://127.0.0.1:%d/bytes/7" % rec.port).status == 200
+    rec.stop()
+    port = b.port
+    b.stop()
+    p = H.Proxy(["--mode", "reverse:http://127.0.0.1:%d" % port, "-S", dump,
+                 "--set", "server_replay_extra=404"]).start()
+    r = curl2("http://127.0.0.1:%d/bytes/7" % p.port, args=["--http2-prior-knowledge"])
+    assert r.rc == 0 and r.status == 200 and r.body == payload(7) + b"\n2", r  # curl2 adds the version
+    r = curl2("http://127.0.0.1:%d/bytes/8" % p.port, args=["--http2-prior-knowledge"])
+    assert r.rc == 0 and r.status == 404, r
+
+
 @test(timeout=90)
 def h2load_many_streams_reverse():
     b = plain_backend()

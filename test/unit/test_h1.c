@@ -258,8 +258,9 @@ static void serialise(void)
     flow_strset(&r->path, "/");
     flow_strset(&r->http_version, "HTTP/1.1\r\nX-Evil: 1");
     T_CHECK(h1_write_request_head(out, r, false) == 0);   /* a bad version becomes HTTP/1.1 */
+    T_CHECK(evbuffer_get_length(out) == 18);  /* nothing of the bad version went out */
     s = (char *)evbuffer_pullup(out, -1);
-    T_CHECK(strncmp(s, "GET / HTTP/1.1\r\n\r\n", 18) == 0 && !strstr(s, "Evil"));
+    T_CHECK(strncmp(s, "GET / HTTP/1.1\r\n\r\n", 18) == 0);
     evbuffer_drain(out, evbuffer_get_length(out));
     flow_strset(&r->path, "/a\r\nX-Evil: 1");
     T_CHECK(h1_write_request_head(out, r, false) < 0);
