@@ -26,8 +26,10 @@ typedef struct exch exch;
 
 typedef struct exch_ops {
     /* The response head is parsed (status, headers): the owner runs the
-     * responseheaders hook here.  Not called for interim responses. */
-    void (*head)(exch *x);
+     * responseheaders hook here.  Not called for interim responses.  -1
+     * (a hook ran past script_timeout, the flow's error says so) fails
+     * the exchange with 502. */
+    int (*head)(exch *x);
     /* An interim response (1xx other than 101); freed after the call. */
     void (*interim)(exch *x, const flow_response *r);
     /* The response is complete in the flow.  x->upgraded says whether the
@@ -57,6 +59,7 @@ struct exch {
     bool retried;        /* this flow already retried a stale connection */
     bool upgraded;       /* set before done(): the server switched protocols */
     bool streaming;      /* this response's body is being streamed */
+    bool head_failed;    /* ops->head refused the response */
 };
 
 void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);

@@ -254,10 +254,10 @@ static void lane_fail(lane *l, const char *msg)
     lane_finish(l);
 }
 
-static void x_head(exch *x)
+static int x_head(exch *x)
 {
     lane *l = x->owner;
-    run_hook(l->cr, l->f, SCRIPT_HOOK_RESPONSEHEADERS);
+    return run_hook(l->cr, l->f, SCRIPT_HOOK_RESPONSEHEADERS);
 }
 
 static void x_interim(exch *x, const flow_response *r)

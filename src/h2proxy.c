@@ -257,10 +257,10 @@ static void deliver(h2ps *s)
 
 /* ---- the exchange upstream ---------------------------------------------- */
 
-static void x_head(exch *x)
+static int x_head(exch *x)
 {
     h2px *px = x->owner;
-    run_hook(px->s, SCRIPT_HOOK_RESPONSEHEADERS);
+    return run_hook(px->s, SCRIPT_HOOK_RESPONSEHEADERS);
 }
 
 static void x_interim(exch *x, const flow_response *r)

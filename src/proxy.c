@@ -1076,9 +1076,9 @@ static void process_client_or_close(cconn *c)
 
 /* How the exchange with the upstream went, for an HTTP/1 client. */
 
-static void h1x_head(exch *x)
+static int h1x_head(exch *x)
 {
-    run_hook(x->owner, SCRIPT_HOOK_RESPONSEHEADERS);
+    return run_hook(x->owner, SCRIPT_HOOK_RESPONSEHEADERS);
 }
 
 static void h1x_interim(exch *x, const flow_response *r)

@@ -305,8 +305,10 @@ static int on_response_head(void *ud)
     if (x->up && x->up->phase == U_PROXY_CONNECT)
         return 0;  /* the upstream proxy's answer to our CONNECT, not the flow's */
     flow_response *r = x->f->response;
-    if ((r->status_code >= 200 || r->status_code == 101) && x->ops->head)
-        x->ops->head(x);
+    if ((r->status_code >= 200 || r->status_code == 101) && x->ops->head && x->ops->head(x) < 0) {
+        x->head_failed = true;
+        return -1;
+    }
     if (r->status_code >= 200 && strcmp(x->f->request->method, "HEAD") != 0 && r->status_code != 204 &&
         r->status_code != 304) {
         /* the parser has checked that a Content-Length is one number */
@@ -424,6 +426,7 @@ void exch_start(exch *x, flow *f)
     x->f = f;
     x->upgraded = false;
     x->streaming = false;
+    x->head_failed = false;
     connect_or_fail(x);
 }
 
@@ -551,6 +554,12 @@ static bool feed_or_finish(exch *x)
         enum h1_status st = h1_parser_feed(u->parser, in);
         if (st == H1_NEED_MORE)
             return false;
+        if (st == H1_ERROR && x->head_failed) {
+            char msg[300]; /* a copy: the owner replaces the flow's error with it */
+            snprintf(msg, sizeof msg, "%s", x->f->error && x->f->error->msg ? x->f->error->msg : "script failed");
+            finish_failed(x, 502, msg);
+            return true;
+        }
         if (st == H1_ERROR) {
             char msg[300];
             snprintf(msg, sizeof msg, "invalid response from server: %s", h1_parser_error(u->parser));

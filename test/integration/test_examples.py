@@ -2,6 +2,7 @@
 """Every script in examples/ runs, and does what its comment says."""
 import json
 import os
+import subprocess
 
 import harness as H
 from harness import test, fixture
@@ -85,6 +86,56 @@ def errors():
     r = H.curl("http://127.0.0.1:%d/nothing-listens" % port, proxy=p)
     assert r.status == 502, r.status
     assert H.wait_for(lambda: "nothing-listens failed:" in p.stderr), p.stderr[-500:]
+
+
+@test
+def security_headers_fail_the_run():
+    ex = os.path.join(EX, "security_headers.lua")
+    good = backend().url("/headers?X-Content-Type-Options=nosniff&Content-Security-Policy=default-src%20%27self%27"
+                         "&Set-Cookie=sid%3D1%3B%20Secure%3B%20HttpOnly")
+    bad = backend().url("/headers?X-Content-Type-Options=nosniff&Set-Cookie=sid%3D1%3B%20Path%3D%2F")
+    p = proxy_with("security_headers.lua", "--set", "fail_on=~meta insecure")
+    assert H.curl(good, proxy=p).status == 200
+    assert p.stop() == 0, p.stderr[-500:]          # nothing flagged: the job passes
+    p = proxy_with("security_headers.lua", "--set", "fail_on=~meta insecure")
+    assert H.curl(bad, proxy=p).status == 200
+    assert p.stop() == 3, p.stderr[-500:]          # flagged: fail_on's exit status
+    assert "no Content-Security-Policy" in p.stderr and "cookie sid without Secure" in p.stderr, p.stderr[-500:]
+    assert "cookie sid without HttpOnly" in p.stderr, p.stderr[-500:]
+
+
+@test
+def redact_keeps_secrets_out_of_the_recording():
+    har = os.path.join(H.tmpdir("redact"), "flows.har")
+    p = proxy_with("redact.lua", "--set", "hardump=" + har)
+    r = H.curl(backend().url("/upload?token=abc123&x=1"), proxy=p, method="POST",
+               data=b'{"user": "ada", "password": "hunter2"}',
+               headers=["Authorization: Bearer s3cr3t", "Content-Type: application/json"])
+    assert r.status == 200, r
+    # the server got the real request ...
+    seen = [e for e in backend().log if e["path"].startswith("/upload")][-1]
+    assert ["Authorization", "Bearer s3cr3t"] in seen["headers"] and "token=abc123" in seen["path"], seen
+    assert p.stop() == 0
+    # ... the recording does not
+    with open(har) as f:
+        text = f.read()
+    for secret in ("s3cr3t", "hunter2", "abc123"):
+        assert secret not in text, secret
+    assert text.count("REDACTED") >= 3, text[:1000]
+
+
+@test
+def record_one_api_only():
+    d = H.tmpdir("oneapi")
+    dump = os.path.join(d, "api.mitmlua")
+    p = proxy_with("record_one_api.lua", "-w", dump, "!~meta skip")
+    for path in ("/api/users", "/echo", "/api/orders", "/bytes/3"):
+        H.curl(backend().url(path), proxy=p)
+    assert p.stop() == 0
+    out = subprocess.run([H.BIN, "-n", "-r", dump, "--set", "console_format=jsonl"],
+                         capture_output=True, timeout=30)
+    urls = [json.loads(l)["url"] for l in out.stdout.decode().splitlines()]
+    assert [u[u.index("/", 8):] for u in urls] == ["/api/users", "/api/orders"], (urls, out.stderr)
 
 
 if __name__ == "__main__":

@@ -376,6 +376,21 @@ end
     assert r.status == 200 and r.body == payload(2), r
 
 
+@test
+def script_timeout_in_responseheaders_fails_its_flow():
+    lua = H.script("slowhead", """
+function responseheaders(flow)
+  if flow.request.path == "/bytes/3" then while true do end end
+end
+""", "")
+    p = H.Proxy(["--set", "script_timeout=200", "-s", lua]).start()
+    b = backend()
+    r = H.curl(b.url("/bytes/3"), proxy=p, max_time=20)
+    assert r.status == 502 and b"script_timeout" in r.body, r
+    r = H.curl(b.url("/bytes/4"), proxy=p)
+    assert r.status == 200 and r.body == payload(4), r
+
+
 # ---- request smuggling shapes (beyond test_core_errors) ------------------------
 
 @test
