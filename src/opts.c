@@ -409,6 +409,9 @@ static int opts_check_replay(const opts *o, char *err, size_t errsz)
 typedef struct config_ud {
     opts *o;
     const bool *cli;
+    /* Per list option: how many leading items came from a config file (a
+     * later file replaces them, the command line's items stay behind). */
+    size_t *from_file;
 } config_ud;
 
 static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bool is_list, char *err,
@@ -428,20 +431,21 @@ static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bo
         }
         /* mitmproxy appends command-line lists to the file's (OptManager
          * .merge): the file's items come first, then the command line's */
+        size_t idx = (size_t)(d - opt_table);
         char ***lp = (char ***)(base + d->off);
         size_t *np = (size_t *)(base + d->count_off);
-        char **cli_v = cu->cli[d - opt_table] ? *lp : NULL;
-        size_t cli_n = cu->cli[d - opt_table] ? *np : 0;
-        if (!cli_v)
-            strlist_free(*lp, *np);
+        char **old = *lp;
+        size_t old_n = *np, skip = cu->from_file[idx];
         *lp = NULL;
         *np = 0;
         int rc = 0;
         for (size_t i = 0; i < nvals && rc == 0; i++)
             rc = opt_apply(cu->o, d, vals[i], err, errsz);
-        for (size_t i = 0; i < cli_n && rc == 0; i++)
-            rc = opt_apply(cu->o, d, cli_v[i], err, errsz);
-        strlist_free(cli_v, cli_n);
+        cu->from_file[idx] = *np;
+        if (cu->cli[idx])   /* the command line's items, after the earlier file's */
+            for (size_t i = skip; i < old_n && rc == 0; i++)
+                rc = opt_apply(cu->o, d, old[i], err, errsz);
+        strlist_free(old, old_n);
         return rc;
     }
     if (cu->cli[d - opt_table])
@@ -619,13 +623,17 @@ int opts_parse(opts *o, int argc, char **argv)
         o->confdir = malloc(n);
         snprintf(o->confdir, n, "%s/.mitmlua", home ? home : ".");
     }
-    /* CONFDIR/config.yaml fills in what the command line left unset */
-    char cpath[4200];
-    snprintf(cpath, sizeof cpath, "%s/config.yaml", o->confdir);
-    config_ud cu = {o, cli};
-    if (config_load(cpath, cpath, config_apply, &cu, err, sizeof err) < 0) {
-        fprintf(stderr, "mitmlua: %s\n", err);
-        return 2;
+    /* CONFDIR/config.yaml, then config.yml (which wins, as in mitmproxy),
+     * fill in what the command line left unset */
+    size_t from_file[OPT_TABLE_N] = {0};
+    config_ud cu = {o, cli, from_file};
+    for (int i = 0; i < 2; i++) {
+        char cpath[4200];
+        snprintf(cpath, sizeof cpath, "%s/config.%s", o->confdir, i == 0 ? "yaml" : "yml");
+        if (config_load(cpath, cpath, config_apply, &cu, err, sizeof err) < 0) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            return 2;
+        }
     }
     if (o->flow_detail > 4) {
         fprintf(stderr, "mitmlua: invalid value for flow_detail: %d (expected 0 to 4)\n", o->flow_detail);

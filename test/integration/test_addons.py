@@ -363,6 +363,19 @@ def config_yaml_sets_options_and_command_line_wins():
 
 
 @test
+def config_yml_is_read_after_config_yaml():
+    # mitmproxy loads CONFDIR/config.yaml, then config.yml, the later winning
+    a = b1()
+    d = confdir_with("modify_headers: ['/X-Conf/yaml']\nanticomp: true\n")
+    H.write(os.path.join(d, "config.yml"), "modify_headers: ['/X-Conf/yml']\n")
+    p = proxy("-H", "/X-Cli/1", confdir=d)
+    H.curl(a.url("/echo?yml"), proxy=p, headers=["Accept-Encoding: gzip"])
+    e = last(a, "/echo?yml")
+    assert [v for k, v in e["headers"] if k == "X-Conf"] == ["yml"], e["headers"]
+    assert hdr(e, "X-Cli") == "1" and hdr(e, "Accept-Encoding") == "identity", e["headers"]
+
+
+@test
 def options_shows_config_values():
     H.skip_if_mitmdump("--options is ours")
     d = confdir_with("anticache: yes\nmap_remote: ['|a|b', \"|c|d\"]\nstickycookie: '~d example.com'\n")
