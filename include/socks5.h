@@ -1,10 +1,11 @@
 /* socks5.h — the server side of a SOCKS5 handshake (RFC 1928): the method
- * greeting (no authentication only), the CONNECT request with an IPv4,
+ * greeting (no authentication, or username/password of RFC 1929), the CONNECT request with an IPv4,
  * IPv6 or domain-name address, and the replies.  Pure byte parsing: no
  * sockets, so it can be unit-tested and fuzzed on its own. */
 #ifndef MITMLUA_SOCKS5_H
 #define MITMLUA_SOCKS5_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,9 +37,21 @@ typedef struct socks5_target {
  * holds the code to send (-1: close without a reply, as for a wrong
  * version, where the peer does not speak SOCKS5 at all). */
 
-/* The method greeting: VER NMETHODS METHODS...  Only "no authentication"
- * (0x00) is accepted; on success the answer is 05 00. */
-int socks5_parse_greeting(const uint8_t *p, size_t n, int *reply, char *why, size_t whysz);
+/* Authentication methods (RFC 1928 §3). */
+#define SOCKS5_METHOD_NONE 0x00
+#define SOCKS5_METHOD_USERPASS 0x02
+
+/* The method greeting: VER NMETHODS METHODS...  With want_userpass only
+ * username/password (RFC 1929) is accepted, else only "no authentication";
+ * on success *reply is the chosen method and the answer is 05 <method>. */
+int socks5_parse_greeting(const uint8_t *p, size_t n, bool want_userpass, int *reply, char *why,
+                          size_t whysz);
+
+/* The username/password request (RFC 1929): VER=1 ULEN UNAME PLEN PASSWD.
+ * On success user/pass point into p (not NUL-terminated).  The answer is
+ * 01 00 for accepted credentials, 01 01 (then close) for refused ones. */
+int socks5_parse_userpass(const uint8_t *p, size_t n, const char **user, size_t *ulen, const char **pass,
+                          size_t *plen, char *why, size_t whysz);
 
 /* The request: VER CMD RSV ATYP DST.ADDR DST.PORT.  Only CONNECT. */
 int socks5_parse_request(const uint8_t *p, size_t n, socks5_target *t, int *reply, char *why, size_t whysz);

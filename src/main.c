@@ -300,11 +300,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (o.proxyauth && (o.mode == MODE_TRANSPARENT || o.mode == MODE_SOCKS5)) {
-        /* transparent clients cannot send credentials (mitmproxy refuses
-         * too); SOCKS5 username/password (RFC 1929) is not implemented */
-        fprintf(stderr, "mitmlua: proxyauth is not supported in %s mode\n",
-                o.mode == MODE_TRANSPARENT ? "transparent" : "socks5");
+    if (o.proxyauth && o.mode == MODE_TRANSPARENT) {
+        /* transparent clients cannot send credentials (mitmproxy refuses too) */
+        fprintf(stderr, "mitmlua: proxyauth is not supported in transparent mode\n");
         opts_free(&o);
         return 2;
     }

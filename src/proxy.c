@@ -92,7 +92,7 @@ typedef struct cconn {
     bool in_tunnel;
     bool tunnel_tls;
     enum tunnel_kind { TUNNEL_CONNECT, TUNNEL_SOCKS5, TUNNEL_TRANSPARENT } tunnel_kind;
-    bool socks_greeted;
+    enum socks_step { SOCKS_GREETING, SOCKS_USERPASS, SOCKS_REQUEST } socks_step;
     dial *dial;             /* eager: the target being tried, or NULL */
     char *tunnel_host;
     uint16_t tunnel_port;
@@ -872,7 +872,8 @@ static bool set_tunnel_target(cconn *c, enum tunnel_kind kind, const char *host,
     return c->tunnel_host != NULL;
 }
 
-/* --mode socks5: the greeting, then the CONNECT request (RFC 1928). */
+/* --mode socks5: the greeting, username/password when --proxyauth is set
+ * (RFC 1929), then the CONNECT request (RFC 1928). */
 static void socks_read_or_close(cconn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -885,15 +886,29 @@ static void socks_read_or_close(cconn *c)
         socks5_target t;
         int reply;
         char why[200];
-        int used = c->socks_greeted ? socks5_parse_request(p, take, &t, &reply, why, sizeof why)
-                                    : socks5_parse_greeting(p, take, &reply, why, sizeof why);
+        const char *user = NULL, *pass = NULL;
+        size_t ulen = 0, plen = 0;
+        int used;
+        if (c->socks_step == SOCKS_GREETING)
+            used = socks5_parse_greeting(p, take, c->w->sh->auth != NULL, &reply, why, sizeof why);
+        else if (c->socks_step == SOCKS_USERPASS)
+            used = socks5_parse_userpass(p, take, &user, &ulen, &pass, &plen, why, sizeof why);
+        else
+            used = socks5_parse_request(p, take, &t, &reply, why, sizeof why);
+        if (used > 0 && c->socks_step == SOCKS_USERPASS &&
+            !proxyauth_check(c->w->sh->auth, user, ulen, pass, plen)) {
+            snprintf(why, sizeof why, "wrong username or password");
+            used = -1;
+        }
         if (used == 0)
             return;
         if (used < 0) {
             char addr[128];
             printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
             log_info("%s: SOCKS5 handshake failed: %s", addr, why);
-            if (reply >= 0 && !c->socks_greeted) {
+            if (c->socks_step == SOCKS_USERPASS) {
+                evbuffer_add(bufferevent_get_output(c->bev), "\x01\x01", 2);   /* RFC 1929: failure */
+            } else if (reply >= 0 && c->socks_step == SOCKS_GREETING) {
                 uint8_t rep[2] = {0x05, (uint8_t)reply};
                 evbuffer_add(bufferevent_get_output(c->bev), rep, 2);
             } else if (reply >= 0) {
@@ -906,9 +921,16 @@ static void socks_read_or_close(cconn *c)
             return;
         }
         evbuffer_drain(in, (size_t)used);
-        if (!c->socks_greeted) {
-            c->socks_greeted = true;
-            evbuffer_add(bufferevent_get_output(c->bev), "\x05\x00", 2);
+        if (c->socks_step == SOCKS_GREETING) {
+            uint8_t rep[2] = {0x05, (uint8_t)reply};
+            evbuffer_add(bufferevent_get_output(c->bev), rep, 2);
+            c->socks_step = reply == SOCKS5_METHOD_USERPASS ? SOCKS_USERPASS : SOCKS_REQUEST;
+            continue;
+        }
+        if (c->socks_step == SOCKS_USERPASS) {
+            evbuffer_add(bufferevent_get_output(c->bev), "\x01\x00", 2);   /* RFC 1929: success */
+            c->authed = true;   /* the tunnel's requests carry no credentials */
+            c->socks_step = SOCKS_REQUEST;
             continue;
         }
         bufferevent_disable(c->bev, EV_READ);

@@ -10,7 +10,8 @@
 
 #define SOCKS5_VERSION 0x05
 
-int socks5_parse_greeting(const uint8_t *p, size_t n, int *reply, char *why, size_t whysz)
+int socks5_parse_greeting(const uint8_t *p, size_t n, bool want_userpass, int *reply, char *why,
+                          size_t whysz)
 {
     *reply = -1;
     if (n < 1)
@@ -26,13 +27,39 @@ int socks5_parse_greeting(const uint8_t *p, size_t n, int *reply, char *why, siz
     size_t nm = p[1];
     if (n < 2 + nm)
         return 0;
-    if (!memchr(p + 2, 0x00, nm)) {
+    uint8_t method = want_userpass ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
+    if (!memchr(p + 2, method, nm)) {
         *reply = SOCKS5_NO_ACCEPTABLE_METHODS;
-        snprintf(why, whysz, "client does not offer SOCKS5 without authentication");
+        snprintf(why, whysz, want_userpass ? "client does not offer SOCKS5 username/password authentication"
+                                           : "client does not offer SOCKS5 without authentication");
         return -1;
     }
-    *reply = SOCKS5_REP_OK;
+    *reply = method;
     return (int)(2 + nm);
+}
+
+int socks5_parse_userpass(const uint8_t *p, size_t n, const char **user, size_t *ulen, const char **pass,
+                          size_t *plen, char *why, size_t whysz)
+{
+    if (n < 1)
+        return 0;
+    if (p[0] != 0x01) {
+        snprintf(why, whysz, "invalid SOCKS5 username/password version 0x%02x (expected 0x01)", p[0]);
+        return -1;
+    }
+    if (n < 2)
+        return 0;
+    size_t ul = p[1];
+    if (n < 2 + ul + 1)
+        return 0;
+    size_t pl = p[2 + ul];
+    if (n < 3 + ul + pl)
+        return 0;
+    *user = (const char *)p + 2;
+    *ulen = ul;
+    *pass = (const char *)p + 3 + ul;
+    *plen = pl;
+    return (int)(3 + ul + pl);
 }
 
 int socks5_parse_request(const uint8_t *p, size_t n, socks5_target *t, int *reply, char *why, size_t whysz)

@@ -456,11 +456,30 @@ def bad_connection_strategy_is_a_usage_error():
 
 
 @test
-def proxyauth_in_socks5_or_transparent_mode_is_a_usage_error():
+def proxyauth_in_transparent_mode_is_a_usage_error():
     only_mitmlua()
-    for mode in ("socks5", "transparent"):
-        r = subprocess.run([H.BIN, "--mode", mode, "--set", "proxyauth=u:p"], capture_output=True, timeout=10)
-        assert r.returncode == 2 and b"proxyauth" in r.stderr and len(r.stderr.splitlines()) == 1, r
+    r = subprocess.run([H.BIN, "--mode", "transparent", "--set", "proxyauth=u:p"], capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"proxyauth" in r.stderr and len(r.stderr.splitlines()) == 1, r
+
+
+@test
+def socks5_username_password():
+    # --proxyauth in socks5 mode asks for RFC 1929 username/password, as mitmproxy does
+    b = backend()
+    p = H.Proxy(["--mode", "socks5", "--set", "proxyauth=alice:s3cret"]).start()
+    url = "socks5h://alice:s3cret@127.0.0.1:%d" % p.port
+    r = H.curl(b.url("/bytes/7"), proxy=url)
+    assert r.rc == 0 and r.body == payload(7), r
+    seen = [e for e in b.log if e["path"] == "/bytes/7"][-1]
+    assert not [k for k, _ in seen["headers"] if k.lower().startswith("proxy-auth")], seen
+    # wrong password: 01 01 and the connection closed; no credentials at all: no acceptable method
+    r = H.curl(b.url("/bytes/8"), proxy="socks5h://alice:nope@127.0.0.1:%d" % p.port)
+    assert r.rc != 0 and r.status is None, r
+    data, closed = H.raw("127.0.0.1", p.port, b"\x05\x01\x02\x01\x05alice\x04nope")
+    assert data == b"\x05\x02\x01\x01" and closed, data
+    data, closed = H.raw("127.0.0.1", p.port, b"\x05\x01\x00")
+    assert data == b"\x05\xff" and closed, data
+    assert not [e for e in b.log if e["path"] == "/bytes/8"]
 
 
 # ---- block_private / block_global on loopback ----------------------------------------

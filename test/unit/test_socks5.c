@@ -15,17 +15,38 @@ static void greeting(void)
 {
     int rep;
     char why[200];
-    T_CHECK(socks5_parse_greeting(U8(""), 0, &rep, why, sizeof why) == 0);
-    T_CHECK(socks5_parse_greeting(U8("\x05"), 1, &rep, why, sizeof why) == 0);
-    T_CHECK(socks5_parse_greeting(U8("\x05\x02\x00"), 3, &rep, why, sizeof why) == 0); /* one method short */
-    T_CHECK(socks5_parse_greeting(U8("\x05\x01\x00"), 3, &rep, why, sizeof why) == 3 && rep == 0);
-    T_CHECK(socks5_parse_greeting(U8("\x05\x02\x02\x00\xAA"), 5, &rep, why, sizeof why) == 4);
-    T_CHECK(socks5_parse_greeting(U8("\x05\x01\x02"), 3, &rep, why, sizeof why) == -1 && rep == 0xFF);
-    T_CHECK(socks5_parse_greeting(U8("\x05\x00"), 2, &rep, why, sizeof why) == -1 && rep == 0xFF);
-    T_CHECK(socks5_parse_greeting(U8("\x04\x01"), 2, &rep, why, sizeof why) == -1 && rep == -1);
+    T_CHECK(socks5_parse_greeting(U8(""), 0, false, &rep, why, sizeof why) == 0);
+    T_CHECK(socks5_parse_greeting(U8("\x05"), 1, false, &rep, why, sizeof why) == 0);
+    T_CHECK(socks5_parse_greeting(U8("\x05\x02\x00"), 3, false, &rep, why, sizeof why) == 0); /* one method short */
+    T_CHECK(socks5_parse_greeting(U8("\x05\x01\x00"), 3, false, &rep, why, sizeof why) == 3 && rep == 0);
+    T_CHECK(socks5_parse_greeting(U8("\x05\x02\x02\x00\xAA"), 5, false, &rep, why, sizeof why) == 4);
+    T_CHECK(socks5_parse_greeting(U8("\x05\x01\x02"), 3, false, &rep, why, sizeof why) == -1 && rep == 0xFF);
+    T_CHECK(socks5_parse_greeting(U8("\x05\x00"), 2, false, &rep, why, sizeof why) == -1 && rep == 0xFF);
+    T_CHECK(socks5_parse_greeting(U8("\x04\x01"), 2, false, &rep, why, sizeof why) == -1 && rep == -1);
     T_CHECK(strstr(why, "0x04") != NULL);
-    T_CHECK(socks5_parse_greeting(U8("GET"), 3, &rep, why, sizeof why) == -1 && rep == -1);
+    T_CHECK(socks5_parse_greeting(U8("GET"), 3, false, &rep, why, sizeof why) == -1 && rep == -1);
     T_CHECK(strstr(why, "HTTP") != NULL);
+    /* --proxyauth: only username/password will do */
+    T_CHECK(socks5_parse_greeting(U8("\x05\x02\x00\x02"), 4, true, &rep, why, sizeof why) == 4 && rep == 2);
+    T_CHECK(socks5_parse_greeting(U8("\x05\x01\x00"), 3, true, &rep, why, sizeof why) == -1 && rep == 0xFF);
+    T_CHECK(strstr(why, "username/password") != NULL);
+}
+
+static void userpass(void)
+{
+    const char *u, *p;
+    size_t ul, pl;
+    char why[200];
+    const uint8_t m[] = {1, 3, 'b', 'o', 'b', 4, 's', 'e', 'c', 'r', 0xAA};
+    for (size_t n = 0; n < 10; n++)
+        T_CHECK(socks5_parse_userpass(m, n, &u, &ul, &p, &pl, why, sizeof why) == 0);
+    T_CHECK(socks5_parse_userpass(m, sizeof m, &u, &ul, &p, &pl, why, sizeof why) == 10);
+    T_CHECK(ul == 3 && memcmp(u, "bob", 3) == 0 && pl == 4 && memcmp(p, "secr", 4) == 0);
+    const uint8_t empty[] = {1, 0, 0};
+    T_CHECK(socks5_parse_userpass(empty, sizeof empty, &u, &ul, &p, &pl, why, sizeof why) == 3 && ul == 0 && pl == 0);
+    const uint8_t v5[] = {5, 1, 'a', 1, 'b'};
+    T_CHECK(socks5_parse_userpass(v5, sizeof v5, &u, &ul, &p, &pl, why, sizeof why) == -1);
+    T_CHECK(strstr(why, "0x05") != NULL);
 }
 
 static void request_addresses(void)
@@ -152,6 +173,7 @@ static void block_classes(void)
 int main(void)
 {
     T_RUN(greeting);
+    T_RUN(userpass);
     T_RUN(request_addresses);
     T_RUN(request_errors);
     T_RUN(replies);
