@@ -79,6 +79,16 @@ size_t h2_conn_streams(const h2_conn *c);
  * and trailers are copied.  0, or -1 when the stream is gone or a field
  * cannot be sent as HTTP/2 (reason in h2_conn_error). */
 int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s);
+/* Server side, for a body passed on as it arrives (stream_large_bodies):
+ * send the head now, then body bytes with h2_stream_write and the end
+ * (with trailers, or NULL) with h2_stream_end.  The bytes wait in the
+ * stream until the client's flow-control window takes them:
+ * h2_stream_pending says how many, so the caller can stop its source
+ * while the client is slow.  Each 0, or -1 when the stream is gone. */
+int h2_submit_response_head(h2_conn *c, int32_t sid, const flow_response *s);
+int h2_stream_write(h2_conn *c, int32_t sid, const void *data, size_t n);
+int h2_stream_end(h2_conn *c, int32_t sid, const hdrs *trailers);
+size_t h2_stream_pending(const h2_conn *c, int32_t sid);
 /* Client side: send a request; Host becomes :authority.  The new stream
  * id, or -1 (reason in h2_conn_error). */
 int32_t h2_submit_request(h2_conn *c, const flow_request *r);

@@ -34,6 +34,9 @@ typedef struct h2_stream {
     bytes out;             /* body to send */
     size_t out_off;
     hdrs out_trailers;
+    bool out_streaming;    /* the body comes piecewise (h2_stream_write) */
+    bool out_eof;          /* ... and its end was given (h2_stream_end) */
+    bool out_deferred;     /* read_body ran dry: resume when more comes */
 } h2_stream;
 
 struct h2_conn {
@@ -194,6 +197,15 @@ static ssize_t read_body(nghttp2_session *session, int32_t sid, uint8_t *buf, si
     if (n)
         memcpy(buf, st->out.p + st->out_off, n);
     st->out_off += n;
+    if (st->out_streaming && !st->out_eof && st->out_off == st->out.len) {
+        /* all that came is framed: the buffer starts over (no realloc) */
+        st->out.len = st->out_off = 0;
+        if (n == 0) {
+            st->out_deferred = true;
+            return NGHTTP2_ERR_DEFERRED;
+        }
+        return (ssize_t)n;
+    }
     if (st->out_off == st->out.len) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->out_trailers.n) {
@@ -226,7 +238,9 @@ static int stream_set_output(h2_stream *st, const bytes *body, const hdrs *trail
     return body->len || trailers->n ? 1 : 0;
 }
 
-int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s)
+/* HEADERS for a response; its body and trailers are copied now, or, when
+ * streaming, given later through h2_stream_write / h2_stream_end. */
+static int submit_response(h2_conn *c, int32_t sid, const flow_response *s, bool streaming)
 {
     h2_stream *st = stream_get(c, sid);
     if (!st || !c->server) {
@@ -244,7 +258,12 @@ int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s)
     l.n = 0;
     nv_put(&l, ":status", 7, status, strlen(status));
     l.n = total;
-    int has = stream_set_output(st, &s->content, &s->trailers, &prd);
+    int has = streaming ? 1 : stream_set_output(st, &s->content, &s->trailers, &prd);
+    if (streaming) {
+        st->out_streaming = true;
+        prd.source.ptr = st;
+        prd.read_callback = read_body;
+    }
     if (has < 0) {
         set_err(c, "%s", "out of memory");
         goto out;
@@ -258,6 +277,78 @@ int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s)
 out:
     nvlist_free(&l);
     return rv;
+}
+
+int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s)
+{
+    return submit_response(c, sid, s, false);
+}
+
+int h2_submit_response_head(h2_conn *c, int32_t sid, const flow_response *s)
+{
+    return submit_response(c, sid, s, true);
+}
+
+/* The streaming stream `sid`, or NULL (gone: the client reset it). */
+static h2_stream *streaming_stream(h2_conn *c, int32_t sid)
+{
+    h2_stream *st = stream_get(c, sid);
+    if (!st || !st->out_streaming || st->out_eof) {
+        set_err(c, "%s", "no such streaming response");
+        return NULL;
+    }
+    return st;
+}
+
+/* More to send: wake nghttp2's data provider if it ran dry. */
+static int stream_resume(h2_conn *c, h2_stream *st)
+{
+    if (!st->out_deferred)
+        return 0;
+    st->out_deferred = false;
+    int e = nghttp2_session_resume_data(c->s, st->sid);
+    if (e < 0) {
+        set_err(c, "%s", nghttp2_strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+int h2_stream_write(h2_conn *c, int32_t sid, const void *data, size_t n)
+{
+    h2_stream *st = streaming_stream(c, sid);
+    if (!st)
+        return -1;
+    if (st->out_off && st->out_off >= st->out.len / 2) {
+        /* keep the buffer from creeping forward: slide what is left */
+        memmove(st->out.p, st->out.p + st->out_off, st->out.len - st->out_off);
+        st->out.len -= st->out_off;
+        st->out_off = 0;
+    }
+    if (bytes_append(&st->out, data, n) < 0) {
+        set_err(c, "%s", "out of memory");
+        return -1;
+    }
+    return stream_resume(c, st);
+}
+
+int h2_stream_end(h2_conn *c, int32_t sid, const hdrs *trailers)
+{
+    h2_stream *st = streaming_stream(c, sid);
+    if (!st)
+        return -1;
+    if (trailers && trailers->n && hdrs_copy(&st->out_trailers, trailers) < 0) {
+        set_err(c, "%s", "out of memory");
+        return -1;
+    }
+    st->out_eof = true;
+    return stream_resume(c, st);
+}
+
+size_t h2_stream_pending(const h2_conn *c, int32_t sid)
+{
+    h2_stream *st = nghttp2_session_get_stream_user_data(c->s, sid);
+    return st ? st->out.len - st->out_off : 0;
 }
 
 /* "host:port", "[v6]:port" or "host" → host (unbracketed) and port. */

@@ -9,6 +9,10 @@
  * h2.c).  Exchanges are pooled per client connection, so their kept-alive
  * server connections serve the connection's next streams.
  *
+ * With stream_large_bodies a large response goes out as it arrives
+ * (h2_submit_response_head / h2_stream_write); a stream whose client does
+ * not open its window fast enough pauses its server.
+ *
  * Lifetime: stream objects live from their complete request until h2.c
  * reports the stream closed; the connection ends when h2.c has nothing
  * more to read or write.  Closing is only ever asked of the owner from a
@@ -34,6 +38,10 @@
  * produced only as this drains, so a slow reader costs at most this. */
 #define H2P_OUT_HIGH (256 * 1024)
 
+/* Body bytes one streamed response may hold waiting for the client's
+ * flow-control window before its server is paused. */
+#define H2P_STREAM_HIGH (1024 * 1024)
+
 /* Kept server connections per client connection: enough for a browser's
  * burst to one origin, few enough that an idle client holds little. */
 #define H2P_IDLE_MAX 8
@@ -54,6 +62,8 @@ struct h2ps {
     int32_t sid;
     flow *f;            /* in flight; NULL once answered */
     h2px *px;           /* while the request is upstream */
+    bool streaming;     /* stream_large_bodies: the body goes out as it comes */
+    bool paused;        /* ... and the server is paused: the client is slow */
 };
 
 struct h2proxy {
@@ -204,6 +214,12 @@ static void answer_simple(h2ps *s, int status, const char *msg)
 static void fail_stream(h2ps *s, int status, const char *msg)
 {
     slot_drop(s);
+    if (s->streaming) {
+        /* the head is out: no error answer can follow, the stream ends */
+        h2_reset_stream(s->p->conn, s->sid, 2 /* INTERNAL_ERROR */);
+        flow_fail(s, msg);
+        return;
+    }
     if (s->f && s->f->response) {
         flow_response_free(s->f->response);
         s->f->response = NULL;
@@ -219,9 +235,35 @@ static void kill_stream(h2ps *s)
     flow_fail(s, "Connection killed.");
 }
 
+/* A streamed response ended: head and body are out, so the response hook
+ * can only look; the trailers end the stream. */
+static void deliver_streamed(h2ps *s)
+{
+    flow *f = s->f;
+    run_hook(s, SCRIPT_HOOK_RESPONSE);
+    if (f->killed) {
+        kill_stream(s);
+        return;
+    }
+    if (!f->response->timestamp_end)
+        f->response->timestamp_end = flow_now();
+    slot_put(s->p, s);
+    s->streaming = s->paused = false;
+    if (h2_stream_end(s->p->conn, s->sid, &f->response->trailers) < 0) {
+        flow_fail(s, h2_conn_error(s->p->conn));
+        return;
+    }
+    proxy_flow_finished(s->p->w->sh, f);
+    flow_done(s);
+}
+
 static void deliver(h2ps *s)
 {
     flow *f = s->f;
+    if (s->streaming) {
+        deliver_streamed(s);
+        return;
+    }
     addons_response(s->p->w->sh->addons, f); /* C addons before Lua */
     if (run_hook(s, SCRIPT_HOOK_RESPONSE) < 0) {
         char msg[300];
@@ -285,9 +327,44 @@ static void x_failed(exch *x, int status, const char *msg)
     pump_or_close(p);
 }
 
-/* no stream_head: h2 streams always get whole bodies (stream_large_bodies
- * is not supported for HTTP/2 clients yet) */
-static const exch_ops h2p_exch_ops = {.head = x_head, .interim = x_interim, .done = x_done, .failed = x_failed};
+static void x_stream_head(exch *x)
+{
+    h2ps *s = ((h2px *)x->owner)->s;
+    flow_response *r = s->f->response;
+    if (!r->http_version)
+        r->http_version = strdup("HTTP/2.0");
+    s->streaming = true;
+    if (h2_submit_response_head(s->p->conn, s->sid, r) < 0)
+        h2_reset_stream(s->p->conn, s->sid, 2 /* INTERNAL_ERROR */);
+    pump(s->p);
+}
+
+static void x_stream_data(exch *x, const char *data, size_t n)
+{
+    h2ps *s = ((h2px *)x->owner)->s;
+    h2proxy *p = s->p;
+    if (h2_stream_write(p->conn, s->sid, data, n) < 0)
+        return; /* the client reset the stream: on_close cleans up */
+    pump(p);
+    if (!s->paused && h2_stream_pending(p->conn, s->sid) > H2P_STREAM_HIGH) {
+        s->paused = true;
+        exch_pause(x, true);
+    }
+}
+
+static const exch_ops h2p_exch_ops = {.head = x_head, .interim = x_interim, .done = x_done, .failed = x_failed,
+                                      .stream_head = x_stream_head, .stream_data = x_stream_data};
+
+/* The client took some output: streams whose server was paused because the
+ * client's window was full may go on. */
+static void resume_streams(h2proxy *p)
+{
+    for (h2ps *s = p->streams; s; s = s->next)
+        if (s->paused && s->px && h2_stream_pending(p->conn, s->sid) < H2P_STREAM_HIGH / 4) {
+            s->paused = false;
+            exch_pause(&s->px->x, false);
+        }
+}
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -518,13 +595,18 @@ int h2proxy_on_read(h2proxy *p)
         }
     }
     evbuffer_drain(in, n);
-    return pump(p) ? -1 : 0;
+    if (pump(p))
+        return -1;
+    resume_streams(p);   /* a WINDOW_UPDATE may have let paused streams' bytes out */
+    return 0;
 }
 
 int h2proxy_on_write(h2proxy *p)
 {
     p->depth++;
     bool over = pump(p);
+    if (!over)
+        resume_streams(p);
     p->depth--;
     return over ? -1 : 0;
 }

@@ -232,6 +232,77 @@ def big_upload():
     assert got == {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}, got
 
 
+def proxy_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
+
+
+def h2_get(port, path, pause=0.0, rcvbuf=64 * 1024):
+    """GET over h2c prior knowledge with the h2 package (Debian's, which
+    mitmproxy uses), not reading for `pause` seconds after the request:
+    returns (status, body, proxy-RSS growth is measured by the caller)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1:%d" % port),
+                            (":path", path)], end_stream=True)
+    s.sendall(conn.data_to_send())
+    time.sleep(pause)
+    status, body, done = None, [], False
+    deadline = time.monotonic() + 60
+    while not done and time.monotonic() < deadline:
+        data = s.recv(1 << 20)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = int(dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.DataReceived):
+                body.append(ev.data)
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        s.sendall(conn.data_to_send())
+    s.close()
+    return status, b"".join(body)
+
+
+@test(timeout=90)
+def stream_large_bodies_to_a_slow_h2_client():
+    # the response is passed on as it arrives; a client that does not read
+    # (its flow-control window stays shut) pauses the server instead of
+    # growing the proxy by the whole body
+    b = plain_backend()
+    p = H.Proxy(["--mode", "reverse:" + b.url("/").rstrip("/"), "--set", "stream_large_bodies=1m",
+                 "--set", "console_format=jsonl"]).start()
+    size = 48 * 1024 * 1024
+    want = hashlib.sha256(payload(size)).hexdigest()
+    base = proxy_rss_kb(p.proc.pid)
+    import threading
+    grown = []
+    t = threading.Timer(1.5, lambda: grown.append(proxy_rss_kb(p.proc.pid) - base))
+    t.start()
+    status, body = h2_get(p.port, "/bytes/%d" % size, pause=2.0)
+    t.join()
+    assert status == 200 and len(body) == size and hashlib.sha256(body).hexdigest() == want, (status, len(body))
+    with open(H.BIN, "rb") as f:
+        limit = 32 if b"__asan_init" in f.read() else 16
+    assert grown[0] < limit * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown[0]
+    # the flow keeps the head only, and the connection serves small bodies whole
+    r = curl2("http://127.0.0.1:%d/bytes/300" % p.port, args=["--http2-prior-knowledge"])
+    assert r.rc == 0 and r.body == payload(300) + b"\n2", r
+    import json
+    assert H.wait_for(lambda: p.stdout.count("\n") >= 2, timeout=10), p.stdout
+    fl = [json.loads(l) for l in p.stdout.splitlines()]
+    assert fl[0]["status"] == 200 and fl[0]["response_size"] == 0 and fl[0]["error"] is None, fl[0]
+    assert fl[1]["response_size"] == 300, fl[1]
+
+
 @test
 def upload_over_body_size_limit_is_413():
     b = Backend().start()

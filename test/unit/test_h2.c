@@ -433,6 +433,55 @@ static void t_response_flow_control(void)
     got_free(&g);
 }
 
+/* stream_large_bodies: the head first, the body piecewise; bytes wait in
+ * the stream while the peer's window is shut (h2_stream_pending), and the
+ * trailers end it. */
+static void t_streamed_response(void)
+{
+    got g = {0};
+    h2_limits lim;
+    h2_limits_default(&lim);
+    h2_conn *c = h2_conn_new(true, &lim, &g_events, &g);
+    peer *p = peer_new(false, false);
+    nghttp2_nv nv[] = {NV(":method", "GET"), NV(":scheme", "https"), NV(":authority", "x"), NV(":path", "/s")};
+    int32_t sid = nghttp2_submit_request(p->s, NULL, nv, 4, NULL, NULL);
+    pump(p, c, 0, NULL);
+    T_CHECK(g.nreq == 1);
+    flow_response *s = flow_response_new();
+    s->status_code = 200;
+    hdrs_add(&s->headers, "Content-Type", 12, "text/plain", 10);
+    T_CHECK(h2_submit_response_head(c, sid, s) == 0);
+    pump(p, c, 0, NULL);
+    T_CHECK(p->st[sid].status == 200 && p->st[sid].headers_done && !p->st[sid].closed);
+    T_CHECK(p->st[sid].body.len == 0);   /* nothing yet: the provider waits */
+    char chunk[40000];
+    memset(chunk, 'c', sizeof chunk);
+    for (int i = 0; i < 4; i++)
+        T_CHECK(h2_stream_write(c, sid, chunk, sizeof chunk) == 0);
+    pump(p, c, 0, NULL);
+    /* the peer's window (65535) took what it could; the rest waits */
+    T_CHECK(p->st[sid].body.len == 65535);
+    T_CHECK(h2_stream_pending(c, sid) == 4 * sizeof chunk - 65535);
+    p->consume = true;
+    nghttp2_session_consume(p->s, sid, p->st[sid].body.len);
+    pump(p, c, 0, NULL);
+    T_CHECK(p->st[sid].body.len == 4 * sizeof chunk && h2_stream_pending(c, sid) == 0);
+    T_CHECK(!p->st[sid].closed);
+    hdrs_add(&s->trailers, "x-sum", 5, "42", 2);
+    T_CHECK(h2_stream_write(c, sid, "end", 3) == 0);
+    T_CHECK(h2_stream_end(c, sid, &s->trailers) == 0);
+    T_CHECK(h2_stream_write(c, sid, "late", 4) == -1);   /* after the end */
+    pump(p, c, 0, NULL);
+    T_CHECK(p->st[sid].body.len == 4 * sizeof chunk + 3 && memcmp(p->st[sid].body.p + 4 * sizeof chunk, "end", 3) == 0);
+    T_STREQ(hget(&p->st[sid].trailers, "x-sum"), "42");
+    T_CHECK(p->st[sid].closed && p->st[sid].code == 0);
+    T_CHECK(h2_stream_write(c, sid, "x", 1) == -1 && h2_stream_pending(c, sid) == 0);   /* gone */
+    flow_response_free(s);
+    h2_conn_free(c);
+    peer_free(p);
+    got_free(&g);
+}
+
 static void t_invalid_header_resets(void)
 {
     got g = {0};
@@ -804,6 +853,7 @@ static void t_unsendable_field(void)
 int main(void)
 {
     T_RUN(t_request_mapping);
+    T_RUN(t_streamed_response);
     T_RUN(t_authority_from_host);
     T_RUN(t_request_body_and_trailers);
     T_RUN(t_request_body_limit);
