@@ -79,6 +79,9 @@ size_t h2_conn_streams(const h2_conn *c);
  * and trailers are copied.  0, or -1 when the stream is gone or a field
  * cannot be sent as HTTP/2 (reason in h2_conn_error). */
 int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s);
+/* Server side: an interim (1xx) response on stream `sid`, before the
+ * final one (103 Early Hints, say).  0, or -1 when the stream is gone. */
+int h2_submit_interim(h2_conn *c, int32_t sid, const flow_response *s);
 /* Server side, for a body passed on as it arrives (stream_large_bodies):
  * send the head now, then body bytes with h2_stream_write and the end
  * (with trailers, or NULL) with h2_stream_end.  The bytes wait in the

@@ -284,6 +284,31 @@ int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s)
     return submit_response(c, sid, s, false);
 }
 
+int h2_submit_interim(h2_conn *c, int32_t sid, const flow_response *s)
+{
+    h2_stream *st = stream_get(c, sid);
+    if (!st || !c->server || s->status_code < 100 || s->status_code > 199) {
+        set_err(c, "%s", "no such stream");
+        return -1;
+    }
+    char status[8];
+    snprintf(status, sizeof status, "%d", s->status_code);
+    nvlist l = {0};
+    int rv = -1;
+    if (nvlist_build(c, &l, 1, &s->headers, false, false) == 0) {
+        size_t total = l.n;
+        l.n = 0;
+        nv_put(&l, ":status", 7, status, strlen(status));
+        l.n = total;
+        int e = nghttp2_submit_headers(c->s, NGHTTP2_FLAG_NONE, sid, NULL, l.nv, l.n, NULL);
+        if (e < 0)
+            set_err(c, "%s", nghttp2_strerror(e));
+        rv = e < 0 ? -1 : 0;
+    }
+    nvlist_free(&l);
+    return rv;
+}
+
 int h2_submit_response_head(h2_conn *c, int32_t sid, const flow_response *s)
 {
     return submit_response(c, sid, s, true);

@@ -307,8 +307,13 @@ static int x_head(exch *x)
 
 static void x_interim(exch *x, const flow_response *r)
 {
-    /* 1xx from an HTTP/1 server: nothing the client needs (we already
-     * have the whole request body). */
+    /* 100 Continue is ours to skip (the whole request body is here
+     * already); others, such as 103 Early Hints, go on to the client */
+    if (r->status_code == 100)
+        return;
+    h2ps *s = ((h2px *)x->owner)->s;
+    if (h2_submit_interim(s->p->conn, s->sid, r) == 0)
+        pump(s->p);
 }
 
 static void x_done(exch *x)

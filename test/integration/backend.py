@@ -13,6 +13,7 @@ Endpoints (every method; HEAD answers the GET headers without a body):
   /chunked/N     the same bytes, chunked, in several chunks
   /close/N       the same bytes ended by closing the connection
   /status/CODE   that status; no body for 1xx/204/304
+  /early-hints   103 Early Hints (Link: </style.css>; rel=preload), then 200
   /gzip          gzip-encoded JSON, Content-Encoding: gzip
   /slow/SECONDS  answers after SECONDS (at most 30)
   /drop          resets the connection without answering
@@ -183,6 +184,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             return self.send(code, b"status %d\n" % code, "text/plain")
+        if head == "early-hints":
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            self.wfile.flush()
+            return self.send(200, b"after the hints\n", "text/plain")
         if head == "gzip":
             body = gzip.compress(json.dumps(GZIP_DOC).encode())
             return self.send(200, body, "application/json",

@@ -115,6 +115,13 @@ def expect_100_continue():
     assert json.loads(r.body)["length"] == 1000
 
 
+@test
+def early_hints_pass_through():
+    r = get("/early-hints")
+    assert [b[0] for b in r.blocks] == [103, 200], r.blocks
+    assert r.status == 200 and r.body == b"after the hints\n", r
+
+
 @test(timeout=60)
 def download_5mb_content_length():
     r = get("/bytes/%d" % MB5, max_time=40)

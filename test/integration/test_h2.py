@@ -171,6 +171,17 @@ def reverse_h2c_prior_knowledge():
 
 
 @test
+def early_hints_reach_h2_clients():
+    # a 103 from an HTTP/1 server becomes an interim HEADERS frame
+    b = plain_backend()
+    p = H.Proxy(["--mode", "reverse:" + b.url("/").rstrip("/")]).start()
+    r = curl2("http://127.0.0.1:%d/early-hints" % p.port, args=["--http2-prior-knowledge"])
+    assert r.rc == 0 and r.status == 200 and r.body == b"after the hints\n\n2", r
+    assert [b[0] for b in r.blocks] == [103, 200], r.blocks
+    assert H.header(r.blocks[0][2], "Link") == "</style.css>; rel=preload", r.blocks
+
+
+@test
 def server_replay_answers_h2_streams():
     """-S serves HTTP/2 streams from a recording without the server."""
     b = Backend().start()
