@@ -651,7 +651,7 @@ static void start_client_tls_or_close(cconn *c, bool as_filter)
 static void start_tunnel_plain_or_close(cconn *c)
 {
     c->tunnel_tls = false;
-    c->in_tunnel = true;
+    c->in_tunnel = c->w->sh->o->mode != MODE_REVERSE;   /* see reverse_accept_or_close */
     c->state = C_READ_REQ;
     bufferevent_enable(c->bev, EV_READ);
     process_client_or_close(c);
@@ -943,13 +943,33 @@ static void socks_read_or_close(cconn *c)
     }
 }
 
-/* A new client in socks5 or transparent mode (regular, reverse and
+/* Reverse mode takes plain HTTP and TLS on the same port, as mitmproxy's
+ * does: the first byte tells (0x16 starts a TLS handshake record).  The
+ * client is not in a tunnel either way: its requests go to the reverse
+ * target; the target's host names the minted certificate when the client
+ * sends no SNI. */
+static void reverse_accept_or_close(cconn *c)
+{
+    c->tunnel_host = strdup(c->w->sh->o->mode_url.host);
+    if (!c->tunnel_host) {
+        cconn_free(c);
+        return;
+    }
+    c->tunnel_port = c->w->sh->o->mode_url.port;
+    tunnel_start_or_close(c);
+}
+
+/* A new client in socks5, transparent or reverse mode (regular and
  * upstream clients start with an HTTP request). */
 static void mode_accept_or_close(cconn *c)
 {
     enum opts_mode m = c->w->sh->o->mode;
     if (m == MODE_SOCKS5) {
         c->state = C_SOCKS;
+        return;
+    }
+    if (m == MODE_REVERSE) {
+        reverse_accept_or_close(c);
         return;
     }
     if (m != MODE_TRANSPARENT)
@@ -1447,7 +1467,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             SSL *ssl = bufferevent_openssl_get_ssl(bev);
             tls_fill_conn_info(ssl, &c->info, false);
             c->info.timestamp_tls_setup = flow_now();
-            c->in_tunnel = true;
+            c->in_tunnel = c->w->sh->o->mode != MODE_REVERSE;
             c->state = C_READ_REQ;
             set_client_timeout(c, c->w->sh->o->idle_timeout);
             if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)

@@ -217,6 +217,37 @@ def reverse_mode():
     assert r.status == 200 and r.body == payload(1000), r
 
 
+@test
+def reverse_mode_takes_tls_clients_too():
+    # as mitmproxy's reverse mode: the same port serves TLS clients (a
+    # minted certificate, named by SNI or else by the target host) and
+    # plain ones
+    tb = tls_backend()
+    p = H.Proxy(["--mode", "reverse:https://localhost:%d" % tb.port,
+                 "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+    r = H.curl("https://localhost:%d/echo?tls=1" % p.port, cacert=p.ca())
+    assert r.rc == 0 and r.status == 200, r
+    import json
+    doc = json.loads(r.body)
+    assert [v for k, v in doc["headers"] if k.lower() == "host"] == ["localhost:%d" % tb.port], doc
+    # no SNI: the certificate is for the target host
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=p.ca())
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", p.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=None) as t:
+            san = t.getpeercert()["subjectAltName"]
+    assert ("DNS", "localhost") in san, san
+    r = H.curl(p.url + "/bytes/20")
+    assert r.status == 200 and r.body == payload(20), r
+    if not H.IS_MITMDUMP:
+        r = H.curl("https://localhost:%d/bytes/30" % p.port, cacert=p.ca(), http11=False,
+                   args=["--http2", "-w", "\n%{http_version}"])
+        assert r.rc == 0 and r.body == payload(30) + b"\n2", r
+        assert p.wait_output("GET https://localhost:%d/echo?tls=1" % tb.port), p.stdout
+
+
 @test(timeout=60)
 def upstream_mode():
     # B: a plain proxy (mitmdump when installed, as the reference), A: ours
