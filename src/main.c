@@ -294,8 +294,8 @@ int main(int argc, char **argv)
         if (hm2 != hm)
             hostmatch_free(hm2);
         hostmatch_free(hm);
-        if (!ok || o.mode == MODE_UPSTREAM) {
-            fprintf(stderr, "mitmlua: %s\n", ok ? "ignore_hosts/allow_hosts are not supported in upstream mode yet" : err);
+        if (!ok || (o.mode == MODE_UPSTREAM && strcmp(o.mode_url.scheme, "http") != 0)) {
+            fprintf(stderr, "mitmlua: %s\n", ok ? "ignore_hosts/allow_hosts in upstream mode need an http:// upstream proxy" : err);
             opts_free(&o);
             return 2;
         }

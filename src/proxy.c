@@ -73,6 +73,7 @@ enum cstate {
     C_TLS_HANDSHAKE,   /* client-side TLS handshake in progress */
     C_RELAY,           /* protocol switched: bytes copied both ways */
     C_PASSTHROUGH_CONNECT, /* ignore_hosts: connecting to the target, then C_RELAY */
+    C_PASSTHROUGH_PROXY,   /* ... in upstream mode: waiting for the upstream proxy's 200 */
     C_SOCKS,           /* --mode socks5: reading the greeting and the request */
     C_DIAL,            /* connection_strategy=eager: trying the tunnel's target */
     C_CLOSING,         /* last bytes draining, then free */
@@ -126,6 +127,7 @@ static void linger_or_close(cconn *c);
 static void start_passthrough_or_close(cconn *c);
 static void deliver_response_or_close(cconn *c);
 static void start_h2_or_close(cconn *c);
+static void start_relay(cconn *c);
 
 /* ---- consumers ---------------------------------------------------------- */
 
@@ -759,7 +761,10 @@ static void start_passthrough_or_close(cconn *c)
     bufferevent_set_timeouts(c->peer, &tv, &tv);
     bufferevent_enable(c->peer, EV_READ | EV_WRITE);
     char msg[400];
-    if (upstream_connect(c->w, c->peer, c->tunnel_host, c->tunnel_port, msg, sizeof msg) < 0) {
+    const opts *o = c->w->sh->o;
+    bool via = o->mode == MODE_UPSTREAM;   /* the tunnel goes through the upstream proxy */
+    if (upstream_connect(c->w, c->peer, via ? o->mode_url.host : c->tunnel_host,
+                         via ? o->mode_url.port : c->tunnel_port, msg, sizeof msg) < 0) {
         flow_set_error(f, msg);
         tunnel_reply_error(c, 502, msg);
         close_after_write(c);
@@ -1193,11 +1198,40 @@ static const exch_ops h1_exch_ops = {h1x_head, h1x_interim, h1x_done, h1x_failed
 
 /* ---- relaying raw bytes (passthrough, after a protocol switch) ---------- */
 
+/* The upstream proxy's answer to a passthrough tunnel's CONNECT: a 2xx
+ * head opens the tunnel, anything else fails it.  Only the status matters;
+ * the head is bounded so a babbling proxy cannot grow our buffer. */
+static void passthrough_proxy_answer(cconn *c, struct evbuffer *in)
+{
+    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (end.pos < 0 && evbuffer_get_length(in) < 16384)
+        return;
+    char line[64] = "";
+    evbuffer_copyout(in, line, sizeof line - 1);
+    int st = 0;
+    char msg[400];
+    if (end.pos < 0 || sscanf(line, "HTTP/1.%*1[01] %3d", &st) != 1 || st < 200 || st > 299) {
+        snprintf(msg, sizeof msg, "upstream proxy refused CONNECT to %s:%u with status %d", c->tunnel_host,
+                 c->tunnel_port, st);
+        flow_set_error(c->f, msg);
+        bufferevent_free(c->peer);
+        c->peer = NULL;
+        tunnel_reply_error(c, 502, msg);
+        close_after_write(c);
+        return;
+    }
+    evbuffer_drain(in, (size_t)end.pos + 4);
+    tunnel_reply_ok(c);
+    start_relay(c);
+}
+
 static void peer_read_cb(struct bufferevent *bev, void *arg)
 {
     cconn *c = arg;
     if (c->state == C_RELAY)
         evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+    else if (c->state == C_PASSTHROUGH_PROXY)
+        passthrough_proxy_answer(c, bufferevent_get_input(bev));
 }
 
 static void start_relay(cconn *c)
@@ -1216,8 +1250,19 @@ static void start_relay(cconn *c)
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     cconn *c = arg;
-    if (c->state == C_PASSTHROUGH_CONNECT) {
+    if (c->state == C_PASSTHROUGH_CONNECT || c->state == C_PASSTHROUGH_PROXY) {
         flow *f = c->f;
+        if ((what & BEV_EVENT_CONNECTED) && c->w->sh->o->mode == MODE_UPSTREAM) {
+            /* ask the upstream proxy for a tunnel; the target's address is
+             * the proxy's to know, so the flow keeps the target's name */
+            f->server.timestamp_tcp_setup = flow_now();
+            char hb[300];
+            const char *h = flow_host_for_url(c->tunnel_host, hb, sizeof hb);
+            evbuffer_add_printf(bufferevent_get_output(bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n", h,
+                                c->tunnel_port, h, c->tunnel_port, c->w->upstream_auth_line);
+            c->state = C_PASSTHROUGH_PROXY;
+            return;
+        }
         if (what & BEV_EVENT_CONNECTED) {
             f->server.timestamp_tcp_setup = flow_now();
             upstream_record_peer(bev, &f->server);

@@ -75,6 +75,46 @@ def passthrough_to_nothing_is_502():
 
 
 @test
+def ignored_host_through_an_upstream_proxy():
+    # upstream mode: the untouched tunnel is opened with CONNECT through the
+    # upstream proxy (mitmdump when installed, as the reference; else ours),
+    # which intercepts it itself: only its CA makes the client happy
+    only_mitmlua()
+    b = tls_backend()
+    port = b.url("/").split(":")[2].split("/")[0]
+    up = H.Proxy(["--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert],
+                 binary=H.MITMDUMP or H.BIN, label="upstream").start()
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port,
+                 "--set", r"ignore_hosts=^127\.0\.0\.1:%s$" % port]).start()
+    r = H.curl(b.url("/bytes/300"), proxy=p, cacert=up.ca())
+    assert r.rc == 0 and r.body == payload(300), r
+    assert up.wait_output("/bytes/300"), up.stdout
+    r = H.curl(b.url("/bytes/3"), proxy=p, cacert=p.ca())
+    assert r.rc != 0, r   # nothing minted by us
+
+
+@test
+def upstream_proxy_refusing_the_tunnel_is_502():
+    only_mitmlua()
+    import socket
+    import threading
+    srv = socket.create_server(("127.0.0.1", 0))
+    def refuse():
+        c, _ = srv.accept()
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        c.close()
+    t = threading.Thread(target=refuse, daemon=True)
+    t.start()
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % srv.getsockname()[1],
+                 "--set", "ignore_hosts=.*"]).start()
+    data, _ = H.raw("127.0.0.1", p.port, b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert H.status_of(data) == 502 and b"refused CONNECT to 127.0.0.1:9 with status 403" in data, data
+    t.join(5)
+    srv.close()
+
+
+@test
 def bad_pattern_is_a_usage_error():
     only_mitmlua()
     r = subprocess.run([H.BIN, "--set", "ignore_hosts=(unclosed"], capture_output=True, timeout=10)
