@@ -120,6 +120,21 @@ def mitm_exit_ends_the_run():
 
 
 @test
+def every_option_is_in_the_man_page():
+    only_mitmlua()
+    import subprocess
+    out = subprocess.run([H.BIN, "--options"], capture_output=True, text=True, timeout=20).stdout
+    names = [l.split(":")[0] for l in out.splitlines() if l and not l.startswith(" ") and ":" in l]
+    assert len(names) > 50, out[:500]
+    with open(os.path.join(H.ROOT, "man", "mitmlua.1")) as f:
+        man = f.read()
+    import re
+    man = re.sub(r"\\f[BIRP]", "", man)   # font changes are not part of a name
+    missing = [n for n in names if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(n), man)]
+    assert not missing, "options without an entry in man/mitmlua.1: %s" % missing
+
+
+@test
 def ci_job_end_to_end():
     """What a CI pipeline does: start, wait for readiness, run the tests
     through the printed environment, stop, keep the recording, read the
