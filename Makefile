@@ -66,7 +66,7 @@ unit: $(UNIT_BINS)
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libluajit-5.1-dev \
            luajit node-llhttp libnghttp2-dev libzstd-dev libpcre2-dev zlib1g-dev \
            libbrotli-dev libjansson-dev curl nginx-light nghttp2-client wrk \
-           python3 python3-websockets mitmproxy clang libclang-rt-14-dev openssl \
+           python3 python3-websockets python3-h2 mitmproxy clang libclang-rt-14-dev openssl \
            procps iproute2 nftables
 
 deps:
