@@ -18,7 +18,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN    = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -I$(LLHTTP_INC) \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -I$(BUILD)/gen -I$(LLHTTP_INC) \
              $(PKG_CFLAGS) -MMD -MP
 # llhttp's generated C is not ours to fix: compile it without -Werror noise.
 LLHTTP_CFLAGS = -std=c11 -O2 -g -w -I$(LLHTTP_INC)
@@ -48,6 +48,18 @@ $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# lua/*.lua ship inside the binary as LuaJIT bytecode (luajit -b also
+# rejects a syntax error at build time); script.c includes the result.
+LUA_SRCS := $(wildcard lua/*.lua)
+LUA_GEN  := $(LUA_SRCS:lua/%.lua=$(BUILD)/gen/lua_%.h)
+
+$(BUILD)/gen/lua_%.h: lua/%.lua
+	@mkdir -p $(dir $@)
+	@echo "  LUAC  $<"
+	$(Q)luajit -b -g -t c -n $* $< $@
+
+$(BUILD)/obj/script.o: $(LUA_GEN)
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)

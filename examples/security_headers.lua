@@ -14,11 +14,11 @@ function response(flow)
   if flow.request.scheme == "https" and not h["Strict-Transport-Security"] then
     problems[#problems + 1] = "no Strict-Transport-Security"
   end
-  for _, cookie in ipairs(h:get_all("Set-Cookie")) do
-    local name = cookie:match("^%s*([^=;]+)") or "?"
-    local attrs = cookie:lower()
-    if not attrs:find(";%s*secure") then problems[#problems + 1] = "cookie " .. name .. " without Secure" end
-    if not attrs:find(";%s*httponly") then problems[#problems + 1] = "cookie " .. name .. " without HttpOnly" end
+  -- cookie_items: every Set-Cookie as {name, value, attrs}, attribute
+  -- names lower-cased (lua/mitm.lua parses them)
+  for _, c in ipairs(flow.response.cookie_items) do
+    if not c[3].secure then problems[#problems + 1] = "cookie " .. c[1] .. " without Secure" end
+    if not c[3].httponly then problems[#problems + 1] = "cookie " .. c[1] .. " without HttpOnly" end
   end
   if #problems > 0 then
     flow.metadata.insecure = table.concat(problems, ", ")

@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import re
+import urllib.parse
 
 import harness as H
 from harness import test, fixture, script, lua_quote
@@ -294,6 +295,115 @@ def request(flow):
         assert p.wait_output(where, 5, stream="stderr"), p.describe()
     r = H.curl(backend().url("/bytes/7"), proxy=p)
     assert r.status == 200 and r.body == payload(7), r
+
+
+@test
+def lua_helpers_query_cookies_form_json():
+    """The fields written in Lua (lua/mitm.lua) answer as mitmproxy's do:
+    query and form (+ is a space), cookies both ways, path_components,
+    json(); setting query rewrites the path as mitmproxy encodes it."""
+    s = script("helpers", lua=r"""
+function request(f)
+  local r = f.request
+  if r.path:find("^/echo") then
+    r.headers["X-Q-A"] = r.query["a"]
+    r.headers["X-Q-N"] = tostring(#r.query_items)
+    r.headers["X-Q-Sp"] = r.query["sp"]
+    r.headers["X-Cookie-S"] = r.cookies["s"]
+    r.headers["X-Form-F"] = r.urlencoded_form["f"] or "none"
+    r.headers["X-Comps"] = table.concat(r.path_components, ",")
+    r.query = {{"x", "1 2"}, {"y", "a&b"}, {"y", "c"}}
+  end
+end
+function response(f)
+  local rs = f.response
+  if f.request.path:find("^/echo") then
+    rs.headers["X-Json-Method"] = rs:json()["method"]
+  else
+    local c = rs.cookies["sid"]
+    rs.headers["X-Sid"] = c.value
+    rs.headers["X-Sid-HttpOnly"] = tostring(c.attrs.httponly ~= nil)
+    rs.headers["X-Sid-Secure"] = tostring(c.attrs.secure ~= nil)
+    rs.headers["X-Sid-Path"] = c.attrs.path
+  end
+end
+""", py=r"""
+def request(flow):
+    r = flow.request
+    if r.path.startswith("/echo"):
+        r.headers["X-Q-A"] = r.query["a"]
+        r.headers["X-Q-N"] = str(len(r.query.items(multi=True)))
+        r.headers["X-Q-Sp"] = r.query["sp"]
+        r.headers["X-Cookie-S"] = r.cookies["s"]
+        r.headers["X-Form-F"] = r.urlencoded_form.get("f", "none")
+        r.headers["X-Comps"] = ",".join(r.path_components)
+        r.query = [("x", "1 2"), ("y", "a&b"), ("y", "c")]
+
+def response(flow):
+    rs = flow.response
+    if flow.request.path.startswith("/echo"):
+        rs.headers["X-Json-Method"] = rs.json()["method"]
+    else:
+        value, attrs = rs.cookies["sid"]
+        rs.headers["X-Sid"] = value
+        rs.headers["X-Sid-HttpOnly"] = str("httponly" in {k.lower() for k in attrs}).lower()
+        rs.headers["X-Sid-Secure"] = str("secure" in {k.lower() for k in attrs}).lower()
+        rs.headers["X-Sid-Path"] = attrs["Path"]
+""")
+    p = proxy_with(s)
+    b = backend()
+    r = H.curl(b.url("/echo/a%20b/c?a=1&b=2&a=3&sp=x+y"), proxy=p,
+               headers=["Cookie: s=tok; t=2", "Content-Type: application/x-www-form-urlencoded"],
+               data=b"f=a+b%21&g=1")
+    doc = echo(r)
+    assert hdrs(doc, "X-Q-A") == ["1"], doc
+    assert hdrs(doc, "X-Q-N") == ["4"], doc
+    assert hdrs(doc, "X-Q-Sp") == ["x y"], doc
+    assert hdrs(doc, "X-Cookie-S") == ["tok"], doc
+    assert hdrs(doc, "X-Form-F") == ["a b!"], doc
+    assert hdrs(doc, "X-Comps") == ["echo,a b,c"], doc
+    assert doc["path"] == "/echo/a%20b/c?x=1+2&y=a%26b&y=c", doc["path"]
+    assert H.header(r.headers, "X-Json-Method") == "POST", r.headers
+    setc = "sid=abc; Path=/app; HttpOnly"
+    r = H.curl(b.url("/headers?Set-Cookie=" + urllib.parse.quote(setc)), proxy=p)
+    assert r.status == 200, r
+    assert H.header(r.headers, "X-Sid") == "abc", r.headers
+    assert H.header(r.headers, "X-Sid-HttpOnly") == "true", r.headers
+    assert H.header(r.headers, "X-Sid-Secure") == "false", r.headers
+    assert H.header(r.headers, "X-Sid-Path") == "/app", r.headers
+
+
+@test
+def mitm_json_and_url_functions():
+    """mitm.json and mitm.url (lua/mitm.lua and jansson): round trips,
+    JSON null kept as mitm.json.null so arrays keep their length, and a
+    clear error for invalid JSON that the hook can catch."""
+    H.skip_if_mitmdump("mitm.json and mitm.url are mitmlua's Lua API")
+    s = script("jsonurl", lua=r"""
+function request(f)
+  local t = mitm.json.decode('{"a":[1,null,3],"b":{"c":"d"},"e":1.5}')
+  local ok, err = pcall(mitm.json.decode, '{"x": ')
+  local out = {
+    n = #t.a, null = (t.a[2] == mitm.json.null), c = t.b.c, e = t.e,
+    enc = mitm.json.encode({b = 1, a = {1, 2}, s = "x\"y"}),
+    bad = (not ok) and err:match("invalid JSON at line %d+ column %d+") ~= nil,
+    q = mitm.url.quote("a b/c&d"), q2 = mitm.url.quote("a/b", ""),
+    u = mitm.url.unquote("a%20b+c", true),
+    qs = mitm.url.encode_query({z = "1", a = {"x y", "2"}}),
+  }
+  f.response = mitm.response(200, {["Content-Type"] = "application/json"}, mitm.json.encode(out))
+end
+""", py="")
+    p = proxy_with(s)
+    r = H.curl(backend().url("/any"), proxy=p)
+    assert r.status == 200, r
+    doc = json.loads(r.body)
+    assert doc["n"] == 3 and doc["null"] is True and doc["c"] == "d" and doc["e"] == 1.5, doc
+    assert doc["enc"] == '{"a":[1,2],"b":1,"s":"x\\"y"}', doc
+    assert doc["bad"] is True, doc
+    assert doc["q"] == "a%20b/c%26d" and doc["q2"] == "a%2Fb", doc
+    assert doc["u"] == "a b c", doc
+    assert doc["qs"] == "a=x+y&a=2&z=1", doc
 
 
 @test
