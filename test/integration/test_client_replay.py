@@ -191,6 +191,9 @@ def client_replay_beside_live_traffic_with_hooks():
     p = H.Proxy(["-C", sdump, "-s", lua, "-w", out], label="replay").start()
     assert H.wait_for(lambda: len(staging.log) == 2, timeout=20), staging.log
     assert all(H.header(e["headers"], "x-replayed") == "yes" for e in staging.log), staging.log
+    # the server has both requests; the proxy may still be reading the
+    # second answer: wait for both flows on its console before stopping
+    assert H.wait_for(lambda: H.read(p.out_path).count("<< 200") >= 2, timeout=20), H.read(p.out_path)
     r = H.curl(prod.url("/echo/live"), proxy=p)
     assert r.status == 200 and H.header(json.loads(r.body)["headers"], "x-replayed") is None, r
     assert p.stop() == 0, p.stderr
