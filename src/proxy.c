@@ -57,12 +57,17 @@
 #include "socks5.h"
 #include "sreplay.h"
 #include "tls.h"
+#include "bevio.h"
 #include "upstream.h"
 #include "worker.h"
 #include "ws.h"
 #include "wsrelay.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
+/* What a plain HTTP/1 client may have queued in our input before we stop
+ * reading from it (requests pipelined behind the one in flight); the
+ * request parser consumes input as it comes otherwise. */
+#define CLIENT_INPUT_MAX (256 * 1024)
 
 enum cstate {
     C_READ_REQ,        /* reading (or waiting for) a request */
@@ -87,6 +92,7 @@ typedef struct cconn {
     evutil_socket_t fd;
     bool fd_owned_by_bev;
     struct bufferevent *bev;
+    bevio wio;              /* plain HTTP/1: bev's output written directly */
     struct event *peek_ev;
     h1_parser *parser;
     flow_conn info;         /* client side, copied into each flow */
@@ -226,6 +232,7 @@ static void cconn_free(cconn *c)
     dial_cancel(c->dial);
     if (c->peek_ev)
         event_free(c->peek_ev);
+    bevio_detach(&c->wio);   /* before the bufferevent goes */
     if (c->bev)
         bufferevent_free(c->bev);
     if (!c->fd_owned_by_bev && c->fd >= 0)
@@ -310,6 +317,17 @@ static void set_client_timeout(cconn *c, int seconds)
 {
     struct timeval tv = {seconds, 0};
     bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, NULL);
+}
+
+/* The connection stops being plain HTTP/1 handled here (TLS, HTTP/2, a
+ * relay take it over): libevent writes its output again, and its input is
+ * no longer bounded by CLIENT_INPUT_MAX (a relay may need a whole frame). */
+static void plain_h1_off(cconn *c)
+{
+    if (!c->wio.bev)
+        return;
+    bevio_detach(&c->wio);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
 }
 
 /* ---- request targets ---------------------------------------------------- */
@@ -616,6 +634,7 @@ static void client_protocol_error_or_close(cconn *c)
 static void start_client_tls_or_close(cconn *c, bool as_filter)
 {
     const proxy_shared *sh = c->w->sh;
+    plain_h1_off(c);   /* from here OpenSSL writes */
     SSL *ssl = SSL_new(sh->server_ctx);
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
     if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
@@ -741,6 +760,7 @@ static void tunnel_reply_error(cconn *c, int status, const char *msg)
 static void start_passthrough_or_close(cconn *c)
 {
     flow *f = c->f;
+    plain_h1_off(c);
     f->type = FLOW_TCP;
     flow_request_free(f->request);
     f->request = NULL;
@@ -1060,6 +1080,7 @@ static void h2_close_cb(void *owner)
 static void start_h2_or_close(cconn *c)
 {
     h2proxy_origin o = {&c->info, c->in_tunnel, c->tunnel_tls, c->tunnel_host, c->tunnel_port};
+    plain_h1_off(c);   /* h2proxy paces its own writes */
     if (!(c->h2 = h2proxy_new(c->w, c->bev, &o, h2_close_cb, c))) {
         cconn_free(c);
         return;
@@ -1111,7 +1132,14 @@ static void process_client_or_close(cconn *c)
             client_protocol_error_or_close(c);
             return;
         }
-        bufferevent_disable(c->bev, EV_READ);
+        /* A plain connection goes on reading during the exchange (what a
+         * pipelining client sends waits in the input, bounded by the read
+         * high-watermark): turning reading off and on again would cost
+         * two epoll_ctl per request.  The request timeout is over. */
+        if (c->wio.bev)
+            set_client_timeout(c, 0);
+        else
+            bufferevent_disable(c->bev, EV_READ);
         c->keep_alive = h1_parser_keep_alive(c->parser);
         c->state = C_WAIT_UPSTREAM;
         handle_request_or_close(c);
@@ -1236,6 +1264,7 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
 
 static void start_relay(cconn *c)
 {
+    plain_h1_off(c);
     c->state = C_RELAY;
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     bufferevent_set_timeouts(c->peer, NULL, NULL);
@@ -1308,9 +1337,12 @@ static void response_queued(cconn *c)
         flow_done(c);
     }
     c->state = C_WRITING_RESP;
-    bufferevent_enable(c->bev, EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         client_write_cb(c->bev, c);
+    else if (!c->wio.bev)
+        bufferevent_enable(c->bev, EV_WRITE);
+    /* else bevio writes it before the loop polls again, then calls
+     * client_write_cb */
 }
 
 /* A streamed response ended: its head and body are out already, so the
@@ -1398,6 +1430,7 @@ static void exchange_done_or_close(cconn *c)
         c->upgrade_after_write = false;
         if (c->f && c->f->websocket) {
             c->state = C_RELAY;
+            plain_h1_off(c);   /* the relay's callbacks from now on */
             c->ws = wsrelay_start(c->bev, c->peer, c->f, c->w->scripts, c->w->sh->o->body_size_limit,
                                   ws_relay_done, c);
             if (!c->ws) {
@@ -1483,6 +1516,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     }
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
         return;
+    bevio_resume(&c->wio);
     switch (c->state) {
     case C_WAIT_UPSTREAM:
         if (c->stream_paused) {  /* the slow client caught up */
@@ -1507,6 +1541,14 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     cconn *c = arg;
+    if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) &&
+        (c->state == C_WAIT_UPSTREAM || c->state == C_WRITING_RESP)) {
+        /* a client that half-closed after its request (shutdown(SHUT_WR))
+         * still gets the answer; then the connection closes.  (Deferred
+         * callbacks merge events: an EOF may come with a write error.) */
+        c->keep_alive = false;
+        return;
+    }
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == C_TLS_HANDSHAKE) {
             SSL *ssl = bufferevent_openssl_get_ssl(bev);
@@ -1614,6 +1656,9 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     set_client_timeout(c, w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* failing that, libevent writes as usual */
+    if (bevio_attach(&c->wio, w->base, c->bev, client_write_cb, c) == 0)
+        bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
     mode_accept_or_close(c);
 }
 

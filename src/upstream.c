@@ -4,8 +4,8 @@
  *              ─▶ TLS (verified) ─▶ request bytes ─h1 parser─▶ response
  *              ─▶ ops->done │ ops->failed
  *
- * A kept connection is idle between exchanges: reading is off, and any
- * event on it then simply closes it.  A keep-alive connection that the
+ * A kept connection is idle between exchanges: it stays in epoll for
+ * reading, and any byte or event on it then simply closes it.  A keep-alive connection that the
  * server closed just as it was reused is retried once on a new one. */
 #include "upstream.h"
 
@@ -24,6 +24,7 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
+#include "bevio.h"
 #include "h1.h"
 #include "log.h"
 #include "tls.h"
@@ -39,6 +40,8 @@ enum uphase {
 
 struct upstream {
     struct bufferevent *bev;
+    bool plain;              /* bev is a plain socket (no TLS filter) */
+    bevio wio;               /* plain: requests written directly */
     enum uphase phase;
     bool via_proxy;          /* upstream mode: tunnel through the proxy */
     flow_response *connect_resp;
@@ -61,6 +64,7 @@ static void upstream_free(upstream *u)
 {
     if (!u)
         return;
+    bevio_detach(&u->wio);
     if (u->bev)
         bufferevent_free(u->bev);
     flow_response_free(u->connect_resp);
@@ -116,6 +120,7 @@ struct bufferevent *exch_take_bev(exch *x)
 {
     if (!x->up)
         return NULL;
+    bevio_detach(&x->up->wio);   /* the new owner's writes are libevent's */
     struct bufferevent *b = x->up->bev;
     x->up->bev = NULL;
     exch_close(x);
@@ -278,7 +283,11 @@ static void send_request(exch *x)
     h1_parser_begin_response(u->parser, f->response, strcmp(r->method, "HEAD") == 0);
     struct timeval tv = {o->read_timeout, 0};
     bufferevent_set_timeouts(u->bev, o->read_timeout ? &tv : NULL, o->read_timeout ? &tv : NULL);
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    /* Connected now (the write event is no longer needed to see that):
+     * a plain connection writes its requests directly (bevio.h). */
+    if (u->plain && !u->wio.bev)
+        (void)bevio_attach(&u->wio, x->w->base, u->bev, NULL, NULL);
+    bufferevent_enable(u->bev, u->wio.bev ? EV_READ : EV_READ | EV_WRITE);
 }
 
 /* Switch this response to streaming: the head goes out now, with what
@@ -414,6 +423,7 @@ static void on_proxy_connect_done(exch *x)
     }
     bufferevent_openssl_set_allow_dirty_shutdown(b, 1);
     u->bev = b;
+    u->plain = false;
     u->phase = U_TLS;
     bufferevent_setcb(b, up_read_cb, NULL, up_event_cb, x);
     struct timeval tv = {x->w->sh->o->connect_timeout, 0};
@@ -486,6 +496,7 @@ static void connect_or_fail(exch *x)
             bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
     } else {
         u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+        u->plain = true;
     }
     if (!u->bev) {
         finish_failed(x, 500, "out of memory");
@@ -523,7 +534,11 @@ static void response_complete(exch *x)
     flow_response *resp = x->f->response;
     bool upgrade = h1_parser_upgrade(u->parser);
     u->reusable = h1_parser_keep_alive(u->parser) && !upgrade;
-    bufferevent_disable(u->bev, EV_READ);
+    /* A kept connection goes on reading: a byte or an EOF while it is idle
+     * closes it at once (up_read_cb, up_event_cb), and leaving the read
+     * event in epoll saves a system call per exchange. */
+    if (!u->reusable)
+        bufferevent_disable(u->bev, EV_READ);
     bufferevent_set_timeouts(u->bev, NULL, NULL);
     x->upgraded = resp->status_code == 101 && upgrade;
     finish_done(x);

@@ -243,5 +243,42 @@ def console_line_per_flow():
     assert p.wait_output(pat, 5), p.stdout[-2000:]
 
 
+@test
+def pipelined_requests_answered_in_order():
+    """Requests sent back to back before any answer (HTTP/1.1 pipelining)
+    are answered in order, one response each; the proxy keeps reading
+    while an exchange is in flight, so the later ones wait in its input."""
+    b, p = backend(), proxy()
+    host = b.netloc.encode()
+    reqs = b"".join(b"GET http://%s/bytes/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, n, host)
+                    for n in (11, 2000, 7, 70000))
+    reqs += b"GET http://%s/bytes/5 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (host, host)
+    data, closed = H.raw("127.0.0.1", p.port, reqs, timeout=10)
+    assert closed, data[-300:]
+    bodies = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+        bodies.append(rest[:n])
+        data = rest[n:]
+    assert bodies == [payload(n) for n in (11, 2000, 7, 70000, 5)], [len(x) for x in bodies]
+
+
+@test
+def half_closed_client_still_gets_the_answer():
+    """A client that shuts down its sending side right after the request
+    (shutdown(SHUT_WR), as some scripts do) is answered, then closed, as
+    nginx does."""
+    H.skip_if_mitmdump("mitmdump 8.1.1 takes the half-close for a disconnect and answers nothing")
+    b, p = backend(), proxy()
+    host = b.netloc.encode()
+    data, closed = H.raw("127.0.0.1", p.port,
+                         b"GET http://%s/slow/0.3 HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, host),
+                         timeout=10, half_close=True)
+    assert H.status_of(data) == 200 and data.endswith(b"slow\n"), data
+    assert closed
+
+
 if __name__ == "__main__":
     H.main()
