@@ -23,6 +23,9 @@ typedef struct bytes {
 } bytes;
 
 int bytes_append(bytes *b, const void *data, size_t n); /* 0 or -1 (ENOMEM) */
+/* Room for `need` bytes (and the trailing NUL) in one allocation, when the
+ * final size is known up front (a Content-Length): no copies as it grows. */
+int bytes_reserve(bytes *b, size_t need);
 int bytes_set(bytes *b, const void *data, size_t n);
 void bytes_reset(bytes *b); /* len = 0, keeps the allocation */
 void bytes_free(bytes *b);

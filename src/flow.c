@@ -12,7 +12,7 @@
 
 /* ---- bytes ------------------------------------------------------------- */
 
-static int bytes_reserve(bytes *b, size_t need)
+int bytes_reserve(bytes *b, size_t need)
 {
     if (need + 1 <= b->cap)
         return 0;

@@ -68,6 +68,9 @@
  * reading from it (requests pipelined behind the one in flight); the
  * request parser consumes input as it comes otherwise. */
 #define CLIENT_INPUT_MAX (256 * 1024)
+/* Response bodies from this size on are handed to the client's output by
+ * reference, not copied (smaller ones cost less to copy than to track). */
+#define LEND_MIN (16 * 1024)
 
 enum cstate {
     C_READ_REQ,        /* reading (or waiting for) a request */
@@ -109,6 +112,7 @@ typedef struct cconn {
     bool upgrade_after_write;
     bool linger;            /* close gently: the client may still be sending */
     bool streaming;         /* the response body is being passed on as it comes */
+    bool body_lent;         /* the response body's memory belongs to bev's output */
     bool stream_chunked;    /* ... re-chunked for the client */
     bool stream_paused;     /* ... and the server is paused: the client is slow */
     int target_status;      /* why resolve_target refused the request, or 0 */
@@ -1334,8 +1338,11 @@ static void response_queued(cconn *c)
         f->websocket = true;
     } else {
         proxy_flow_finished(c->w->sh, f);
+        if (c->body_lent)   /* recorded: the output frees the body when written */
+            f->response->content = (bytes){0};
         flow_done(c);
     }
+    c->body_lent = false;
     c->state = C_WRITING_RESP;
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         client_write_cb(c->bev, c);
@@ -1343,6 +1350,13 @@ static void response_queued(cconn *c)
         bufferevent_enable(c->bev, EV_WRITE);
     /* else bevio writes it before the loop polls again, then calls
      * client_write_cb */
+}
+
+static void free_lent(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    free(arg);
 }
 
 /* A streamed response ended: its head and body are out already, so the
@@ -1404,8 +1418,14 @@ static void deliver_response_or_close(cconn *c)
         c->keep_alive = false;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     bytes empty = {0};
+    /* A large body goes out by reference instead of being copied into the
+     * output: the flow reads it until it is recorded (response_queued),
+     * then the output owns it. */
+    c->body_lent = !no_body && !chunked && resp->content.len >= LEND_MIN && !c->upgrade_after_write;
     if (h1_write_response_head(out, resp) < 0 ||
-        h1_write_body(out, no_body ? &empty : &resp->content, chunked, &resp->trailers) < 0) {
+        (c->body_lent ? evbuffer_add_reference(out, resp->content.p, resp->content.len, free_lent, resp->content.p)
+                      : h1_write_body(out, no_body ? &empty : &resp->content, chunked, &resp->trailers)) < 0) {
+        c->body_lent = false;
         cconn_free(c);
         return;
     }

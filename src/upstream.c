@@ -30,6 +30,9 @@
 #include "tls.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
+/* A response body is allocated whole from its Content-Length up to this
+ * size (larger ones grow as they come: the length is the server's word). */
+#define RESERVE_MAX ((uint64_t)64 << 20)
 
 enum uphase {
     U_TCP,             /* connecting (plain TCP, or TCP + TLS in one step) */
@@ -322,8 +325,11 @@ static int on_response_head(void *ud)
         r->status_code != 304) {
         /* the parser has checked that a Content-Length is one number */
         const char *cl = hdrs_get(&r->headers, "content-length", NULL);
-        if (cl && !h1_is_chunked(&r->headers) && stream_wanted(x, strtoull(cl, NULL, 10)))
+        uint64_t len = cl && !h1_is_chunked(&r->headers) ? strtoull(cl, NULL, 10) : 0;
+        if (len && stream_wanted(x, len))
             start_stream(x);
+        else if (len && len <= RESERVE_MAX && bytes_reserve(&r->content, (size_t)len) < 0)
+            return -1;
     }
     return 0;
 }
