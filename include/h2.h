@@ -48,9 +48,38 @@ typedef struct h2_events {
      * stream whose message was handed over it is the caller's cue to
      * forget the stream id.  May be NULL. */
     void (*on_close)(void *ud, int32_t sid, uint32_t code);
+
+    /* Client side, progressive delivery (each may be NULL; then the
+     * response only arrives whole through on_response):
+     * on_interim: a 1xx response head on `sid` (103 Early Hints, say);
+     * `s` is freed after the call.
+     * on_head: the final response head (status, headers, http_version
+     * "HTTP/2.0") is complete.  Return 1 to take `s` now: it is the very
+     * object on_response hands over later, and the module still adds the
+     * body and trailers to it, so the caller keeps it alive until
+     * on_response or on_close of `sid` (or frees the connection first).
+     * Return 0 to leave it to the module.
+     * on_data: body bytes of the final response.  Return 1 to take them:
+     * they are not added to the response and their flow-control window
+     * is only given back by h2_consume, so a caller that passes bytes on
+     * to a slow reader can hold the server back.  Return 0 to let the
+     * module keep them in the response (window given back at once).
+     * None of these may free the connection: they run inside
+     * h2_conn_feed. */
+    void (*on_interim)(void *ud, int32_t sid, const flow_response *s);
+    int (*on_head)(void *ud, int32_t sid, flow_response *s);
+    int (*on_data)(void *ud, int32_t sid, const uint8_t *data, size_t n);
 } h2_events;
 
 typedef struct h2_conn h2_conn;
+
+/* RFC 9113 §7 error codes the callers use. */
+enum {
+    H2_NO_ERROR = 0x0,
+    H2_INTERNAL_ERROR = 0x2,
+    H2_REFUSED_STREAM = 0x7,
+    H2_CANCEL = 0x8,
+};
 
 /* `server` true: we face a client (we expect the connection preface).
  * The initial SETTINGS are queued at once: call h2_conn_flush. */
@@ -95,6 +124,14 @@ size_t h2_stream_pending(const h2_conn *c, int32_t sid);
 /* Client side: send a request; Host becomes :authority.  The new stream
  * id, or -1 (reason in h2_conn_error). */
 int32_t h2_submit_request(h2_conn *c, const flow_request *r);
+/* Client side: the caller has passed on `n` body bytes it took in
+ * on_data; open the stream's and the connection's windows by that much. */
+void h2_consume(h2_conn *c, int32_t sid, size_t n);
+/* Client side: may another request go out on this connection?  false
+ * once either side sent GOAWAY or the connection broke. */
+bool h2_conn_can_request(const h2_conn *c);
+/* RFC 9113 §7's name of an error code ("REFUSED_STREAM"), or "unknown". */
+const char *h2_error_name(uint32_t code);
 /* Reset a stream (RST_STREAM with an RFC 9113 error code). */
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code);
 /* Graceful shutdown: GOAWAY with the last stream id; open streams finish. */

@@ -37,6 +37,7 @@ typedef struct h2_stream {
     bool out_streaming;    /* the body comes piecewise (h2_stream_write) */
     bool out_eof;          /* ... and its end was given (h2_stream_end) */
     bool out_deferred;     /* read_body ran dry: resume when more comes */
+    bool resp_lent;        /* client side: resp is the caller's (on_head) */
 } h2_stream;
 
 struct h2_conn {
@@ -90,7 +91,8 @@ static void stream_free(h2_conn *c, h2_stream *st)
         st->next->prev = st->prev;
     c->nstreams--;
     flow_request_free(st->req);
-    flow_response_free(st->resp);
+    if (!st->resp_lent)
+        flow_response_free(st->resp);
     bytes_free(&st->out);
     hdrs_free(&st->out_trailers);
     free(st);
@@ -478,6 +480,22 @@ out:
     return sid;
 }
 
+void h2_consume(h2_conn *c, int32_t sid, size_t n)
+{
+    /* for a stream that is gone, nghttp2 opens the connection's window */
+    nghttp2_session_consume(c->s, sid, n);
+}
+
+bool h2_conn_can_request(const h2_conn *c)
+{
+    return nghttp2_session_check_request_allowed(c->s) != 0 && h2_conn_alive(c);
+}
+
+const char *h2_error_name(uint32_t code)
+{
+    return nghttp2_http2_strerror(code);
+}
+
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code)
 {
     h2_stream *st = stream_get(c, sid);
@@ -711,6 +729,26 @@ static void message_done(h2_conn *c, h2_stream *st)
     }
 }
 
+/* Client side: a response head is complete.  An interim one is reported
+ * and forgotten (-1: the final head follows); the final one may be lent
+ * to the caller now, so that it sees the head before the body. */
+static int response_head(h2_conn *c, h2_stream *st)
+{
+    flow_response *s = st->resp;
+    if (s->status_code < 200) {
+        if (c->ev.on_interim)
+            c->ev.on_interim(c->ud, st->sid, s);
+        return -1;
+    }
+    if (!s->http_version)
+        flow_strset(&s->http_version, "HTTP/2.0");
+    if (!s->reason)
+        flow_strset(&s->reason, "");
+    if (c->ev.on_head && c->ev.on_head(c->ud, st->sid, s))
+        st->resp_lent = true;
+    return 0;
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     h2_conn *c = user_data;
@@ -735,7 +773,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
                 return 0;
             }
         }
-        if (!c->server && st->resp->status_code < 200)
+        if (!c->server && !st->in_trailers && response_head(c, st) < 0)
             return 0; /* interim: the final head follows */
     }
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
@@ -747,10 +785,14 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, c
                          void *user_data)
 {
     h2_conn *c = user_data;
+    h2_stream *st = stream_get(c, sid);
+    /* Taken by a caller that passes the body on: it opens the window as
+     * its reader takes the bytes (h2_consume). */
+    if (!c->server && st && !st->refused && c->ev.on_data && c->ev.on_data(c->ud, sid, data, len))
+        return 0;
     /* The body is taken into the flow now, so the window opens now; what
      * we hold per stream is bounded by max_body, not by the peer. */
     nghttp2_session_consume(session, sid, len);
-    h2_stream *st = stream_get(c, sid);
     if (st && st->stop_peer && (st->discarded += len) > H2_DISCARD_MAX)
         h2_reset_stream(c, sid, NGHTTP2_NO_ERROR);
     if (!st || st->refused)

@@ -228,7 +228,8 @@ static void g_close(void *ud, int32_t sid, uint32_t code)
     g->last_code = code;
 }
 
-static const h2_events g_events = {g_request, g_response, g_refused, g_close};
+static const h2_events g_events = {.on_request = g_request, .on_response = g_response, .on_refused = g_refused,
+                                   .on_close = g_close};
 
 static void got_free(got *g)
 {
