@@ -670,6 +670,11 @@ def client_replay_over_h2():
     r = H.curl("https://localhost:%d/echo?replayed" % o.port, proxy=p, cacert=p.ca())
     assert r.status == 200, r
     assert p.stop() == 0
+    # the dump keeps the server's ALPN
+    lua = H.write(os.path.join(H.tmpdir("alpn"), "alpn.lua"),
+                  'function response(f) f.response.headers["X-Dump-Alpn"] = f.server_conn.alpn end\n')
+    r = subprocess.run([H.BIN, "-n", "-r", dump, "-s", lua, "--flow-detail", "2"], capture_output=True, timeout=30)
+    assert b"X-Dump-Alpn: h2" in r.stdout, r
     before = len(o.log)
     conf = os.path.join(H.tmpdir("conf"), "confdir")
     r = subprocess.run([H.BIN, "--confdir", conf, "-n", "-C", dump,
