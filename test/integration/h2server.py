@@ -18,6 +18,8 @@ Endpoints over h2 (answers carry x-proto: HTTP/2.0):
   /rst           RST_STREAM INTERNAL_ERROR instead of an answer
   /refuse-once   RST_STREAM REFUSED_STREAM the first time, then 200
   /goaway-after  200, then GOAWAY (NO_ERROR): the connection takes no more
+  /goaway-first  the first time GOAWAY with last stream 0 (the request was
+                 not processed), then 200
   /stall         never answers
   /no-status     a HEADERS frame without :status (malformed)
 Loopback only.
@@ -238,6 +240,11 @@ class H2Conn:
             c.send_headers(sid, [(":status", "200"), ("content-length", "5")] + base)
             self.send_body(sid, b"bye!\n")
             c.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR, last_stream_id=sid)
+        elif path == "/goaway-first" and n == 1:
+            c.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR, last_stream_id=0)
+        elif path == "/goaway-first":
+            c.send_headers(sid, [(":status", "200"), ("content-length", "11")] + base)
+            self.send_body(sid, b"second try\n")
         elif path == "/stall":
             pass
         elif path == "/no-status":

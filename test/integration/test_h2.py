@@ -593,6 +593,28 @@ def upstream_h2_flow_control_with_a_slow_client():
     with open(H.BIN, "rb") as f:
         limit = 32 if b"__asan_init" in f.read() else 16
     assert grown[0] < limit * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown[0]
+    # the same for an HTTP/1.1 client that does not read
+    base = proxy_rss_kb(p.proc.pid)
+    with socket.create_connection(("127.0.0.1", p.port), timeout=20) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % size)
+        time.sleep(2.0)  # the server could send everything by now
+        grown = proxy_rss_kb(p.proc.pid) - base
+        h, head = hashlib.sha256(), b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        hdr, rest = head.split(b"\r\n\r\n", 1)
+        h.update(rest)
+        got = len(rest)
+        while got < size:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            got += len(b)
+    assert hdr.startswith(b"HTTP/1.1 200"), hdr
+    assert got == size and h.hexdigest() == want, got
+    assert grown < limit * 1024, "proxy RSS grew by %d kB while the HTTP/1.1 client was not reading" % grown
 
 
 @test
@@ -637,6 +659,10 @@ def upstream_h2_errors():
     r = H.curl(base + "/refuse-once", proxy=p, cacert=p.ca())
     assert r.status == 200 and r.body == b"second try\n", r
     assert o.counts["/refuse-once"] == 2, o.counts
+    # so is one past the last stream of a GOAWAY
+    r = curl2(base + "/goaway-first", proxy=p, cacert=p.ca(), args=["--http2"])
+    assert r.status == 200 and r.body == b"second try\n\n2", r
+    assert o.counts["/goaway-first"] == 2, o.counts
     assert p.proc.poll() is None
     assert p.wait_output("reset the HTTP/2 stream", 5), p.stdout[-2000:]
 
