@@ -121,8 +121,10 @@ int h2_submit_response_head(h2_conn *c, int32_t sid, const flow_response *s);
 int h2_stream_write(h2_conn *c, int32_t sid, const void *data, size_t n);
 int h2_stream_end(h2_conn *c, int32_t sid, const hdrs *trailers);
 size_t h2_stream_pending(const h2_conn *c, int32_t sid);
-/* Client side: send a request; Host becomes :authority.  The new stream
- * id, or -1 (reason in h2_conn_error). */
+/* Client side: send a request; Host becomes :authority (else the
+ * request's authority, else host[:port]) and, with the connection-specific
+ * fields, is not sent as a field.  The new stream id, or -1 (reason in
+ * h2_conn_error). */
 int32_t h2_submit_request(h2_conn *c, const flow_request *r);
 /* Client side: the caller has passed on `n` body bytes it took in
  * on_data; open the stream's and the connection's windows by that much. */

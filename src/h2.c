@@ -425,11 +425,16 @@ int32_t h2_submit_request(h2_conn *c, const flow_request *r)
         set_err(c, "%s", "requests go out on the client side only");
         return -1;
     }
-    /* :authority: as the client wrote it, else Host, else host[:port]. */
+    /* :authority: the Host header, else the authority the client wrote,
+     * else host[:port].  Host first because it is what the HTTP/1 path
+     * sends and what rewrites change (reverse mode sets Host and leaves
+     * an HTTP/2 client's :authority as it came). */
     char abuf[300];
-    const char *auth = r->authority && *r->authority ? r->authority : NULL;
-    size_t alen = auth ? strlen(auth) : 0;
-    if (!auth && (auth = hdrs_get(&r->headers, "host", &alen)) == NULL) {
+    size_t alen = 0;
+    const char *auth = hdrs_get(&r->headers, "host", &alen);
+    if (!alen && r->authority && *r->authority)
+        alen = strlen(auth = r->authority);
+    if (!alen) {
         char hb[260];
         const char *h = flow_host_for_url(r->host ? r->host : "", hb, sizeof hb);
         bool https = r->scheme && strcmp(r->scheme, "https") == 0;

@@ -640,6 +640,20 @@ def upstream_h2_early_hints_and_trailers():
     assert status == 200 and interim == [103] and body == b"after the hints\n", (status, interim, body)
 
 
+@test
+def reverse_h2_client_to_h2_origin():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    # the Host reverse mode sets is the :authority the origin gets, not
+    # the one the client sent to the proxy
+    o = h2_origin()
+    q = reverse_to_origin()
+    status, interim, body, trailers = h2_get_full(q.port, "/echo")
+    import json
+    echo = json.loads(body)
+    assert status == 200 and echo["authority"] == "localhost:%d" % o.port, echo
+    assert "host" not in dict(echo["headers"]), echo
+
+
 @test(timeout=60)
 def upstream_h2_errors():
     H.skip_if_mitmdump(MITMDUMP_UPSTREAM)

@@ -769,7 +769,7 @@ static void t_client_request(void)
     flow_request *r = flow_request_new();
     flow_strset(&r->method, "POST");
     flow_strset(&r->scheme, "https");
-    flow_strset(&r->authority, "");
+    flow_strset(&r->authority, "client.example"); /* Host wins: rewrites change it */
     flow_strset(&r->host, "example.org");
     flow_strset(&r->path, "/p?q");
     r->port = 443;
