@@ -40,7 +40,8 @@ typedef struct h2_events {
     /* A message we refused before the caller saw it.  Server side: a
      * request (431, 413, 400 for a bad :authority), which the module
      * answers itself.  Client side: a response over a limit (status 502),
-     * whose stream the module resets (CANCEL).  Only a report, so the
+     * whose stream the module resets (CANCEL), or a malformed one, which
+     * nghttp2 resets (PROTOCOL_ERROR).  Only a report, so the
      * caller may log it or fail its flow.  May be NULL. */
     void (*on_refused)(void *ud, int32_t sid, int status, const char *msg);
     /* Every stream that was opened ends here, once: `code` is 0 when it

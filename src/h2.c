@@ -813,6 +813,25 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, c
     return bytes_append(b, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
+/* Client side: nghttp2 found a response malformed (no :status, a second
+ * final head, DATA that disagrees with content-length...) and resets the
+ * stream itself; the caller hears why, or it would blame the server for
+ * a reset it never sent. */
+static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame, int lib_error_code,
+                            void *user_data)
+{
+    h2_conn *c = user_data;
+    h2_stream *st = frame->hd.stream_id ? stream_get(c, frame->hd.stream_id) : NULL;
+    if (c->server || !st || st->refused)
+        return 0;
+    st->refused = true;
+    char msg[120];
+    snprintf(msg, sizeof msg, "malformed HTTP/2 response (%s)", nghttp2_strerror(lib_error_code));
+    if (c->ev.on_refused)
+        c->ev.on_refused(c->ud, st->sid, 502, msg);
+    return 0;
+}
+
 static int on_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, void *user_data)
 {
     h2_conn *c = user_data;
@@ -845,6 +864,7 @@ h2_conn *h2_conn_new(bool server, const h2_limits *lim, const h2_events *ev, voi
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
 
     /* Abuse limits, explicit rather than trusting defaults that moved
      * between nghttp2 releases (the last two are Debian backports):

@@ -789,7 +789,7 @@ static bool h2_settle(exch *x, int rc)
         return true;
     }
     if (x->f && u->h2_fail[0]) {
-        snprintf(msg, sizeof msg, "invalid response from server: %s", u->h2_fail);
+        snprintf(msg, sizeof msg, "invalid response from server %s:%u: %s", h, u->port, u->h2_fail);
         finish_failed(x, 502, msg);
         return true;
     }
