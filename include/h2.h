@@ -40,7 +40,8 @@ typedef struct h2_events {
     /* A message we refused before the caller saw it.  Server side: a
      * request (431, 413, 400 for a bad :authority), which the module
      * answers itself.  Client side: a response over a limit (status 502),
-     * whose stream the module resets (CANCEL).  Only a report, so the
+     * whose stream the module resets (CANCEL), or a malformed one, which
+     * nghttp2 resets (PROTOCOL_ERROR).  Only a report, so the
      * caller may log it or fail its flow.  May be NULL. */
     void (*on_refused)(void *ud, int32_t sid, int status, const char *msg);
     /* Every stream that was opened ends here, once: `code` is 0 when it
@@ -48,9 +49,38 @@ typedef struct h2_events {
      * stream whose message was handed over it is the caller's cue to
      * forget the stream id.  May be NULL. */
     void (*on_close)(void *ud, int32_t sid, uint32_t code);
+
+    /* Client side, progressive delivery (each may be NULL; then the
+     * response only arrives whole through on_response):
+     * on_interim: a 1xx response head on `sid` (103 Early Hints, say);
+     * `s` is freed after the call.
+     * on_head: the final response head (status, headers, http_version
+     * "HTTP/2.0") is complete.  Return 1 to take `s` now: it is the very
+     * object on_response hands over later, and the module still adds the
+     * body and trailers to it, so the caller keeps it alive until
+     * on_response or on_close of `sid` (or frees the connection first).
+     * Return 0 to leave it to the module.
+     * on_data: body bytes of the final response.  Return 1 to take them:
+     * they are not added to the response and their flow-control window
+     * is only given back by h2_consume, so a caller that passes bytes on
+     * to a slow reader can hold the server back.  Return 0 to let the
+     * module keep them in the response (window given back at once).
+     * None of these may free the connection: they run inside
+     * h2_conn_feed. */
+    void (*on_interim)(void *ud, int32_t sid, const flow_response *s);
+    int (*on_head)(void *ud, int32_t sid, flow_response *s);
+    int (*on_data)(void *ud, int32_t sid, const uint8_t *data, size_t n);
 } h2_events;
 
 typedef struct h2_conn h2_conn;
+
+/* RFC 9113 §7 error codes the callers use. */
+enum {
+    H2_NO_ERROR = 0x0,
+    H2_INTERNAL_ERROR = 0x2,
+    H2_REFUSED_STREAM = 0x7,
+    H2_CANCEL = 0x8,
+};
 
 /* `server` true: we face a client (we expect the connection preface).
  * The initial SETTINGS are queued at once: call h2_conn_flush. */
@@ -92,9 +122,19 @@ int h2_submit_response_head(h2_conn *c, int32_t sid, const flow_response *s);
 int h2_stream_write(h2_conn *c, int32_t sid, const void *data, size_t n);
 int h2_stream_end(h2_conn *c, int32_t sid, const hdrs *trailers);
 size_t h2_stream_pending(const h2_conn *c, int32_t sid);
-/* Client side: send a request; Host becomes :authority.  The new stream
- * id, or -1 (reason in h2_conn_error). */
+/* Client side: send a request; Host becomes :authority (else the
+ * request's authority, else host[:port]) and, with the connection-specific
+ * fields, is not sent as a field.  The new stream id, or -1 (reason in
+ * h2_conn_error). */
 int32_t h2_submit_request(h2_conn *c, const flow_request *r);
+/* Client side: the caller has passed on `n` body bytes it took in
+ * on_data; open the stream's and the connection's windows by that much. */
+void h2_consume(h2_conn *c, int32_t sid, size_t n);
+/* Client side: may another request go out on this connection?  false
+ * once either side sent GOAWAY or the connection broke. */
+bool h2_conn_can_request(const h2_conn *c);
+/* RFC 9113 §7's name of an error code ("REFUSED_STREAM"), or "unknown". */
+const char *h2_error_name(uint32_t code);
 /* Reset a stream (RST_STREAM with an RFC 9113 error code). */
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code);
 /* Graceful shutdown: GOAWAY with the last stream id; open streams finish. */

@@ -2,9 +2,12 @@
  *
  * An exchange (exch) takes a flow whose request is complete, connects to
  * where it must go (directly, through an upstream proxy's CONNECT, with TLS
- * verified as configured), writes the request as HTTP/1.1, reads the
- * response into the flow, and keeps the server connection for the next
- * exchange of the same owner when HTTP allows.  The owner — an HTTP/1
+ * verified as configured), sends the request as HTTP/1.1 — or as a stream
+ * of an HTTP/2 connection when the option http2 is on and a TLS server
+ * picks h2 in ALPN (never for an Upgrade request) — reads the response
+ * into the flow, and keeps the server connection for the next exchange of
+ * the same owner when HTTP allows.  Owners see the same callbacks either
+ * way; f->server.alpn says which protocol was spoken.  The owner — an HTTP/1
  * client connection, an HTTP/2 stream, client replay — never sees the
  * server's sockets: it hears how the exchange went through exch_ops.
  *

@@ -37,6 +37,7 @@ typedef struct h2_stream {
     bool out_streaming;    /* the body comes piecewise (h2_stream_write) */
     bool out_eof;          /* ... and its end was given (h2_stream_end) */
     bool out_deferred;     /* read_body ran dry: resume when more comes */
+    bool resp_lent;        /* client side: resp is the caller's (on_head) */
 } h2_stream;
 
 struct h2_conn {
@@ -90,7 +91,8 @@ static void stream_free(h2_conn *c, h2_stream *st)
         st->next->prev = st->prev;
     c->nstreams--;
     flow_request_free(st->req);
-    flow_response_free(st->resp);
+    if (!st->resp_lent)
+        flow_response_free(st->resp);
     bytes_free(&st->out);
     hdrs_free(&st->out_trailers);
     free(st);
@@ -423,11 +425,16 @@ int32_t h2_submit_request(h2_conn *c, const flow_request *r)
         set_err(c, "%s", "requests go out on the client side only");
         return -1;
     }
-    /* :authority: as the client wrote it, else Host, else host[:port]. */
+    /* :authority: the Host header, else the authority the client wrote,
+     * else host[:port].  Host first because it is what the HTTP/1 path
+     * sends and what rewrites change (reverse mode sets Host and leaves
+     * an HTTP/2 client's :authority as it came). */
     char abuf[300];
-    const char *auth = r->authority && *r->authority ? r->authority : NULL;
-    size_t alen = auth ? strlen(auth) : 0;
-    if (!auth && (auth = hdrs_get(&r->headers, "host", &alen)) == NULL) {
+    size_t alen = 0;
+    const char *auth = hdrs_get(&r->headers, "host", &alen);
+    if (!alen && r->authority && *r->authority)
+        alen = strlen(auth = r->authority);
+    if (!alen) {
         char hb[260];
         const char *h = flow_host_for_url(r->host ? r->host : "", hb, sizeof hb);
         bool https = r->scheme && strcmp(r->scheme, "https") == 0;
@@ -476,6 +483,22 @@ out:
         stream_free(c, st);
     nvlist_free(&l);
     return sid;
+}
+
+void h2_consume(h2_conn *c, int32_t sid, size_t n)
+{
+    /* for a stream that is gone, nghttp2 opens the connection's window */
+    nghttp2_session_consume(c->s, sid, n);
+}
+
+bool h2_conn_can_request(const h2_conn *c)
+{
+    return nghttp2_session_check_request_allowed(c->s) != 0 && h2_conn_alive(c);
+}
+
+const char *h2_error_name(uint32_t code)
+{
+    return nghttp2_http2_strerror(code);
 }
 
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code)
@@ -711,6 +734,26 @@ static void message_done(h2_conn *c, h2_stream *st)
     }
 }
 
+/* Client side: a response head is complete.  An interim one is reported
+ * and forgotten (-1: the final head follows); the final one may be lent
+ * to the caller now, so that it sees the head before the body. */
+static int response_head(h2_conn *c, h2_stream *st)
+{
+    flow_response *s = st->resp;
+    if (s->status_code < 200) {
+        if (c->ev.on_interim)
+            c->ev.on_interim(c->ud, st->sid, s);
+        return -1;
+    }
+    if (!s->http_version)
+        flow_strset(&s->http_version, "HTTP/2.0");
+    if (!s->reason)
+        flow_strset(&s->reason, "");
+    if (c->ev.on_head && c->ev.on_head(c->ud, st->sid, s))
+        st->resp_lent = true;
+    return 0;
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     h2_conn *c = user_data;
@@ -735,7 +778,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
                 return 0;
             }
         }
-        if (!c->server && st->resp->status_code < 200)
+        if (!c->server && !st->in_trailers && response_head(c, st) < 0)
             return 0; /* interim: the final head follows */
     }
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
@@ -747,10 +790,14 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, c
                          void *user_data)
 {
     h2_conn *c = user_data;
+    h2_stream *st = stream_get(c, sid);
+    /* Taken by a caller that passes the body on: it opens the window as
+     * its reader takes the bytes (h2_consume). */
+    if (!c->server && st && !st->refused && c->ev.on_data && c->ev.on_data(c->ud, sid, data, len))
+        return 0;
     /* The body is taken into the flow now, so the window opens now; what
      * we hold per stream is bounded by max_body, not by the peer. */
     nghttp2_session_consume(session, sid, len);
-    h2_stream *st = stream_get(c, sid);
     if (st && st->stop_peer && (st->discarded += len) > H2_DISCARD_MAX)
         h2_reset_stream(c, sid, NGHTTP2_NO_ERROR);
     if (!st || st->refused)
@@ -764,6 +811,25 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid, c
         return 0;
     }
     return bytes_append(b, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+/* Client side: nghttp2 found a response malformed (no :status, a second
+ * final head, DATA that disagrees with content-length...) and resets the
+ * stream itself; the caller hears why, or it would blame the server for
+ * a reset it never sent. */
+static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame, int lib_error_code,
+                            void *user_data)
+{
+    h2_conn *c = user_data;
+    h2_stream *st = frame->hd.stream_id ? stream_get(c, frame->hd.stream_id) : NULL;
+    if (c->server || !st || st->refused)
+        return 0;
+    st->refused = true;
+    char msg[120];
+    snprintf(msg, sizeof msg, "malformed HTTP/2 response (%s)", nghttp2_strerror(lib_error_code));
+    if (c->ev.on_refused)
+        c->ev.on_refused(c->ud, st->sid, 502, msg);
+    return 0;
 }
 
 static int on_stream_close(nghttp2_session *session, int32_t sid, uint32_t code, void *user_data)
@@ -798,6 +864,7 @@ h2_conn *h2_conn_new(bool server, const h2_limits *lim, const h2_events *ev, voi
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
 
     /* Abuse limits, explicit rather than trusting defaults that moved
      * between nghttp2 releases (the last two are Debian backports):

@@ -70,7 +70,7 @@ static const opt_desc opt_table[] = {
     {"block_private", OT_BOOL, F(block_private), 0, "Refuse connections from private IP addresses (loopback is always allowed)."},
     {"upstream_auth", OT_STR, F(upstream_auth), 0, "user:pass sent as Proxy-Authorization: Basic to the upstream proxy (upstream mode, plain requests and CONNECT) or as Authorization (reverse mode)."},
     {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
-    {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2 with clients: offer h2 in ALPN, accept h2c prior knowledge (upstream stays HTTP/1.1)."},
+    {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2: with clients (h2 in ALPN, h2c prior knowledge) and with TLS servers that pick h2 in ALPN."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"map_remote", OT_STRLIST, F(map_remote), F(nmap_remote), "Map remote resources to another remote URL: \"[/flow-filter]/url-regex/replacement\", any separator character (-M, repeatable)."},
     {"map_local", OT_STRLIST, F(map_local), F(nmap_local), "Map remote resources to a local file or directory: \"[/flow-filter]/url-regex/file-or-directory-path\" (repeatable)."},

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "encoding.h"
+#include "h1.h"
 
 struct printer {
     FILE *out;
@@ -447,7 +448,8 @@ void printer_flow(printer *p, const flow *f)
                 pad = 0;
         }
         evbuffer_add_printf(b, "%s%*s << %s%d ", replay, pad, "", ver, rs->status_code);
-        const char *reason = rs->reason ? rs->reason : "";
+        /* HTTP/2 has no reason phrase: mitmdump prints the status's text */
+        const char *reason = rs->reason && *rs->reason ? rs->reason : h1_reason(rs->status_code);
         add_escaped(b, reason, strlen(reason), true);
         evbuffer_add_printf(b, " %s\n", size);
         if (p->detail >= 2)

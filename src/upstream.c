@@ -1,12 +1,18 @@
 /* upstream.c — one request's trip to its server and back (see upstream.h).
  *
  *   exch_start ─▶ reuse or connect (TCP │ TCP+CONNECT via upstream proxy)
- *              ─▶ TLS (verified) ─▶ request bytes ─h1 parser─▶ response
+ *              ─▶ TLS (verified; ALPN h2,http/1.1 or http/1.1)
+ *              ─▶ HTTP/1.1: request bytes ─h1 parser─▶ response
+ *                 HTTP/2:   a stream on an h2.c client session ─▶ response
  *              ─▶ ops->done │ ops->failed
  *
- * A kept connection is idle between exchanges: it stays in epoll for
- * reading, and any byte or event on it then simply closes it.  A keep-alive connection that the
- * server closed just as it was reused is retried once on a new one. */
+ * A kept connection is idle between exchanges and goes on reading: for
+ * HTTP/1.1 any byte or event then simply closes it (and leaving the read
+ * event in epoll saves a system call per exchange); for HTTP/2, PING,
+ * SETTINGS and GOAWAY are its business, and it is dropped after GOAWAY or
+ * an error.  A kept connection that the server closed just as it was
+ * reused is retried once on a new one, and so is a stream the server
+ * refused (REFUSED_STREAM, or past a GOAWAY's last stream). */
 #include "upstream.h"
 
 #include <arpa/inet.h>
@@ -26,6 +32,7 @@
 
 #include "bevio.h"
 #include "h1.h"
+#include "h2.h"
 #include "log.h"
 #include "tls.h"
 
@@ -33,6 +40,9 @@
 /* A response body is allocated whole from its Content-Length up to this
  * size (larger ones grow as they come: the length is the server's word). */
 #define RESERVE_MAX ((uint64_t)64 << 20)
+/* HTTP/2: frames queued towards the server at most, beyond what the
+ * socket took (the rest waits in nghttp2 and the request's copy). */
+#define H2_OUT_HIGH (256u * 1024)
 
 enum uphase {
     U_TCP,             /* connecting (plain TCP, or TCP + TLS in one step) */
@@ -57,9 +67,21 @@ struct upstream {
     bool got_bytes;          /* any byte of the current response seen */
     unsigned requests;       /* exchanges sent on this connection */
     flow_conn info;          /* copied into each flow that uses it */
+    /* HTTP/2, when the server chose it in ALPN (one stream at a time: the
+     * connection belongs to one owner, as an HTTP/1.1 one does) */
+    bool offer_h2;           /* ALPN offered h2 */
+    h2_conn *h2;
+    int32_t sid;             /* the exchange's stream, -1 between exchanges */
+    bool h2_done;            /* ... its response is complete */
+    bool h2_closed;          /* ... it ended early, with h2_code */
+    uint32_t h2_code;
+    char h2_fail[160];       /* h2.c refused the response (a limit), or "" */
+    bool paused;             /* the owner cannot take body bytes now */
+    size_t owed;             /* bytes it took while paused: window not yet reopened */
 };
 
 static void up_read_cb(struct bufferevent *bev, void *arg);
+static void up_write_cb(struct bufferevent *bev, void *arg);
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 static void connect_or_fail(exch *x);
 
@@ -72,6 +94,7 @@ static void upstream_free(upstream *u)
         bufferevent_free(u->bev);
     flow_response_free(u->connect_resp);
     h1_parser_free(u->parser);
+    h2_conn_free(u->h2);
     free(u->host);
     flow_conn_clear(&u->info);
     free(u);
@@ -85,10 +108,16 @@ void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner)
     x->owner = owner;
 }
 
+static void h2_pause(exch *x, bool pause);
+
 void exch_pause(exch *x, bool pause)
 {
     if (!x->up || !x->up->bev)
         return;
+    if (x->up->h2) {
+        h2_pause(x, pause);
+        return;
+    }
     if (pause)
         bufferevent_disable(x->up->bev, EV_READ);
     else
@@ -98,7 +127,7 @@ void exch_pause(exch *x, bool pause)
 void exch_watch_idle(exch *x)
 {
     upstream *u = x->up;
-    if (!u || !u->bev || x->f)
+    if (!u || !u->bev || x->f || u->h2) /* HTTP/2 reads all along */
         return;
     if (evbuffer_get_length(bufferevent_get_input(u->bev))) {
         exch_close(x);
@@ -115,7 +144,7 @@ void exch_close(exch *x)
 
 void exch_release_unless_reusable(exch *x)
 {
-    if (x->up && !x->up->reusable)
+    if (x->up && (!x->up->reusable || (x->up->h2 && !h2_conn_can_request(x->up->h2))))
         exch_close(x);
 }
 
@@ -262,6 +291,8 @@ static void fill_server_info(exch *x)
     d->timestamp_tls_setup = i->timestamp_tls_setup;
 }
 
+static void send_request_h2(exch *x);
+
 static void send_request(exch *x)
 {
     upstream *u = x->up;
@@ -271,6 +302,10 @@ static void send_request(exch *x)
     fill_server_info(x);
     u->requests++;
     u->got_bytes = false;
+    if (u->h2) {
+        send_request_h2(x);
+        return;
+    }
     struct evbuffer *out = bufferevent_get_output(u->bev);
     bool chunked = h1_is_chunked(&r->headers);
     if (h1_fix_length(&r->headers, r->content.len, false) < 0 ||
@@ -353,9 +388,11 @@ static int on_response_body(void *ud, const char *at, size_t n)
 
 /* ---- connecting ---------------------------------------------------------- */
 
-/* Wrap the connection in TLS toward the target. */
+/* Wrap the connection in TLS toward the target.  The context offers
+ * http/1.1 alone; h2 is offered per connection, where we can speak it. */
 static SSL *new_ssl(exch *x, char *err, size_t errsz)
 {
+    static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
     SSL *ssl = SSL_new(x->w->sh->client_ctx);
     if (!ssl) {
         snprintf(err, errsz, "out of memory");
@@ -365,8 +402,15 @@ static SSL *new_ssl(exch *x, char *err, size_t errsz)
         SSL_free(ssl);
         return NULL;
     }
+    if (x->up->offer_h2 && SSL_set_alpn_protos(ssl, h2_alpn, sizeof h2_alpn - 1) != 0) {
+        snprintf(err, errsz, "cannot offer h2 in ALPN");
+        SSL_free(ssl);
+        return NULL;
+    }
     return ssl;
 }
+
+static int h2_begin(exch *x);
 
 static void on_connected(exch *x)
 {
@@ -393,6 +437,10 @@ static void on_connected(exch *x)
         SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
         tls_fill_conn_info(ssl, &u->info, true);
         u->info.timestamp_tls_setup = now;
+        if (u->info.alpn && strcmp(u->info.alpn, "h2") == 0 && h2_begin(x) < 0) {
+            finish_failed(x, 500, "out of memory");
+            return;
+        }
     }
     send_request(x);
 }
@@ -431,7 +479,7 @@ static void on_proxy_connect_done(exch *x)
     u->bev = b;
     u->plain = false;
     u->phase = U_TLS;
-    bufferevent_setcb(b, up_read_cb, NULL, up_event_cb, x);
+    bufferevent_setcb(b, up_read_cb, up_write_cb, up_event_cb, x);
     struct timeval tv = {x->w->sh->o->connect_timeout, 0};
     bufferevent_set_timeouts(b, &tv, &tv);
     bufferevent_enable(b, EV_READ | EV_WRITE);
@@ -468,8 +516,15 @@ static void connect_or_fail(exch *x)
             tls = conn_tls = strcmp(o->mode_url.scheme, "https") == 0;
         }
     }
+    /* HTTP/2 only to the origin itself (not to an upstream proxy that
+     * forwards absolute-form requests), and never for an Upgrade request:
+     * HTTP/2 has no protocol switch (RFC 9113 §8.6), so a WebSocket
+     * handshake needs an HTTP/1.1 connection. */
+    bool upgrade = hdrs_get(&r->headers, "upgrade", NULL) != NULL;
+    bool offer_h2 = o->http2 && tls && (via_proxy || o->mode != MODE_UPSTREAM) && !upgrade;
     upstream *u = x->up;
-    if (u && u->reusable && u->port == port && u->tls == tls && strcmp(u->host, host) == 0) {
+    if (u && u->reusable && u->port == port && u->tls == tls && strcmp(u->host, host) == 0 &&
+        (!u->h2 || (!upgrade && h2_conn_can_request(u->h2)))) {
         send_request(x);
         return;
     }
@@ -483,6 +538,8 @@ static void connect_or_fail(exch *x)
     u->port = port;
     u->tls = tls;
     u->via_proxy = via_proxy;
+    u->offer_h2 = offer_h2;
+    u->sid = -1;
     u->phase = U_TCP;
     u->info.timestamp_start = flow_now();
     flow_strset(&u->info.address_host, host);
@@ -508,7 +565,7 @@ static void connect_or_fail(exch *x)
         finish_failed(x, 500, "out of memory");
         return;
     }
-    bufferevent_setcb(u->bev, up_read_cb, NULL, up_event_cb, x);
+    bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, x);
     struct timeval tv = {o->connect_timeout, 0};
     bufferevent_set_timeouts(u->bev, o->connect_timeout ? &tv : NULL, o->connect_timeout ? &tv : NULL);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
@@ -516,6 +573,284 @@ static void connect_or_fail(exch *x)
     if (upstream_connect(w, u->bev, conn_host, conn_port, msg, sizeof msg) < 0)
         finish_failed(x, 502, msg);
 }
+
+/* ---- HTTP/2 -------------------------------------------------------------- */
+
+/* The h2.c callbacks run inside h2_conn_feed, where the connection must
+ * not be freed: the ones that only pass things on to the owner (head,
+ * interim, streamed body) do so at once, as the HTTP/1 parser's do; the
+ * end of the exchange, good or bad, is noted and acted on by h2_settle
+ * once the bytes are fed. */
+
+static bool our_stream(const exch *x, int32_t sid)
+{
+    return x->f && x->up && x->up->sid == sid;
+}
+
+static void h2_on_interim(void *ud, int32_t sid, const flow_response *s)
+{
+    exch *x = ud;
+    if (!our_stream(x, sid))
+        return;
+    x->up->got_bytes = true;
+    if (x->ops->interim)
+        x->ops->interim(x, s);
+}
+
+static int h2_on_head(void *ud, int32_t sid, flow_response *s)
+{
+    exch *x = ud;
+    if (!our_stream(x, sid))
+        return 0;
+    upstream *u = x->up;
+    u->got_bytes = true;
+    flow_response_free(x->f->response);
+    x->f->response = s; /* h2.c goes on adding the body and trailers */
+    if (on_response_head(x) < 0)
+        h2_reset_stream(u->h2, sid, H2_CANCEL);
+    return 1;
+}
+
+static int h2_on_data(void *ud, int32_t sid, const uint8_t *data, size_t n)
+{
+    exch *x = ud;
+    if (!our_stream(x, sid) || x->head_failed)
+        return 0;
+    if (!x->streaming && stream_wanted(x, x->f->response->content.len + n))
+        start_stream(x);
+    if (!x->streaming)
+        return 0; /* into the flow: h2.c reopens the window itself */
+    upstream *u = x->up;
+    x->ops->stream_data(x, (const char *)data, n);
+    /* the owner took the bytes; if that filled its client's buffer it
+     * paused us, and the server's window stays shut until it resumes */
+    if (u->paused)
+        u->owed += n;
+    else
+        h2_consume(u->h2, sid, n);
+    return 1;
+}
+
+static void h2_on_response(void *ud, int32_t sid, flow_response *s)
+{
+    exch *x = ud;
+    if (!our_stream(x, sid)) {
+        flow_response_free(s);
+        return;
+    }
+    if (x->f->response != s) { /* on_head always comes first; to be safe */
+        flow_response_free(x->f->response);
+        x->f->response = s;
+    }
+    x->up->h2_done = true;
+}
+
+static void h2_on_refused(void *ud, int32_t sid, int status, const char *msg)
+{
+    (void)status;
+    exch *x = ud;
+    if (our_stream(x, sid))
+        snprintf(x->up->h2_fail, sizeof x->up->h2_fail, "%s", msg);
+}
+
+static void h2_on_close(void *ud, int32_t sid, uint32_t code)
+{
+    exch *x = ud;
+    if (!our_stream(x, sid))
+        return;
+    x->up->h2_closed = true;
+    x->up->h2_code = code;
+}
+
+static void h2_on_request(void *ud, int32_t sid, flow_request *r)
+{
+    (void)ud;
+    (void)sid;
+    flow_request_free(r); /* server side only: never called here */
+}
+
+/* The server chose h2: an HTTP/2 client session on this connection. */
+static int h2_begin(exch *x)
+{
+    static const h2_events ev = {
+        .on_request = h2_on_request, .on_response = h2_on_response, .on_refused = h2_on_refused,
+        .on_close = h2_on_close, .on_interim = h2_on_interim, .on_head = h2_on_head, .on_data = h2_on_data,
+    };
+    const h1_limits *rl = &x->w->resp_limits;
+    h2_limits lim;
+    h2_limits_default(&lim);
+    lim.max_body = rl->max_body;
+    if (rl->max_headers)
+        lim.max_headers = rl->max_headers;
+    if (rl->max_head > lim.max_header_list)
+        lim.max_header_list = rl->max_head;
+    x->up->h2 = h2_conn_new(false, &lim, &ev, x);
+    return x->up->h2 ? 0 : -1;
+}
+
+/* Queue what the session has for the server.  0 or -1. */
+static int h2_pump(upstream *u)
+{
+    return h2_conn_flush(u->h2, bufferevent_get_output(u->bev), H2_OUT_HIGH);
+}
+
+static void set_read_timeout(exch *x)
+{
+    int t = x->w->sh->o->read_timeout;
+    struct timeval tv = {t, 0};
+    bufferevent_set_timeouts(x->up->bev, t ? &tv : NULL, t ? &tv : NULL);
+}
+
+static void send_request_h2(exch *x)
+{
+    upstream *u = x->up;
+    flow_request *r = x->f->request;
+    u->h2_done = u->h2_closed = u->paused = false;
+    u->h2_code = 0;
+    u->h2_fail[0] = '\0';
+    u->owed = 0;
+    /* the response comes from h2.c, whole or lent at its head */
+    flow_response_free(x->f->response);
+    x->f->response = NULL;
+    if (h1_fix_length(&r->headers, r->content.len, false) < 0) {
+        finish_failed(x, 500, "out of memory");
+        return;
+    }
+    int32_t sid = h2_submit_request(u->h2, r);
+    if (sid < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot send the request over HTTP/2: %s", h2_conn_error(u->h2));
+        finish_failed(x, 502, msg);
+        return;
+    }
+    u->sid = sid;
+    if (h2_pump(u) < 0) {
+        finish_failed(x, 500, "out of memory");
+        return;
+    }
+    set_read_timeout(x);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+}
+
+static void h2_pause(exch *x, bool pause)
+{
+    upstream *u = x->up;
+    if (u->paused == pause)
+        return;
+    u->paused = pause;
+    if (!x->f)
+        return;
+    if (pause) {
+        /* a server held back by its window is not a silent one */
+        bufferevent_set_timeouts(u->bev, NULL, NULL);
+        return;
+    }
+    set_read_timeout(x);
+    if (u->owed && u->sid >= 0) {
+        h2_consume(u->h2, u->sid, u->owed);
+        u->owed = 0;
+        h2_pump(u); /* a failure shows on the next read */
+    }
+}
+
+static void h2_response_complete(exch *x)
+{
+    upstream *u = x->up;
+    if (u->owed) /* the stream is gone: the connection's window reopens */
+        h2_consume(u->h2, u->sid, u->owed);
+    u->owed = 0;
+    u->paused = false;
+    u->sid = -1;
+    u->reusable = h2_conn_can_request(u->h2);
+    h2_pump(u);
+    bufferevent_set_timeouts(u->bev, NULL, NULL);
+    x->upgraded = false;
+    finish_done(x);
+}
+
+/* A stream the server refused before working on it: once on a new
+ * connection, as RFC 9113 §8.7 allows. */
+static bool h2_maybe_retry(exch *x)
+{
+    if (x->up->h2_code != H2_REFUSED_STREAM || x->retried)
+        return false;
+    x->retried = true;
+    exch_close(x);
+    flow_response_free(x->f->response);
+    x->f->response = NULL;
+    connect_or_fail(x);
+    return true;
+}
+
+/* Act on what the last bytes (fed with result `rc`) did.  true when the
+ * exchange or the connection ended (x may be gone). */
+static bool h2_settle(exch *x, int rc)
+{
+    upstream *u = x->up;
+    char msg[400];
+    if (x->f && x->head_failed) {
+        snprintf(msg, sizeof msg, "%s", x->f->error && x->f->error->msg ? x->f->error->msg : "script failed");
+        finish_failed(x, 502, msg);
+        return true;
+    }
+    if (x->f && u->h2_done) {
+        h2_response_complete(x);
+        return true;
+    }
+    if (rc == 0 && h2_pump(u) < 0)
+        rc = -1;
+    char hb[300];
+    const char *h = flow_host_for_url(u->host, hb, sizeof hb);
+    if (rc < 0 && x->f) {
+        snprintf(msg, sizeof msg, "HTTP/2 error with server %s:%u: %s", h, u->port, h2_conn_error(u->h2));
+        finish_failed(x, 502, msg);
+        return true;
+    }
+    if (x->f && u->h2_fail[0]) {
+        snprintf(msg, sizeof msg, "invalid response from server %s:%u: %s", h, u->port, u->h2_fail);
+        finish_failed(x, 502, msg);
+        return true;
+    }
+    if (x->f && u->h2_closed) {
+        if (h2_maybe_retry(x))
+            return true;
+        snprintf(msg, sizeof msg, "server %s:%u reset the HTTP/2 stream (%s)", h, u->port,
+                 h2_error_name(u->h2_code));
+        finish_failed(x, 502, msg);
+        return true;
+    }
+    if (!x->f && (rc < 0 || !h2_conn_can_request(u->h2))) {
+        exch_close(x); /* an idle connection the server is done with */
+        return true;
+    }
+    return false;
+}
+
+/* Feed what the server sent to the session.  true when the exchange or
+ * the connection ended (x may be gone). */
+static bool h2_read(exch *x)
+{
+    upstream *u = x->up;
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    int rc = 0;
+    while (rc == 0 && evbuffer_get_length(in)) {
+        size_t n = evbuffer_get_contiguous_space(in);
+        rc = h2_conn_feed(u->h2, evbuffer_pullup(in, (ssize_t)n), n);
+        evbuffer_drain(in, n);
+    }
+    return h2_settle(x, rc);
+}
+
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    exch *x = arg;
+    /* the socket took our frames: more DATA may go (a big upload) */
+    if (x->up && x->up->h2 && x->up->phase == U_READY)
+        h2_settle(x, 0);
+}
+
+/* ---- HTTP/1.1 ------------------------------------------------------------ */
 
 /* A keep-alive connection the server closed just as we reused it: try a
  * fresh connection once, as browsers do, before calling it an error. */
@@ -610,6 +945,10 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     exch *x = arg;
+    if (x->up->h2 && x->up->phase == U_READY) {
+        h2_read(x);
+        return;
+    }
     if (!x->f) {
         /* bytes on an idle connection: the server is confused; drop it */
         exch_close(x);
@@ -632,7 +971,11 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         exch_close(x);
         return;
     }
-    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && u->connected) {
+    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && u->connected && u->h2) {
+        /* what came before the end may finish the exchange */
+        if (h2_read(x))
+            return;
+    } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && u->connected) {
         /* the response may be close-delimited; over TLS, many servers end
          * it without close_notify, which OpenSSL 3 reports as an error */
         if (feed_or_finish(x))

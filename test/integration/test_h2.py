@@ -4,7 +4,11 @@ backend and to nginx, curl --http1.1 still HTTP/1.1, h2c prior knowledge in
 reverse mode (curl, h2load with many multiplexed streams), a big download
 next to small requests on one connection, a big upload, and raw abuse
 (bad preface, CONTINUATION flood, rapid reset, CR/LF in a value) answered
-without harm.  Upstream is HTTP/1.1."""
+without harm.  Upstream HTTP/2 (ALPN h2 towards TLS origins, for HTTP/1 and
+HTTP/2 clients and client replay alike) against nginx and against
+h2server.py (python3-h2): header mapping, big bodies both ways, streaming
+with flow control, 103, trailers, resets, GOAWAY, timeouts, and Upgrade
+requests kept on HTTP/1.1."""
 import hashlib
 import os
 import socket
@@ -114,6 +118,7 @@ http {
         ssl_certificate %(cert)s;
         ssl_certificate_key %(key)s;
         root %(d)s;
+        add_header X-Proto $server_protocol always;
         location = /hello { return 200 "hello from nginx\\n"; }
     }
 }
@@ -371,6 +376,368 @@ def response(flow):
     assert r.status == 203 and r.body == b"from the script\n2", r
     assert H.header(r.headers, "x-mock") == "1", r
     assert b.paths() == ["/echo"], b.paths()
+
+
+# ---- HTTP/2 towards the server ------------------------------------------------
+
+UPSTREAM_LUA = '''
+function response(f)
+  f.response.headers["X-Upstream"] = (f.server_conn.alpn or "-") .. " " .. f.response.http_version
+end
+'''
+UPSTREAM_PY = '''
+def response(flow):
+    alpn = flow.server_conn.alpn.decode() if flow.server_conn.alpn else "-"
+    flow.response.headers["X-Upstream"] = alpn + " " + flow.response.http_version
+'''
+
+
+# mitmdump offers a server only what its client offered in ALPN, and its
+# error texts differ: these tests are about mitmlua's choice.
+MITMDUMP_UPSTREAM = "offers h2 upstream only to HTTP/2 clients"
+
+
+def upstream_proxy(*args):
+    """A proxy trusting the test CA, telling each response's server ALPN
+    and HTTP version in X-Upstream."""
+    s = H.script("upstream", lua=UPSTREAM_LUA, py=UPSTREAM_PY)
+    return H.Proxy(["--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert, "-s", s] + list(args)).start()
+
+
+@fixture
+def h2_origin():
+    from h2server import H2Server
+    return H2Server(pki().cert, pki().key).start()
+
+
+def tls_tunnel(proxy, port, cafile, alpn=None):
+    """A TLS socket to localhost:port through the proxy's CONNECT."""
+    import ssl
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = s.recv(4096)
+        assert b, "proxy closed during CONNECT: %r" % buf
+        buf += b
+    assert H.status_of(buf) == 200, buf
+    ctx = ssl.create_default_context(cafile=cafile)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def read_head(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = s.recv(65536)
+        if not b:
+            break
+        buf += b
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return int(lines[0].split(" ")[1]), [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:]], rest
+
+
+@test(timeout=60)
+def upstream_h2_to_nginx_for_h1_and_h2_clients():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    proc, port = start_nginx(pki().cert, pki().key)
+    try:
+        p = upstream_proxy()
+        for args, ver in ((["--http1.1"], b"1.1"), (["--http2"], b"2")):
+            r = curl2("https://localhost:%d/hello" % port, proxy=p, cacert=p.ca(), args=args)
+            assert r.rc == 0 and r.status == 200 and r.body == b"hello from nginx\n\n" + ver, r
+            assert H.header(r.headers, "x-proto") == "HTTP/2.0", r        # nginx's $server_protocol
+            assert H.header(r.headers, "x-upstream") == "h2 HTTP/2.0", r  # flow: server ALPN, response version
+            r = curl2("https://localhost:%d/big" % port, proxy=p, cacert=p.ca(), args=args)
+            assert r.rc == 0 and r.body == payload(3 * 1024 * 1024) + b"\n" + ver, r
+            assert H.header(r.headers, "x-proto") == "HTTP/2.0", r
+        # the response line names the version the server spoke, as mitmdump's
+        assert p.wait_output("<< HTTP/2.0 200 OK", 5), p.stdout[-2000:]
+        # http2=false: HTTP/1.1 upstream even for an HTTP/2 client
+        q = upstream_proxy("--set", "http2=false")
+        r = curl2("https://localhost:%d/hello" % port, proxy=q, cacert=q.ca(), args=["--http2"])
+        assert r.status == 200 and H.header(r.headers, "x-proto") == "HTTP/1.1", r
+        assert H.header(r.headers, "x-upstream") == "http/1.1 HTTP/1.1", r
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@test(timeout=60)
+def upstream_h2_request_mapping_and_upload():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    o = h2_origin()
+    p = upstream_proxy()
+    url = "https://localhost:%d/echo" % o.port
+    data = os.urandom(8 * 1024 * 1024)
+    import json
+    # HTTP/1.1 client: Host becomes :authority; hop-by-hop fields stay behind
+    r = H.curl(url, proxy=p, cacert=p.ca(), data=data, max_time=50,
+               headers=["Connection: X-Hop", "X-Hop: 1", "Keep-Alive: timeout=5", "TE: trailers",
+                        "Proxy-Connection: keep-alive", "Cookie: a=1", "X-Keep: yes"])
+    assert r.rc == 0 and r.status == 200, r
+    assert H.header(r.headers, "x-upstream") == "h2 HTTP/2.0", r
+    echo = json.loads(r.body)
+    assert echo["authority"] == "localhost:%d" % o.port and echo["scheme"] == "https", echo
+    assert echo["method"] == "POST" and echo["path"] == "/echo", echo
+    hd = dict(echo["headers"])
+    for gone in ("host", "connection", "x-hop", "keep-alive", "proxy-connection", "transfer-encoding"):
+        assert gone not in hd, (gone, echo["headers"])
+    assert hd["te"] == "trailers" and hd["x-keep"] == "yes" and hd["cookie"] == "a=1", echo["headers"]
+    assert echo["length"] == len(data) and echo["sha256"] == hashlib.sha256(data).hexdigest(), echo
+    # HTTP/2 client: cookie crumbs arrive joined (RFC 9113 §8.2.3)
+    r = curl2(url, proxy=p, cacert=p.ca(), data=data, max_time=50,
+              args=["--http2", "-H", "Cookie: a=1", "-H", "Cookie: b=2"])
+    assert r.rc == 0 and r.status == 200, r
+    echo = json.loads(r.body.rsplit(b"\n", 1)[0])
+    assert dict(echo["headers"])["cookie"] == "a=1; b=2", echo["headers"]
+    assert echo["length"] == len(data) and echo["sha256"] == hashlib.sha256(data).hexdigest(), echo
+    assert all(alpn == "h2" for alpn, _, _ in o.log), o.log
+
+
+@test
+def upstream_h2_request_trailers():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    o = h2_origin()
+    p = upstream_proxy()
+    s = tls_tunnel(p, o.port, p.ca())
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost:%d\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n"
+              b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n" % o.port)
+    status, hdrs, rest = read_head(s)
+    body = rest
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        body += b
+    s.close()
+    import json
+    assert status == 200, (status, hdrs)
+    echo = json.loads(body)
+    assert echo["length"] == 5 and echo["trailers"] == [["x-sum", "42"]], echo
+
+
+@test(timeout=60)
+def upstream_h2_downloads_whole_and_streamed():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    o = h2_origin()
+    size = 5 * 1024 * 1024
+    for extra in ((), ("--set", "stream_large_bodies=1m")):
+        p = upstream_proxy(*extra)
+        for path in ("/bytes/%d" % size, "/nolength/%d" % size):
+            url = "https://localhost:%d%s" % (o.port, path)
+            r = H.curl(url, proxy=p, cacert=p.ca(), max_time=50)
+            assert r.rc == 0 and r.status == 200 and r.body == payload(size), (extra, path, r)
+            r = curl2(url, proxy=p, cacert=p.ca(), args=["--http2"], max_time=50)
+            assert r.rc == 0 and r.status == 200 and r.body == payload(size) + b"\n2", (extra, path, r)
+
+
+def h2_get_full(port, path):
+    """GET over h2c prior knowledge: (status, interim statuses, body, trailers)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1:%d" % port),
+                            (":path", path)], end_stream=True)
+    s.sendall(conn.data_to_send())
+    status, interim, body, trailers, done = None, [], [], [], False
+    deadline = time.monotonic() + 20
+    while not done and time.monotonic() < deadline:
+        data = s.recv(1 << 20)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.InformationalResponseReceived):
+                interim.append(int(dict(ev.headers)[":status"]))
+            elif isinstance(ev, h2.events.ResponseReceived):
+                status = int(dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.DataReceived):
+                body.append(ev.data)
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                trailers = ev.headers
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        s.sendall(conn.data_to_send())
+    s.close()
+    return status, interim, b"".join(body), trailers
+
+
+def reverse_to_origin(*args):
+    return H.Proxy(["--mode", "reverse:https://localhost:%d" % h2_origin().port,
+                    "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert] + list(args)).start()
+
+
+@test(timeout=90)
+def upstream_h2_flow_control_with_a_slow_client():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    # streamed over h2 both ways: a client that does not read holds the
+    # server back through the windows instead of growing the proxy
+    p = reverse_to_origin("--set", "stream_large_bodies=1m")
+    size = 48 * 1024 * 1024
+    want = hashlib.sha256(payload(size)).hexdigest()
+    base = proxy_rss_kb(p.proc.pid)
+    import threading
+    grown = []
+    t = threading.Timer(1.5, lambda: grown.append(proxy_rss_kb(p.proc.pid) - base))
+    t.start()
+    status, body = h2_get(p.port, "/bytes/%d" % size, pause=2.0)
+    t.join()
+    assert status == 200 and len(body) == size and hashlib.sha256(body).hexdigest() == want, (status, len(body))
+    with open(H.BIN, "rb") as f:
+        limit = 32 if b"__asan_init" in f.read() else 16
+    assert grown[0] < limit * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown[0]
+    # the same for an HTTP/1.1 client that does not read
+    base = proxy_rss_kb(p.proc.pid)
+    with socket.create_connection(("127.0.0.1", p.port), timeout=20) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % size)
+        time.sleep(2.0)  # the server could send everything by now
+        grown = proxy_rss_kb(p.proc.pid) - base
+        h, head = hashlib.sha256(), b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        hdr, rest = head.split(b"\r\n\r\n", 1)
+        h.update(rest)
+        got = len(rest)
+        while got < size:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            got += len(b)
+    assert hdr.startswith(b"HTTP/1.1 200"), hdr
+    assert got == size and h.hexdigest() == want, got
+    assert grown < limit * 1024, "proxy RSS grew by %d kB while the HTTP/1.1 client was not reading" % grown
+
+
+@test
+def upstream_h2_early_hints_and_trailers():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    o = h2_origin()
+    p = upstream_proxy("--flow-detail", "2")
+    url = "https://localhost:%d/early-hints" % o.port
+    # (curl -D shows the answer to its CONNECT first)
+    r = H.curl(url, proxy=p, cacert=p.ca())
+    assert r.rc == 0 and [b[0] for b in r.blocks] == [200, 103, 200] and r.body == b"after the hints\n", r
+    assert H.header(r.blocks[1][2], "Link") == "</style.css>; rel=preload", r.blocks
+    r = curl2(url, proxy=p, cacert=p.ca(), args=["--http2"])
+    assert r.rc == 0 and [b[0] for b in r.blocks] == [200, 103, 200] and r.body == b"after the hints\n\n2", r
+    assert H.header(r.blocks[1][2], "Link") == "</style.css>; rel=preload", r.blocks
+    # trailers reach an HTTP/2 client, and the flow
+    q = reverse_to_origin("--flow-detail", "2")
+    status, interim, body, trailers = h2_get_full(q.port, "/trailers")
+    assert status == 200 and body == b"body before trailers\n", (status, body)
+    assert ("x-checksum", "abc123") in trailers and ("grpc-status", "0") in trailers, trailers
+    assert q.wait_output("x-checksum: abc123", 5), q.stdout[-2000:]
+    status, interim, body, trailers = h2_get_full(q.port, "/early-hints")
+    assert status == 200 and interim == [103] and body == b"after the hints\n", (status, interim, body)
+
+
+@test
+def reverse_h2_client_to_h2_origin():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    # the Host reverse mode sets is the :authority the origin gets, not
+    # the one the client sent to the proxy
+    o = h2_origin()
+    q = reverse_to_origin()
+    status, interim, body, trailers = h2_get_full(q.port, "/echo")
+    import json
+    echo = json.loads(body)
+    assert status == 200 and echo["authority"] == "localhost:%d" % o.port, echo
+    assert "host" not in dict(echo["headers"]), echo
+
+
+@test(timeout=60)
+def upstream_h2_errors():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    o = h2_origin()
+    p = upstream_proxy("--set", "read_timeout=2")
+    base = "https://localhost:%d" % o.port
+    r = H.curl(base + "/rst", proxy=p, cacert=p.ca())
+    assert r.status == 502 and b"reset the HTTP/2 stream (INTERNAL_ERROR)" in r.body, r
+    r = curl2(base + "/rst", proxy=p, cacert=p.ca(), args=["--http2"])
+    assert r.status == 502 and b"INTERNAL_ERROR" in r.body, r
+    r = H.curl(base + "/no-status", proxy=p, cacert=p.ca())
+    assert r.status == 502 and b"malformed HTTP/2 response" in r.body, r   # not blamed on the server
+    t0 = time.monotonic()
+    r = H.curl(base + "/stall", proxy=p, cacert=p.ca())
+    assert r.status == 504 and b"read_timeout" in r.body and time.monotonic() - t0 < 10, r
+    # a refused stream is retried once, on a new connection
+    r = H.curl(base + "/refuse-once", proxy=p, cacert=p.ca())
+    assert r.status == 200 and r.body == b"second try\n", r
+    assert o.counts["/refuse-once"] == 2, o.counts
+    # so is one past the last stream of a GOAWAY
+    r = curl2(base + "/goaway-first", proxy=p, cacert=p.ca(), args=["--http2"])
+    assert r.status == 200 and r.body == b"second try\n\n2", r
+    assert o.counts["/goaway-first"] == 2, o.counts
+    assert p.proc.poll() is None
+    assert p.wait_output("reset the HTTP/2 stream", 5), p.stdout[-2000:]
+
+
+@test
+def upstream_h2_reuse_and_goaway():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    from h2server import H2Server
+    o = H2Server(pki().cert, pki().key).start()
+    p = upstream_proxy()
+    base = "https://localhost:%d" % o.port
+    # one client connection, requests one after another: one h2 connection
+    r = H.curl([base + "/bytes/10", base + "/bytes/20", base + "/bytes/30"], proxy=p, cacert=p.ca())
+    assert r.rc == 0 and r.body == payload(10) + payload(20) + payload(30), r
+    assert o.conns == 1, o.conns
+    # after the server's GOAWAY the connection takes no new stream
+    r = H.curl([base + "/goaway-after", base + "/bytes/5"], proxy=p, cacert=p.ca())
+    assert r.rc == 0 and r.body == b"bye!\n" + payload(5), r
+    assert o.conns == 3, o.conns
+    o.stop()
+
+
+@test
+def upstream_upgrade_request_stays_http11():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    o = h2_origin()
+    p = upstream_proxy()
+    s = tls_tunnel(p, o.port, p.ca())
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % o.port)
+    status, hdrs, _ = read_head(s)
+    s.close()
+    assert status == 101 and H.header(hdrs, "x-proto") == "HTTP/1.1", (status, hdrs)
+    assert ("http/1.1", "GET", "/ws") in o.log, o.log
+    # the next request on a new tunnel is HTTP/2 again
+    r = H.curl("https://localhost:%d/bytes/3" % o.port, proxy=p, cacert=p.ca())
+    assert r.status == 200 and H.header(r.headers, "x-proto") == "HTTP/2.0", r
+
+
+@test
+def client_replay_over_h2():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    o = h2_origin()
+    dump = os.path.join(H.tmpdir("h2creplay"), "flows")
+    p = upstream_proxy("-w", dump)
+    r = H.curl("https://localhost:%d/echo?replayed" % o.port, proxy=p, cacert=p.ca())
+    assert r.status == 200, r
+    assert p.stop() == 0
+    # the dump keeps the server's ALPN
+    lua = H.write(os.path.join(H.tmpdir("alpn"), "alpn.lua"),
+                  'function response(f) f.response.headers["X-Dump-Alpn"] = f.server_conn.alpn end\n')
+    r = subprocess.run([H.BIN, "-n", "-r", dump, "-s", lua, "--flow-detail", "2"], capture_output=True, timeout=30)
+    assert b"X-Dump-Alpn: h2" in r.stdout, r
+    before = len(o.log)
+    conf = os.path.join(H.tmpdir("conf"), "confdir")
+    r = subprocess.run([H.BIN, "--confdir", conf, "-n", "-C", dump,
+                        "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r
+    assert o.log[before:] == [("h2", "GET", "/echo?replayed")], o.log
+    assert b"<< HTTP/2.0 200" in r.stdout, r.stdout
 
 
 # ---- raw frames -------------------------------------------------------------

@@ -34,6 +34,7 @@ typedef struct peer {
     /* server peer: answer requests with this */
     const char *answer_body;
     bool answer_trailers;
+    bool answer_interim;  /* a 103 before the answer */
     size_t body_off;
 } peer;
 
@@ -93,6 +94,13 @@ static int p_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
             };
             nghttp2_data_provider prd = {.read_callback = p_read};
             p->body_off = 0;
+            if (p->answer_interim) {
+                nghttp2_nv hint[] = {
+                    {(uint8_t *)":status", (uint8_t *)"103", 7, 3, 0},
+                    {(uint8_t *)"link", (uint8_t *)"</a.css>; rel=preload", 4, 21, 0},
+                };
+                nghttp2_submit_headers(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NULL, hint, 2, NULL);
+            }
             nghttp2_submit_response(s, f->hd.stream_id, nv, 2, &prd);
         }
     }
@@ -228,7 +236,8 @@ static void g_close(void *ud, int32_t sid, uint32_t code)
     g->last_code = code;
 }
 
-static const h2_events g_events = {g_request, g_response, g_refused, g_close};
+static const h2_events g_events = {.on_request = g_request, .on_response = g_response, .on_refused = g_refused,
+                                   .on_close = g_close};
 
 static void got_free(got *g)
 {
@@ -760,16 +769,21 @@ static void t_client_request(void)
     flow_request *r = flow_request_new();
     flow_strset(&r->method, "POST");
     flow_strset(&r->scheme, "https");
-    flow_strset(&r->authority, "");
+    flow_strset(&r->authority, "client.example"); /* Host wins: rewrites change it */
     flow_strset(&r->host, "example.org");
     flow_strset(&r->path, "/p?q");
     r->port = 443;
     hdrs_add(&r->headers, "Host", 4, "example.org:8443", 16);
-    hdrs_add(&r->headers, "Connection", 10, "keep-alive", 10);
+    hdrs_add(&r->headers, "Connection", 10, "keep-alive, X-Hop", 17);
+    hdrs_add(&r->headers, "X-Hop", 5, "1", 1);
+    hdrs_add(&r->headers, "Keep-Alive", 10, "timeout=5", 9);
+    hdrs_add(&r->headers, "Proxy-Connection", 16, "keep-alive", 10);
+    hdrs_add(&r->headers, "Upgrade", 7, "websocket", 9);
     hdrs_add(&r->headers, "Transfer-Encoding", 17, "chunked", 7);
     hdrs_add(&r->headers, "TE", 2, "trailers", 8);
     hdrs_add(&r->headers, "Accept", 6, "*/*", 3);
     bytes_set(&r->content, "up", 2);
+    hdrs_add(&r->trailers, "X-Sum", 5, "42", 2);
     int32_t sid = h2_submit_request(c, r);
     T_CHECK(sid == 1);
     flow_request_free(r);
@@ -782,7 +796,11 @@ static void t_client_request(void)
     T_STREQ(hget(&ps->headers, "accept"), "*/*");
     T_CHECK(hget(&ps->headers, "host") == NULL && hget(&ps->headers, "connection") == NULL &&
             hget(&ps->headers, "transfer-encoding") == NULL);
+    /* what Connection names, and the other HTTP/1 hop fields, stay behind */
+    T_CHECK(hget(&ps->headers, "x-hop") == NULL && hget(&ps->headers, "keep-alive") == NULL &&
+            hget(&ps->headers, "proxy-connection") == NULL && hget(&ps->headers, "upgrade") == NULL);
     T_CHECK(ps->body.len == 2);
+    T_STREQ(hget(&ps->trailers, "x-sum"), "42");
     T_CHECK(g.resp != NULL);
     if (g.resp) {
         T_CHECK(g.resp->status_code == 201);
@@ -823,6 +841,96 @@ static void t_client_body_limit(void)
     h2_conn_free(c);
     peer_free(p);
     got_free(&g);
+}
+
+/* Progressive delivery on the client side: the 103 is reported, the head
+ * is lent before the body, and body bytes the caller takes hold the
+ * server back until it gives the window back with h2_consume. */
+typedef struct prog {
+    int interim_status;
+    char interim_link[64];
+    flow_response *head;
+    flow_response *resp;
+    size_t taken;
+    bool closed;
+} prog;
+
+static void pg_interim(void *ud, int32_t sid, const flow_response *s)
+{
+    prog *g = ud;
+    g->interim_status = s->status_code;
+    snprintf(g->interim_link, sizeof g->interim_link, "%s", hget(&s->headers, "link") ? hget(&s->headers, "link") : "");
+}
+
+static int pg_head(void *ud, int32_t sid, flow_response *s)
+{
+    ((prog *)ud)->head = s;
+    return 1;
+}
+
+static int pg_data(void *ud, int32_t sid, const uint8_t *d, size_t n)
+{
+    ((prog *)ud)->taken += n;
+    return 1;
+}
+
+static void pg_response(void *ud, int32_t sid, flow_response *s)
+{
+    ((prog *)ud)->resp = s;
+}
+
+static void pg_close(void *ud, int32_t sid, uint32_t code)
+{
+    ((prog *)ud)->closed = true;
+}
+
+static void t_client_progressive(void)
+{
+    static const h2_events ev = {.on_request = g_request, .on_response = pg_response, .on_close = pg_close,
+                                 .on_interim = pg_interim, .on_head = pg_head, .on_data = pg_data};
+    prog g = {0};
+    h2_limits lim;
+    h2_limits_default(&lim);
+    lim.window = 65535;
+    h2_conn *c = h2_conn_new(false, &lim, &ev, &g);
+    peer *p = peer_new(true, true);
+    static char big[200000];
+    memset(big, 'b', sizeof big - 1);
+    p->answer_body = big;
+    p->answer_interim = true;
+    p->answer_trailers = true;
+    flow_request *r = flow_request_new();
+    flow_strset(&r->method, "GET");
+    flow_strset(&r->host, "h");
+    flow_strset(&r->scheme, "https");
+    flow_strset(&r->path, "/");
+    r->port = 443;
+    int32_t sid = h2_submit_request(c, r);
+    flow_request_free(r);
+    T_CHECK(pump(p, c, 0, NULL) == 0);
+    T_CHECK(g.interim_status == 103);
+    T_STREQ(g.interim_link, "</a.css>; rel=preload");
+    T_CHECK(g.head != NULL && g.head->status_code == 201);
+    if (g.head)
+        T_STREQ(g.head->http_version, "HTTP/2.0");
+    /* nothing given back: the server stopped at the stream's window */
+    T_CHECK(g.taken > 0 && g.taken <= 65535 && g.resp == NULL);
+    size_t given = 0;
+    for (int i = 0; i < 100 && !g.resp; i++) {
+        h2_consume(c, sid, g.taken - given); /* the reader took it all */
+        given = g.taken;
+        pump(p, c, 0, NULL);
+    }
+    T_CHECK(g.taken == sizeof big - 1);
+    T_CHECK(g.resp != NULL && g.resp == g.head);
+    if (g.resp) {
+        T_CHECK(g.resp->content.len == 0); /* the caller took the body */
+        T_STREQ(hget(&g.resp->trailers, "grpc-status"), "0");
+    }
+    T_CHECK(g.closed && h2_conn_can_request(c));
+    flow_response_free(g.resp);
+    h2_conn_free(c);
+    peer_free(p);
 }
 
 /* A response field that HTTP/2 cannot carry fails the submission instead
@@ -868,6 +976,7 @@ int main(void)
     T_RUN(t_settings_flood);
     T_RUN(t_client_request);
     T_RUN(t_client_body_limit);
+    T_RUN(t_client_progressive);
     T_RUN(t_unsendable_field);
     T_DONE();
 }
