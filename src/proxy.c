@@ -38,6 +38,7 @@
 #include <openssl/err.h>
 
 #include "addons.h"
+#include "bevio.h"
 #include "block.h"
 #include "dial.h"
 #include "dump.h"
@@ -57,7 +58,6 @@
 #include "socks5.h"
 #include "sreplay.h"
 #include "tls.h"
-#include "bevio.h"
 #include "upstream.h"
 #include "worker.h"
 #include "ws.h"
