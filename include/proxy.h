@@ -31,8 +31,12 @@ struct sreplay;
 typedef struct proxy_shared {
     const opts *o;
     struct tls_ca *ca;
-    SSL_CTX *server_ctx;          /* client-facing: minted certificates */
-    SSL_CTX *client_ctx;          /* upstream-facing: verification */
+    /* The TLS contexts are made on first use (proxy_server_ctx,
+     * proxy_client_ctx): OpenSSL 3 spends about 4 MiB and a few ms on
+     * them, which a proxy that never sees TLS need not pay. */
+    _Atomic(SSL_CTX *) server_ctx;  /* client-facing: minted certificates */
+    _Atomic(SSL_CTX *) client_ctx;  /* upstream-facing: verification */
+    pthread_mutex_t tls_lock;       /* makes them, once */
     struct filter *filter;        /* trailing filter expression, or NULL */
     struct dump_writer *dump;     /* -w, or NULL */
     struct printer *printer;      /* console, or NULL when quiet */
@@ -49,6 +53,11 @@ typedef struct proxy_shared {
     atomic_ullong bytes_requests, bytes_responses;
     atomic_int exit_code;         /* from mitm.exit(); -1 when none */
 } proxy_shared;
+
+/* The shared TLS contexts, made by the first caller (any worker); NULL
+ * when that failed (logged; the caller fails its connection). */
+SSL_CTX *proxy_server_ctx(const proxy_shared *sh);
+SSL_CTX *proxy_client_ctx(const proxy_shared *sh);
 
 /* mitm.exit(code) from a script: remember the code and stop the run the way
  * SIGTERM does (a clean shutdown that flushes the dump). */

@@ -69,6 +69,9 @@ typedef struct tls_client_opts {
  * extra_ca_file unless insecure.  NULL with err naming the file when
  * extra_ca_file cannot be loaded. */
 SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz);
+/* The check tls_client_ctx_new makes of extra_ca_file, without making a
+ * context: 0, or -1 with err naming the file and what is wrong. */
+int tls_check_ca_file(const char *path, char *err, size_t errsz);
 /* Per connection, before the handshake: SNI = `sni`, or `host` when sni is
  * NULL and host is a name (never an IP literal); the certificate must match
  * the SNI name if one is sent, else `host` (DNS name or IP address; subject

@@ -196,10 +196,10 @@ static int run_server(const opts *o, proxy_shared *sh, creplay *cr)
     sh->ca = tls_ca_load_or_create(o->confdir, err, sizeof err);
     if (!sh->ca)
         goto fail;
-    if (!(sh->server_ctx = tls_server_ctx_new(sh->ca, err, sizeof err)))
-        goto fail;
-    tls_client_opts co = {.insecure = o->ssl_insecure, .extra_ca_file = o->ssl_verify_upstream_trusted_ca};
-    if (!(sh->client_ctx = tls_client_ctx_new(&co, err, sizeof err)))
+    /* the TLS contexts come with the first TLS connection (proxy.h); a
+     * trusted CA file that cannot be used is still an error now */
+    if (!o->ssl_insecure && o->ssl_verify_upstream_trusted_ca &&
+        tls_check_ca_file(o->ssl_verify_upstream_trusted_ca, err, sizeof err) < 0)
         goto fail;
 
     /* Block the stop signals in every thread; the main thread waits for
@@ -260,6 +260,7 @@ int main(int argc, char **argv)
     opts o;
     proxy_shared sh = {0};
     pthread_mutex_init(&sh.har_lock, NULL);
+    pthread_mutex_init(&sh.tls_lock, NULL);
     char err[512];
     int status = 0;
     creplay *cr = NULL;
@@ -424,10 +425,9 @@ out:
         status = 1;
     }
     pthread_mutex_destroy(&sh.har_lock);
-    if (sh.server_ctx)
-        SSL_CTX_free(sh.server_ctx);
-    if (sh.client_ctx)
-        SSL_CTX_free(sh.client_ctx);
+    pthread_mutex_destroy(&sh.tls_lock);
+    SSL_CTX_free(atomic_load(&sh.server_ctx));   /* NULL is fine */
+    SSL_CTX_free(atomic_load(&sh.client_ctx));
     if (sh.ca)
         tls_ca_free(sh.ca);
     creplay_free(cr);

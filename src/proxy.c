@@ -149,6 +149,30 @@ void proxy_request_exit(void *shared, int code)
     kill(getpid(), SIGTERM);
 }
 
+static SSL_CTX *make_ctx(const proxy_shared *sh_const, bool server)
+{
+    proxy_shared *sh = (proxy_shared *)sh_const; /* only the atomics and the lock */
+    _Atomic(SSL_CTX *) *slot = server ? &sh->server_ctx : &sh->client_ctx;
+    SSL_CTX *c = atomic_load_explicit(slot, memory_order_acquire);
+    if (c)
+        return c;
+    pthread_mutex_lock(&sh->tls_lock);
+    if (!(c = atomic_load_explicit(slot, memory_order_relaxed))) {
+        char err[512];
+        tls_client_opts co = {.insecure = sh->o->ssl_insecure, .extra_ca_file = sh->o->ssl_verify_upstream_trusted_ca};
+        c = server ? tls_server_ctx_new(sh->ca, err, sizeof err) : tls_client_ctx_new(&co, err, sizeof err);
+        if (c)
+            atomic_store_explicit(slot, c, memory_order_release);
+        else
+            log_error("%s", err);
+    }
+    pthread_mutex_unlock(&sh->tls_lock);
+    return c;
+}
+
+SSL_CTX *proxy_server_ctx(const proxy_shared *sh) { return make_ctx(sh, true); }
+SSL_CTX *proxy_client_ctx(const proxy_shared *sh) { return make_ctx(sh, false); }
+
 void proxy_flow_finished(const proxy_shared *sh_const, flow *f)
 {
     proxy_shared *sh = (proxy_shared *)sh_const; /* only the atomics change */
@@ -639,7 +663,8 @@ static void start_client_tls_or_close(cconn *c, bool as_filter)
 {
     const proxy_shared *sh = c->w->sh;
     plain_h1_off(c);   /* from here OpenSSL writes */
-    SSL *ssl = SSL_new(sh->server_ctx);
+    SSL_CTX *ctx = proxy_server_ctx(sh);
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
     if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
         (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {

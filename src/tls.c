@@ -1039,6 +1039,30 @@ static int load_system_store(SSL_CTX *ctx)
     return SSL_CTX_set_default_verify_paths(ctx);
 }
 
+/* Every PEM certificate in the file; the file is refused when it holds
+ * none, as SSL_CTX_load_verify_locations would refuse it. */
+int tls_check_ca_file(const char *path, char *err, size_t errsz)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errsz, "cannot load trusted CA file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int n = 0;
+    X509 *x;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL))) {
+        X509_free(x);
+        n++;
+    }
+    ERR_clear_error();
+    fclose(f);
+    if (n == 0) {
+        snprintf(err, errsz, "cannot load trusted CA file %s: no PEM certificate in it", path);
+        return -1;
+    }
+    return 0;
+}
+
 SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());

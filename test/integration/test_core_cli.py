@@ -88,6 +88,21 @@ def busy_port_exit_1():
 
 
 @test
+def unusable_trusted_ca_file_stops_startup():
+    """ssl_verify_upstream_trusted_ca is checked before any traffic (the
+    TLS contexts themselves are made on first use): a missing file or one
+    without a PEM certificate is a one-line error naming it, exit 1."""
+    H.skip_if_mitmdump("starts anyway and fails the first TLS connection")
+    d = H.tmpdir("ca")
+    junk = H.write(os.path.join(d, "junk.pem"), "not a certificate\n")
+    for path, why in ((os.path.join(d, "missing.pem"), "No such file"), (junk, "no PEM certificate")):
+        r = run_bin(["--set", "ssl_verify_upstream_trusted_ca=" + path])
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        assert r.returncode == 1 and len(lines) == 1, (r.returncode, r.stderr)
+        assert path in lines[0] and why in lines[0], lines
+
+
+@test
 def version():
     r = subprocess.run([H.BIN, "--version"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 0 and r.stdout.strip(), r
