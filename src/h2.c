@@ -506,6 +506,10 @@ int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code)
     h2_stream *st = stream_get(c, sid);
     if (st)
         st->refused = true;
+    if (st && st->resp_lent) { /* the caller may free it now */
+        st->resp = NULL;
+        st->resp_lent = false;
+    }
     return nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, sid, code) < 0 ? -1 : 0;
 }
 
@@ -570,8 +574,8 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         st->sid = frame->hd.stream_id;
         st->req->timestamp_start = flow_now();
         nghttp2_session_set_stream_user_data(session, st->sid, st);
-    } else if (!st) {
-        return 0;
+    } else if (!st || st->refused) {
+        return 0; /* gone, or reset by us: what follows is dropped */
     } else if (!c->server && (!st->resp || st->resp->status_code < 200)) {
         /* a (next) response head: after an interim one, start afresh */
         flow_response_free(st->resp);
