@@ -38,6 +38,7 @@ typedef struct h2_stream {
     bool out_eof;          /* ... and its end was given (h2_stream_end) */
     bool out_deferred;     /* read_body ran dry: resume when more comes */
     bool resp_lent;        /* client side: resp is the caller's (on_head) */
+    bool reset_sent;       /* RST_STREAM is out (ours or nghttp2's): once is enough */
 } h2_stream;
 
 struct h2_conn {
@@ -503,10 +504,14 @@ const char *h2_error_name(uint32_t code)
 
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code)
 {
+    /* a stream that closed, or that was reset already, gets no (second)
+     * RST_STREAM: a strict peer may take one on a closed stream for a
+     * connection error (RFC 9113 §5.1) */
     h2_stream *st = stream_get(c, sid);
-    if (st)
-        st->refused = true;
-    if (st && st->resp_lent) { /* the caller may free it now */
+    if (!st || st->reset_sent)
+        return 0;
+    st->refused = st->reset_sent = true;
+    if (st->resp_lent) { /* the caller may free it now */
         st->resp = NULL;
         st->resp_lent = false;
     }
@@ -553,7 +558,7 @@ static void abandon(h2_conn *c, h2_stream *st, const char *msg)
 {
     if (st->refused)
         return;
-    st->refused = true;
+    st->refused = st->reset_sent = true;
     nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_CANCEL);
     if (c->ev.on_refused)
         c->ev.on_refused(c->ud, st->sid, 502, msg);
@@ -828,7 +833,7 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
     h2_stream *st = frame->hd.stream_id ? stream_get(c, frame->hd.stream_id) : NULL;
     if (c->server || !st || st->refused)
         return 0;
-    st->refused = true;
+    st->refused = st->reset_sent = true; /* nghttp2 sends PROTOCOL_ERROR */
     char msg[120];
     snprintf(msg, sizeof msg, "malformed HTTP/2 response (%s)", nghttp2_strerror(lib_error_code));
     if (c->ev.on_refused)
