@@ -508,13 +508,13 @@ int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code)
      * RST_STREAM: a strict peer may take one on a closed stream for a
      * connection error (RFC 9113 §5.1) */
     h2_stream *st = stream_get(c, sid);
-    if (!st || st->reset_sent)
-        return 0;
-    st->refused = st->reset_sent = true;
-    if (st->resp_lent) { /* the caller may free it now */
+    if (st && st->resp_lent) { /* the caller may free it now */
         st->resp = NULL;
         st->resp_lent = false;
     }
+    if (!st || st->reset_sent)
+        return 0;
+    st->refused = st->reset_sent = true;
     return nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, sid, code) < 0 ? -1 : 0;
 }
 

@@ -891,9 +891,12 @@ static void h2_give_up_stream(exch *x)
     upstream *u = x->up;
     int32_t sid = x->sid;
     h2_forget_stream(x);
-    if (sid >= 0 && !x->h2_closed && !x->h2_done && !u->broken && u->phase == U_READY) {
+    /* h2.c skips a stream that is closed or reset already, and forgets a
+     * response it lent us: the caller frees that next */
+    if (sid >= 0 && !x->h2_done && u->phase == U_READY) {
         h2_reset_stream(u->h2, sid, H2_CANCEL);
-        h2_pump(u);
+        if (!u->broken)
+            h2_pump(u);
     }
 }
 
