@@ -7,7 +7,9 @@
  * picks h2 in ALPN (never for an Upgrade request) — reads the response
  * into the flow, and keeps the server connection for the next exchange of
  * the same owner when HTTP allows.  Owners see the same callbacks either
- * way; f->server.alpn says which protocol was spoken.  The owner — an HTTP/1
+ * way; f->server.alpn says which protocol was spoken.  Exchanges that
+ * share an exch_pool (an HTTP/2 client's streams) also share its HTTP/2
+ * server connections, one stream each.  The owner — an HTTP/1
  * client connection, an HTTP/2 stream, client replay — never sees the
  * server's sockets: it hears how the exchange went through exch_ops.
  *

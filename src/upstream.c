@@ -11,7 +11,9 @@
  * goes on reading (PING, SETTINGS, GOAWAY are its business) and is dropped
  * after GOAWAY or an error.  A kept connection that the server closed just
  * as it was reused is retried once on a new one, and so is a stream the
- * server refused (REFUSED_STREAM, or past a GOAWAY's last stream). */
+ * server refused (REFUSED_STREAM, or past a GOAWAY's last stream).
+ * Exchanges of one pool (an HTTP/2 client's streams) share HTTP/2
+ * connections, one stream each: see the HTTP/2 section. */
 #include "upstream.h"
 
 #include <arpa/inet.h>
