@@ -560,9 +560,9 @@ static void connect_or_fail(exch *x)
         return;
     }
     exch_close(x);
-    /* a stream on a connection the pool has (not for a retry: that wants
-     * a fresh connection) */
-    if (offer_h2 && !x->retried && (u = pool_find(x, host, port, tls, via_proxy)) != NULL) {
+    /* a stream on a connection the pool has (for a retry too: the one
+     * that refused it, after GOAWAY or broken, is no longer usable) */
+    if (offer_h2 && (u = pool_find(x, host, port, tls, via_proxy)) != NULL) {
         attach(x, u);
         send_request(x);
         return;
@@ -910,9 +910,9 @@ static void h2_response_complete(exch *x)
     finish_done(x);
 }
 
-/* Once, on a new connection: a stream the server refused before working
- * on it (RFC 9113 §8.7), or one on a reused connection that ended before
- * any of its answer came. */
+/* Once, on another connection (of the pool, else a new one): a stream the
+ * server refused before working on it (RFC 9113 §8.7), or one on a reused
+ * connection that ended before any of its answer came. */
 static bool h2_maybe_retry(exch *x, bool refused)
 {
     upstream *u = x->up;
