@@ -135,7 +135,8 @@ void h2_consume(h2_conn *c, int32_t sid, size_t n);
 bool h2_conn_can_request(const h2_conn *c);
 /* RFC 9113 §7's name of an error code ("REFUSED_STREAM"), or "unknown". */
 const char *h2_error_name(uint32_t code);
-/* Reset a stream (RST_STREAM with an RFC 9113 error code). */
+/* Reset a stream (RST_STREAM with an RFC 9113 error code).  A response
+ * lent through on_head is the caller's alone from then on. */
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code);
 /* Graceful shutdown: GOAWAY with the last stream id; open streams finish. */
 int h2_conn_shutdown(h2_conn *c);

@@ -7,7 +7,9 @@
  * picks h2 in ALPN (never for an Upgrade request) — reads the response
  * into the flow, and keeps the server connection for the next exchange of
  * the same owner when HTTP allows.  Owners see the same callbacks either
- * way; f->server.alpn says which protocol was spoken.  The owner — an HTTP/1
+ * way; f->server.alpn says which protocol was spoken.  Exchanges that
+ * share an exch_pool (an HTTP/2 client's streams) also share its HTTP/2
+ * server connections, one stream each.  The owner — an HTTP/1
  * client connection, an HTTP/2 stream, client replay — never sees the
  * server's sockets: it hears how the exchange went through exch_ops.
  *
@@ -26,6 +28,9 @@
 
 typedef struct upstream upstream;   /* one server connection */
 typedef struct exch exch;
+/* HTTP/2 server connections that a group of exchanges (the streams of one
+ * HTTP/2 client connection) share: each exchange is a stream of its own. */
+typedef struct exch_pool exch_pool;
 
 typedef struct exch_ops {
     /* The response head is parsed (status, headers): the owner runs the
@@ -63,6 +68,19 @@ struct exch {
     bool upgraded;       /* set before done(): the server switched protocols */
     bool streaming;      /* this response's body is being streamed */
     bool head_failed;    /* ops->head refused the response */
+    exch_pool *pool;     /* see exch_share; NULL: the connection is ours alone */
+
+    /* upstream.c's own: the users of one connection, and this exchange's
+     * stream on it when it is HTTP/2 */
+    exch *up_next, *up_prev;
+    int32_t sid;         /* -1: no stream in flight */
+    bool h2_done;        /* the stream's response is complete */
+    bool h2_closed;      /* it ended early, with h2_code */
+    bool h2_got;         /* something of its response came */
+    bool paused;         /* the owner cannot take body bytes now */
+    uint32_t h2_code;
+    size_t owed;         /* bytes taken while paused: window not yet reopened */
+    char h2_fail[160];   /* why h2.c refused the response, or "" */
 };
 
 void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);
@@ -78,8 +96,15 @@ void exch_pause(exch *x, bool pause);
 void exch_watch_idle(exch *x);
 /* Close the server connection unless it may carry another exchange. */
 void exch_release_unless_reusable(exch *x);
-/* Close the server connection; the flow in flight (if any) is left alone. */
+/* Close the server connection (on a shared HTTP/2 connection: reset this
+ * exchange's stream and let go of the connection); the flow in flight (if
+ * any) is left alone. */
 void exch_close(exch *x);
+/* Let x use (and add to) pool's HTTP/2 connections.  A pool is freed after
+ * every exchange that uses it was closed. */
+exch_pool *exch_pool_new(void);
+void exch_pool_free(exch_pool *p);
+void exch_share(exch *x, exch_pool *p);
 /* After an upgrade: hand the server connection to the owner's relay.  The
  * owner frees the bufferevent; the exch no longer has a connection. */
 struct bufferevent *exch_take_bev(exch *x);

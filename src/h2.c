@@ -38,6 +38,7 @@ typedef struct h2_stream {
     bool out_eof;          /* ... and its end was given (h2_stream_end) */
     bool out_deferred;     /* read_body ran dry: resume when more comes */
     bool resp_lent;        /* client side: resp is the caller's (on_head) */
+    bool reset_sent;       /* RST_STREAM is out (ours or nghttp2's): once is enough */
 } h2_stream;
 
 struct h2_conn {
@@ -503,9 +504,17 @@ const char *h2_error_name(uint32_t code)
 
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code)
 {
+    /* a stream that closed, or that was reset already, gets no (second)
+     * RST_STREAM: a strict peer may take one on a closed stream for a
+     * connection error (RFC 9113 §5.1) */
     h2_stream *st = stream_get(c, sid);
-    if (st)
-        st->refused = true;
+    if (st && st->resp_lent) { /* the caller may free it now */
+        st->resp = NULL;
+        st->resp_lent = false;
+    }
+    if (!st || st->reset_sent)
+        return 0;
+    st->refused = st->reset_sent = true;
     return nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, sid, code) < 0 ? -1 : 0;
 }
 
@@ -549,7 +558,7 @@ static void abandon(h2_conn *c, h2_stream *st, const char *msg)
 {
     if (st->refused)
         return;
-    st->refused = true;
+    st->refused = st->reset_sent = true;
     nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_CANCEL);
     if (c->ev.on_refused)
         c->ev.on_refused(c->ud, st->sid, 502, msg);
@@ -570,8 +579,8 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         st->sid = frame->hd.stream_id;
         st->req->timestamp_start = flow_now();
         nghttp2_session_set_stream_user_data(session, st->sid, st);
-    } else if (!st) {
-        return 0;
+    } else if (!st || st->refused) {
+        return 0; /* gone, or reset by us: what follows is dropped */
     } else if (!c->server && (!st->resp || st->resp->status_code < 200)) {
         /* a (next) response head: after an interim one, start afresh */
         flow_response_free(st->resp);
@@ -824,7 +833,7 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
     h2_stream *st = frame->hd.stream_id ? stream_get(c, frame->hd.stream_id) : NULL;
     if (c->server || !st || st->refused)
         return 0;
-    st->refused = true;
+    st->refused = st->reset_sent = true; /* nghttp2 sends PROTOCOL_ERROR */
     char msg[120];
     snprintf(msg, sizeof msg, "malformed HTTP/2 response (%s)", nghttp2_strerror(lib_error_code));
     if (c->ev.on_refused)

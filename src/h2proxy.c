@@ -3,11 +3,13 @@
  * (requestheaders, request, the exchange upstream, responseheaders,
  * response) and its answer goes back as frames.
  *
- * Upstream is HTTP/1.1 through upstream.c's exchanges, one per stream in
- * flight: h2 → h1 translation is lossless for requests (":authority"
- * becomes Host) and responses (connection-specific fields are dropped by
- * h2.c).  Exchanges are pooled per client connection, so their kept-alive
- * server connections serve the connection's next streams.
+ * Upstream goes through upstream.c's exchanges, one per stream in flight,
+ * as HTTP/1.1 (":authority" becomes Host; h2.c drops the response's
+ * connection-specific fields) or HTTP/2 when the server picks it.
+ * Exchanges are pooled per client connection, so their kept-alive server
+ * connections serve the connection's next streams, and they share an
+ * exch_pool: the streams of one client to one HTTP/2 server are streams
+ * of one server connection.
  *
  * With stream_large_bodies a large response goes out as it arrives
  * (h2_submit_response_head / h2_stream_write); a stream whose client does
@@ -77,6 +79,7 @@ struct h2proxy {
     h2ps *streams;
     h2px *idle;
     size_t nidle;
+    exch_pool *pool;    /* HTTP/2 server connections the slots share */
     int depth;          /* inside h2.c: closing must wait */
     bool over;          /* no more input: close once the output is out */
     void (*close)(void *owner);
@@ -133,6 +136,7 @@ static h2px *slot_get(h2proxy *p, h2ps *s)
         p->nidle--;
     } else if ((px = calloc(1, sizeof *px)) != NULL) {
         exch_init(&px->x, p->w, &h2p_exch_ops, px);
+        exch_share(&px->x, p->pool);
     } else {
         return NULL;
     }
@@ -574,7 +578,8 @@ h2proxy *h2proxy_new(worker *w, struct bufferevent *bev, const h2proxy_origin *o
     if (flow_strset(&p->host, o->host) < 0 || flow_strset(&p->client.address_host, c->address_host) < 0 ||
         flow_strset(&p->client.sni, c->sni) < 0 || flow_strset(&p->client.alpn, c->alpn) < 0 ||
         flow_strset(&p->client.tls_version, c->tls_version) < 0 ||
-        flow_strset(&p->client.cipher, c->cipher) < 0 || !(p->conn = h2_conn_new(true, &lim, &ev, p))) {
+        flow_strset(&p->client.cipher, c->cipher) < 0 || !(p->conn = h2_conn_new(true, &lim, &ev, p)) ||
+        !(p->pool = exch_pool_new())) {
         h2proxy_free(p);
         return NULL;
     }
@@ -633,6 +638,7 @@ void h2proxy_free(h2proxy *p)
         exch_close(&px->x);
         free(px);
     }
+    exch_pool_free(p->pool); /* after every slot let go */
     h2_conn_free(p->conn);
     flow_conn_clear(&p->client);
     free(p->host);

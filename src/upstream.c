@@ -12,7 +12,9 @@
  * SETTINGS and GOAWAY are its business, and it is dropped after GOAWAY or
  * an error.  A kept connection that the server closed just as it was
  * reused is retried once on a new one, and so is a stream the server
- * refused (REFUSED_STREAM, or past a GOAWAY's last stream). */
+ * refused (REFUSED_STREAM, or past a GOAWAY's last stream).  Exchanges of
+ * one pool (an HTTP/2 client's streams) share HTTP/2 connections, one
+ * stream each: see the HTTP/2 section. */
 #include "upstream.h"
 
 #include <arpa/inet.h>
@@ -67,23 +69,29 @@ struct upstream {
     bool got_bytes;          /* any byte of the current response seen */
     unsigned requests;       /* exchanges sent on this connection */
     flow_conn info;          /* copied into each flow that uses it */
-    /* HTTP/2, when the server chose it in ALPN (one stream at a time: the
-     * connection belongs to one owner, as an HTTP/1.1 one does) */
+    worker *w;
+    exch *users;             /* the exchanges holding it (x->up): one, or a pool's */
+    int busy;                /* owners' callbacks running: freeing waits */
+    bool dead;               /* ... and it was let go meanwhile */
+    /* HTTP/2, when the server chose it in ALPN */
     bool offer_h2;           /* ALPN offered h2 */
     h2_conn *h2;
-    int32_t sid;             /* the exchange's stream, -1 between exchanges */
-    bool h2_done;            /* ... its response is complete */
-    bool h2_closed;          /* ... it ended early, with h2_code */
-    uint32_t h2_code;
-    char h2_fail[160];       /* h2.c refused the response (a limit), or "" */
-    bool paused;             /* the owner cannot take body bytes now */
-    size_t owed;             /* bytes it took while paused: window not yet reopened */
+    bool broken;             /* the connection failed: no new stream */
+    char *sni;               /* the SNI it was opened with (a pool matches it) */
+    exch_pool *pool;         /* the pool that may share it, or NULL */
+    upstream *pool_prev, *pool_next;
+};
+
+struct exch_pool {
+    upstream *conns;         /* HTTP/2 connections its exchanges may share */
 };
 
 static void up_read_cb(struct bufferevent *bev, void *arg);
 static void up_write_cb(struct bufferevent *bev, void *arg);
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 static void connect_or_fail(exch *x);
+
+static void pool_unlink(upstream *u);
 
 static void upstream_free(upstream *u)
 {
@@ -95,6 +103,8 @@ static void upstream_free(upstream *u)
     flow_response_free(u->connect_resp);
     h1_parser_free(u->parser);
     h2_conn_free(u->h2);
+    pool_unlink(u);
+    free(u->sni);
     free(u->host);
     flow_conn_clear(&u->info);
     free(u);
@@ -106,6 +116,7 @@ void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner)
     x->w = w;
     x->ops = ops;
     x->owner = owner;
+    x->sid = -1;
 }
 
 static void h2_pause(exch *x, bool pause);
@@ -136,15 +147,51 @@ void exch_watch_idle(exch *x)
     bufferevent_enable(u->bev, EV_READ);  /* up_read_cb's idle branch drops it */
 }
 
+static void attach(exch *x, upstream *u)
+{
+    x->up = u;
+    x->up_prev = NULL;
+    x->up_next = u->users;
+    if (u->users)
+        u->users->up_prev = x;
+    u->users = x;
+}
+
+static void detach(exch *x)
+{
+    upstream *u = x->up;
+    if (x->up_prev)
+        x->up_prev->up_next = x->up_next;
+    else
+        u->users = x->up_next;
+    if (x->up_next)
+        x->up_next->up_prev = x->up_prev;
+    x->up_next = x->up_prev = NULL;
+    x->up = NULL;
+}
+
+static void h2_give_up_stream(exch *x);
+static bool h2_usable(const upstream *u);
+
 void exch_close(exch *x)
 {
-    upstream_free(x->up);
-    x->up = NULL;
+    upstream *u = x->up;
+    if (!u)
+        return;
+    if (u->h2)
+        h2_give_up_stream(x); /* the pool's other streams go on */
+    detach(x);
+    if (u->users)
+        return;
+    if (u->busy)
+        u->dead = true; /* freed when the callbacks return */
+    else
+        upstream_free(u);
 }
 
 void exch_release_unless_reusable(exch *x)
 {
-    if (x->up && (!x->up->reusable || (x->up->h2 && !h2_conn_can_request(x->up->h2))))
+    if (x->up && !(x->up->h2 ? h2_usable(x->up) : x->up->reusable))
         exch_close(x);
 }
 
@@ -412,6 +459,7 @@ static SSL *new_ssl(exch *x, char *err, size_t errsz)
 }
 
 static int h2_begin(exch *x);
+static upstream *pool_find(const exch *x, const char *host, uint16_t port, bool tls, bool via_proxy);
 
 static void on_connected(exch *x)
 {
@@ -480,7 +528,7 @@ static void on_proxy_connect_done(exch *x)
     u->bev = b;
     u->plain = false;
     u->phase = U_TLS;
-    bufferevent_setcb(b, up_read_cb, up_write_cb, up_event_cb, x);
+    bufferevent_setcb(b, up_read_cb, up_write_cb, up_event_cb, u);
     struct timeval tv = {x->w->sh->o->connect_timeout, 0};
     bufferevent_set_timeouts(b, &tv, &tv);
     bufferevent_enable(b, EV_READ | EV_WRITE);
@@ -524,23 +572,32 @@ static void connect_or_fail(exch *x)
     bool upgrade = hdrs_get(&r->headers, "upgrade", NULL) != NULL;
     bool offer_h2 = o->http2 && tls && (via_proxy || o->mode != MODE_UPSTREAM) && !upgrade;
     upstream *u = x->up;
-    if (u && u->reusable && u->port == port && u->tls == tls && strcmp(u->host, host) == 0 &&
-        (!u->h2 || (!upgrade && h2_conn_can_request(u->h2)))) {
+    if (u && u->port == port && u->tls == tls && strcmp(u->host, host) == 0 &&
+        (u->h2 ? !upgrade && h2_usable(u) : u->reusable)) {
         send_request(x);
         return;
     }
     exch_close(x);
-    x->up = u = calloc(1, sizeof *u);
+    /* a stream on a connection the pool has (for a retry too: the one
+     * that refused it, after GOAWAY or broken, is no longer usable) */
+    if (offer_h2 && (u = pool_find(x, host, port, tls, via_proxy)) != NULL) {
+        attach(x, u);
+        send_request(x);
+        return;
+    }
+    if ((u = calloc(1, sizeof *u)) != NULL)
+        attach(x, u);
     static const h1_events ev = {on_response_head, on_response_body};
-    if (!u || !(u->host = strdup(host)) || !(u->parser = h1_parser_new_response(&w->resp_limits, &ev, x))) {
+    if (!u || !(u->host = strdup(host)) || !(u->parser = h1_parser_new_response(&w->resp_limits, &ev, x)) ||
+        (x->sni && !(u->sni = strdup(x->sni)))) {
         finish_failed(x, 500, "out of memory");
         return;
     }
+    u->w = w;
     u->port = port;
     u->tls = tls;
     u->via_proxy = via_proxy;
     u->offer_h2 = offer_h2;
-    u->sid = -1;
     u->phase = U_TCP;
     u->info.timestamp_start = flow_now();
     flow_strset(&u->info.address_host, host);
@@ -566,7 +623,7 @@ static void connect_or_fail(exch *x)
         finish_failed(x, 500, "out of memory");
         return;
     }
-    bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, x);
+    bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, u);
     struct timeval tv = {o->connect_timeout, 0};
     bufferevent_set_timeouts(u->bev, o->connect_timeout ? &tv : NULL, o->connect_timeout ? &tv : NULL);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
@@ -577,56 +634,132 @@ static void connect_or_fail(exch *x)
 
 /* ---- HTTP/2 -------------------------------------------------------------- */
 
-/* The h2.c callbacks run inside h2_conn_feed, where the connection must
- * not be freed: the ones that only pass things on to the owner (head,
- * interim, streamed body) do so at once, as the HTTP/1 parser's do; the
- * end of the exchange, good or bad, is noted and acted on by h2_settle
- * once the bytes are fed. */
+/* An HTTP/2 connection carries one stream per exchange in flight; the
+ * exchanges of one pool (an HTTP/2 client's streams) share it, any other
+ * exchange has its connection to itself, as with HTTP/1.1.
+ *
+ * The h2.c callbacks run inside h2_conn_feed, where the session must not
+ * be freed or written: the ones that only pass things on to an owner
+ * (head, interim, streamed body) do so at once, as the HTTP/1 parser's do;
+ * the end of an exchange, good or bad, is noted in the exchange and acted
+ * on by h2_settle once the bytes are fed.  Owners' done/failed callbacks
+ * may close any exchange of the pool, or all of them: the connection is
+ * held (busy) meanwhile and freed after, if it was let go. */
 
-static bool our_stream(const exch *x, int32_t sid)
+exch_pool *exch_pool_new(void)
 {
-    return x->f && x->up && x->up->sid == sid;
+    return calloc(1, sizeof(exch_pool));
+}
+
+static void pool_unlink(upstream *u)
+{
+    exch_pool *p = u->pool;
+    if (!p)
+        return;
+    if (u->pool_prev)
+        u->pool_prev->pool_next = u->pool_next;
+    else
+        p->conns = u->pool_next;
+    if (u->pool_next)
+        u->pool_next->pool_prev = u->pool_prev;
+    u->pool = NULL;
+    u->pool_prev = u->pool_next = NULL;
+}
+
+void exch_pool_free(exch_pool *p)
+{
+    if (!p)
+        return;
+    while (p->conns)
+        pool_unlink(p->conns);
+    free(p);
+}
+
+void exch_share(exch *x, exch_pool *p)
+{
+    x->pool = p;
+}
+
+static void pool_link(exch_pool *p, upstream *u)
+{
+    u->pool = p;
+    u->pool_prev = NULL;
+    u->pool_next = p->conns;
+    if (p->conns)
+        p->conns->pool_prev = u;
+    p->conns = u;
+}
+
+/* May another stream go out on u? */
+static bool h2_usable(const upstream *u)
+{
+    return u->h2 && u->phase == U_READY && !u->broken && !u->dead && h2_conn_can_request(u->h2);
+}
+
+static bool same_sni(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* A pool connection to host:port as x would open it, with room for one
+ * more stream (nghttp2 queues past the server's limit; we stop short of
+ * the common 100). */
+static upstream *pool_find(const exch *x, const char *host, uint16_t port, bool tls, bool via_proxy)
+{
+    for (upstream *u = x->pool ? x->pool->conns : NULL; u; u = u->pool_next)
+        if (h2_usable(u) && u->port == port && u->tls == tls && u->via_proxy == via_proxy &&
+            strcmp(u->host, host) == 0 && same_sni(u->sni, x->sni) && h2_conn_streams(u->h2) < 100)
+            return u;
+    return NULL;
+}
+
+static exch *stream_user(upstream *u, int32_t sid)
+{
+    for (exch *x = u->users; x; x = x->up_next)
+        if (x->f && x->sid == sid)
+            return x;
+    return NULL;
 }
 
 static void h2_on_interim(void *ud, int32_t sid, const flow_response *s)
 {
-    exch *x = ud;
-    if (!our_stream(x, sid))
+    exch *x = stream_user(ud, sid);
+    if (!x)
         return;
-    x->up->got_bytes = true;
+    x->h2_got = true;
     if (x->ops->interim)
         x->ops->interim(x, s);
 }
 
 static int h2_on_head(void *ud, int32_t sid, flow_response *s)
 {
-    exch *x = ud;
-    if (!our_stream(x, sid))
+    upstream *u = ud;
+    exch *x = stream_user(u, sid);
+    if (!x)
         return 0;
-    upstream *u = x->up;
-    u->got_bytes = true;
+    x->h2_got = true;
     flow_response_free(x->f->response);
     x->f->response = s; /* h2.c goes on adding the body and trailers */
     if (on_response_head(x) < 0)
-        h2_reset_stream(u->h2, sid, H2_CANCEL);
+        h2_reset_stream(u->h2, sid, H2_CANCEL); /* h2.c forgets s: ours to free */
     return 1;
 }
 
 static int h2_on_data(void *ud, int32_t sid, const uint8_t *data, size_t n)
 {
-    exch *x = ud;
-    if (!our_stream(x, sid) || x->head_failed)
+    upstream *u = ud;
+    exch *x = stream_user(u, sid);
+    if (!x || x->head_failed)
         return 0;
     if (!x->streaming && stream_wanted(x, x->f->response->content.len + n))
         start_stream(x);
     if (!x->streaming)
         return 0; /* into the flow: h2.c reopens the window itself */
-    upstream *u = x->up;
     x->ops->stream_data(x, (const char *)data, n);
     /* the owner took the bytes; if that filled its client's buffer it
      * paused us, and the server's window stays shut until it resumes */
-    if (u->paused)
-        u->owed += n;
+    if (x->paused)
+        x->owed += n;
     else
         h2_consume(u->h2, sid, n);
     return 1;
@@ -634,8 +767,8 @@ static int h2_on_data(void *ud, int32_t sid, const uint8_t *data, size_t n)
 
 static void h2_on_response(void *ud, int32_t sid, flow_response *s)
 {
-    exch *x = ud;
-    if (!our_stream(x, sid)) {
+    exch *x = stream_user(ud, sid);
+    if (!x) {
         flow_response_free(s);
         return;
     }
@@ -643,24 +776,24 @@ static void h2_on_response(void *ud, int32_t sid, flow_response *s)
         flow_response_free(x->f->response);
         x->f->response = s;
     }
-    x->up->h2_done = true;
+    x->h2_done = true;
 }
 
 static void h2_on_refused(void *ud, int32_t sid, int status, const char *msg)
 {
     (void)status;
-    exch *x = ud;
-    if (our_stream(x, sid))
-        snprintf(x->up->h2_fail, sizeof x->up->h2_fail, "%s", msg);
+    exch *x = stream_user(ud, sid);
+    if (x)
+        snprintf(x->h2_fail, sizeof x->h2_fail, "%s", msg);
 }
 
 static void h2_on_close(void *ud, int32_t sid, uint32_t code)
 {
-    exch *x = ud;
-    if (!our_stream(x, sid))
+    exch *x = stream_user(ud, sid);
+    if (!x)
         return;
-    x->up->h2_closed = true;
-    x->up->h2_code = code;
+    x->h2_closed = true;
+    x->h2_code = code;
 }
 
 static void h2_on_request(void *ud, int32_t sid, flow_request *r)
@@ -670,13 +803,15 @@ static void h2_on_request(void *ud, int32_t sid, flow_request *r)
     flow_request_free(r); /* server side only: never called here */
 }
 
-/* The server chose h2: an HTTP/2 client session on this connection. */
+/* The server chose h2: an HTTP/2 client session on x's connection, which
+ * x's pool may share from now on. */
 static int h2_begin(exch *x)
 {
     static const h2_events ev = {
         .on_request = h2_on_request, .on_response = h2_on_response, .on_refused = h2_on_refused,
         .on_close = h2_on_close, .on_interim = h2_on_interim, .on_head = h2_on_head, .on_data = h2_on_data,
     };
+    upstream *u = x->up;
     const h1_limits *rl = &x->w->resp_limits;
     h2_limits lim;
     h2_limits_default(&lim);
@@ -685,8 +820,11 @@ static int h2_begin(exch *x)
         lim.max_headers = rl->max_headers;
     if (rl->max_head > lim.max_header_list)
         lim.max_header_list = rl->max_head;
-    x->up->h2 = h2_conn_new(false, &lim, &ev, x);
-    return x->up->h2 ? 0 : -1;
+    if (!(u->h2 = h2_conn_new(false, &lim, &ev, u)))
+        return -1;
+    if (x->pool)
+        pool_link(x->pool, u);
+    return 0;
 }
 
 /* Queue what the session has for the server.  0 or -1. */
@@ -695,22 +833,28 @@ static int h2_pump(upstream *u)
     return h2_conn_flush(u->h2, bufferevent_get_output(u->bev), H2_OUT_HIGH);
 }
 
-static void set_read_timeout(exch *x)
+/* read_timeout runs while some stream waits for a server that may send:
+ * not between exchanges, nor while every owner in flight is paused (the
+ * server is held back by its window then, not silent). */
+static void h2_timeouts(upstream *u)
 {
-    int t = x->w->sh->o->read_timeout;
+    bool waiting = false;
+    for (exch *x = u->users; x && !waiting; x = x->up_next)
+        waiting = x->f && x->sid >= 0 && !x->paused;
+    int t = waiting ? u->w->sh->o->read_timeout : 0;
     struct timeval tv = {t, 0};
-    bufferevent_set_timeouts(x->up->bev, t ? &tv : NULL, t ? &tv : NULL);
+    bufferevent_set_timeouts(u->bev, t ? &tv : NULL, t ? &tv : NULL);
 }
 
 static void send_request_h2(exch *x)
 {
     upstream *u = x->up;
     flow_request *r = x->f->request;
-    u->h2_done = u->h2_closed = u->paused = false;
-    u->h2_code = 0;
-    u->h2_fail[0] = '\0';
-    u->owed = 0;
-    /* the response comes from h2.c, whole or lent at its head */
+    x->h2_done = x->h2_closed = x->h2_got = x->paused = false;
+    x->h2_code = 0;
+    x->h2_fail[0] = '\0';
+    x->owed = 0;
+    /* the response comes from h2.c, lent at its head */
     flow_response_free(x->f->response);
     x->f->response = NULL;
     if (h1_fix_length(&r->headers, r->content.len, false) < 0) {
@@ -724,58 +868,77 @@ static void send_request_h2(exch *x)
         finish_failed(x, 502, msg);
         return;
     }
-    u->sid = sid;
+    x->sid = sid;
     if (h2_pump(u) < 0) {
         finish_failed(x, 500, "out of memory");
         return;
     }
-    set_read_timeout(x);
+    h2_timeouts(u);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 
 static void h2_pause(exch *x, bool pause)
 {
     upstream *u = x->up;
-    if (u->paused == pause)
+    if (x->paused == pause)
         return;
-    u->paused = pause;
+    x->paused = pause;
     if (!x->f)
         return;
-    if (pause) {
-        /* a server held back by its window is not a silent one */
-        bufferevent_set_timeouts(u->bev, NULL, NULL);
-        return;
-    }
-    set_read_timeout(x);
-    if (u->owed && u->sid >= 0) {
-        h2_consume(u->h2, u->sid, u->owed);
-        u->owed = 0;
+    if (!pause && x->owed && x->sid >= 0) {
+        h2_consume(u->h2, x->sid, x->owed);
+        x->owed = 0;
         h2_pump(u); /* a failure shows on the next read */
+    }
+    h2_timeouts(u);
+}
+
+/* x's stream is over (or x gives up on it): forget it, reopening the
+ * window for bytes taken while paused. */
+static void h2_forget_stream(exch *x)
+{
+    upstream *u = x->up;
+    if (x->owed && x->sid >= 0)
+        h2_consume(u->h2, x->sid, x->owed);
+    x->owed = 0;
+    x->paused = false;
+    x->sid = -1;
+}
+
+/* x lets go of its connection mid-exchange: a stream still open is reset
+ * (the connection may go on serving the pool's other streams). */
+static void h2_give_up_stream(exch *x)
+{
+    upstream *u = x->up;
+    int32_t sid = x->sid;
+    h2_forget_stream(x);
+    /* h2.c skips a stream that is closed or reset already, and forgets a
+     * response it lent us: the caller frees that next */
+    if (sid >= 0 && !x->h2_done && u->phase == U_READY) {
+        h2_reset_stream(u->h2, sid, H2_CANCEL);
+        if (!u->broken)
+            h2_pump(u);
     }
 }
 
 static void h2_response_complete(exch *x)
 {
-    upstream *u = x->up;
-    if (u->owed) /* the stream is gone: the connection's window reopens */
-        h2_consume(u->h2, u->sid, u->owed);
-    u->owed = 0;
-    u->paused = false;
-    u->sid = -1;
-    u->reusable = h2_conn_can_request(u->h2);
-    h2_pump(u);
-    bufferevent_set_timeouts(u->bev, NULL, NULL);
+    h2_forget_stream(x);
+    h2_pump(x->up);
     x->upgraded = false;
     finish_done(x);
 }
 
-/* A stream the server refused before working on it: once on a new
- * connection, as RFC 9113 §8.7 allows. */
-static bool h2_maybe_retry(exch *x)
+/* Once, on another connection (of the pool, else a new one): a stream the
+ * server refused before working on it (RFC 9113 §8.7), or one on a reused
+ * connection that ended before any of its answer came. */
+static bool h2_maybe_retry(exch *x, bool refused)
 {
-    if (x->up->h2_code != H2_REFUSED_STREAM || x->retried)
+    upstream *u = x->up;
+    if (x->retried || (!refused && (x->h2_got || u->requests <= 1)))
         return false;
     x->retried = true;
+    h2_forget_stream(x); /* the stream is gone: nothing to reset */
     exch_close(x);
     flow_response_free(x->f->response);
     x->f->response = NULL;
@@ -783,72 +946,140 @@ static bool h2_maybe_retry(exch *x)
     return true;
 }
 
-/* Act on what the last bytes (fed with result `rc`) did.  true when the
- * exchange or the connection ended (x may be gone). */
-static bool h2_settle(exch *x, int rc)
+static bool h2_pending(const exch *x)
+{
+    return x->f && x->sid >= 0 && (x->head_failed || x->h2_done || x->h2_fail[0] || x->h2_closed);
+}
+
+/* x's stream ended: pass the result on. */
+static void h2_settle_one(exch *x)
 {
     upstream *u = x->up;
-    char msg[400];
-    if (x->f && x->head_failed) {
+    char msg[400], hb[300];
+    const char *h = flow_host_for_url(u->host, hb, sizeof hb);
+    if (x->head_failed) {
         snprintf(msg, sizeof msg, "%s", x->f->error && x->f->error->msg ? x->f->error->msg : "script failed");
         finish_failed(x, 502, msg);
-        return true;
-    }
-    if (x->f && u->h2_done) {
+    } else if (x->h2_done) {
         h2_response_complete(x);
-        return true;
-    }
-    if (rc == 0 && h2_pump(u) < 0)
-        rc = -1;
-    char hb[300];
-    const char *h = flow_host_for_url(u->host, hb, sizeof hb);
-    if (rc < 0 && x->f) {
-        snprintf(msg, sizeof msg, "HTTP/2 error with server %s:%u: %s", h, u->port, h2_conn_error(u->h2));
+    } else if (x->h2_fail[0]) {
+        snprintf(msg, sizeof msg, "invalid response from server %s:%u: %s", h, u->port, x->h2_fail);
         finish_failed(x, 502, msg);
-        return true;
-    }
-    if (x->f && u->h2_fail[0]) {
-        snprintf(msg, sizeof msg, "invalid response from server %s:%u: %s", h, u->port, u->h2_fail);
-        finish_failed(x, 502, msg);
-        return true;
-    }
-    if (x->f && u->h2_closed) {
-        if (h2_maybe_retry(x))
-            return true;
+    } else if (x->h2_code != H2_REFUSED_STREAM || !h2_maybe_retry(x, true)) {
         snprintf(msg, sizeof msg, "server %s:%u reset the HTTP/2 stream (%s)", h, u->port,
-                 h2_error_name(u->h2_code));
+                 h2_error_name(x->h2_code));
         finish_failed(x, 502, msg);
-        return true;
     }
-    if (!x->f && (rc < 0 || !h2_conn_can_request(u->h2))) {
-        exch_close(x); /* an idle connection the server is done with */
-        return true;
+}
+
+/* The connection is over: every exchange in flight fails with `status`
+ * and `msg` (or retries), the idle ones let go. */
+static void h2_fail_all(upstream *u, int status, const char *msg, bool may_retry)
+{
+    u->broken = true;
+    for (;;) {
+        exch *x = u->users;
+        while (x && !(x->f && x->sid >= 0))
+            x = x->up_next;
+        if (!x || u->dead)
+            break;
+        if (may_retry && h2_maybe_retry(x, false))
+            continue;
+        h2_forget_stream(x);
+        finish_failed(x, status, msg);
     }
+    while (!u->dead && u->users)
+        exch_close(u->users);
+}
+
+static bool h2_in_flight(const upstream *u)
+{
+    for (const exch *x = u->users; x; x = x->up_next)
+        if (x->f && x->sid >= 0)
+            return true;
     return false;
 }
 
-/* Feed what the server sent to the session.  true when the exchange or
- * the connection ended (x may be gone). */
-static bool h2_read(exch *x)
+/* Act on what the last bytes (fed with result `rc`) did.  The caller
+ * holds u (busy). */
+static void h2_settle(upstream *u, int rc)
 {
-    upstream *u = x->up;
+    if (rc == 0 && h2_pump(u) < 0)
+        rc = -1;
+    for (exch *x; !u->dead && (x = u->users);) {
+        while (x && !h2_pending(x))
+            x = x->up_next;
+        if (!x)
+            break;
+        h2_settle_one(x);
+    }
+    if (u->dead)
+        return;
+    if (rc < 0) {
+        char msg[400], hb[300];
+        snprintf(msg, sizeof msg, "HTTP/2 error with server %s:%u: %s", flow_host_for_url(u->host, hb, sizeof hb),
+                 u->port, h2_conn_error(u->h2));
+        h2_fail_all(u, 502, msg, false);
+        return;
+    }
+    if (!h2_conn_can_request(u->h2) && !h2_in_flight(u)) {
+        while (!u->dead && u->users) /* GOAWAY: done once its streams are */
+            exch_close(u->users);
+        return;
+    }
+    h2_timeouts(u);
+}
+
+static void upstream_hold(upstream *u)
+{
+    u->busy++;
+}
+
+static void upstream_unhold(upstream *u)
+{
+    if (--u->busy == 0 && u->dead)
+        upstream_free(u);
+}
+
+/* Feed what the server sent to the session, then act on it. */
+static void h2_read(upstream *u)
+{
     struct evbuffer *in = bufferevent_get_input(u->bev);
     int rc = 0;
+    upstream_hold(u);
     while (rc == 0 && evbuffer_get_length(in)) {
         size_t n = evbuffer_get_contiguous_space(in);
         rc = h2_conn_feed(u->h2, evbuffer_pullup(in, (ssize_t)n), n);
         evbuffer_drain(in, n);
     }
-    return h2_settle(x, rc);
+    h2_settle(u, rc);
+    upstream_unhold(u);
+}
+
+/* The connection ended, failed or timed out. */
+static void h2_conn_event(upstream *u, short what)
+{
+    upstream_hold(u);
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        h2_read(u); /* what came before the end may finish exchanges */
+    if (!u->dead) {
+        char msg[512];
+        upstream_error_text(u->w->sh->o, u->bev, u->host, u->port, true, u->tls, what, msg, sizeof msg);
+        h2_fail_all(u, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg, !(what & BEV_EVENT_TIMEOUT));
+    }
+    upstream_unhold(u);
 }
 
 static void up_write_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    exch *x = arg;
+    upstream *u = arg;
     /* the socket took our frames: more DATA may go (a big upload) */
-    if (x->up && x->up->h2 && x->up->phase == U_READY)
-        h2_settle(x, 0);
+    if (u->h2 && u->phase == U_READY) {
+        upstream_hold(u);
+        h2_settle(u, 0);
+        upstream_unhold(u);
+    }
 }
 
 /* ---- HTTP/1.1 ------------------------------------------------------------ */
@@ -945,11 +1176,12 @@ static bool feed_or_finish(exch *x)
 static void up_read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    exch *x = arg;
-    if (x->up->h2 && x->up->phase == U_READY) {
-        h2_read(x);
+    upstream *u = arg;
+    if (u->h2 && u->phase == U_READY) {
+        h2_read(u);
         return;
     }
+    exch *x = u->users; /* an HTTP/1.1 connection has one */
     if (!x->f) {
         /* bytes on an idle connection: the server is confused; drop it */
         exch_close(x);
@@ -960,8 +1192,12 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 
 static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    exch *x = arg;
-    upstream *u = x->up;
+    upstream *u = arg;
+    if (u->h2 && u->phase == U_READY) {
+        h2_conn_event(u, what);
+        return;
+    }
+    exch *x = u->users; /* one, until HTTP/2 is up */
     if (what & BEV_EVENT_CONNECTED) {
         if (x->f)
             on_connected(x);
@@ -972,11 +1208,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         exch_close(x);
         return;
     }
-    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && u->connected && u->h2) {
-        /* what came before the end may finish the exchange */
-        if (h2_read(x))
-            return;
-    } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && u->connected) {
+    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && u->connected) {
         /* the response may be close-delimited; over TLS, many servers end
          * it without close_notify, which OpenSSL 3 reports as an error */
         if (feed_or_finish(x))

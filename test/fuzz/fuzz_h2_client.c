@@ -2,7 +2,8 @@
  * a hostile server's bytes in pieces whose sizes come from the input.
  * Two requests are in flight; responses are delivered progressively, as
  * upstream.c takes them: the head is taken early, and body bytes are taken
- * and given back to the window, or left to the module, by turns. */
+ * and given back to the window, or left to the module, by turns, and
+ * some heads are refused (the stream reset, the response freed). */
 #include <stdint.h>
 #include <string.h>
 #include "h2.h"
@@ -40,6 +41,12 @@ static int on_head(void *ud, int32_t sid, flow_response *s)
     int i = slot(z, sid);
     if (i < 0 || z->head[i])
         return 0;
+    if (z->turn++ % 3 == 2) {
+        /* as upstream.c when a hook refuses the head: reset, then free */
+        h2_reset_stream(z->c, sid, H2_CANCEL);
+        flow_response_free(s);
+        return 1;
+    }
     z->head[i] = s;
     return 1;
 }

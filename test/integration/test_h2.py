@@ -654,6 +654,92 @@ def reverse_h2_client_to_h2_origin():
     assert "host" not in dict(echo["headers"]), echo
 
 
+def h2_many(port, paths, reset=(), first=None, timeout=30):
+    """Open one h2c stream per path at once through the proxy (after the
+    stream for `first` has ended, on the same connection, if given);
+    streams whose path is in `reset` are reset (CANCEL) once every other
+    stream has ended.  Returns {path: (status, body)} for the others."""
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    conn.increment_flow_control_window(16 << 20)
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    by_sid = {}
+    if first:
+        fsid = conn.get_next_available_stream_id()
+        conn.send_headers(fsid, [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1:%d" % port),
+                                 (":path", first)], end_stream=True)
+        s.sendall(conn.data_to_send())
+        done = False
+        while not done:
+            for ev in conn.receive_data(s.recv(1 << 20)):
+                done = done or (isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset))
+                                and ev.stream_id == fsid)
+            s.sendall(conn.data_to_send())
+    for path in paths:
+        sid = conn.get_next_available_stream_id()
+        by_sid[sid] = path
+        conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1:%d" % port),
+                                (":path", path)], end_stream=True)
+    s.sendall(conn.data_to_send())
+    got, ended = {}, set()
+    deadline = time.monotonic() + timeout
+    want = set(sid for sid, p in by_sid.items() if p not in reset)
+    while not want <= ended and time.monotonic() < deadline:
+        data = s.recv(1 << 20)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                got[ev.stream_id] = [int(dict(ev.headers)[":status"]), b""]
+            elif isinstance(ev, h2.events.DataReceived):
+                got[ev.stream_id][1] += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                ended.add(ev.stream_id)
+        s.sendall(conn.data_to_send())
+    for sid, p in by_sid.items():
+        if p in reset:
+            conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+    s.sendall(conn.data_to_send())
+    s.close()
+    return dict((by_sid[sid], tuple(v)) for sid, v in got.items() if sid in want)
+
+
+@test(timeout=60)
+def upstream_h2_streams_share_a_connection():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    # once a first exchange found the server speaks HTTP/2, an HTTP/2
+    # client's concurrent streams to it are streams of that one server
+    # connection (as a browser's page, then its burst of subresources);
+    # one failing or given up on leaves the others alone
+    import h2.settings  # noqa: F401 (h2_many uses it)
+    from h2server import H2Server
+    o = H2Server(pki().cert, pki().key).start()
+    p = H.Proxy(["--mode", "reverse:https://localhost:%d" % o.port, "--set", "read_timeout=2",
+                 "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+    sizes = [10, 2000, 300000, 5, 70000, 1]
+    paths = ["/bytes/%d" % n for n in sizes] + ["/rst", "/stall"]
+    got = h2_many(p.port, paths, first="/bytes/3")
+    for n in sizes:
+        assert got["/bytes/%d" % n] == (200, payload(n)), (n, got.get("/bytes/%d" % n, (None, b""))[0])
+    assert got["/rst"][0] == 502 and b"INTERNAL_ERROR" in got["/rst"][1], got["/rst"]
+    assert got["/stall"][0] == 504, got["/stall"]
+    assert o.conns == 1, o.conns
+    # a stream the client resets is reset upstream; the connection goes on
+    got = h2_many(p.port, ["/stall", "/bytes/100"], reset=("/stall",), first="/bytes/4")
+    assert got == {"/bytes/100": (200, payload(100))}, got
+    assert o.conns == 2, o.conns
+    r = curl2("http://127.0.0.1:%d/bytes/7" % p.port, args=["--http2-prior-knowledge"])
+    assert r.body == payload(7) + b"\n2", r
+    assert p.proc.poll() is None
+    o.stop()
+
+
 @test(timeout=60)
 def upstream_h2_errors():
     H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
@@ -664,6 +750,10 @@ def upstream_h2_errors():
     assert r.status == 502 and b"reset the HTTP/2 stream (INTERNAL_ERROR)" in r.body, r
     r = curl2(base + "/rst", proxy=p, cacert=p.ca(), args=["--http2"])
     assert r.status == 502 and b"INTERNAL_ERROR" in r.body, r
+    # a reset on a reused connection is not retried (the server saw it)
+    n = o.counts["/rst"]
+    r = H.curl([base + "/bytes/1", base + "/rst"], proxy=p, cacert=p.ca())
+    assert r.status == 502 and o.counts["/rst"] == n + 1, (r, o.counts)
     r = H.curl(base + "/no-status", proxy=p, cacert=p.ca())
     assert r.status == 502 and b"malformed HTTP/2 response" in r.body, r   # not blamed on the server
     t0 = time.monotonic()
