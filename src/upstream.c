@@ -203,6 +203,7 @@ static void finish_done(exch *x)
 {
     x->f = NULL;
     x->retried = false;
+    x->avoid = NULL;
     x->ops->done(x);
 }
 
@@ -216,6 +217,7 @@ static void finish_failed(exch *x, int status, const char *msg)
     }
     x->f = NULL;
     x->retried = false;
+    x->avoid = NULL;
     x->ops->failed(x, status, msg);
 }
 
@@ -612,8 +614,8 @@ static void connect_or_fail(exch *x)
         return;
     }
     exch_close(x);
-    /* a stream on a connection the pool has (for a retry too: the one
-     * that refused it, after GOAWAY or broken, is no longer usable) */
+    /* a stream on a connection the pool has (for a retry, another one
+     * than the connection that refused it) */
     if (offer_h2 && (u = pool_find(x, host, port, tls, via_proxy)) != NULL) {
         attach(x, u);
         if (u->phase == U_READY)
@@ -745,8 +747,8 @@ static upstream *pool_find(const exch *x, const char *host, uint16_t port, bool 
 {
     upstream *connecting = NULL;
     for (upstream *u = x->pool ? x->pool->conns : NULL; u; u = u->pool_next) {
-        if (u->port != port || u->tls != tls || u->via_proxy != via_proxy || strcmp(u->host, host) != 0 ||
-            !same_sni(u->sni, x->sni) || u->broken || u->dead)
+        if (u == x->avoid || u->port != port || u->tls != tls || u->via_proxy != via_proxy ||
+            strcmp(u->host, host) != 0 || !same_sni(u->sni, x->sni) || u->broken || u->dead)
             continue;
         if (h2_usable(u) && h2_conn_streams(u->h2) < 100)
             return u;
@@ -968,15 +970,17 @@ static void h2_response_complete(exch *x)
     finish_done(x);
 }
 
-/* Once, on another connection (of the pool, else a new one): a stream the
- * server refused before working on it (RFC 9113 §8.7), or one on a reused
- * connection that ended before any of its answer came. */
+/* Once, on another connection (of the pool, else a new one, where the
+ * other retries of a burst join it): a stream the server refused before
+ * working on it (RFC 9113 §8.7), or one on a reused connection that ended
+ * before any of its answer came. */
 static bool h2_maybe_retry(exch *x, bool refused)
 {
     upstream *u = x->up;
     if (x->retried || (!refused && (x->h2_got || u->requests <= 1)))
         return false;
     x->retried = true;
+    x->avoid = u;
     h2_forget_stream(x); /* the stream is gone: nothing to reset */
     exch_close(x);
     flow_response_free(x->f->response);

@@ -729,10 +729,19 @@ def upstream_h2_streams_share_a_connection():
     assert got["/rst"][0] == 502 and b"INTERNAL_ERROR" in got["/rst"][1], got["/rst"]
     assert got["/stall"][0] == 504, got["/stall"]
     assert o.conns == 1, o.conns
+    # a refused stream, and the streams past a GOAWAY, are retried together
+    # on one new connection
+    paths = ["/bytes/%d" % n for n in sizes[:3]] + ["/goaway-after", "/refuse-once"] + \
+        ["/bytes/%d" % n for n in sizes[3:]]
+    got = h2_many(p.port, paths, first="/bytes/3")
+    for n in sizes:
+        assert got["/bytes/%d" % n] == (200, payload(n)), (n, got.get("/bytes/%d" % n, (None, b""))[0])
+    assert got["/goaway-after"] == (200, b"bye!\n") and got["/refuse-once"] == (200, b"second try\n"), got
+    assert o.conns == 3, o.conns
     # a stream the client resets is reset upstream; the connection goes on
     got = h2_many(p.port, ["/stall", "/bytes/100"], reset=("/stall",), first="/bytes/4")
     assert got == {"/bytes/100": (200, payload(100))}, got
-    assert o.conns == 2, o.conns
+    assert o.conns == 4, o.conns
     r = curl2("http://127.0.0.1:%d/bytes/7" % p.port, args=["--http2-prior-knowledge"])
     assert r.body == payload(7) + b"\n2", r
     assert p.proc.poll() is None
