@@ -81,6 +81,8 @@ struct exch {
     uint32_t h2_code;
     size_t owed;         /* bytes taken while paused: window not yet reopened */
     char h2_fail[160];   /* why h2.c refused the response, or "" */
+    const upstream *avoid; /* a retry: not on the connection that refused it
+                            * (compared only: it may be gone) */
 };
 
 void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);

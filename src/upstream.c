@@ -92,6 +92,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 static void connect_or_fail(exch *x);
 
 static void pool_unlink(upstream *u);
+static void pool_link(exch_pool *p, upstream *u);
 
 static void upstream_free(upstream *u)
 {
@@ -211,6 +212,7 @@ static void finish_done(exch *x)
 {
     x->f = NULL;
     x->retried = false;
+    x->avoid = NULL;
     x->ops->done(x);
 }
 
@@ -224,6 +226,7 @@ static void finish_failed(exch *x, int status, const char *msg)
     }
     x->f = NULL;
     x->retried = false;
+    x->avoid = NULL;
     x->ops->failed(x, status, msg);
 }
 
@@ -393,11 +396,8 @@ static bool stream_wanted(const exch *x, uint64_t size)
     return limit && x->ops->stream_head && size > limit;
 }
 
-static int on_response_head(void *ud)
+static int on_response_head(exch *x)
 {
-    exch *x = ud;
-    if (x->up && x->up->phase == U_PROXY_CONNECT)
-        return 0;  /* the upstream proxy's answer to our CONNECT, not the flow's */
     flow_response *r = x->f->response;
     if ((r->status_code >= 200 || r->status_code == 101) && x->ops->head && x->ops->head(x) < 0) {
         x->head_failed = true;
@@ -416,11 +416,22 @@ static int on_response_head(void *ud)
     return 0;
 }
 
-static int on_response_body(void *ud, const char *at, size_t n)
+/* The HTTP/1 parser's callbacks: `ud` is the connection, whose one user
+ * is the exchange (an HTTP/1.1 connection has one). */
+static int h1_on_head(void *ud)
 {
-    exch *x = ud;
-    if (x->up && x->up->phase == U_PROXY_CONNECT)
+    upstream *u = ud;
+    if (u->phase == U_PROXY_CONNECT)
+        return 0;  /* the upstream proxy's answer to our CONNECT, not the flow's */
+    return on_response_head(u->users);
+}
+
+static int h1_on_body(void *ud, const char *at, size_t n)
+{
+    upstream *u = ud;
+    if (u->phase == U_PROXY_CONNECT)
         return -1; /* a 2xx to CONNECT has no body; anything else is refused */
+    exch *x = u->users;
     if (x->streaming) {
         x->ops->stream_data(x, at, n);
         return 0;
@@ -461,6 +472,49 @@ static SSL *new_ssl(exch *x, char *err, size_t errsz)
 static int h2_begin(exch *x);
 static upstream *pool_find(const exch *x, const char *host, uint16_t port, bool tls, bool via_proxy);
 
+static void upstream_hold(upstream *u);
+static void upstream_unhold(upstream *u);
+
+/* The connection failed before it was ready: every exchange waiting for
+ * it fails (the one that opened it, and those of its pool that chose to
+ * wait for it rather than open their own). */
+static void fail_users(upstream *u, int status, const char *msg)
+{
+    upstream_hold(u);
+    while (!u->dead && u->users)
+        finish_failed(u->users, status, msg);
+    upstream_unhold(u);
+}
+
+/* The connection is ready: over HTTP/2 every waiting exchange gets its
+ * stream; an HTTP/1.1 connection serves one, the others find their own. */
+static void dispatch_connected(upstream *u)
+{
+    upstream_hold(u);
+    if (u->h2) {
+        for (exch *x; !u->dead && (x = u->users);) {
+            while (x && !(x->f && x->sid < 0))
+                x = x->up_next;
+            if (!x)
+                break;
+            send_request(x);
+        }
+    } else {
+        pool_unlink(u);
+        exch *keep = u->users;
+        send_request(keep);
+        for (exch *x; !u->dead && (x = u->users);) {
+            while (x && x == keep) /* a pointer compared: keep may be gone */
+                x = x->up_next;
+            if (!x)
+                break;
+            exch_close(x); /* no stream: only lets go */
+            connect_or_fail(x);
+        }
+    }
+    upstream_unhold(u);
+}
+
 static void on_connected(exch *x)
 {
     upstream *u = x->up;
@@ -487,11 +541,11 @@ static void on_connected(exch *x)
         tls_fill_conn_info(ssl, &u->info, true);
         u->info.timestamp_tls_setup = now;
         if (u->info.alpn && strcmp(u->info.alpn, "h2") == 0 && h2_begin(x) < 0) {
-            finish_failed(x, 500, "out of memory");
+            fail_users(u, 500, "out of memory");
             return;
         }
     }
-    send_request(x);
+    dispatch_connected(u);
 }
 
 /* The upstream proxy answered our CONNECT. */
@@ -504,7 +558,7 @@ static void on_proxy_connect_done(exch *x)
     if (st < 200 || st > 299) {
         char msg[300];
         snprintf(msg, sizeof msg, "upstream proxy refused CONNECT to %s:%u with status %d", u->host, u->port, st);
-        finish_failed(x, 502, msg);
+        fail_users(u, 502, msg);
         return;
     }
     if (!u->tls) {
@@ -514,14 +568,14 @@ static void on_proxy_connect_done(exch *x)
     char err[256];
     SSL *ssl = new_ssl(x, err, sizeof err);
     if (!ssl) {
-        finish_failed(x, 502, err);
+        fail_users(u, 502, err);
         return;
     }
     struct bufferevent *b = bufferevent_openssl_filter_new(x->w->base, u->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
     if (!b) {
         SSL_free(ssl);
-        finish_failed(x, 500, "out of memory");
+        fail_users(u, 500, "out of memory");
         return;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(b, 1);
@@ -578,17 +632,18 @@ static void connect_or_fail(exch *x)
         return;
     }
     exch_close(x);
-    /* a stream on a connection the pool has (for a retry too: the one
-     * that refused it, after GOAWAY or broken, is no longer usable) */
+    /* a stream on a connection the pool has (for a retry, another one
+     * than the connection that refused it) */
     if (offer_h2 && (u = pool_find(x, host, port, tls, via_proxy)) != NULL) {
         attach(x, u);
-        send_request(x);
-        return;
+        if (u->phase == U_READY)
+            send_request(x);
+        return; /* else dispatch_connected sends it */
     }
     if ((u = calloc(1, sizeof *u)) != NULL)
         attach(x, u);
-    static const h1_events ev = {on_response_head, on_response_body};
-    if (!u || !(u->host = strdup(host)) || !(u->parser = h1_parser_new_response(&w->resp_limits, &ev, x)) ||
+    static const h1_events ev = {h1_on_head, h1_on_body};
+    if (!u || !(u->host = strdup(host)) || !(u->parser = h1_parser_new_response(&w->resp_limits, &ev, u)) ||
         (x->sni && !(u->sni = strdup(x->sni)))) {
         finish_failed(x, 500, "out of memory");
         return;
@@ -599,6 +654,8 @@ static void connect_or_fail(exch *x)
     u->via_proxy = via_proxy;
     u->offer_h2 = offer_h2;
     u->phase = U_TCP;
+    if (offer_h2 && x->pool) /* the pool's next streams wait for it */
+        pool_link(x->pool, u);
     u->info.timestamp_start = flow_now();
     flow_strset(&u->info.address_host, host);
     u->info.address_port = port;
@@ -701,16 +758,23 @@ static bool same_sni(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-/* A pool connection to host:port as x would open it, with room for one
- * more stream (nghttp2 queues past the server's limit; we stop short of
- * the common 100). */
+/* A pool connection to host:port as x would open it: an HTTP/2 one with
+ * room for one more stream (nghttp2 queues past the server's limit; we
+ * stop short of the common 100), else one still connecting that offered
+ * h2, to wait for (a burst of streams then opens one connection). */
 static upstream *pool_find(const exch *x, const char *host, uint16_t port, bool tls, bool via_proxy)
 {
-    for (upstream *u = x->pool ? x->pool->conns : NULL; u; u = u->pool_next)
-        if (h2_usable(u) && u->port == port && u->tls == tls && u->via_proxy == via_proxy &&
-            strcmp(u->host, host) == 0 && same_sni(u->sni, x->sni) && h2_conn_streams(u->h2) < 100)
+    upstream *connecting = NULL;
+    for (upstream *u = x->pool ? x->pool->conns : NULL; u; u = u->pool_next) {
+        if (u == x->avoid || u->port != port || u->tls != tls || u->via_proxy != via_proxy ||
+            strcmp(u->host, host) != 0 || !same_sni(u->sni, x->sni) || u->broken || u->dead)
+            continue;
+        if (h2_usable(u) && h2_conn_streams(u->h2) < 100)
             return u;
-    return NULL;
+        if (u->phase != U_READY && !connecting)
+            connecting = u;
+    }
+    return connecting;
 }
 
 static exch *stream_user(upstream *u, int32_t sid)
@@ -820,11 +884,7 @@ static int h2_begin(exch *x)
         lim.max_headers = rl->max_headers;
     if (rl->max_head > lim.max_header_list)
         lim.max_header_list = rl->max_head;
-    if (!(u->h2 = h2_conn_new(false, &lim, &ev, u)))
-        return -1;
-    if (x->pool)
-        pool_link(x->pool, u);
-    return 0;
+    return (u->h2 = h2_conn_new(false, &lim, &ev, u)) ? 0 : -1;
 }
 
 /* Queue what the session has for the server.  0 or -1. */
@@ -929,15 +989,17 @@ static void h2_response_complete(exch *x)
     finish_done(x);
 }
 
-/* Once, on another connection (of the pool, else a new one): a stream the
- * server refused before working on it (RFC 9113 §8.7), or one on a reused
- * connection that ended before any of its answer came. */
+/* Once, on another connection (of the pool, else a new one, where the
+ * other retries of a burst join it): a stream the server refused before
+ * working on it (RFC 9113 §8.7), or one on a reused connection that ended
+ * before any of its answer came. */
 static bool h2_maybe_retry(exch *x, bool refused)
 {
     upstream *u = x->up;
     if (x->retried || (!refused && (x->h2_got || u->requests <= 1)))
         return false;
     x->retried = true;
+    x->avoid = u;
     h2_forget_stream(x); /* the stream is gone: nothing to reset */
     exch_close(x);
     flow_response_free(x->f->response);
@@ -1130,7 +1192,7 @@ static bool feed_or_finish(exch *x)
         if (st == H1_ERROR) {
             char msg[300];
             snprintf(msg, sizeof msg, "invalid answer from upstream proxy: %s", h1_parser_error(u->parser));
-            finish_failed(x, 502, msg);
+            fail_users(u, 502, msg);
             return true;
         }
         on_proxy_connect_done(x);
@@ -1197,7 +1259,8 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         h2_conn_event(u, what);
         return;
     }
-    exch *x = u->users; /* one, until HTTP/2 is up */
+    /* connecting: one of the exchanges waiting for it; then the one */
+    exch *x = u->users;
     if (what & BEV_EVENT_CONNECTED) {
         if (x->f)
             on_connected(x);
@@ -1222,5 +1285,5 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     char msg[512];
     upstream_error_text(x->w->sh->o, u->bev, u->host, u->port, u->connected, u->tls, what, msg, sizeof msg);
-    finish_failed(x, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg);
+    fail_users(u, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg);
 }

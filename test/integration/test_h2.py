@@ -713,10 +713,9 @@ def h2_many(port, paths, reset=(), first=None, timeout=30):
 @test(timeout=60)
 def upstream_h2_streams_share_a_connection():
     H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
-    # once a first exchange found the server speaks HTTP/2, an HTTP/2
-    # client's concurrent streams to it are streams of that one server
-    # connection (as a browser's page, then its burst of subresources);
-    # one failing or given up on leaves the others alone
+    # an HTTP/2 client's concurrent streams to an HTTP/2 server are streams
+    # of one server connection, even a burst that arrives before it is
+    # open; one failing or given up on leaves the others alone
     import h2.settings  # noqa: F401 (h2_many uses it)
     from h2server import H2Server
     o = H2Server(pki().cert, pki().key).start()
@@ -724,20 +723,52 @@ def upstream_h2_streams_share_a_connection():
                  "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
     sizes = [10, 2000, 300000, 5, 70000, 1]
     paths = ["/bytes/%d" % n for n in sizes] + ["/rst", "/stall"]
-    got = h2_many(p.port, paths, first="/bytes/3")
+    got = h2_many(p.port, paths)
     for n in sizes:
         assert got["/bytes/%d" % n] == (200, payload(n)), (n, got.get("/bytes/%d" % n, (None, b""))[0])
     assert got["/rst"][0] == 502 and b"INTERNAL_ERROR" in got["/rst"][1], got["/rst"]
     assert got["/stall"][0] == 504, got["/stall"]
     assert o.conns == 1, o.conns
+    # a refused stream, and the streams past a GOAWAY, are retried together
+    # on one new connection
+    paths = ["/bytes/%d" % n for n in sizes[:3]] + ["/goaway-after", "/refuse-once"] + \
+        ["/bytes/%d" % n for n in sizes[3:]]
+    got = h2_many(p.port, paths, first="/bytes/3")
+    for n in sizes:
+        assert got["/bytes/%d" % n] == (200, payload(n)), (n, got.get("/bytes/%d" % n, (None, b""))[0])
+    assert got["/goaway-after"] == (200, b"bye!\n") and got["/refuse-once"] == (200, b"second try\n"), got
+    assert o.conns == 3, o.conns
     # a stream the client resets is reset upstream; the connection goes on
     got = h2_many(p.port, ["/stall", "/bytes/100"], reset=("/stall",), first="/bytes/4")
     assert got == {"/bytes/100": (200, payload(100))}, got
-    assert o.conns == 2, o.conns
+    assert o.conns == 4, o.conns
     r = curl2("http://127.0.0.1:%d/bytes/7" % p.port, args=["--http2-prior-knowledge"])
     assert r.body == payload(7) + b"\n2", r
     assert p.proc.poll() is None
     o.stop()
+
+
+@test(timeout=90)
+def h2load_reverse_to_nginx_over_h2():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    # 4 clients x 30 streams at once: with a server connection per stream
+    # the test nginx (64 worker_connections) would refuse most of them
+    proc, port = start_nginx(pki().cert, pki().key)
+    try:
+        p = H.Proxy(["--mode", "reverse:https://localhost:%d" % port, "--set", "flow_detail=0",
+                     "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+        n = 2000
+        r = subprocess.run(["h2load", "-n", str(n), "-c", "4", "-m", "30", "http://127.0.0.1:%d/hello" % p.port],
+                           capture_output=True, timeout=80)
+        out = r.stdout.decode()
+        assert "%d succeeded, 0 failed, 0 errored, 0 timeout" % n in out, out
+        r = subprocess.run(["h2load", "-n", "20", "-c", "2", "-m", "10", "http://127.0.0.1:%d/big" % p.port],
+                           capture_output=True, timeout=80)
+        out = r.stdout.decode()
+        assert "20 succeeded, 0 failed" in out and "(%d) data" % (20 * 3 * 1024 * 1024) in out, out
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @test(timeout=60)
