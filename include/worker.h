@@ -36,6 +36,7 @@ struct worker {
     hostmatch *tcp_hosts;
     char *upstream_auth;     /* "Basic …" from upstream_auth, or NULL */
     char *upstream_auth_line; /* the same as a Proxy-Authorization line, or "" */
+    char reverse_host[320];  /* reverse mode: the Host value for the target */
     struct cconn *conns;
     h1_limits req_limits;
     h1_limits resp_limits;

@@ -191,6 +191,8 @@ static int check_framing(h1_parser *p, const hdrs *h, int major, int minor)
 
 static char *http_version_str(int major, int minor)
 {
+    if (major == 1 && (minor == 1 || minor == 0))   /* nearly always: no formatting */
+        return strdup(minor ? "HTTP/1.1" : "HTTP/1.0");
     char buf[16];
     snprintf(buf, sizeof buf, "HTTP/%d.%d", major, minor);
     return strdup(buf);
@@ -760,7 +762,17 @@ int h1_fix_length(hdrs *h, size_t len, bool always)
         return 0;
     if (!always && !hdrs_get(h, "content-length", NULL) && len == 0)
         return 0;
-    char v[32];
-    int n = snprintf(v, sizeof v, "%zu", len);
-    return hdrs_set(h, "Content-Length", v, (size_t)n);
+    /* decimal digits, right to left (this runs for every message) */
+    char v[24];
+    char *e = v + sizeof v, *d = e;
+    do {
+        *--d = (char)('0' + len % 10);
+        len /= 10;
+    } while (len);
+    size_t n = (size_t)(e - d);
+    ssize_t i = hdrs_find(h, "content-length", 0);
+    if (i >= 0 && h->v[i].value_len == n && memcmp(h->v[i].value, d, n) == 0 &&
+        hdrs_find(h, "content-length", (size_t)i + 1) < 0)
+        return 0;   /* already right, and only once */
+    return hdrs_set(h, "Content-Length", d, n);
 }

@@ -479,13 +479,8 @@ static int resolve_target(cconn *c, flow_request *r, const char **why)
             return 500;
         r->port = o->mode_url.port;
         if (!o->keep_host_header) {
-            char hb[300], val[320];
-            const char *h = flow_host_for_url(r->host, hb, sizeof hb);
-            bool dflt = r->port == (strcmp(r->scheme, "https") == 0 ? 443 : 80);
-            if (dflt)
-                snprintf(val, sizeof val, "%s", h);
-            else
-                snprintf(val, sizeof val, "%s:%u", h, r->port);
+            /* the same for every request of the run: made once per worker */
+            const char *val = c->w->reverse_host;
             if (hdrs_set(&r->headers, "Host", val, strlen(val)) < 0)
                 return 500;
         }
@@ -1810,6 +1805,14 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     if (!w->upstream_auth_line) {
         snprintf(err, errsz, "out of memory");
         goto fail;
+    }
+    if (o->mode == MODE_REVERSE) {
+        char hb[300];
+        const char *h = flow_host_for_url(o->mode_url.host, hb, sizeof hb);
+        if (o->mode_url.port == (strcmp(o->mode_url.scheme, "https") == 0 ? 443 : 80))
+            snprintf(w->reverse_host, sizeof w->reverse_host, "%s", h);
+        else
+            snprintf(w->reverse_host, sizeof w->reverse_host, "%s:%u", h, o->mode_url.port);
     }
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     if (!w->stop_ev) {
