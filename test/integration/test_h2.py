@@ -821,6 +821,24 @@ def upstream_h2_reuse_and_goaway():
 
 
 @test
+def upstream_mode_tunnels_then_h2():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    # upstream mode: CONNECT through the upstream proxy, then TLS with ALPN
+    # inside the tunnel (here the upstream proxy is a second mitmlua, which
+    # speaks HTTP/2 to its clients and to the origin)
+    o = h2_origin()
+    b = H.Proxy(["--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert], label="upstream proxy").start()
+    s = H.script("upstream", lua=UPSTREAM_LUA, py=UPSTREAM_PY)
+    a = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % b.port, "-s", s,
+                 "--set", "ssl_verify_upstream_trusted_ca=" + b.ca()]).start()
+    urls = ["https://localhost:%d/bytes/%d" % (o.port, n) for n in (10, 100000)]
+    r = H.curl(urls, proxy=a, cacert=a.ca())
+    assert r.rc == 0 and r.body == payload(10) + payload(100000), r
+    assert H.header(r.headers, "x-upstream") == "h2 HTTP/2.0" and H.header(r.headers, "x-proto") == "HTTP/2.0", r
+    assert b.wait_output("GET https://localhost:%d/bytes/100000 HTTP/2.0" % o.port, 5), b.stdout[-2000:]
+
+
+@test
 def upstream_upgrade_request_stays_http11():
     H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
     o = h2_origin()
