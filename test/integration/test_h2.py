@@ -877,6 +877,21 @@ def client_replay_over_h2():
     assert r.returncode == 0, r
     assert o.log[before:] == [("h2", "GET", "/echo?replayed")], o.log
     assert b"<< HTTP/2.0 200" in r.stdout, r.stdout
+    # concurrent lanes share one HTTP/2 connection
+    from h2server import H2Server
+    o2 = H2Server(pki().cert, pki().key).start()
+    dump2 = os.path.join(H.tmpdir("h2creplay"), "flows")
+    p = upstream_proxy("-w", dump2)
+    urls = ["https://localhost:%d/bytes/%d" % (o2.port, n) for n in range(1, 9)]
+    r = H.curl(urls, proxy=p, cacert=p.ca())
+    assert r.rc == 0 and p.stop() == 0, r
+    conns = o2.conns
+    r = subprocess.run([H.BIN, "--confdir", conf, "-n", "-C", dump2, "--set", "client_replay_concurrency=4",
+                        "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.count(b"<< HTTP/2.0 200") == 8, r
+    assert o2.conns == conns + 1, (conns, o2.conns)
+    o2.stop()
 
 
 # ---- raw frames -------------------------------------------------------------
