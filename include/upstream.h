@@ -13,8 +13,11 @@
  * client connection, an HTTP/2 stream, client replay — never sees the
  * server's sockets: it hears how the exchange went through exch_ops.
  *
- * Every callback may free the owner (and the exch embedded in it): the
- * upstream code calls one as the very last thing it does. */
+ * Every callback may free the owner (and the exch embedded in it), or
+ * close any other exchange: the upstream code touches that exch no more
+ * after the call, and a connection shared with others stays held (freed
+ * later if let go meanwhile) until it has gone through its other
+ * exchanges. */
 #ifndef MITMLUA_UPSTREAM_H
 #define MITMLUA_UPSTREAM_H
 
@@ -91,7 +94,8 @@ void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);
  * before exch_start returns. */
 void exch_start(exch *x, flow *f);
 /* Stop or restart reading the response (a streaming owner whose client
- * is slower than the server). */
+ * is slower than the server).  Over HTTP/2 the stream's flow-control
+ * window stays shut instead, so the connection's other streams go on. */
 void exch_pause(exch *x, bool pause);
 /* Between exchanges: a kept server connection that has sent (or sends
  * from now on) bytes nobody asked for is dropped instead of reused. */

@@ -3,7 +3,8 @@
  * consumers as live flows, and an optional comparison of each response
  * with the recorded one.
  *
- * A lane is one flow in flight plus the server connection it keeps.  A lane
+ * A lane is one flow in flight plus the server connection it keeps (the
+ * lanes share HTTP/2 server connections, one stream each).  A lane
  * that finishes schedules its next flow through event_base_once rather than
  * starting it from inside the exchange's callback: exch_start may finish
  * synchronously (a name that cannot resolve), and a long run of such
@@ -41,6 +42,7 @@ struct creplay {
     size_t next;        /* the next recorded flow to start */
     lane *lanes;
     size_t nlanes;
+    exch_pool *pool;    /* HTTP/2 server connections the lanes share */
     size_t running;
     bool compare;
     replaycmp_opts cmp;
@@ -404,11 +406,12 @@ int creplay_start(creplay *cr, worker *w, void (*done)(void *ud), void *ud)
         return event_base_once(w->base, -1, EV_TIMEOUT, nothing_cb, cr, &now) < 0 ? -1 : 0;
     }
     cr->lanes = calloc(cr->nlanes, sizeof *cr->lanes);
-    if (!cr->lanes)
+    if (!cr->lanes || !(cr->pool = exch_pool_new()))
         return -1;
     for (size_t i = 0; i < cr->nlanes; i++) {
         cr->lanes[i].cr = cr;
         exch_init(&cr->lanes[i].x, w, &replay_ops, &cr->lanes[i]);
+        exch_share(&cr->lanes[i].x, cr->pool);
     }
     cr->running = cr->nlanes;
     for (size_t i = 0; i < cr->nlanes; i++)
@@ -466,6 +469,7 @@ void creplay_free(creplay *cr)
     for (size_t i = 0; i < cr->nlanes; i++)
         flow_free(cr->lanes[i].f);
     free(cr->lanes);
+    exch_pool_free(cr->pool); /* the lanes let go of their connections before */
     for (size_t i = 0; i < cr->n; i++)
         flow_free(cr->rec[i]);
     free(cr->rec);

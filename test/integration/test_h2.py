@@ -821,6 +821,24 @@ def upstream_h2_reuse_and_goaway():
 
 
 @test
+def upstream_mode_tunnels_then_h2():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    # upstream mode: CONNECT through the upstream proxy, then TLS with ALPN
+    # inside the tunnel (here the upstream proxy is a second mitmlua, which
+    # speaks HTTP/2 to its clients and to the origin)
+    o = h2_origin()
+    b = H.Proxy(["--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert], label="upstream proxy").start()
+    s = H.script("upstream", lua=UPSTREAM_LUA, py=UPSTREAM_PY)
+    a = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % b.port, "-s", s,
+                 "--set", "ssl_verify_upstream_trusted_ca=" + b.ca()]).start()
+    urls = ["https://localhost:%d/bytes/%d" % (o.port, n) for n in (10, 100000)]
+    r = H.curl(urls, proxy=a, cacert=a.ca())
+    assert r.rc == 0 and r.body == payload(10) + payload(100000), r
+    assert H.header(r.headers, "x-upstream") == "h2 HTTP/2.0" and H.header(r.headers, "x-proto") == "HTTP/2.0", r
+    assert b.wait_output("GET https://localhost:%d/bytes/100000 HTTP/2.0" % o.port, 5), b.stdout[-2000:]
+
+
+@test
 def upstream_upgrade_request_stays_http11():
     H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
     o = h2_origin()
@@ -859,6 +877,21 @@ def client_replay_over_h2():
     assert r.returncode == 0, r
     assert o.log[before:] == [("h2", "GET", "/echo?replayed")], o.log
     assert b"<< HTTP/2.0 200" in r.stdout, r.stdout
+    # concurrent lanes share one HTTP/2 connection
+    from h2server import H2Server
+    o2 = H2Server(pki().cert, pki().key).start()
+    dump2 = os.path.join(H.tmpdir("h2creplay"), "flows")
+    p = upstream_proxy("-w", dump2)
+    urls = ["https://localhost:%d/bytes/%d" % (o2.port, n) for n in range(1, 9)]
+    r = H.curl(urls, proxy=p, cacert=p.ca())
+    assert r.rc == 0 and p.stop() == 0, r
+    conns = o2.conns
+    r = subprocess.run([H.BIN, "--confdir", conf, "-n", "-C", dump2, "--set", "client_replay_concurrency=4",
+                        "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.count(b"<< HTTP/2.0 200") == 8, r
+    assert o2.conns == conns + 1, (conns, o2.conns)
+    o2.stop()
 
 
 # ---- raw frames -------------------------------------------------------------

@@ -933,6 +933,58 @@ static void t_client_progressive(void)
     peer_free(p);
 }
 
+/* The caller takes the head, then gives up on the stream (a hook refused
+ * the response): after h2_reset_stream the response is the caller's to
+ * free at once, whatever frames of the stream are still on the way. */
+static int pg_head_reset(void *ud, int32_t sid, flow_response *s)
+{
+    prog *g = ud;
+    g->head = s;
+    return 1;
+}
+
+static void t_client_reset_after_head(void)
+{
+    static const h2_events ev = {.on_request = g_request, .on_response = pg_response, .on_close = pg_close,
+                                 .on_head = pg_head_reset};
+    prog g = {0};
+    h2_limits lim;
+    h2_limits_default(&lim);
+    h2_conn *c = h2_conn_new(false, &lim, &ev, &g);
+    peer *p = peer_new(true, true);
+    static char big[100000];
+    memset(big, 'r', sizeof big - 1);
+    p->answer_body = big;
+    p->answer_trailers = true;
+    flow_request *r = flow_request_new();
+    flow_strset(&r->method, "GET");
+    flow_strset(&r->host, "h");
+    flow_strset(&r->scheme, "https");
+    flow_strset(&r->path, "/");
+    int32_t sid = h2_submit_request(c, r);
+    flow_request_free(r);
+    /* our request out, the peer's head (and some body) in */
+    struct evbuffer *out = evbuffer_new();
+    h2_conn_flush(c, out, 0);
+    nghttp2_session_mem_recv(p->s, evbuffer_pullup(out, -1), evbuffer_get_length(out));
+    evbuffer_drain(out, evbuffer_get_length(out));
+    const uint8_t *d;
+    ssize_t n;
+    while (!g.head && (n = nghttp2_session_mem_send(p->s, &d)) > 0)
+        h2_conn_feed(c, d, (size_t)n);
+    T_CHECK(g.head != NULL);
+    T_CHECK(h2_reset_stream(c, sid, H2_CANCEL) == 0);
+    T_CHECK(h2_reset_stream(c, sid, H2_CANCEL) == 0); /* a second one is not sent */
+    flow_response_free(g.head);
+    pump(p, c, 0, NULL); /* the rest of the body and the trailers: dropped */
+    T_CHECK(g.resp == NULL && g.closed);
+    T_CHECK(p->st[sid].closed);
+    T_CHECK(h2_conn_can_request(c));
+    evbuffer_free(out);
+    h2_conn_free(c);
+    peer_free(p);
+}
+
 /* A response field that HTTP/2 cannot carry fails the submission instead
  * of going out damaged. */
 static void t_unsendable_field(void)
@@ -977,6 +1029,7 @@ int main(void)
     T_RUN(t_client_request);
     T_RUN(t_client_body_limit);
     T_RUN(t_client_progressive);
+    T_RUN(t_client_reset_after_head);
     T_RUN(t_unsendable_field);
     T_DONE();
 }
