@@ -247,6 +247,9 @@ char *printer_flow_json(const flow *f)
     }
     json_object_set_new(o, "status", rs ? json_integer(rs->status_code) : json_null());
     json_set_str(o, "reason", rs ? rs->reason : NULL);
+    /* what the server spoke, which may differ from the client's version */
+    json_set_str(o, "response_http_version", rs ? rs->http_version : NULL);
+    json_set_str(o, "server_alpn", f->server.alpn && *f->server.alpn ? f->server.alpn : NULL);
     json_object_set_new(o, "response_size", rs ? json_integer((json_int_t)rs->content.len) : json_null());
     json_set_str(o, "error", f->error ? f->error->msg : NULL);
     json_set_str(o, "is_replay", f->is_replay);

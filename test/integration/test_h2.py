@@ -10,6 +10,7 @@ h2server.py (python3-h2): header mapping, big bodies both ways, streaming
 with flow control, 103, trailers, resets, GOAWAY, timeouts, and Upgrade
 requests kept on HTTP/1.1."""
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -455,6 +456,14 @@ def upstream_h2_to_nginx_for_h1_and_h2_clients():
             assert H.header(r.headers, "x-proto") == "HTTP/2.0", r
         # the response line names the version the server spoke, as mitmdump's
         assert p.wait_output("<< HTTP/2.0 200 OK", 5), p.stdout[-2000:]
+        # the jsonl console says the same
+        j = upstream_proxy("--set", "console_format=jsonl")
+        r = curl2("https://localhost:%d/hello" % port, proxy=j, cacert=j.ca(), args=["--http1.1"])
+        assert r.status == 200, r
+        assert j.wait_output('"server_alpn": "h2"', 5) or j.wait_output('"server_alpn":"h2"', 1), j.stdout[-2000:]
+        doc = json.loads([l for l in j.stdout.splitlines() if l.startswith("{")][-1])
+        assert doc["server_alpn"] == "h2" and doc["response_http_version"] == "HTTP/2.0", doc
+        assert doc["http_version"] == "HTTP/1.1", doc
         # http2=false: HTTP/1.1 upstream even for an HTTP/2 client
         q = upstream_proxy("--set", "http2=false")
         r = curl2("https://localhost:%d/hello" % port, proxy=q, cacert=q.ca(), args=["--http2"])
