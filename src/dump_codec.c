@@ -128,16 +128,41 @@ enum { H_NAME = 1, H_VALUE = 2 };
 enum { E_MSG = 1, E_TS = 2 };
 enum { W_FROM_CLIENT = 1, W_IS_TEXT = 2, W_DROPPED = 3, W_TS = 4, W_CONTENT = 5 };
 
-static int put_varint(bytes *b, uint64_t v)
+/* The writers below reserve room once and write in place: the encoder
+ * runs for every recorded flow, on the proxy's thread, and appending piece
+ * by piece cost more than all the rest of it. */
+static unsigned char *wr_varint(unsigned char *p, uint64_t v)
 {
-    unsigned char t[10];
-    size_t n = 0;
     while (v >= 0x80) {
-        t[n++] = (unsigned char)(v | 0x80);
+        *p++ = (unsigned char)(v | 0x80);
         v >>= 7;
     }
-    t[n++] = (unsigned char)v;
-    return bytes_append(b, t, n);
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+/* Room for `extra` more bytes; the write position, or NULL. */
+static unsigned char *room(bytes *b, size_t extra)
+{
+    if (extra > SIZE_MAX - b->len - 1 || bytes_reserve(b, b->len + extra) < 0)
+        return NULL;
+    return (unsigned char *)b->p + b->len;
+}
+
+/* The bytes up to p are written. */
+static void wrote(bytes *b, unsigned char *p)
+{
+    b->len = (size_t)(p - (unsigned char *)b->p);
+    b->p[b->len] = '\0';
+}
+
+static int put_varint(bytes *b, uint64_t v)
+{
+    unsigned char *p = room(b, 10);
+    if (!p)
+        return -1;
+    wrote(b, wr_varint(p, v));
+    return 0;
 }
 
 static size_t varint_len(uint64_t v)
@@ -162,9 +187,16 @@ static int put_uint(bytes *b, unsigned tag, uint64_t v)
     return put_key(b, tag, WT_VARINT) || put_varint(b, v);
 }
 
-static int put_blob(bytes *b, unsigned tag, const void *p, size_t n)
+static int put_blob(bytes *b, unsigned tag, const void *data, size_t n)
 {
-    return put_key(b, tag, WT_BYTES) || put_varint(b, n) || bytes_append(b, p, n);
+    unsigned char *p = n <= SIZE_MAX - 20 ? room(b, 20 + n) : NULL;
+    if (!p)
+        return -1;
+    p = wr_varint(wr_varint(p, ((uint64_t)tag << 3) | WT_BYTES), n);
+    if (n)
+        memcpy(p, data, n);
+    wrote(b, p + n);
+    return 0;
 }
 
 /* NULL strings are left out, "" is written: the two differ in flow.h. */
@@ -205,34 +237,72 @@ static int put_ts(bytes *b, unsigned tag, double t, int have_base, int64_t base)
     return put_key(b, tag, WT_FIXED64) || bytes_append(b, le, 8);
 }
 
-/* A nested message: encode into a scratch buffer, then length-prefix it. */
+/* A nested message is written in place, though its length comes first:
+ * the length gets a slot of LEN_SLOT bytes, filled in afterwards as a
+ * LEB128 varint padded with continuation bytes (0x80) — valid for this
+ * reader and any LEB128 reader, 35 bits, so up to 32 GiB.  Encoding into a
+ * scratch buffer and copying it out instead copied every body once per
+ * enclosing message. */
+#define LEN_SLOT 5
+
+static size_t open_slot(bytes *b)
+{
+    unsigned char *p = room(b, LEN_SLOT);
+    if (!p)
+        return 0;
+    wrote(b, p + LEN_SLOT);
+    return b->len;   /* where the content starts; 0 = out of memory */
+}
+
+static int close_slot(bytes *b, size_t start)
+{
+    uint64_t n = b->len - start;
+    if (n >> (7 * LEN_SLOT))
+        return -1;
+    unsigned char *p = (unsigned char *)b->p + start - LEN_SLOT;
+    for (int i = 0; i < LEN_SLOT - 1; i++, n >>= 7)
+        p[i] = (unsigned char)((n & 0x7f) | 0x80);
+    p[LEN_SLOT - 1] = (unsigned char)n;
+    return 0;
+}
+
 typedef int (*enc_fn)(bytes *b, const void *obj, int hb, int64_t base);
 
 static int put_msg(bytes *b, unsigned tag, enc_fn fn, const void *obj, int hb, int64_t base)
 {
-    bytes tmp = {0};
-    int rc = -1;
-    if (fn(&tmp, obj, hb, base) < 0)
-        goto out;
-    rc = put_blob(b, tag, tmp.p ? tmp.p : "", tmp.len);
-out:
-    bytes_free(&tmp);
-    return rc;
+    size_t start;
+    if (put_key(b, tag, WT_BYTES) < 0 || !(start = open_slot(b)) || fn(b, obj, hb, base) < 0)
+        return -1;
+    return close_slot(b, start);
 }
 
 static int enc_hdrs(bytes *b, unsigned tag, const hdrs *h)
 {
+    /* the hottest path of the encoder: each field is a nested message
+     * written in place, after one reservation for them all */
+    size_t need = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        size_t nl = h->v[i].name_len, vl = h->v[i].value_len;
+        if (nl > SIZE_MAX / 4 || vl > SIZE_MAX / 4 || need > SIZE_MAX / 2)
+            return -1;
+        need += 2 * 10 + 2 + 2 * 10 + nl + vl;
+    }
+    unsigned char *p = room(b, need);
+    if (!p)
+        return -1;
     for (size_t i = 0; i < h->n; i++) {
         const hdr_field *f = &h->v[i];
-        /* the nested message is written in place (no scratch buffer): this
-         * is the hottest path of the encoder */
         size_t inner = 2 + varint_len(f->name_len) + f->name_len +
                        varint_len(f->value_len) + f->value_len;
-        if (put_key(b, tag, WT_BYTES) || put_varint(b, inner) ||
-            put_blob(b, H_NAME, f->name, f->name_len) ||
-            put_blob(b, H_VALUE, f->value, f->value_len))
-            return -1;
+        p = wr_varint(wr_varint(p, ((uint64_t)tag << 3) | WT_BYTES), inner);
+        p = wr_varint(wr_varint(p, (H_NAME << 3) | WT_BYTES), f->name_len);
+        memcpy(p, f->name, f->name_len);
+        p += f->name_len;
+        p = wr_varint(wr_varint(p, (H_VALUE << 3) | WT_BYTES), f->value_len);
+        memcpy(p, f->value, f->value_len);
+        p += f->value_len;
     }
+    wrote(b, p);
     return 0;
 }
 
@@ -337,16 +407,13 @@ static int enc_flow_body(bytes *b, const flow *f)
 
 int dump_encode_flow(const flow *f, bytes *out)
 {
-    bytes body = {0};
-    int rc = -1;
-    if (enc_flow_body(&body, f) < 0)
-        goto out;
-    rc = put_varint(out, DUMP_REC_FLOW) || put_varint(out, body.len) ||
-                 bytes_append(out, body.p ? body.p : "", body.len)
-             ? -1 : 0;
-out:
-    bytes_free(&body);
-    return rc;
+    /* one allocation in the common case: room for the bodies and a little */
+    size_t guess = 1024 + (f->request ? f->request->content.len : 0) + (f->response ? f->response->content.len : 0);
+    size_t start;
+    if (bytes_reserve(out, out->len + guess) < 0 || put_varint(out, DUMP_REC_FLOW) < 0 || !(start = open_slot(out)) ||
+        enc_flow_body(out, f) < 0)
+        return -1;
+    return close_slot(out, start);
 }
 
 /* ---- decoding ---------------------------------------------------------- */
