@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,20 +402,21 @@ fail:
 
 int dump_writer_add(dump_writer *w, const flow *f)
 {
+    /* the record is encoded right after room for its queue item, so the
+     * buffer becomes the item without a copy */
     bytes rec = {0};
+    if (bytes_reserve(&rec, offsetof(qitem, data)) < 0) {
+        bytes_free(&rec);
+        return -1;
+    }
+    rec.len = offsetof(qitem, data);
     if (dump_encode_flow(f, &rec) < 0) {
         bytes_free(&rec);
         return -1;
     }
-    qitem *q = malloc(sizeof *q + rec.len);
-    if (!q) {
-        bytes_free(&rec);
-        return -1;
-    }
+    qitem *q = (qitem *)(void *)rec.p;   /* malloc'ed: aligned for any type */
     q->next = NULL;
-    q->len = rec.len;
-    memcpy(q->data, rec.p, rec.len);
-    bytes_free(&rec);
+    q->len = rec.len - offsetof(qitem, data);
 
     pthread_mutex_lock(&w->mu);
     /* Backpressure instead of loss: wait while the writer is behind, but
