@@ -96,6 +96,19 @@ static tn tn_at(const tn *l, size_t idx)
     return none;
 }
 
+/* The next item of list l from byte offset *off (moved past it); 0 at the
+ * end.  Walking a list with tn_at would parse it again for every item. */
+static int tn_next(const tn *l, size_t *off, tn *out)
+{
+    if (l->type != ']' || *off >= l->n)
+        return 0;
+    size_t a = tn_parse(l->p + *off, l->n - *off, out);
+    if (!a)
+        return 0;
+    *off += a;
+    return 1;
+}
+
 /* Structural check of a whole value, so later lookups can trust spans. */
 static int tn_valid(const tn *v, int depth)
 {
@@ -213,7 +226,7 @@ static int conv_hdrs(const tn *l, hdrs *h)
     if (l->type != ']')
         return 0;
     tn pair;
-    for (size_t i = 0; (pair = tn_at(l, i)).type; i++) {
+    for (size_t off = 0; tn_next(l, &off, &pair);) {
         tn k = tn_at(&pair, 0), v = tn_at(&pair, 1);
         if (!tn_is_text(&k) || !tn_is_text(&v))
             return -1;
@@ -340,7 +353,7 @@ static int conv_response(const tn *d, flow_response *s)
 static int conv_messages(const tn *l, flow *f, int tcp)
 {
     tn m;
-    for (size_t i = 0; (m = tn_at(l, i)).type; i++) {
+    for (size_t off = 0; tn_next(l, &off, &m);) {
         tn a = tn_at(&m, 0), b = tn_at(&m, 1), c = tn_at(&m, 2), d = tn_at(&m, 3);
         flow_ws_message *w;
         if (tcp) {
