@@ -12,6 +12,7 @@
 Everything talks to 127.0.0.1 / ::1 only and every wait is bounded.
 """
 import collections
+import hashlib
 import os
 import re
 import shutil
@@ -474,6 +475,33 @@ def header(headers, name):
         if k.lower() == name.lower():
             return v
     return None
+
+
+def rss_kb(pid):
+    """Resident set size of a process, in kB (0 when /proc says nothing)."""
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def recv_response_sha256(sock, size):
+    """Read one HTTP/1 response of a `size`-byte body from sock without
+    keeping the body: (head bytes, body bytes received, sha256 hex)."""
+    h, head = hashlib.sha256(), b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    hdr, rest = head.split(b"\r\n\r\n", 1)
+    h.update(rest)
+    got = len(rest)
+    while got < size:
+        b = sock.recv(1 << 20)
+        if not b:
+            break
+        h.update(b)
+        got += len(b)
+    return hdr, got, h.hexdigest()
 
 
 def raw(host, port, data, timeout=5, half_close=False):

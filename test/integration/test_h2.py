@@ -249,9 +249,29 @@ def big_upload():
     assert got == {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}, got
 
 
-def proxy_rss_kb(pid):
-    with open("/proc/%d/status" % pid) as fh:
-        return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
+def rss_growth_limit_kb():
+    """What a proxy may grow by while a client does not read: 16 MiB, 32
+    under ASan (its shadow memory and quarantine)."""
+    with open(H.BIN, "rb") as f:
+        return (32 if b"__asan_init" in f.read() else 16) * 1024
+
+
+def slow_h2_download_stays_bounded(p, size):
+    """An HTTP/2 client that does not read for two seconds, then fetches a
+    `size`-byte body whole: the body arrives intact, and the proxy's RSS
+    grew by less than 16 MiB (32 under ASan) while the client was not
+    reading.  Returns the sha256 the body must have."""
+    want = hashlib.sha256(payload(size)).hexdigest()
+    base = H.rss_kb(p.proc.pid)
+    import threading
+    grown = []
+    t = threading.Timer(1.5, lambda: grown.append(H.rss_kb(p.proc.pid) - base))
+    t.start()
+    status, body = h2_get(p.port, "/bytes/%d" % size, pause=2.0)
+    t.join()
+    assert status == 200 and len(body) == size and hashlib.sha256(body).hexdigest() == want, (status, len(body))
+    assert grown[0] < rss_growth_limit_kb(), "proxy RSS grew by %d kB while the client was not reading" % grown[0]
+    return want
 
 
 def h2_get(port, path, pause=0.0, rcvbuf=64 * 1024):
@@ -297,19 +317,7 @@ def stream_large_bodies_to_a_slow_h2_client():
     b = plain_backend()
     p = H.Proxy(["--mode", "reverse:" + b.url("/").rstrip("/"), "--set", "stream_large_bodies=1m",
                  "--set", "console_format=jsonl"]).start()
-    size = 48 * 1024 * 1024
-    want = hashlib.sha256(payload(size)).hexdigest()
-    base = proxy_rss_kb(p.proc.pid)
-    import threading
-    grown = []
-    t = threading.Timer(1.5, lambda: grown.append(proxy_rss_kb(p.proc.pid) - base))
-    t.start()
-    status, body = h2_get(p.port, "/bytes/%d" % size, pause=2.0)
-    t.join()
-    assert status == 200 and len(body) == size and hashlib.sha256(body).hexdigest() == want, (status, len(body))
-    with open(H.BIN, "rb") as f:
-        limit = 32 if b"__asan_init" in f.read() else 16
-    assert grown[0] < limit * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown[0]
+    slow_h2_download_stays_bounded(p, 48 * 1024 * 1024)
     # the flow keeps the head only, and the connection serves small bodies whole
     r = curl2("http://127.0.0.1:%d/bytes/300" % p.port, args=["--http2-prior-knowledge"])
     assert r.rc == 0 and r.body == payload(300) + b"\n2", r
@@ -590,40 +598,18 @@ def upstream_h2_flow_control_with_a_slow_client():
     # server back through the windows instead of growing the proxy
     p = reverse_to_origin("--set", "stream_large_bodies=1m")
     size = 48 * 1024 * 1024
-    want = hashlib.sha256(payload(size)).hexdigest()
-    base = proxy_rss_kb(p.proc.pid)
-    import threading
-    grown = []
-    t = threading.Timer(1.5, lambda: grown.append(proxy_rss_kb(p.proc.pid) - base))
-    t.start()
-    status, body = h2_get(p.port, "/bytes/%d" % size, pause=2.0)
-    t.join()
-    assert status == 200 and len(body) == size and hashlib.sha256(body).hexdigest() == want, (status, len(body))
-    with open(H.BIN, "rb") as f:
-        limit = 32 if b"__asan_init" in f.read() else 16
-    assert grown[0] < limit * 1024, "proxy RSS grew by %d kB while the client was not reading" % grown[0]
+    want = slow_h2_download_stays_bounded(p, size)
     # the same for an HTTP/1.1 client that does not read
-    base = proxy_rss_kb(p.proc.pid)
+    base = H.rss_kb(p.proc.pid)
     with socket.create_connection(("127.0.0.1", p.port), timeout=20) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % size)
         time.sleep(2.0)  # the server could send everything by now
-        grown = proxy_rss_kb(p.proc.pid) - base
-        h, head = hashlib.sha256(), b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(65536)
-        hdr, rest = head.split(b"\r\n\r\n", 1)
-        h.update(rest)
-        got = len(rest)
-        while got < size:
-            b = s.recv(1 << 20)
-            if not b:
-                break
-            h.update(b)
-            got += len(b)
+        grown = H.rss_kb(p.proc.pid) - base
+        hdr, got, digest = H.recv_response_sha256(s, size)
     assert hdr.startswith(b"HTTP/1.1 200"), hdr
-    assert got == size and h.hexdigest() == want, got
-    assert grown < limit * 1024, "proxy RSS grew by %d kB while the HTTP/1.1 client was not reading" % grown
+    assert got == size and digest == want, got
+    assert grown < rss_growth_limit_kb(), "proxy RSS grew by %d kB while the HTTP/1.1 client was not reading" % grown
 
 
 @test

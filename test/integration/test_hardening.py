@@ -38,11 +38,7 @@ def fd_count(p):
 
 
 def rss_kb(p):
-    with open("/proc/%d/status" % p.proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return H.rss_kb(p.proc.pid)
 
 
 def backend_saw_nothing(b, name):

@@ -77,41 +77,21 @@ def sanitized():
         return b"__asan_init" in f.read()
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 @test
 def slow_client_pauses_the_server():
     p = proxy()
     size = 48 * MB
     payload(size)  # generate before timing anything
-    base = rss_kb(p.proc.pid)
+    base = H.rss_kb(p.proc.pid)
     with socket.create_connection(("127.0.0.1", p.port), timeout=20) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
                   % (backend().url("/bytes/%d" % size).encode(), backend().netloc.encode()))
         time.sleep(1.5)  # the backend could send everything by now
-        grown = rss_kb(p.proc.pid) - base
-        h = hashlib.sha256()
-        got, head = 0, b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(65536)
-        hdr, rest = head.split(b"\r\n\r\n", 1)
-        h.update(rest)
-        got = len(rest)
-        while got < size:
-            b = s.recv(1 << 20)
-            if not b:
-                break
-            h.update(b)
-            got += len(b)
+        grown = H.rss_kb(p.proc.pid) - base
+        hdr, got, digest = H.recv_response_sha256(s, size)
     assert b"200" in hdr.split(b"\r\n")[0], hdr
-    assert got == size and h.hexdigest() == sha(payload(size)), got
+    assert got == size and digest == sha(payload(size)), got
     # without back-pressure the proxy would hold most of the 48 MB (ASan's
     # quarantine keeps freed memory resident, so its bound is looser)
     limit = 32 if sanitized() else 16

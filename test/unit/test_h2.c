@@ -757,6 +757,20 @@ static void t_uppercase_name(void)
 
 /* ---- client side -------------------------------------------------------- */
 
+/* A plain GET for / on host "h" (port 0: the scheme's default), sent on c. */
+static int32_t submit_get(h2_conn *c, const char *scheme, uint16_t port)
+{
+    flow_request *r = flow_request_new();
+    flow_strset(&r->method, "GET");
+    flow_strset(&r->host, "h");
+    flow_strset(&r->scheme, scheme);
+    flow_strset(&r->path, "/");
+    r->port = port;
+    int32_t sid = h2_submit_request(c, r);
+    flow_request_free(r);
+    return sid;
+}
+
 static void t_client_request(void)
 {
     got g = {0};
@@ -825,14 +839,7 @@ static void t_client_body_limit(void)
     h2_conn *c = h2_conn_new(false, &lim, &g_events, &g);
     peer *p = peer_new(true, true);
     p->answer_body = "more than four bytes";
-    flow_request *r = flow_request_new();
-    flow_strset(&r->method, "GET");
-    flow_strset(&r->host, "h");
-    flow_strset(&r->scheme, "http");
-    flow_strset(&r->path, "/");
-    r->port = 8080;
-    int32_t sid = h2_submit_request(c, r);
-    flow_request_free(r);
+    int32_t sid = submit_get(c, "http", 8080);
     T_CHECK(pump(p, c, 0, NULL) == 0);
     T_STREQ(hget(&p->st[sid].headers, ":authority"), "h:8080");
     T_CHECK(g.resp == NULL);
@@ -899,14 +906,7 @@ static void t_client_progressive(void)
     p->answer_body = big;
     p->answer_interim = true;
     p->answer_trailers = true;
-    flow_request *r = flow_request_new();
-    flow_strset(&r->method, "GET");
-    flow_strset(&r->host, "h");
-    flow_strset(&r->scheme, "https");
-    flow_strset(&r->path, "/");
-    r->port = 443;
-    int32_t sid = h2_submit_request(c, r);
-    flow_request_free(r);
+    int32_t sid = submit_get(c, "https", 443);
     T_CHECK(pump(p, c, 0, NULL) == 0);
     T_CHECK(g.interim_status == 103);
     T_STREQ(g.interim_link, "</a.css>; rel=preload");
@@ -956,13 +956,7 @@ static void t_client_reset_after_head(void)
     memset(big, 'r', sizeof big - 1);
     p->answer_body = big;
     p->answer_trailers = true;
-    flow_request *r = flow_request_new();
-    flow_strset(&r->method, "GET");
-    flow_strset(&r->host, "h");
-    flow_strset(&r->scheme, "https");
-    flow_strset(&r->path, "/");
-    int32_t sid = h2_submit_request(c, r);
-    flow_request_free(r);
+    int32_t sid = submit_get(c, "https", 0);
     /* our request out, the peer's head (and some body) in */
     struct evbuffer *out = evbuffer_new();
     h2_conn_flush(c, out, 0);
