@@ -1320,32 +1320,20 @@ static void setup_metatables(lua_State *L)
     lua_newtable(L);
     lua_rawset(L, LUA_REGISTRYINDEX);
 
+    static const luaL_Reg mitm_fns[] = {{"response", mitm_response}, {"filter", mitm_filter},
+                                        {"export_curl", mitm_export_curl}, {"exit", mitm_exit}, {NULL, NULL}};
+    static const luaL_Reg log_fns[] = {{"info", log_info_l}, {"warn", log_warn_l}, {"error", log_error_l},
+                                       {"debug", log_debug_l}, {NULL, NULL}};
+    static const luaL_Reg json_fns[] = {{"decode", json_decode_l}, {"encode", json_encode_l}, {NULL, NULL}};
     lua_newtable(L);
-    lua_pushcfunction(L, mitm_response);
-    lua_setfield(L, -2, "response");
-    lua_pushcfunction(L, mitm_filter);
-    lua_setfield(L, -2, "filter");
-    lua_pushcfunction(L, mitm_export_curl);
-    lua_setfield(L, -2, "export_curl");
-    lua_pushcfunction(L, mitm_exit);
-    lua_setfield(L, -2, "exit");
+    luaL_register(L, NULL, mitm_fns);
     lua_pushstring(L, MITMLUA_VERSION);
     lua_setfield(L, -2, "version");
     lua_newtable(L);
-    lua_pushcfunction(L, log_info_l);
-    lua_setfield(L, -2, "info");
-    lua_pushcfunction(L, log_warn_l);
-    lua_setfield(L, -2, "warn");
-    lua_pushcfunction(L, log_error_l);
-    lua_setfield(L, -2, "error");
-    lua_pushcfunction(L, log_debug_l);
-    lua_setfield(L, -2, "debug");
+    luaL_register(L, NULL, log_fns);
     lua_setfield(L, -2, "log");
     lua_newtable(L);
-    lua_pushcfunction(L, json_decode_l);
-    lua_setfield(L, -2, "decode");
-    lua_pushcfunction(L, json_encode_l);
-    lua_setfield(L, -2, "encode");
+    luaL_register(L, NULL, json_fns);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_setfield(L, -2, "json");
