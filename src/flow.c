@@ -159,11 +159,15 @@ int hdrs_set(hdrs *h, const char *name, const char *value, size_t vlen)
     ssize_t i = hdrs_find(h, name, 0);
     if (i < 0)
         return hdrs_add(h, name, strlen(name), value, vlen);
-    hdr_field nf;
-    if (field_fill(&nf, h->v[i].name, h->v[i].name_len, value, vlen) < 0)
-        return -1;
-    free(h->v[i].name);
-    h->v[i] = nf;
+    /* the same value again (a Content-Length that was right): keep the
+     * field rather than copy it */
+    if (h->v[i].value_len != vlen || (vlen && memcmp(h->v[i].value, value, vlen) != 0)) {
+        hdr_field nf;
+        if (field_fill(&nf, h->v[i].name, h->v[i].name_len, value, vlen) < 0)
+            return -1;
+        free(h->v[i].name);
+        h->v[i] = nf;
+    }
     for (size_t j = (size_t)i + 1; j < h->n;) {
         if (name_eq(&h->v[j], name))
             hdrs_remove_at(h, j);

@@ -769,10 +769,5 @@ int h1_fix_length(hdrs *h, size_t len, bool always)
         *--d = (char)('0' + len % 10);
         len /= 10;
     } while (len);
-    size_t n = (size_t)(e - d);
-    ssize_t i = hdrs_find(h, "content-length", 0);
-    if (i >= 0 && h->v[i].value_len == n && memcmp(h->v[i].value, d, n) == 0 &&
-        hdrs_find(h, "content-length", (size_t)i + 1) < 0)
-        return 0;   /* already right, and only once */
-    return hdrs_set(h, "Content-Length", d, n);
+    return hdrs_set(h, "Content-Length", d, (size_t)(e - d));
 }
