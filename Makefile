@@ -10,7 +10,11 @@ BUILD   ?= build
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 
-PKGS    = libevent_openssl libevent_pthreads openssl luajit libnghttp2 libzstd \
+# libevent_openssl.pc and libevent_pthreads.pc require "libevent", the
+# all-in-one library; the openssl and pthreads glue is itself linked against
+# libevent_core, so that would map libevent's core twice (two copies of its
+# code and of its hidden globals).  Name core and extra (evdns) instead.
+PKGS    = libevent_core libevent_extra openssl luajit libnghttp2 libzstd \
           libpcre2-8 zlib libbrotlienc libbrotlidec jansson
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -22,7 +26,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -I$(BUILD)/gen -
              $(PKG_CFLAGS) -MMD -MP
 # llhttp's generated C is not ours to fix: compile it without -Werror noise.
 LLHTTP_CFLAGS = -std=c11 -O2 -g -w -I$(LLHTTP_INC)
-LIBS    = $(PKG_LIBS) -lcrypt -lpthread -lm -ldl
+LIBS    = -levent_openssl -levent_pthreads $(PKG_LIBS) -lcrypt -lpthread -lm -ldl
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)

@@ -25,10 +25,18 @@ typedef struct tls_ca tls_ca;
  * recreated.  Also generates the leaf key shared by every minted
  * certificate.  NULL with err naming the file on failure. */
 tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz);
+/* The proxy's start-up: tls_ca_load_or_create, and tls_check_ca_file of
+ * trusted_ca unless it is NULL, done in a child process, which also makes
+ * the leaf key and hands it over in the background.  Any use of OpenSSL's
+ * decoders maps about 2 MiB of libcrypto into a process for good; this way
+ * a proxy that has not yet seen a TLS connection has none of it, and a bad
+ * CA is still an error at start-up.  The CA's objects are made from the
+ * child's DER on first use.  Call before starting threads (it forks). */
+tls_ca *tls_ca_open(const char *confdir, const char *trusted_ca, char *err, size_t errsz);
 void tls_ca_free(tls_ca *ca);   /* after every SSL/SSL_CTX using it is gone */
 
-X509 *tls_ca_cert(const tls_ca *ca);           /* borrowed */
-EVP_PKEY *tls_ca_leaf_key(const tls_ca *ca);   /* shared by every leaf; borrowed */
+X509 *tls_ca_cert(tls_ca *ca);           /* borrowed; NULL if it cannot be made */
+EVP_PKEY *tls_ca_leaf_key(tls_ca *ca);   /* shared by every leaf; borrowed */
 const char *tls_ca_confdir(const tls_ca *ca);
 /* Path of <confdir>/mitmlua-ca-cert.pem (the file users install). */
 const char *tls_ca_cert_path(const tls_ca *ca);

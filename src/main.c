@@ -193,15 +193,6 @@ static int run_server(const opts *o, proxy_shared *sh, creplay *cr)
     int nstarted = 0;
     if (!ws)
         return 1;
-    sh->ca = tls_ca_load_or_create(o->confdir, err, sizeof err);
-    if (!sh->ca)
-        goto fail;
-    /* the TLS contexts come with the first TLS connection (proxy.h); a
-     * trusted CA file that cannot be used is still an error now */
-    if (!o->ssl_insecure && o->ssl_verify_upstream_trusted_ca &&
-        tls_check_ca_file(o->ssl_verify_upstream_trusted_ca, err, sizeof err) < 0)
-        goto fail;
-
     /* Block the stop signals in every thread; the main thread waits for
      * them with sigwait, so no handler runs inside an event loop. */
     sigset_t set;
@@ -358,6 +349,17 @@ int main(int argc, char **argv)
             filter_free(sh.fail_on);
             opts_free(&o);
             return 2;
+        }
+    }
+    if (o.server || o.nclient_replay) {
+        /* before any thread starts: tls_ca_open forks.  The TLS contexts
+         * come with the first TLS connection (proxy.h); a CA or trusted CA
+         * file that cannot be used is still an error now */
+        sh.ca = tls_ca_open(o.confdir, o.ssl_insecure ? NULL : o.ssl_verify_upstream_trusted_ca, err, sizeof err);
+        if (!sh.ca) {
+            fprintf(stderr, "mitmlua: %s\n", err);
+            status = 1;
+            goto out;
         }
     }
     bool dump_to_stdout = o.save_stream_file && strcmp(o.save_stream_file, "-") == 0;

@@ -25,11 +25,14 @@
 #include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,13 +74,22 @@ typedef struct leaf_entry {
 } leaf_entry;
 
 struct tls_ca {
+    /* key, cert, chain and leaf_key are read only after ca_ready(): they
+     * come from a background thread, or from a child process's DER */
     EVP_PKEY *key;
     X509 *cert;
-    EVP_PKEY *leaf_key;   /* read through leaf_key(): made in the background */
-    pthread_t keygen;     /* makes leaf_key; joined once, under key_lock */
-    bool keygen_running;
-    pthread_mutex_t key_lock;
+    EVP_PKEY *leaf_key;   /* shared by every leaf */
     STACK_OF(X509) *chain; /* just the CA cert: sent after each leaf */
+    atomic_bool ready;
+    pthread_mutex_t key_lock; /* guards ca_ready's work */
+    pthread_t keygen;     /* makes leaf_key, or receives it from the child */
+    bool keygen_running;
+    unsigned char *der;   /* tls_ca_open: the CA key's DER, then its cert's */
+    size_t key_len, cert_len;
+    unsigned char *leaf_der; /* tls_ca_open: the leaf key's, from keygen */
+    size_t leaf_len;
+    pid_t child;          /* tls_ca_open's child until keygen reaps it */
+    int child_fd;
     char *confdir;
     char *cert_path;
     uint64_t hash_seed; /* random, so clients cannot aim SNIs at one chain */
@@ -436,17 +448,47 @@ static X509 *make_ca_cert(EVP_PKEY *key)
     return x;
 }
 
-/* The shared leaf key, once the background thread has made it; NULL when
- * it could not be made (minting then fails with OpenSSL's reason). */
-static EVP_PKEY *leaf_key(tls_ca *ca)
+/* Make the CA's OpenSSL objects from the child's DER (tls_ca_open) and
+ * wait for the leaf key, once; every user of key, cert, chain or leaf_key
+ * calls this first.  False when something could not be made: minting then
+ * fails, with OpenSSL's reason. */
+static bool ca_ready(tls_ca *ca)
 {
+    if (atomic_load_explicit(&ca->ready, memory_order_acquire))
+        return ca->key && ca->cert && ca->chain && ca->leaf_key;
     pthread_mutex_lock(&ca->key_lock);
-    if (ca->keygen_running) {
-        pthread_join(ca->keygen, NULL);
-        ca->keygen_running = false;
+    if (!atomic_load_explicit(&ca->ready, memory_order_relaxed)) {
+        if (ca->der) {
+            const unsigned char *p = ca->der;
+            ca->key = d2i_AutoPrivateKey(NULL, &p, (long)ca->key_len);
+            p = ca->der + ca->key_len;
+            ca->cert = d2i_X509(NULL, &p, (long)ca->cert_len);
+            OPENSSL_cleanse(ca->der, ca->key_len);
+            free(ca->der);
+            ca->der = NULL;
+            if (ca->cert && (ca->chain = sk_X509_new_null()) &&
+                !X509_add_cert(ca->chain, ca->cert, X509_ADD_FLAG_UP_REF)) {
+                sk_X509_free(ca->chain);
+                ca->chain = NULL;
+            }
+        }
+        if (ca->keygen_running) {
+            pthread_join(ca->keygen, NULL);
+            ca->keygen_running = false;
+        }
+        if (ca->leaf_der) {
+            const unsigned char *p = ca->leaf_der;
+            ca->leaf_key = d2i_AutoPrivateKey(NULL, &p, (long)ca->leaf_len);
+            OPENSSL_cleanse(ca->leaf_der, ca->leaf_len);
+            free(ca->leaf_der);
+            ca->leaf_der = NULL;
+        }
+        if (!ca->leaf_key) /* the child died before sending it */
+            ca->leaf_key = EVP_RSA_gen(2048);
+        atomic_store_explicit(&ca->ready, true, memory_order_release);
     }
     pthread_mutex_unlock(&ca->key_lock);
-    return ca->leaf_key;
+    return ca->key && ca->cert && ca->chain && ca->leaf_key;
 }
 
 /* `host` is already normalised (host_norm). */
@@ -465,7 +507,7 @@ static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
         !X509_time_adj_ex(X509_getm_notBefore(x), -TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
         !X509_time_adj_ex(X509_getm_notAfter(x), TLS_LEAF_TOTAL_DAYS - TLS_LEAF_BACKDATE_DAYS, 0, &now) ||
         !set_name(X509_get_subject_name(x), cn, false) ||
-        !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, leaf_key(ca)) ||
+        !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, ca->leaf_key) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
         add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
         add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip) < 0 ||
@@ -650,9 +692,9 @@ static void *keygen_main(void *arg)
     return NULL;
 }
 
-tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
+/* A CA with its names set and nothing loaded; mkdir -p's the confdir. */
+static tls_ca *ca_new(const char *confdir, char *err, size_t errsz)
 {
-    pthread_once(&ex_once, ex_init);
     tls_ca *ca = calloc(1, sizeof *ca);
     if (!ca) {
         snprintf(err, errsz, "out of memory");
@@ -661,9 +703,8 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
     pthread_mutex_init(&ca->lock, NULL);
     pthread_mutex_init(&ca->key_lock, NULL);
     ca->max = TLS_CACHE_DEFAULT;
-    char path[4300];
-    if (mkdir_p(confdir, err, errsz) < 0)
-        goto fail;
+    ca->child = -1;
+    ca->child_fd = -1;
     size_t dl = strlen(confdir);
     while (dl > 1 && confdir[dl - 1] == '/')
         dl--;
@@ -672,6 +713,27 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
         goto fail;
     }
     sprintf(ca->cert_path, "%s/" F_PEM, ca->confdir);
+    /* the cache's hash seed: from the kernel, not OpenSSL, whose random
+     * generator need not exist before the first TLS connection */
+    if (getrandom(&ca->hash_seed, sizeof ca->hash_seed, 0) != (ssize_t)sizeof ca->hash_seed) {
+        snprintf(err, errsz, "cannot seed the certificate cache: %s", strerror(errno));
+        goto fail;
+    }
+    if (mkdir_p(confdir, err, errsz) < 0)
+        goto fail;
+    return ca;
+fail:
+    tls_ca_free(ca);
+    return NULL;
+}
+
+tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
+{
+    pthread_once(&ex_once, ex_init);
+    tls_ca *ca = ca_new(confdir, err, errsz);
+    if (!ca)
+        return NULL;
+    char path[4300];
     snprintf(path, sizeof path, "%s/" F_KEY, ca->confdir);
 
     bool created = false;
@@ -700,10 +762,6 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
-    if (RAND_bytes((unsigned char *)&ca->hash_seed, sizeof ca->hash_seed) != 1) {
-        ssl_errstr(err, errsz, "cannot seed the certificate cache");
-        goto fail;
-    }
     /* An RSA-2048 key takes 50-300 ms to make: more than everything else at
      * start-up together.  Make it on the side; the first minting waits. */
     if (pthread_create(&ca->keygen, NULL, keygen_main, ca) == 0) {
@@ -716,6 +774,149 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
 fail:
     tls_ca_free(ca);
     return NULL;
+}
+
+/* ---- the CA, prepared in a child process -------------------------------- */
+
+/* tls_ca_open's pipe carries two messages: {status, n1, n2} then n1 + n2
+ * bytes — the error text (status != 0), or the CA key's and certificate's
+ * DER — and later {0, n, 0} with the leaf key's DER. */
+typedef struct ca_msg {
+    int32_t status;
+    uint32_t n1, n2;
+} ca_msg;
+
+static bool write_all(int fd, const void *p, size_t n)
+{
+    for (const char *c = p; n > 0;) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        c += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static bool read_all(int fd, void *p, size_t n)
+{
+    for (char *c = p; n > 0;) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        c += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+static bool send_msg(int fd, int32_t status, const void *p1, size_t n1, const void *p2, size_t n2)
+{
+    ca_msg m = {status, (uint32_t)n1, (uint32_t)n2};
+    return write_all(fd, &m, sizeof m) && write_all(fd, p1, n1) && write_all(fd, p2, n2);
+}
+
+/* A read message's payload (malloc'd, with a NUL after it), or NULL. */
+static unsigned char *recv_msg(int fd, ca_msg *m)
+{
+    if (!read_all(fd, m, sizeof *m) || m->n1 > (1u << 20) || m->n2 > (1u << 20))
+        return NULL;
+    size_t n = (size_t)m->n1 + m->n2;
+    unsigned char *p = malloc(n + 1);
+    if (p && !read_all(fd, p, n)) {
+        free(p);
+        return NULL;
+    }
+    if (p)
+        p[n] = '\0';
+    return p;
+}
+
+/* The child: everything tls_ca_load_or_create and tls_check_ca_file do,
+ * then the leaf key.  Its exit status is not read: the pipe says it all. */
+static int ca_child(int fd, const char *confdir, const char *trusted_ca)
+{
+    char err[1024];
+    unsigned char *kd = NULL, *cd = NULL, *ld = NULL;
+    tls_ca *ca = tls_ca_load_or_create(confdir, err, sizeof err);
+    if (!ca || (trusted_ca && tls_check_ca_file(trusted_ca, err, sizeof err) < 0))
+        return send_msg(fd, 1, err, strlen(err), NULL, 0) ? 0 : 1;
+    int kn = i2d_PrivateKey(ca->key, &kd), cn = i2d_X509(ca->cert, &cd);
+    if (kn <= 0 || cn <= 0) {
+        ssl_errstr(err, sizeof err, "cannot encode the CA");
+        return send_msg(fd, 1, err, strlen(err), NULL, 0) ? 0 : 1;
+    }
+    if (!send_msg(fd, 0, kd, (size_t)kn, cd, (size_t)cn))
+        return 1;
+    int ln = ca_ready(ca) ? i2d_PrivateKey(ca->leaf_key, &ld) : 0;
+    if (ln > 0)
+        send_msg(fd, 0, ld, (size_t)ln, NULL, 0);
+    return 0; /* the process ends: no need to free */
+}
+
+/* The parent's side of keygen: wait for the leaf key's DER, reap the child. */
+static void *keyrecv_main(void *arg)
+{
+    tls_ca *ca = arg;
+    ca_msg m;
+    unsigned char *p = recv_msg(ca->child_fd, &m);
+    if (p && m.status == 0) {
+        ca->leaf_der = p;
+        ca->leaf_len = m.n1;
+    } else {
+        free(p);
+    }
+    close(ca->child_fd);
+    ca->child_fd = -1;
+    while (waitpid(ca->child, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+tls_ca *tls_ca_open(const char *confdir, const char *trusted_ca, char *err, size_t errsz)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        snprintf(err, errsz, "cannot prepare the CA: pipe: %s", strerror(errno));
+        return NULL;
+    }
+    tls_ca *ca = ca_new(confdir, err, errsz);
+    pid_t pid = ca ? fork() : -1;
+    if (pid == 0) {
+        close(fds[0]);
+        _exit(ca_child(fds[1], confdir, trusted_ca));
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        if (ca)
+            snprintf(err, errsz, "cannot prepare the CA: fork: %s", strerror(errno));
+        tls_ca_free(ca);
+        return NULL;
+    }
+    ca->child = pid;
+    ca->child_fd = fds[0];
+    ca_msg m;
+    unsigned char *p = recv_msg(fds[0], &m);
+    if (!p || m.status != 0) {
+        if (p)
+            snprintf(err, errsz, "%s", (char *)p);
+        else
+            snprintf(err, errsz, "cannot prepare the CA: the process doing it ended early");
+        free(p);
+        tls_ca_free(ca);
+        return NULL;
+    }
+    ca->der = p;
+    ca->key_len = m.n1;
+    ca->cert_len = m.n2;
+    if (pthread_create(&ca->keygen, NULL, keyrecv_main, ca) == 0)
+        ca->keygen_running = true; /* else ca_ready makes the leaf key itself */
+    return ca;
 }
 
 static void entry_free(leaf_entry *e)
@@ -732,7 +933,21 @@ void tls_ca_free(tls_ca *ca)
         next = e->next;
         entry_free(e);
     }
-    leaf_key(ca);
+    /* a key still being made is waited for (at most a few hundred ms):
+     * killing the child could race with keyrecv reaping it */
+    if (ca->keygen_running)
+        pthread_join(ca->keygen, NULL);
+    if (ca->child_fd >= 0) { /* no keyrecv thread: reap the child here */
+        close(ca->child_fd);
+        while (waitpid(ca->child, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (ca->der)
+        OPENSSL_cleanse(ca->der, ca->key_len);
+    free(ca->der);
+    if (ca->leaf_der)
+        OPENSSL_cleanse(ca->leaf_der, ca->leaf_len);
+    free(ca->leaf_der);
     EVP_PKEY_free(ca->key);
     EVP_PKEY_free(ca->leaf_key);
     X509_free(ca->cert);
@@ -744,8 +959,8 @@ void tls_ca_free(tls_ca *ca)
     free(ca);
 }
 
-X509 *tls_ca_cert(const tls_ca *ca) { return ca->cert; }
-EVP_PKEY *tls_ca_leaf_key(const tls_ca *ca) { return leaf_key((tls_ca *)ca); }
+X509 *tls_ca_cert(tls_ca *ca) { return ca_ready(ca) ? ca->cert : NULL; }
+EVP_PKEY *tls_ca_leaf_key(tls_ca *ca) { return ca_ready(ca) ? ca->leaf_key : NULL; }
 const char *tls_ca_confdir(const tls_ca *ca) { return ca->confdir; }
 const char *tls_ca_cert_path(const tls_ca *ca) { return ca->cert_path; }
 
@@ -860,6 +1075,10 @@ X509 *tls_ca_leaf(tls_ca *ca, const char *host_in, char *err, size_t errsz)
         snprintf(err, errsz, "cannot make a certificate for the host name \"%.80s\"", host_in);
         return NULL;
     }
+    if (!ca_ready(ca)) {
+        ssl_errstr(err, errsz, "cannot load the CA");
+        return NULL;
+    }
     uint64_t h = host_hash(ca, host);
     time_t now = time(NULL);
     pthread_mutex_lock(&ca->lock);
@@ -916,7 +1135,7 @@ static int cert_cb(SSL *ssl, void *arg)
         return 0;
     }
     /* override=1: a second callback (HelloRetryRequest) replaces, not adds */
-    int ok = SSL_use_cert_and_key(ssl, leaf, leaf_key(ca), ca->chain, 1) == 1;
+    int ok = SSL_use_cert_and_key(ssl, leaf, ca->leaf_key, ca->chain, 1) == 1; /* ready: tls_ca_leaf */
     X509_free(leaf);
     return ok ? 1 : 0;
 }

@@ -2,11 +2,13 @@
  * recovery, corrupt CA files, minted leaves checked with OpenSSL's own
  * verifier, the shared LRU cache (also under 4 threads), real in-memory
  * handshakes on both sides (SNI, fallback host, ALPN, upstream verification
- * success and failure). */
+ * success and failure), and tls_ca_open's child process. */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -354,6 +356,52 @@ out:
     tls_ca_free(a);
     tls_ca_free(b);
     ERR_clear_error();
+}
+
+/* tls_ca_open: the same CA as tls_ca_load_or_create, prepared by a child
+ * process that is reaped; its errors are the same errors. */
+static void ca_open(void)
+{
+    char p[256], err[512] = "";
+    path_of(p, sizeof p, "opened", NULL);
+    tls_ca *ca = tls_ca_open(p, NULL, err, sizeof err);
+    T_CHECK(ca != NULL);
+    if (!ca)
+        fprintf(stderr, "  tls_ca_open: %s\n", err);
+    T_CHECK(mode_of("opened", "mitmlua-ca.pem") == 0600 && mode_of("opened", "mitmlua-ca-cert.p12") == 0644);
+    tls_ca *again = ca_in("opened"); /* what the child wrote, loaded here */
+    T_CHECK(ca && again && same_cert(tls_ca_cert(ca), tls_ca_cert(again)));
+    if (ca) {
+        T_CHECK(tls_ca_leaf_key(ca) && EVP_PKEY_eq(tls_ca_leaf_key(ca), X509_get0_pubkey(tls_ca_cert(ca))) != 1);
+        X509 *leaf = tls_ca_leaf(ca, "opened.test", err, sizeof err);
+        T_CHECK(leaf && verify_leaf(ca, leaf) == 1);
+        T_CHECK(leaf && EVP_PKEY_eq(X509_get0_pubkey(leaf), tls_ca_leaf_key(ca)) == 1);
+        X509_free(leaf);
+    }
+    tls_ca_free(again);
+    tls_ca_free(ca);
+    T_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD); /* no child left behind */
+
+    /* freed before the leaf key arrived: the child is waited for, not left */
+    ca = tls_ca_open(p, NULL, err, sizeof err);
+    T_CHECK(ca != NULL);
+    tls_ca_free(ca);
+    T_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+
+    /* a trusted CA file that cannot be used, and a corrupt CA */
+    char bad[256];
+    path_of(bad, sizeof bad, "opened", "not-a-ca-file.pem");
+    FILE *fp = fopen(bad, "w");
+    fputs("no certificate here\n", fp);
+    fclose(fp);
+    T_CHECK(tls_ca_open(p, bad, err, sizeof err) == NULL && strstr(err, bad) && strstr(err, "no PEM certificate"));
+    T_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    path_of(bad, sizeof bad, "opened", "mitmlua-ca.pem");
+    fp = fopen(bad, "w");
+    fputs("garbage\n", fp);
+    fclose(fp);
+    T_CHECK(tls_ca_open(p, NULL, err, sizeof err) == NULL && strstr(err, bad) && strstr(err, "private key"));
+    T_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
 }
 
 /* ---- leaves ------------------------------------------------------------- */
@@ -891,9 +939,16 @@ int main(void)
     T_RUN(ca_reload_and_uniqueness);
     T_RUN(ca_recovery);
     T_RUN(ca_corrupt);
-    shared = ca_in("shared");
-    if (!shared)
+    T_RUN(ca_open);
+    /* the leaf, cache, handshake and thread tests use the CA the way the
+     * proxy does: prepared by a child, made on first use */
+    char p[256], err[512];
+    path_of(p, sizeof p, "shared", NULL);
+    shared = tls_ca_open(p, NULL, err, sizeof err);
+    if (!shared) {
+        fprintf(stderr, "tls_ca_open(%s): %s\n", p, err);
         return 1;
+    }
     T_RUN(leaves);
     T_RUN(cache_lru);
     T_RUN(handshakes_client_facing);
