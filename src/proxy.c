@@ -93,7 +93,6 @@ typedef struct cconn {
     worker *w;
     struct cconn *prev, *next;
     evutil_socket_t fd;
-    bool fd_owned_by_bev;
     struct bufferevent *bev;
     bevio wio;              /* plain HTTP/1: bev's output written directly */
     struct event *peek_ev;
@@ -138,6 +137,7 @@ static void start_passthrough_or_close(cconn *c);
 static void deliver_response_or_close(cconn *c);
 static void start_h2_or_close(cconn *c);
 static void start_relay(cconn *c);
+static void client_wire_drained(struct bufferevent *wire, void *arg);
 
 /* ---- consumers ---------------------------------------------------------- */
 
@@ -263,7 +263,7 @@ static void cconn_free(cconn *c)
     bevio_detach(&c->wio);   /* before the bufferevent goes */
     if (c->bev)
         bufferevent_free(c->bev);
-    if (!c->fd_owned_by_bev && c->fd >= 0)
+    if (c->fd >= 0)   /* bev does not own it: a TLS filter may sit on top */
         evutil_closesocket(c->fd);
     h1_parser_free(c->parser);
     flow_conn_clear(&c->info);
@@ -283,6 +283,15 @@ static void cconn_free(cconn *c)
         event_base_loopexit(w->base, NULL);
 }
 
+/* Bytes queued for the client: in bev's output, and over TLS also the
+ * records in the socket's output under the filter. */
+static size_t client_unsent(cconn *c)
+{
+    struct bufferevent *wire = bufferevent_get_underlying(c->bev);
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) +
+           (wire ? evbuffer_get_length(bufferevent_get_output(wire)) : 0);
+}
+
 /* Close once everything queued for the client has been written. */
 static void close_after_write(cconn *c)
 {
@@ -292,13 +301,23 @@ static void close_after_write(cconn *c)
         cconn_free(c);
         return;
     }
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (client_unsent(c) == 0) {
         linger_or_close(c);
         return;
     }
     bufferevent_disable(c->bev, EV_READ);
     struct timeval tv = {c->w->sh->o->read_timeout ? c->w->sh->o->read_timeout : 30, 0};
     bufferevent_set_timeouts(c->bev, NULL, &tv);
+    struct bufferevent *wire = bufferevent_get_underlying(c->bev);
+    if (wire) {
+        /* the filter's own timer runs only while it has bytes; and after
+         * HTTP/2 or a relay, bevio comes back to say when the wire drains */
+        bufferevent_set_timeouts(wire, NULL, &tv);
+        if (!c->wio.bev && bevio_attach_wire(&c->wio, c->w->base, wire, client_wire_drained, c) < 0) {
+            cconn_free(c);
+            return;
+        }
+    }
     bufferevent_enable(c->bev, EV_WRITE);
 }
 
@@ -347,9 +366,10 @@ static void set_client_timeout(cconn *c, int seconds)
     bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, NULL);
 }
 
-/* The connection stops being plain HTTP/1 handled here (TLS, HTTP/2, a
- * relay take it over): libevent writes its output again, and its input is
- * no longer bounded by CLIENT_INPUT_MAX (a relay may need a whole frame). */
+/* The connection stops being HTTP/1 handled here (TLS starts under it, or
+ * HTTP/2 or a relay take it over): libevent writes its output again, and
+ * its input is no longer bounded by CLIENT_INPUT_MAX (a relay may need a
+ * whole frame).  Over TLS, HTTP/1 turns it on again (bevio_attach_wire). */
 static void plain_h1_off(cconn *c)
 {
     if (!c->wio.bev)
@@ -654,10 +674,22 @@ static void client_protocol_error_or_close(cconn *c)
 
 /* ---- CONNECT and the tunnel --------------------------------------------- */
 
-static void start_client_tls_or_close(cconn *c, bool as_filter)
+/* The socket under a TLS client connection has written everything. */
+static void client_wire_drained(struct bufferevent *wire, void *arg)
+{
+    cconn *c = arg;
+    (void)wire;
+    client_write_cb(c->bev, c);
+}
+
+/* TLS runs as a filter over the socket bufferevent (also when the client
+ * did not wait for our answer to CONNECT and its hello is already in our
+ * input): OpenSSL writes records into the socket's output and bevio writes
+ * them out, one writev per loop turn, as on a plain connection. */
+static void start_client_tls_or_close(cconn *c)
 {
     const proxy_shared *sh = c->w->sh;
-    plain_h1_off(c);   /* from here OpenSSL writes */
+    plain_h1_off(c);
     SSL_CTX *ctx = proxy_server_ctx(sh);
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
@@ -667,24 +699,17 @@ static void start_client_tls_or_close(cconn *c, bool as_filter)
         cconn_free(c);
         return;
     }
-    struct bufferevent *b;
-    if (as_filter) {
-        b = bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-    } else {
-        bufferevent_free(c->bev);
-        c->bev = NULL;
-        b = bufferevent_openssl_socket_new(c->w->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-        if (b)
-            c->fd_owned_by_bev = true;
-    }
+    struct bufferevent *wire = c->bev;
+    struct bufferevent *b = bufferevent_openssl_filter_new(c->w->base, wire, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
     if (!b) {
         SSL_free(ssl);
         cconn_free(c);
         return;
     }
     c->bev = b;
+    if (bevio_attach_wire(&c->wio, c->w->base, wire, client_wire_drained, c) < 0)
+        bufferevent_setwatermark(wire, EV_WRITE, 0, BEVIO_WIRE_HIGH); /* libevent writes; same pacing */
     c->state = C_TLS_HANDSHAKE;
     c->tunnel_tls = true;
     bufferevent_setcb(b, client_read_cb, client_write_cb, client_event_cb, c);
@@ -722,7 +747,7 @@ static void peek_cb(evutil_socket_t fd, short what, void *arg)
     event_free(c->peek_ev);
     c->peek_ev = NULL;
     if (b == 0x16) /* TLS handshake record */
-        start_client_tls_or_close(c, false);
+        start_client_tls_or_close(c);
     else
         start_tunnel_plain_or_close(c);
 }
@@ -732,12 +757,12 @@ static void tunnel_start_or_close(cconn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     if (evbuffer_get_length(in) > 0) {
-        /* the client did not wait for our answer: the bytes are already
-         * in our buffer, so TLS must run as a filter on top of it */
+        /* the client did not wait for our answer: its bytes are already
+         * in our buffer, where the TLS filter reads them */
         unsigned char b;
         evbuffer_copyout(in, &b, 1);
         if (b == 0x16)
-            start_client_tls_or_close(c, true);
+            start_client_tls_or_close(c);
         else
             start_tunnel_plain_or_close(c);
         return;
@@ -1534,7 +1559,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
  * input for a short while first (what nginx calls lingering close). */
 static void linger_or_close(cconn *c)
 {
-    if (!c->linger || c->fd_owned_by_bev || bufferevent_get_underlying(c->bev) ||
+    if (!c->linger || bufferevent_get_underlying(c->bev) ||
         shutdown(c->fd, SHUT_WR) < 0) {
         cconn_free(c);
         return;
@@ -1555,6 +1580,9 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         return;
     }
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+        return;
+    /* over TLS, closing waits for the records too (client_wire_drained) */
+    if (c->state == C_CLOSING && client_unsent(c) != 0)
         return;
     bevio_resume(&c->wio);
     switch (c->state) {
@@ -1597,6 +1625,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             c->in_tunnel = c->w->sh->o->mode != MODE_REVERSE;
             c->state = C_READ_REQ;
             set_client_timeout(c, c->w->sh->o->idle_timeout);
+            if (c->wio.bev) /* HTTP/1 reads on during exchanges, as plain */
+                bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
             if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
                 start_h2_or_close(c);
             else

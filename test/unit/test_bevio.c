@@ -1,7 +1,9 @@
 /* Unit tests for bevio: direct writes on a plain socket bufferevent, over a
  * socketpair.  What is added goes out within the same loop turn, without
  * the write event; a write the socket cannot take whole falls back to
- * libevent, which finishes it; the drained callback runs once per drain. */
+ * libevent, which finishes it; the drained callback runs once per drain.
+ * Under a TLS filter (bevio_attach_wire), whose write callback is not the
+ * owner's, bevio itself reports the drain after libevent's part too. */
 #include "t.h"
 
 #include <sys/socket.h>
@@ -141,10 +143,71 @@ static void detach_hands_back_to_libevent(void)
     rig_close(&r);
 }
 
+/* the filter's write callback, in the wire rig: it is told to go on */
+static int filter_told;
+static void on_filter_write(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    (void)arg;
+    filter_told++;
+}
+
+static void on_wire_drained(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    rig *r = arg;
+    r->drained++;
+    if (!(bufferevent_get_enabled(r->bev) & EV_WRITE))
+        r->drained_direct++;
+}
+
+static void wire_reports_every_drain(void)
+{
+    rig r;
+    T_CHECK(rig_open(&r) == 0);
+    bevio_detach(&r.b);
+    /* as under a bufferevent_openssl filter: the bufferevent's callbacks
+     * are the filter's, the owner hears only through bevio */
+    bufferevent_setcb(r.bev, NULL, on_filter_write, NULL, NULL);
+    T_CHECK(bevio_attach_wire(&r.b, r.base, r.bev, on_wire_drained, &r) == 0);
+    size_t lo = 1, hi = 0;
+    bufferevent_getwatermark(r.bev, EV_WRITE, &lo, &hi);
+    T_CHECK(lo == 0 && hi == BEVIO_WIRE_HIGH);
+    struct evbuffer *out = bufferevent_get_output(r.bev);
+    filter_told = 0;
+    evbuffer_add(out, "record", 6);
+    for (int i = 0; i < 3; i++)
+        event_base_loop(r.base, EVLOOP_NONBLOCK);
+    char buf[8] = {0};
+    T_CHECK(drain_peer(&r, buf, sizeof buf) == 6);
+    T_CHECK(r.drained == 1 && r.drained_direct == 1 && filter_told == 1);
+
+    int small = 4096;
+    setsockopt(bufferevent_getfd(r.bev), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    static char big[1 << 20];
+    memset(big, 'y', sizeof big);
+    evbuffer_add(out, big, sizeof big);
+    event_base_loop(r.base, EVLOOP_NONBLOCK);
+    T_CHECK(evbuffer_get_length(out) > 0 && (bufferevent_get_enabled(r.bev) & EV_WRITE));
+    T_CHECK(r.drained == 1);
+    size_t total = 0;
+    for (int i = 0; i < 10000 && (total < sizeof big || r.drained < 2); i++) {
+        total += drain_peer(&r, NULL, 0);
+        event_base_loop(r.base, EVLOOP_NONBLOCK);
+    }
+    T_CHECK(total == sizeof big);
+    /* libevent wrote the rest; bevio said so, and writes directly again */
+    T_CHECK(r.drained == 2 && r.drained_direct == 2);
+    T_CHECK(!(bufferevent_get_enabled(r.bev) & EV_WRITE));
+    T_CHECK(filter_told >= 2);
+    rig_close(&r);
+}
+
 int main(void)
 {
     T_RUN(writes_within_the_turn);
     T_RUN(short_write_falls_back_to_libevent);
     T_RUN(detach_hands_back_to_libevent);
+    T_RUN(wire_reports_every_drain);
     T_DONE();
 }
