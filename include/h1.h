@@ -69,6 +69,11 @@ int h1_parser_error_status(const h1_parser *p);
  * proxy); otherwise origin-form. */
 int h1_write_request_head(struct evbuffer *out, const flow_request *r, bool absolute);
 int h1_write_response_head(struct evbuffer *out, const flow_response *s);
+/* Head and raw body together: in one evbuffer call when the two come to at
+ * most H1_COALESCE_MAX bytes (one chain; over TLS one record, not two),
+ * else as h1_write_response_head and h1_write_body. */
+#define H1_COALESCE_MAX 4096
+int h1_write_response(struct evbuffer *out, const flow_response *s, const bytes *body);
 /* Body: chunked (one chunk, terminator, trailers) or raw. */
 int h1_write_body(struct evbuffer *out, const bytes *body, bool chunked, const hdrs *trailers);
 

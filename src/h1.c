@@ -588,7 +588,7 @@ static bool safe_target(const char *s)
 typedef struct headbuf {
     char *p;
     size_t len, cap;
-    char stack[2048];
+    char stack[H1_COALESCE_MAX];
 } headbuf;
 
 static int hb_add(headbuf *h, const void *d, size_t n)
@@ -620,8 +620,9 @@ static void hb_init(headbuf *h)
     h->cap = sizeof h->stack;
 }
 
-/* Header fields and the blank line, then everything to `out`. */
-static int hb_finish(headbuf *h, const hdrs *fields, struct evbuffer *out)
+/* Header fields and the blank line, then everything to `out`; then
+ * `tail` (NULL: none), in the same call when it fits H1_COALESCE_MAX. */
+static int hb_finish_tail(headbuf *h, const hdrs *fields, const bytes *tail, struct evbuffer *out)
 {
     int rc = 0;
     for (size_t i = 0; fields && i < fields->n && rc == 0; i++) {
@@ -635,11 +636,21 @@ static int hb_finish(headbuf *h, const hdrs *fields, struct evbuffer *out)
     }
     if (rc == 0)
         rc = hb_add(h, "\r\n", 2);
+    bool apart = tail && tail->len && h->len + tail->len > H1_COALESCE_MAX;
+    if (rc == 0 && tail && tail->len && !apart)
+        rc = hb_add(h, tail->p, tail->len);
     if (rc == 0)
         rc = evbuffer_add(out, h->p, h->len);
+    if (rc == 0 && apart)
+        rc = evbuffer_add(out, tail->p, tail->len);
     if (h->p != h->stack)
         free(h->p);
     return rc < 0 ? -1 : 0;
+}
+
+static int hb_finish(headbuf *h, const hdrs *fields, struct evbuffer *out)
+{
+    return hb_finish_tail(h, fields, NULL, out);
 }
 
 int h1_write_request_head(struct evbuffer *out, const flow_request *r, bool absolute)
@@ -675,6 +686,11 @@ int h1_write_request_head(struct evbuffer *out, const flow_request *r, bool abso
 
 int h1_write_response_head(struct evbuffer *out, const flow_response *s)
 {
+    return h1_write_response(out, s, NULL);
+}
+
+int h1_write_response(struct evbuffer *out, const flow_response *s, const bytes *body)
+{
     const char *ver = safe_version(s->http_version);
     const char *reason = s->reason && *s->reason ? s->reason : h1_reason(s->status_code);
     if (!h1_valid_value(reason, strlen(reason)) || s->status_code < 100 || s->status_code > 999)
@@ -693,7 +709,7 @@ int h1_write_response_head(struct evbuffer *out, const flow_response *s)
             free(h.p);
         return -1;
     }
-    return hb_finish(&h, &s->headers, out);
+    return hb_finish_tail(&h, &s->headers, body, out);
 }
 
 int h1_write_body(struct evbuffer *out, const bytes *body, bool chunked, const hdrs *trailers)

@@ -557,8 +557,7 @@ static void refuse_auth_or_close(cconn *c)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     f->request->timestamp_end = flow_now();
     f->response = proxyauth_challenge(c->w->sh->o->mode != MODE_REVERSE);
-    if (!f->response || h1_write_response_head(out, f->response) < 0 ||
-        h1_write_body(out, &f->response->content, false, NULL) < 0) {
+    if (!f->response || h1_write_response(out, f->response, &f->response->content) < 0) {
         cconn_free(c);
         return;
     }
@@ -1467,9 +1466,15 @@ static void deliver_response_or_close(cconn *c)
      * output: the flow reads it until it is recorded (response_queued),
      * then the output owns it. */
     c->body_lent = !no_body && !chunked && resp->content.len >= LEND_MIN && !c->upgrade_after_write;
-    if (h1_write_response_head(out, resp) < 0 ||
-        (c->body_lent ? evbuffer_add_reference(out, resp->content.p, resp->content.len, free_lent, resp->content.p)
-                      : h1_write_body(out, no_body ? &empty : &resp->content, chunked, &resp->trailers)) < 0) {
+    bool ok;
+    if (c->body_lent)
+        ok = h1_write_response_head(out, resp) == 0 &&
+             evbuffer_add_reference(out, resp->content.p, resp->content.len, free_lent, resp->content.p) == 0;
+    else if (chunked)
+        ok = h1_write_response_head(out, resp) == 0 && h1_write_body(out, &resp->content, true, &resp->trailers) == 0;
+    else /* a small body leaves with its head: one chain, one TLS record */
+        ok = h1_write_response(out, resp, no_body ? &empty : &resp->content) == 0;
+    if (!ok) {
         c->body_lent = false;
         cconn_free(c);
         return;

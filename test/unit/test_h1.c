@@ -286,6 +286,41 @@ static void serialise(void)
     T_STREQ(h1_reason(502), "Bad Gateway");
 }
 
+/* h1_write_response: a small body goes out in the head's chain, a large
+ * one after it; the bytes are the same either way. */
+static void response_with_body(void)
+{
+    flow_response *sr = flow_response_new();
+    sr->status_code = 200;
+    flow_strset(&sr->http_version, "HTTP/1.1");
+    hdrs_add(&sr->headers, "Content-Length", 14, "5", 1);
+    bytes small = {(char *)"hello", 5, 5};
+    struct evbuffer *out = evbuffer_new();
+    T_CHECK(h1_write_response(out, sr, &small) == 0);
+    T_CHECK(evbuffer_peek(out, -1, NULL, NULL, 0) == 1);
+    const char *want = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    size_t n = evbuffer_get_length(out);
+    T_CHECK(n == strlen(want) && memcmp(evbuffer_pullup(out, -1), want, n) == 0);
+    evbuffer_drain(out, n);
+
+    static char bigp[H1_COALESCE_MAX];
+    memset(bigp, 'b', sizeof bigp);
+    bytes big = {bigp, sizeof bigp, sizeof bigp};
+    hdrs_set(&sr->headers, "Content-Length", "4096", 4);
+    T_CHECK(h1_write_response(out, sr, &big) == 0);
+    T_CHECK(evbuffer_peek(out, -1, NULL, NULL, 0) == 2);   /* head, then the body */
+    size_t head = strlen("HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n");
+    T_CHECK(evbuffer_get_length(out) == head + sizeof bigp);
+    unsigned char *all = evbuffer_pullup(out, -1);
+    T_CHECK(memcmp(all, "HTTP/1.1 200 OK\r\n", 17) == 0 && all[head] == 'b' && all[head + sizeof bigp - 1] == 'b');
+    evbuffer_drain(out, evbuffer_get_length(out));
+    /* a bad head writes nothing, body included */
+    flow_strset(&sr->reason, "OK\r\nX-Evil: 1");
+    T_CHECK(h1_write_response(out, sr, &small) < 0 && evbuffer_get_length(out) == 0);
+    evbuffer_free(out);
+    flow_response_free(sr);
+}
+
 int main(void)
 {
     T_RUN(simple_get);
@@ -296,5 +331,6 @@ int main(void)
     T_RUN(limits);
     T_RUN(responses);
     T_RUN(serialise);
+    T_RUN(response_with_body);
     T_DONE();
 }
