@@ -95,8 +95,10 @@ int bevio_attach_wire(bevio *b, struct event_base *base, struct bufferevent *bev
 
 void bevio_resume(bevio *b)
 {
-    if (b->bev && evbuffer_get_length(bufferevent_get_output(b->bev)) == 0)
+    if (b->bev && evbuffer_get_length(bufferevent_get_output(b->bev)) == 0) {
+        b->handed = false;   /* wire: libevent has finished; direct from now */
         bufferevent_disable(b->bev, EV_WRITE);
+    }
 }
 
 void bevio_detach(bevio *b)
