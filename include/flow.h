@@ -170,6 +170,10 @@ int flow_strnset(char **dst, const char *src, size_t n);
 char *flow_request_url(const flow_request *r);
 /* Host as written in a URL: IPv6 literals bracketed.  Writes into buf. */
 const char *flow_host_for_url(const char *host, char *buf, size_t bufsz);
+/* host[:port] as in a Host header or :authority: IPv6 literals bracketed,
+ * the port left out when it is 0 or the default (443 for scheme "https",
+ * 80 otherwise).  Writes into buf, which it returns. */
+const char *flow_authority(const char *scheme, const char *host, unsigned port, char *buf, size_t bufsz);
 
 /* Wall-clock time in seconds since the epoch, microsecond resolution. */
 double flow_now(void);

@@ -430,12 +430,8 @@ static int set_url(const addons *a, flow_request *r, const char *url)
     free(r->path);
     r->path = path;
     r->port = (uint16_t)port;
-    char hb[300], val[320];
-    const char *h = flow_host_for_url(r->host, hb, sizeof hb);
-    if (port == (https ? 443 : 80))
-        snprintf(val, sizeof val, "%s", h);
-    else
-        snprintf(val, sizeof val, "%s:%ld", h, port);
+    char val[320];
+    flow_authority(r->scheme, r->host, (unsigned)port, val, sizeof val);
     if (r->authority && *r->authority)
         flow_strset(&r->authority, val);
     if (!a->keep_host_header && hdrs_get(&r->headers, "host", NULL))

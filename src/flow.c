@@ -405,6 +405,18 @@ const char *flow_host_for_url(const char *host, char *buf, size_t bufsz)
     return host ? host : "";
 }
 
+const char *flow_authority(const char *scheme, const char *host, unsigned port, char *buf, size_t bufsz)
+{
+    char hb[300];
+    const char *h = flow_host_for_url(host ? host : "", hb, sizeof hb);
+    unsigned dflt = scheme && strcmp(scheme, "https") == 0 ? 443 : 80;
+    if (port == 0 || port == dflt)
+        snprintf(buf, bufsz, "%s", h);
+    else
+        snprintf(buf, bufsz, "%s:%u", h, port);
+    return buf;
+}
+
 char *flow_request_url(const flow_request *r)
 {
     char hb[300];

@@ -436,14 +436,7 @@ int32_t h2_submit_request(h2_conn *c, const flow_request *r)
     if (!alen && r->authority && *r->authority)
         alen = strlen(auth = r->authority);
     if (!alen) {
-        char hb[260];
-        const char *h = flow_host_for_url(r->host ? r->host : "", hb, sizeof hb);
-        bool https = r->scheme && strcmp(r->scheme, "https") == 0;
-        if (r->port == 0 || r->port == (https ? 443 : 80))
-            snprintf(abuf, sizeof abuf, "%s", h);
-        else
-            snprintf(abuf, sizeof abuf, "%s:%u", h, r->port);
-        auth = abuf;
+        auth = flow_authority(r->scheme, r->host, r->port, abuf, sizeof abuf);
         alen = strlen(abuf);
     }
     const char *method = r->method ? r->method : "GET";

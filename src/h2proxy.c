@@ -409,10 +409,8 @@ static int resolve_target(h2proxy *p, flow_request *r, const char **why)
             return 500;
         r->port = o->mode_url.port;
         if (!o->keep_host_header) {
-            char hb[300], val[320];
-            const char *h = flow_host_for_url(r->host, hb, sizeof hb);
-            bool dflt = r->port == (strcmp(r->scheme, "https") == 0 ? 443 : 80);
-            snprintf(val, sizeof val, dflt ? "%s" : "%s:%u", h, r->port);
+            char val[320];
+            flow_authority(r->scheme, r->host, r->port, val, sizeof val);
             if (hdrs_set(&r->headers, "host", val, strlen(val)) < 0)
                 return 500;
         }

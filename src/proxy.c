@@ -1841,14 +1841,9 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
-    if (o->mode == MODE_REVERSE) {
-        char hb[300];
-        const char *h = flow_host_for_url(o->mode_url.host, hb, sizeof hb);
-        if (o->mode_url.port == (strcmp(o->mode_url.scheme, "https") == 0 ? 443 : 80))
-            snprintf(w->reverse_host, sizeof w->reverse_host, "%s", h);
-        else
-            snprintf(w->reverse_host, sizeof w->reverse_host, "%s:%u", h, o->mode_url.port);
-    }
+    if (o->mode == MODE_REVERSE)
+        flow_authority(o->mode_url.scheme, o->mode_url.host, o->mode_url.port, w->reverse_host,
+                       sizeof w->reverse_host);
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     if (!w->stop_ev) {
         snprintf(err, errsz, "out of memory");

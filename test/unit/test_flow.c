@@ -73,11 +73,23 @@ static void bytes_basic(void)
     bytes_free(&b);
 }
 
+static void authority(void)
+{
+    char b[320];
+    T_STREQ(flow_authority("https", "example.com", 443, b, sizeof b), "example.com");
+    T_STREQ(flow_authority("https", "example.com", 80, b, sizeof b), "example.com:80");
+    T_STREQ(flow_authority("http", "example.com", 80, b, sizeof b), "example.com");
+    T_STREQ(flow_authority(NULL, "example.com", 8080, b, sizeof b), "example.com:8080");
+    T_STREQ(flow_authority("http", "::1", 8080, b, sizeof b), "[::1]:8080");
+    T_STREQ(flow_authority("https", "::1", 0, b, sizeof b), "[::1]");
+}
+
 int main(void)
 {
     T_RUN(hdrs_case_insensitive);
     T_RUN(hdrs_tokens);
     T_RUN(request_url);
+    T_RUN(authority);
     T_RUN(flow_ids_unique);
     T_RUN(bytes_basic);
     T_DONE();
