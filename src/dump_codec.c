@@ -141,6 +141,12 @@ static unsigned char *wr_varint(unsigned char *p, uint64_t v)
     return p;
 }
 
+/* A length-delimited field's key and length, in place (its bytes follow). */
+static unsigned char *wr_bytes_head(unsigned char *p, unsigned tag, uint64_t n)
+{
+    return wr_varint(wr_varint(p, ((uint64_t)tag << 3) | WT_BYTES), n);
+}
+
 /* Room for `extra` more bytes; the write position, or NULL. */
 static unsigned char *room(bytes *b, size_t extra)
 {
@@ -192,7 +198,7 @@ static int put_blob(bytes *b, unsigned tag, const void *data, size_t n)
     unsigned char *p = n <= SIZE_MAX - 20 ? room(b, 20 + n) : NULL;
     if (!p)
         return -1;
-    p = wr_varint(wr_varint(p, ((uint64_t)tag << 3) | WT_BYTES), n);
+    p = wr_bytes_head(p, tag, n);
     if (n)
         memcpy(p, data, n);
     wrote(b, p + n);
@@ -294,11 +300,11 @@ static int enc_hdrs(bytes *b, unsigned tag, const hdrs *h)
         const hdr_field *f = &h->v[i];
         size_t inner = 2 + varint_len(f->name_len) + f->name_len +
                        varint_len(f->value_len) + f->value_len;
-        p = wr_varint(wr_varint(p, ((uint64_t)tag << 3) | WT_BYTES), inner);
-        p = wr_varint(wr_varint(p, (H_NAME << 3) | WT_BYTES), f->name_len);
+        p = wr_bytes_head(p, tag, inner);
+        p = wr_bytes_head(p, H_NAME, f->name_len);
         memcpy(p, f->name, f->name_len);
         p += f->name_len;
-        p = wr_varint(wr_varint(p, (H_VALUE << 3) | WT_BYTES), f->value_len);
+        p = wr_bytes_head(p, H_VALUE, f->value_len);
         memcpy(p, f->value, f->value_len);
         p += f->value_len;
     }

@@ -78,24 +78,6 @@ static tn tn_get(const tn *d, const char *key)
     return none;
 }
 
-/* i-th item of a list (type 0 when out of range). */
-static tn tn_at(const tn *l, size_t idx)
-{
-    tn v, none = {0, NULL, 0};
-    if (l->type != ']')
-        return none;
-    size_t off = 0;
-    for (size_t i = 0; off < l->n; i++) {
-        size_t a = tn_parse(l->p + off, l->n - off, &v);
-        if (!a)
-            return none;
-        if (i == idx)
-            return v;
-        off += a;
-    }
-    return none;
-}
-
 /* The next item of list l from byte offset *off (moved past it); 0 at the
  * end.  Walking a list with tn_at would parse it again for every item. */
 static int tn_next(const tn *l, size_t *off, tn *out)
@@ -107,6 +89,16 @@ static int tn_next(const tn *l, size_t *off, tn *out)
         return 0;
     *off += a;
     return 1;
+}
+
+/* i-th item of a list (type 0 when out of range). */
+static tn tn_at(const tn *l, size_t idx)
+{
+    tn v, none = {0, NULL, 0};
+    for (size_t off = 0, i = 0; tn_next(l, &off, &v); i++)
+        if (i == idx)
+            return v;
+    return none;
 }
 
 /* Structural check of a whole value, so later lookups can trust spans. */
