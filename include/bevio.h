@@ -53,7 +53,8 @@ int bevio_attach(bevio *b, struct event_base *base, struct bufferevent *bev, buf
  * callback is the filter's, so bevio reports every drain itself: `drained`
  * runs whenever the output empties, after a direct write or after libevent
  * finished a short one, and the filter is told it may add more records
- * (its output is held back at BEVIO_WIRE_HIGH). */
+ * (its output is held back at BEVIO_WIRE_HIGH — set even when attaching
+ * fails, so the filter is paced the same while libevent writes). */
 int bevio_attach_wire(bevio *b, struct event_base *base, struct bufferevent *bev, bufferevent_data_cb drained,
                       void *arg);
 /* Call from the owner's write callback: once the output has drained under

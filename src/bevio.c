@@ -86,10 +86,11 @@ int bevio_attach(bevio *b, struct event_base *base, struct bufferevent *bev, buf
 int bevio_attach_wire(bevio *b, struct event_base *base, struct bufferevent *bev, bufferevent_data_cb drained,
                       void *arg)
 {
+    /* first: the filter's pacing holds also when libevent keeps writing */
+    bufferevent_setwatermark(bev, EV_WRITE, 0, BEVIO_WIRE_HIGH);
     if (bevio_attach(b, base, bev, drained, arg) < 0)
         return -1;
     b->wire = true;
-    bufferevent_setwatermark(bev, EV_WRITE, 0, BEVIO_WIRE_HIGH);
     return 0;
 }
 

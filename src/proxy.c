@@ -707,8 +707,7 @@ static void start_client_tls_or_close(cconn *c)
         return;
     }
     c->bev = b;
-    if (bevio_attach_wire(&c->wio, c->w->base, wire, client_wire_drained, c) < 0)
-        bufferevent_setwatermark(wire, EV_WRITE, 0, BEVIO_WIRE_HIGH); /* libevent writes; same pacing */
+    (void)bevio_attach_wire(&c->wio, c->w->base, wire, client_wire_drained, c); /* failing that, libevent writes */
     c->state = C_TLS_HANDSHAKE;
     c->tunnel_tls = true;
     bufferevent_setcb(b, client_read_cb, client_write_cb, client_event_cb, c);
