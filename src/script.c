@@ -5,8 +5,13 @@
  * "the headers of the request of flow X".  Nothing is copied until a script
  * reads it, and when the flow is freed (script_env_forget) one pointer is
  * cleared and every object derived from it raises "flow is gone" instead of
- * touching freed memory.  Parent objects are kept alive through the
- * userdata environment table (Lua 5.1's uservalue). */
+ * touching freed memory.
+ *
+ * A flow and the objects read from it share one environment table (Lua
+ * 5.1's uservalue), the family: it holds the flow's userdata, so that no
+ * member outlives it, and caches the members, so that every read of
+ * flow.request gives the same object.  One table a flow, not one an object:
+ * a hook that reads request headers allocates three userdata and a table. */
 #include "script.h"
 
 #include <stdio.h>
@@ -38,6 +43,18 @@
 #define MT_WSMSG "mitmlua.wsmsg"
 #define MT_FILTER "mitmlua.filter"
 
+/* The classes' metatables, by name in the registry (luaL_checkudata) and
+ * by number in the environment of every C function of this API (setup_api):
+ * making an object then needs no lookup by name. */
+enum class { C_FLOW = 1, C_REQ, C_RESP, C_HDRS, C_WSMSG, C_FILTER, C__COUNT = C_FILTER };
+
+/* give the userdata on top its class; only from this API's C functions */
+static void set_class(lua_State *L, enum class c)
+{
+    lua_rawgeti(L, LUA_ENVIRONINDEX, c);
+    lua_setmetatable(L, -2);
+}
+
 struct script_env {
     lua_State *L;
     size_t n;
@@ -49,6 +66,8 @@ struct script_env {
     int timeout_ms;          /* script_timeout; 0 = hooks run unbounded */
     struct timespec deadline;
     bool timed_out;          /* the running hook passed its deadline */
+    int traceback_ref;       /* traceback_handler, made once: pushing a C
+                              * function allocates a closure each time */
 };
 
 static const char ENV_KEY = 'E';
@@ -76,8 +95,12 @@ typedef struct lmsg {    /* a request or a response */
     flow_response *own;   /* mitm.response(): owned until assigned to a flow */
 } lmsg;
 
+/* The headers (or trailers) of a flow's request or response, found
+ * through the flow (lf), or of a response mitm.response() made (msg). */
 typedef struct lhdrs {
+    lflow *lf;
     lmsg *msg;
+    enum part part;
     bool trailers;
 } lhdrs;
 
@@ -113,36 +136,87 @@ static flow_response *resp_of(lua_State *L, lmsg *m)
 
 static hdrs *hdrs_of(lua_State *L, lhdrs *h)
 {
-    if (h->msg->part == P_REQ) {
-        flow_request *r = req_of(L, h->msg);
+    lmsg via = {h->part, h->lf, NULL};
+    lmsg *m = h->msg ? h->msg : &via;
+    if (h->part == P_REQ) {
+        flow_request *r = req_of(L, m);
         return h->trailers ? &r->trailers : &r->headers;
     }
-    flow_response *r = resp_of(L, h->msg);
+    flow_response *r = resp_of(L, m);
     return h->trailers ? &r->trailers : &r->headers;
 }
 
-/* userdata environment: a table that keeps parents alive and caches children */
-static void new_env(lua_State *L, int idx)
+/* The object a metamethod was called on.  Every metamethod is a closure
+ * whose first upvalue is its class's metatable (new_class), so the check
+ * luaL_checkudata makes costs no lookup of the metatable by name. */
+static void *self_of(lua_State *L, const char *tname)
 {
-    lua_newtable(L);
-    lua_setfenv(L, idx < 0 ? idx - 1 : idx);
+    void *p = lua_touserdata(L, 1);
+    if (p && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    luaL_typerror(L, 1, tname);
+    return NULL;
 }
 
-/* push env[key] of the userdata at idx */
-static void env_get(lua_State *L, int idx, const char *key)
+/* Push the class's method named by argument 2 (the __index closure's
+ * second upvalue is the class's methods, see new_class); 0 when none. */
+static int method_of(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(2));
+    if (!lua_isnil(L, -1))
+        return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* ---- families (see the top of this file) ---------------------------------
+ *
+ * A family is an array, its slots below.  A response from mitm.response()
+ * starts a family of its own, in which FAM_RESPONSE is itself; a flow that
+ * adopts it is added as FAM_FLOW. */
+enum fam_slot {
+    FAM_FLOW = 1,     /* the flow's userdata */
+    FAM_REQUEST,
+    FAM_RESPONSE,
+    FAM_HEADERS,      /* + 2 * part + trailers: the four header objects */
+    FAM_METADATA = FAM_HEADERS + 4,
+    FAM__COUNT = FAM_METADATA
+};
+
+/* the userdata on top starts a new family */
+static void fam_new(lua_State *L)
+{
+    lua_createtable(L, FAM__COUNT, 0);
+    lua_setfenv(L, -2);
+}
+
+/* the userdata on top joins the family of the userdata at idx */
+static void fam_join(lua_State *L, int idx)
 {
     lua_getfenv(L, idx);
-    lua_getfield(L, -1, key);
+    lua_setfenv(L, -2);
+}
+
+/* push family[slot] of the userdata at idx */
+static void fam_get(lua_State *L, int idx, enum fam_slot slot)
+{
+    lua_getfenv(L, idx);
+    lua_rawgeti(L, -1, slot);
     lua_remove(L, -2);
 }
 
-/* env[key] = value on top (popped) */
-static void env_set(lua_State *L, int idx, const char *key)
+/* family[slot] = value on top (popped) */
+static void fam_set(lua_State *L, int idx, enum fam_slot slot)
 {
     int abs = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
     lua_getfenv(L, abs);
     lua_insert(L, -2);
-    lua_setfield(L, -2, key);
+    lua_rawseti(L, -2, slot);
     lua_pop(L, 1);
 }
 
@@ -167,7 +241,9 @@ static void push_flow(lua_State *L, flow *f)
     lf->meta_loaded = false;
     luaL_getmetatable(L, MT_FLOW);
     lua_setmetatable(L, -2);
-    new_env(L, -1);
+    fam_new(L);
+    lua_pushvalue(L, -1);
+    fam_set(L, -2, FAM_FLOW);
     lua_pushlightuserdata(L, f);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
@@ -254,21 +330,22 @@ static void set_str(lua_State *L, char **dst, int idx)
 
 static void push_headers(lua_State *L, int msg_idx, lmsg *m, bool trailers)
 {
-    const char *key = trailers ? "trailers" : "headers";
-    env_get(L, msg_idx, key);
+    enum fam_slot slot = FAM_HEADERS + 2 * m->part + trailers;
+    fam_get(L, msg_idx, slot);
     if (!lua_isnil(L, -1))
         return;
     lua_pop(L, 1);
     lhdrs *h = lua_newuserdata(L, sizeof *h);
-    h->msg = m;
+    /* through the flow when there is one: the family keeps the flow alive,
+     * while a flow's response object may be replaced and collected */
+    h->lf = m->lf;
+    h->msg = m->lf ? NULL : m;
+    h->part = m->part;
     h->trailers = trailers;
-    luaL_getmetatable(L, MT_HDRS);
-    lua_setmetatable(L, -2);
-    new_env(L, -1);
-    lua_pushvalue(L, msg_idx);
-    env_set(L, -2, "parent");
+    set_class(L, C_HDRS);
+    fam_join(L, msg_idx);
     lua_pushvalue(L, -1);
-    env_set(L, msg_idx, key);
+    fam_set(L, msg_idx, slot);
 }
 
 /* Replace all headers from a Lua table: {name=value} (sorted by name, since
@@ -357,7 +434,7 @@ static int push_joined(lua_State *L, const hdrs *h, const char *name)
 
 static int hdrs_m_get_all(lua_State *L)
 {
-    hdrs *h = hdrs_of(L, luaL_checkudata(L, 1, MT_HDRS));
+    hdrs *h = hdrs_of(L, self_of(L, MT_HDRS));
     const char *name = luaL_checkstring(L, 2);
     lua_newtable(L);
     int n = 0;
@@ -370,7 +447,7 @@ static int hdrs_m_get_all(lua_State *L)
 
 static int hdrs_m_get(lua_State *L)
 {
-    hdrs *h = hdrs_of(L, luaL_checkudata(L, 1, MT_HDRS));
+    hdrs *h = hdrs_of(L, self_of(L, MT_HDRS));
     push_joined(L, h, luaL_checkstring(L, 2));
     if (lua_isnil(L, -1) && lua_gettop(L) >= 4)
         lua_pushvalue(L, 3);
@@ -379,7 +456,7 @@ static int hdrs_m_get(lua_State *L)
 
 static int hdrs_m_add(lua_State *L)
 {
-    hdrs *h = hdrs_of(L, luaL_checkudata(L, 1, MT_HDRS));
+    hdrs *h = hdrs_of(L, self_of(L, MT_HDRS));
     size_t nl, vl;
     const char *n = luaL_checklstring(L, 2, &nl);
     const char *v = luaL_checklstring(L, 3, &vl);
@@ -391,7 +468,7 @@ static int hdrs_m_add(lua_State *L)
 
 static int hdrs_m_remove(lua_State *L)
 {
-    hdrs *h = hdrs_of(L, luaL_checkudata(L, 1, MT_HDRS));
+    hdrs *h = hdrs_of(L, self_of(L, MT_HDRS));
     lua_pushinteger(L, (lua_Integer)hdrs_remove(h, luaL_checkstring(L, 2)));
     return 1;
 }
@@ -412,33 +489,26 @@ static int hdrs_items_iter(lua_State *L)
 /* for name, value in flow.request.headers:items() do ... end — in order */
 static int hdrs_m_items(lua_State *L)
 {
-    luaL_checkudata(L, 1, MT_HDRS);
+    self_of(L, MT_HDRS);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, 0);
     lua_pushcclosure(L, hdrs_items_iter, 2);
     return 1;
 }
 
-static const luaL_Reg hdrs_methods[] = {
-    {"get_all", hdrs_m_get_all}, {"get", hdrs_m_get}, {"add", hdrs_m_add},
-    {"remove", hdrs_m_remove},   {"items", hdrs_m_items}, {NULL, NULL},
-};
-
+/* Methods come before header names: h.get is the method, h["Get"] too. */
 static int hdrs_index(lua_State *L)
 {
-    lhdrs *lh = luaL_checkudata(L, 1, MT_HDRS);
+    lhdrs *lh = self_of(L, MT_HDRS);
     const char *k = luaL_checkstring(L, 2);
-    for (const luaL_Reg *r = hdrs_methods; r->name; r++)
-        if (strcmp(k, r->name) == 0) {
-            lua_pushcfunction(L, r->func);
-            return 1;
-        }
+    if (method_of(L))
+        return 1;
     return push_joined(L, hdrs_of(L, lh), k);
 }
 
 static int hdrs_newindex(lua_State *L)
 {
-    hdrs *h = hdrs_of(L, luaL_checkudata(L, 1, MT_HDRS));
+    hdrs *h = hdrs_of(L, self_of(L, MT_HDRS));
     size_t nl, vl;
     const char *n = luaL_checklstring(L, 2, &nl);
     if (lua_isnil(L, 3)) {
@@ -458,7 +528,7 @@ static int hdrs_newindex(lua_State *L)
 
 static int hdrs_len(lua_State *L)
 {
-    lua_pushinteger(L, (lua_Integer)hdrs_of(L, luaL_checkudata(L, 1, MT_HDRS))->n);
+    lua_pushinteger(L, (lua_Integer)hdrs_of(L, self_of(L, MT_HDRS))->n);
     return 1;
 }
 
@@ -587,7 +657,7 @@ static void push_url(lua_State *L, const flow_request *r)
 
 static int req_index(lua_State *L)
 {
-    lmsg *m = luaL_checkudata(L, 1, MT_REQ);
+    lmsg *m = self_of(L, MT_REQ);
     const char *k = luaL_checkstring(L, 2);
     flow_request *r = req_of(L, m);
     if (!strcmp(k, "method")) lua_pushstring(L, r->method ? r->method : "");
@@ -663,7 +733,7 @@ static void set_url(lua_State *L, flow_request *r, const char *u)
 
 static int req_newindex(lua_State *L)
 {
-    lmsg *m = luaL_checkudata(L, 1, MT_REQ);
+    lmsg *m = self_of(L, MT_REQ);
     const char *k = luaL_checkstring(L, 2);
     flow_request *r = req_of(L, m);
     if (!strcmp(k, "method")) {
@@ -709,7 +779,7 @@ static int req_newindex(lua_State *L)
 
 static int resp_index(lua_State *L)
 {
-    lmsg *m = luaL_checkudata(L, 1, MT_RESP);
+    lmsg *m = self_of(L, MT_RESP);
     const char *k = luaL_checkstring(L, 2);
     flow_response *r = resp_of(L, m);
     if (!strcmp(k, "status_code")) lua_pushinteger(L, r->status_code);
@@ -720,7 +790,7 @@ static int resp_index(lua_State *L)
 
 static int resp_newindex(lua_State *L)
 {
-    lmsg *m = luaL_checkudata(L, 1, MT_RESP);
+    lmsg *m = self_of(L, MT_RESP);
     const char *k = luaL_checkstring(L, 2);
     flow_response *r = resp_of(L, m);
     if (!strcmp(k, "status_code")) {
@@ -742,24 +812,27 @@ static int resp_newindex(lua_State *L)
 
 static int resp_gc(lua_State *L)
 {
-    lmsg *m = luaL_checkudata(L, 1, MT_RESP);
+    lmsg *m = self_of(L, MT_RESP);
     flow_response_free(m->own);
     m->own = NULL;
     return 0;
 }
 
+/* A request or response object in the family of the flow at flow_idx, or
+ * (flow_idx 0) a response that is the first of a family of its own. */
 static lmsg *new_msg(lua_State *L, enum part part, lflow *lf, int flow_idx)
 {
     lmsg *m = lua_newuserdata(L, sizeof *m);
     m->part = part;
     m->lf = lf;
     m->own = NULL;
-    luaL_getmetatable(L, part == P_REQ ? MT_REQ : MT_RESP);
-    lua_setmetatable(L, -2);
-    new_env(L, -1);
+    set_class(L, part == P_REQ ? C_REQ : C_RESP);
     if (flow_idx) {
-        lua_pushvalue(L, flow_idx);
-        env_set(L, -2, "flow");
+        fam_join(L, flow_idx);
+    } else {
+        fam_new(L);
+        lua_pushvalue(L, -1);
+        fam_set(L, -2, FAM_RESPONSE);
     }
     return m;
 }
@@ -776,13 +849,13 @@ static flow_ws_message *wsmsg_of(lua_State *L, lwsmsg *w)
 
 static int wsmsg_drop(lua_State *L)
 {
-    wsmsg_of(L, luaL_checkudata(L, 1, MT_WSMSG))->dropped = true;
+    wsmsg_of(L, self_of(L, MT_WSMSG))->dropped = true;
     return 0;
 }
 
 static int wsmsg_index(lua_State *L)
 {
-    flow_ws_message *m = wsmsg_of(L, luaL_checkudata(L, 1, MT_WSMSG));
+    flow_ws_message *m = wsmsg_of(L, self_of(L, MT_WSMSG));
     const char *k = luaL_checkstring(L, 2);
     if (!strcmp(k, "content") || !strcmp(k, "text")) push_bytes(L, &m->content);
     else if (!strcmp(k, "from_client")) lua_pushboolean(L, m->from_client);
@@ -790,7 +863,7 @@ static int wsmsg_index(lua_State *L)
     else if (!strcmp(k, "type")) lua_pushstring(L, m->is_text ? "text" : "binary");
     else if (!strcmp(k, "timestamp")) lua_pushnumber(L, m->timestamp);
     else if (!strcmp(k, "dropped")) lua_pushboolean(L, m->dropped);
-    else if (!strcmp(k, "drop")) lua_pushcfunction(L, wsmsg_drop);
+    else if (method_of(L)) return 1;
     else if (!strcmp(k, "injected")) lua_pushboolean(L, 0);
     else lua_pushnil(L);
     return 1;
@@ -798,7 +871,7 @@ static int wsmsg_index(lua_State *L)
 
 static int wsmsg_newindex(lua_State *L)
 {
-    flow_ws_message *m = wsmsg_of(L, luaL_checkudata(L, 1, MT_WSMSG));
+    flow_ws_message *m = wsmsg_of(L, self_of(L, MT_WSMSG));
     const char *k = luaL_checkstring(L, 2);
     if (!strcmp(k, "content") || !strcmp(k, "text")) {
         size_t n;
@@ -824,11 +897,8 @@ static void push_websocket(lua_State *L, int flow_idx, lflow *lf)
         lwsmsg *w = lua_newuserdata(L, sizeof *w);
         w->lf = lf;
         w->idx = i;
-        luaL_getmetatable(L, MT_WSMSG);
-        lua_setmetatable(L, -2);
-        new_env(L, -1);
-        lua_pushvalue(L, flow_idx);
-        env_set(L, -2, "flow");
+        set_class(L, C_WSMSG);
+        fam_join(L, flow_idx);
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "messages");
@@ -964,7 +1034,7 @@ static int json_encode_l(lua_State *L)
 
 static void push_metadata(lua_State *L, int flow_idx, lflow *lf)
 {
-    env_get(L, flow_idx, "metadata");
+    fam_get(L, flow_idx, FAM_METADATA);
     if (!lua_isnil(L, -1))
         return;
     lua_pop(L, 1);
@@ -976,35 +1046,31 @@ static void push_metadata(lua_State *L, int flow_idx, lflow *lf)
     json_decref(j);
     lf->meta_loaded = true;
     lua_pushvalue(L, -1);
-    env_set(L, flow_idx, "metadata");
+    fam_set(L, flow_idx, FAM_METADATA);
 }
 
 /* After a hook: a metadata table a script looked at goes back into C. */
 static void sync_metadata(lua_State *L, flow *f)
 {
     push_flow(L, f);
-    lflow *lf = lua_touserdata(L, -1);
-    if (lf->meta_loaded) {
-        env_get(L, -1, "metadata");
-        if (lua_istable(L, -1)) {
-            json_t *j = to_json(L, -1, 0);
-            char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-            json_decref(j);
-            if (s) {
-                free(f->metadata);
-                f->metadata = s;
-            }
+    fam_get(L, -1, FAM_METADATA);
+    if (lua_istable(L, -1)) {
+        json_t *j = to_json(L, -1, 0);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        if (s) {
+            free(f->metadata);
+            f->metadata = s;
         }
-        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    lua_pop(L, 2);
 }
 
 /* ---- flow --------------------------------------------------------------- */
 
 static int flow_kill(lua_State *L)
 {
-    flow_of(L, luaL_checkudata(L, 1, MT_FLOW))->killed = true;
+    flow_of(L, self_of(L, MT_FLOW))->killed = true;
     return 0;
 }
 
@@ -1045,7 +1111,7 @@ static void push_conn(lua_State *L, const flow_conn *c)
 
 static int flow_index(lua_State *L)
 {
-    lflow *lf = luaL_checkudata(L, 1, MT_FLOW);
+    lflow *lf = self_of(L, MT_FLOW);
     const char *k = luaL_checkstring(L, 2);
     flow *f = flow_of(L, lf);
     if (!strcmp(k, "id")) {
@@ -1055,24 +1121,24 @@ static int flow_index(lua_State *L)
             lua_pushnil(L);
             return 1;
         }
-        env_get(L, 1, "request");
+        fam_get(L, 1, FAM_REQUEST);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             new_msg(L, P_REQ, lf, 1);
             lua_pushvalue(L, -1);
-            env_set(L, 1, "request");
+            fam_set(L, 1, FAM_REQUEST);
         }
     } else if (!strcmp(k, "response")) {
         if (!f->response) {
             lua_pushnil(L);
             return 1;
         }
-        env_get(L, 1, "response");
+        fam_get(L, 1, FAM_RESPONSE);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             new_msg(L, P_RESP, lf, 1);
             lua_pushvalue(L, -1);
-            env_set(L, 1, "response");
+            fam_set(L, 1, FAM_RESPONSE);
         }
     } else if (!strcmp(k, "error")) {
         if (!f->error) {
@@ -1105,8 +1171,8 @@ static int flow_index(lua_State *L)
             lua_pushnil(L);
     } else if (!strcmp(k, "killed")) {
         lua_pushboolean(L, f->killed);
-    } else if (!strcmp(k, "kill")) {
-        lua_pushcfunction(L, flow_kill);
+    } else if (method_of(L)) {
+        return 1;
     } else if (!strcmp(k, "client_conn")) {
         push_conn(L, &f->client);
     } else if (!strcmp(k, "server_conn")) {
@@ -1121,15 +1187,15 @@ static int flow_index(lua_State *L)
 
 static int flow_newindex(lua_State *L)
 {
-    lflow *lf = luaL_checkudata(L, 1, MT_FLOW);
+    lflow *lf = self_of(L, MT_FLOW);
     const char *k = luaL_checkstring(L, 2);
     flow *f = flow_of(L, lf);
     if (!strcmp(k, "response")) {
         lmsg *m = luaL_checkudata(L, 3, MT_RESP);
         flow_response *r;
-        if (m->own) {
+        bool adopt = m->own != NULL;
+        if (adopt) {
             r = m->own;               /* mitm.response(): the flow takes it */
-            m->own = NULL;
         } else {
             r = flow_response_new();  /* another flow's response: copy */
             flow_response *src = resp_of(L, m);
@@ -1148,11 +1214,21 @@ static int flow_newindex(lua_State *L)
         f->response = r;
         if (!r->timestamp_start)
             r->timestamp_start = r->timestamp_end = flow_now();
-        m->lf = lf;
-        lua_pushvalue(L, 3);
-        env_set(L, 1, "response");
-        lua_pushvalue(L, 1);
-        env_set(L, 3, "flow");
+        if (adopt) {
+            /* the object becomes this flow's response; its family now
+             * keeps the flow alive too */
+            m->own = NULL;
+            m->lf = lf;
+            lua_pushvalue(L, 3);
+            fam_set(L, 1, FAM_RESPONSE);
+            lua_pushvalue(L, 1);
+            fam_set(L, 3, FAM_FLOW);
+        } else {
+            /* a copy: the other flow's object stays that flow's; this
+             * flow makes its own on the next read */
+            lua_pushnil(L);
+            fam_set(L, 1, FAM_RESPONSE);
+        }
     } else if (!strcmp(k, "marked")) {
         if (lua_type(L, 3) == LUA_TSTRING)
             set_str(L, &f->marked, 3);
@@ -1163,7 +1239,7 @@ static int flow_newindex(lua_State *L)
     } else if (!strcmp(k, "metadata")) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_pushvalue(L, 3);
-        env_set(L, 1, "metadata");
+        fam_set(L, 1, FAM_METADATA);
         lf->meta_loaded = true;
     } else {
         return luaL_error(L, "flow has no writable field '%s'", k);
@@ -1178,6 +1254,7 @@ static int mitm_response(lua_State *L)
     lua_Integer status = luaL_optinteger(L, 1, 200);
     if (status < 100 || status > 999)
         return luaL_error(L, "invalid status code %d", (int)status);
+    lua_settop(L, 3); /* headers and body are optional: the new object goes above them */
     lmsg *m = new_msg(L, P_RESP, NULL, 0);
     int ud = lua_gettop(L);
     flow_response *r = flow_response_new();
@@ -1233,7 +1310,7 @@ static int mitm_exit(lua_State *L)
 
 static int filter_call(lua_State *L)
 {
-    filter **fp = luaL_checkudata(L, 1, MT_FILTER);
+    filter **fp = self_of(L, MT_FILTER);
     lflow *lf = luaL_checkudata(L, 2, MT_FLOW);
     lua_pushboolean(L, *fp && filter_match(*fp, flow_of(L, lf)));
     return 1;
@@ -1241,7 +1318,7 @@ static int filter_call(lua_State *L)
 
 static int filter_gc(lua_State *L)
 {
-    filter **fp = luaL_checkudata(L, 1, MT_FILTER);
+    filter **fp = self_of(L, MT_FILTER);
     filter_free(*fp);
     *fp = NULL;
     return 0;
@@ -1252,8 +1329,7 @@ static int mitm_filter(lua_State *L)
     const char *expr = luaL_checkstring(L, 1);
     filter **fp = lua_newuserdata(L, sizeof *fp);
     *fp = NULL;
-    luaL_getmetatable(L, MT_FILTER);
-    lua_setmetatable(L, -2);
+    set_class(L, C_FILTER);
     char err[256];
     *fp = filter_compile(expr, err, sizeof err);
     if (!*fp)
@@ -1288,16 +1364,38 @@ static int log_warn_l(lua_State *L) { return do_log(L, LOG_WARN); }
 static int log_error_l(lua_State *L) { return do_log(L, LOG_ERROR); }
 static int log_debug_l(lua_State *L) { return do_log(L, LOG_DEBUG); }
 
-/* One metatable per kind of object, each a list of metamethods. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta)
+/* One metatable per kind of object, with its metamethods and methods.
+ * Each is a closure over the metatable (upvalue 1, for self_of); the
+ * metamethods also see the methods table (upvalue 2, for method_of). */
+static void new_class(lua_State *L, enum class c, const char *name, const luaL_Reg *meta,
+                      const luaL_Reg *methods)
 {
     luaL_newmetatable(L, name);
-    luaL_register(L, NULL, meta);
-    lua_pop(L, 1);
+    int mt = lua_gettop(L);
+    lua_pushvalue(L, mt);
+    lua_rawseti(L, LUA_ENVIRONINDEX, c);
+    lua_newtable(L);
+    for (const luaL_Reg *r = methods; r && r->name; r++) {
+        lua_pushvalue(L, mt);
+        lua_pushcclosure(L, r->func, 1);
+        lua_setfield(L, -2, r->name);
+    }
+    for (const luaL_Reg *r = meta; r->name; r++) {
+        lua_pushvalue(L, mt);
+        lua_pushvalue(L, mt + 1);
+        lua_pushcclosure(L, r->func, 2);
+        lua_setfield(L, mt, r->name);
+    }
+    lua_pop(L, 2);
 }
 
-static void setup_metatables(lua_State *L)
+/* Run by lua_cpcall, so that it has a C function's environment: it makes
+ * that a new table, which every C function it creates (metamethods, methods,
+ * the mitm table's functions) then shares, and fills it with the classes. */
+static int setup_api(lua_State *L)
 {
+    lua_createtable(L, C__COUNT, 0);
+    lua_replace(L, LUA_ENVIRONINDEX);
     static const luaL_Reg flow_meta[] = {{"__index", flow_index}, {"__newindex", flow_newindex}, {NULL, NULL}};
     static const luaL_Reg req_meta[] = {{"__index", req_index}, {"__newindex", req_newindex}, {NULL, NULL}};
     static const luaL_Reg resp_meta[] = {
@@ -1306,12 +1404,18 @@ static void setup_metatables(lua_State *L)
         {"__index", hdrs_index}, {"__newindex", hdrs_newindex}, {"__len", hdrs_len}, {NULL, NULL}};
     static const luaL_Reg wsmsg_meta[] = {{"__index", wsmsg_index}, {"__newindex", wsmsg_newindex}, {NULL, NULL}};
     static const luaL_Reg filter_meta[] = {{"__call", filter_call}, {"__gc", filter_gc}, {NULL, NULL}};
-    new_class(L, MT_FLOW, flow_meta);
-    new_class(L, MT_REQ, req_meta);
-    new_class(L, MT_RESP, resp_meta);
-    new_class(L, MT_HDRS, hdrs_meta);
-    new_class(L, MT_WSMSG, wsmsg_meta);
-    new_class(L, MT_FILTER, filter_meta);
+    static const luaL_Reg flow_methods[] = {{"kill", flow_kill}, {NULL, NULL}};
+    static const luaL_Reg hdrs_methods[] = {
+        {"get_all", hdrs_m_get_all}, {"get", hdrs_m_get}, {"add", hdrs_m_add},
+        {"remove", hdrs_m_remove},   {"items", hdrs_m_items}, {NULL, NULL},
+    };
+    static const luaL_Reg wsmsg_methods[] = {{"drop", wsmsg_drop}, {NULL, NULL}};
+    new_class(L, C_FLOW, MT_FLOW, flow_meta, flow_methods);
+    new_class(L, C_REQ, MT_REQ, req_meta, NULL);
+    new_class(L, C_RESP, MT_RESP, resp_meta, NULL);
+    new_class(L, C_HDRS, MT_HDRS, hdrs_meta, hdrs_methods);
+    new_class(L, C_WSMSG, MT_WSMSG, wsmsg_meta, wsmsg_methods);
+    new_class(L, C_FILTER, MT_FILTER, filter_meta, NULL);
 
     /* the flow registry: a strong reference for as long as the C flow
      * lives, so caches (objects, metadata) survive from hook to hook;
@@ -1338,6 +1442,7 @@ static void setup_metatables(lua_State *L)
     lua_setfield(L, -2, "null");
     lua_setfield(L, -2, "json");
     lua_setglobal(L, "mitm");
+    return 0;
 }
 
 /* Run lua/mitm.lua (compiled into the binary by the build) with the C half
@@ -1445,7 +1550,12 @@ script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t
     }
     lua_State *L = e->L;
     luaL_openlibs(L);
-    setup_metatables(L);
+    if (lua_cpcall(L, setup_api, NULL) != 0) {
+        snprintf(err, errsz, "out of memory");
+        goto fail;
+    }
+    lua_pushcfunction(L, traceback_handler);
+    e->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (load_prelude(L, err, errsz) < 0)
         goto fail;
     lua_pushlightuserdata(L, (void *)&ENV_KEY);
@@ -1476,7 +1586,7 @@ script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t
         lua_pushvalue(L, -1);
         lua_setfenv(L, -3);
         int env = lua_gettop(L);
-        lua_pushcfunction(L, traceback_handler);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->traceback_ref);
         lua_pushvalue(L, env - 1);
         if (lua_pcall(L, 0, 0, -2) != 0) {
             snprintf(err, errsz, "%s", lua_tostring(L, -1));
@@ -1535,16 +1645,18 @@ int script_env_run(script_env *e, enum script_hook h, flow *f)
     lua_State *L = e->L;
     int top = lua_gettop(L);
     int ret = 0;
+    lflow *lf = NULL;
     for (size_t i = 0; i < e->n; i++) {
         if (e->hooks[i][h] == LUA_NOREF)
             continue;
         if (f && f->killed)
             break;
-        lua_pushcfunction(L, traceback_handler);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->traceback_ref);
         lua_rawgeti(L, LUA_REGISTRYINDEX, e->hooks[i][h]);
         int nargs = 0;
         if (f) {
             push_flow(L, f);
+            lf = lua_touserdata(L, -1);
             nargs = 1;
         }
         if (e->timeout_ms)
@@ -1573,7 +1685,8 @@ int script_env_run(script_env *e, enum script_hook h, flow *f)
         }
         lua_settop(L, top);
     }
-    if (f)
+    /* lf stays valid: the flow registry holds its userdata until forget */
+    if (lf && lf->meta_loaded)
         sync_metadata(L, f);
     lua_settop(L, top);
     return ret;

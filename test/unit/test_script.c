@@ -149,6 +149,41 @@ static void kept_flow_is_inert(void)
     script_env_free(e);
 }
 
+static void objects_and_families(void)
+{
+    const char *p[] = {S("family.lua")};
+    script_env *e = env_of(p, 1);
+    T_CHECK(e != NULL);
+    if (!e)
+        return;
+    flow *a = make_flow(), *b = make_flow();
+    script_env_run(e, SCRIPT_HOOK_REQUEST, a);
+    T_STREQ(hdrs_get(&a->request->headers, "x-same", NULL), "yes");
+    a->response = flow_response_new();
+    a->response->status_code = 200;
+    script_env_run(e, SCRIPT_HOOK_RESPONSE, a);
+    b->response = flow_response_new();
+    b->response->status_code = 202;
+    hdrs_add(&b->response->headers, "X-From-B", 8, "1", 1);
+    script_env_run(e, SCRIPT_HOOK_RESPONSE, b);
+    /* b's response object stayed b's: a kept the copy's status */
+    T_STREQ(hdrs_get(&b->request->headers, "x-mid", NULL), "202/299");
+    T_CHECK(b->response->status_code == 204);
+    T_STREQ(hdrs_get(&b->response->headers, "x-made", NULL), "1");
+    T_STREQ(hdrs_get(&b->response->headers, "x-after-replace", NULL), "1");
+    T_CHECK(hdrs_get(&b->response->headers, "x-before", NULL) == NULL);
+    /* a adopted the made response; its early header object still writes it */
+    T_CHECK(a->response->status_code == 203);
+    T_STREQ(hdrs_get(&a->response->headers, "x-before", NULL), "1");
+    T_STREQ(hdrs_get(&a->response->headers, "x-after-adopt", NULL), "1");
+    T_STREQ(hdrs_get(&a->response->headers, "x-read-again", NULL), "same");
+    script_env_forget(e, a);
+    flow_free(a);
+    script_env_forget(e, b);
+    flow_free(b);
+    script_env_free(e);
+}
+
 static void injection_refused_and_filter(void)
 {
     const char *p[] = {S("smuggle.lua"), S("filter.lua")};
@@ -281,6 +316,7 @@ int main(void)
     T_RUN(mock_and_kill);
     T_RUN(errors_name_file_and_line);
     T_RUN(kept_flow_is_inert);
+    T_RUN(objects_and_families);
     T_RUN(injection_refused_and_filter);
     T_RUN(injection_every_field);
     T_RUN(time_limit);
