@@ -286,6 +286,21 @@ static void serialise(void)
     T_STREQ(h1_reason(502), "Bad Gateway");
 }
 
+/* Every byte against RFC 9110's tchar, spelled out here, not as a table. */
+static void token_chars(void)
+{
+    const char *special = "!#$%&'*+-.^_`|~";
+    for (int c = 0; c < 256; c++) {
+        bool want = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                    (c && strchr(special, c) != NULL);
+        char s[2] = {'a', (char)c};
+        if (h1_valid_name(s, 2) != want) {
+            fprintf(stderr, "  byte 0x%02x: %s\n", c, want ? "refused" : "accepted");
+            T_CHECK(false);
+        }
+    }
+}
+
 /* h1_write_response: a small body goes out in the head's chain, a large
  * one after it; the bytes are the same either way. */
 static void response_with_body(void)
@@ -331,6 +346,7 @@ int main(void)
     T_RUN(limits);
     T_RUN(responses);
     T_RUN(serialise);
+    T_RUN(token_chars);
     T_RUN(response_with_body);
     T_DONE();
 }
