@@ -32,18 +32,25 @@ void bytes_free(bytes *b);
 
 /* ---- header lists ------------------------------------------------------ */
 
-/* Headers in the order and case they were sent.  Lookups ignore case. */
+/* Headers in the order and case they were sent.  Lookups ignore case.
+ * Fields are changed only through the functions below: where a field's
+ * bytes live (hdrs_blk, or an allocation of its own) is flow.c's business. */
 typedef struct hdr_field {
-    char *name;
+    char *name;            /* "name\0value\0" */
     size_t name_len;
     char *value;
     size_t value_len;
+    bool own;              /* its own allocation (at `name`), not in a block */
 } hdr_field;
+
+struct hdrs_blk;
 
 typedef struct hdrs {
     hdr_field *v;
     size_t n;
     size_t cap;
+    struct hdrs_blk *blk;  /* field bytes, newest block first */
+    size_t blk_bytes;      /* all blocks' capacity, at most HDRS_BLK_MAX */
 } hdrs;
 
 int hdrs_add(hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen);

@@ -75,11 +75,54 @@ static char *dupn(const char *s, size_t n)
     return p;
 }
 
-/* A field's name and value share one allocation ("name\0value\0"): half
- * the allocations of a header section; `name` is the block to free. */
-static int field_fill(hdr_field *f, const char *name, size_t nlen, const char *value, size_t vlen)
+/* Field bytes ("name\0value\0") are cut from blocks that belong to the
+ * list and never move: a parsed header section costs one or two
+ * allocations instead of one a field, and freeing it as many.  A removed or
+ * replaced field leaves its bytes in the block until the list is freed;
+ * past HDRS_BLK_MAX of blocks a field gets an allocation of its own (freed
+ * with the field), so a script that sets a header in a loop cannot grow a
+ * list without bound. */
+struct hdrs_blk {
+    struct hdrs_blk *next;
+    size_t used, cap;
+    char data[];
+};
+
+#define HDRS_BLK_FIRST 256          /* a typical request's or response's fields */
+#define HDRS_BLK_MAX (64 * 1024)
+
+static char *field_mem(hdrs *h, size_t need, bool *own)
 {
-    char *b = malloc(nlen + vlen + 2);
+    struct hdrs_blk *b = h->blk;
+    if (b && b->cap - b->used >= need) {
+        char *p = b->data + b->used;
+        b->used += need;
+        *own = false;
+        return p;
+    }
+    size_t cap = b ? b->cap * 2 : HDRS_BLK_FIRST;
+    if (cap < need)
+        cap = need;
+    if (h->blk_bytes + cap <= HDRS_BLK_MAX) {
+        struct hdrs_blk *nb = malloc(sizeof *nb + cap);
+        if (nb) {
+            nb->next = b;
+            nb->used = need;
+            nb->cap = cap;
+            h->blk = nb;
+            h->blk_bytes += cap;
+            *own = false;
+            return nb->data;
+        }
+    }
+    *own = true;
+    return malloc(need);
+}
+
+static int field_fill(hdrs *h, hdr_field *f, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    bool own;
+    char *b = field_mem(h, nlen + vlen + 2, &own);
     if (!b)
         return -1;
     memcpy(b, name, nlen);
@@ -90,7 +133,14 @@ static int field_fill(hdr_field *f, const char *name, size_t nlen, const char *v
     f->name_len = nlen;
     f->value = b + nlen + 1;
     f->value_len = vlen;
+    f->own = own;
     return 0;
+}
+
+static void field_drop(hdr_field *f)
+{
+    if (f->own)
+        free(f->name);
 }
 
 int hdrs_add(hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -103,7 +153,7 @@ int hdrs_add(hdrs *h, const char *name, size_t nlen, const char *value, size_t v
         h->v = v;
         h->cap = cap;
     }
-    if (field_fill(&h->v[h->n], name, nlen, value, vlen) < 0)
+    if (field_fill(h, &h->v[h->n], name, nlen, value, vlen) < 0)
         return -1;
     h->n++;
     return 0;
@@ -135,7 +185,7 @@ const char *hdrs_get(const hdrs *h, const char *name, size_t *vlen)
 
 void hdrs_remove_at(hdrs *h, size_t i)
 {
-    free(h->v[i].name);
+    field_drop(&h->v[i]);
     memmove(&h->v[i], &h->v[i + 1], (h->n - i - 1) * sizeof h->v[0]);
     h->n--;
 }
@@ -163,9 +213,9 @@ int hdrs_set(hdrs *h, const char *name, const char *value, size_t vlen)
      * field rather than copy it */
     if (h->v[i].value_len != vlen || (vlen && memcmp(h->v[i].value, value, vlen) != 0)) {
         hdr_field nf;
-        if (field_fill(&nf, h->v[i].name, h->v[i].name_len, value, vlen) < 0)
+        if (field_fill(h, &nf, h->v[i].name, h->v[i].name_len, value, vlen) < 0)
             return -1;
-        free(h->v[i].name);
+        field_drop(&h->v[i]);
         h->v[i] = nf;
     }
     for (size_t j = (size_t)i + 1; j < h->n;) {
@@ -195,10 +245,13 @@ int hdrs_copy(hdrs *dst, const hdrs *src)
 void hdrs_free(hdrs *h)
 {
     for (size_t i = 0; i < h->n; i++)
-        free(h->v[i].name);
+        field_drop(&h->v[i]);
     free(h->v);
-    h->v = NULL;
-    h->n = h->cap = 0;
+    for (struct hdrs_blk *b = h->blk, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    *h = (hdrs){0};
 }
 
 bool hdrs_has_token(const hdrs *h, const char *name, const char *token)
