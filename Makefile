@@ -10,10 +10,11 @@ BUILD   ?= build
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 
-# libevent_openssl.pc and libevent_pthreads.pc require "libevent", the
-# all-in-one library; the openssl and pthreads glue is itself linked against
-# libevent_core, so that would map libevent's core twice (two copies of its
-# code and of its hidden globals).  Name core and extra (evdns) instead.
+# libevent_openssl.pc requires "libevent", the all-in-one library; the
+# openssl glue is itself linked against libevent_core, so that would map
+# libevent's core twice (two copies of its code and of its hidden globals).
+# Name core and extra (evdns) instead.  No libevent_pthreads: every event
+# loop belongs to one thread (see worker_call in proxy.h).
 PKGS    = libevent_core libevent_extra openssl luajit libnghttp2 libzstd \
           libpcre2-8 zlib libbrotlienc libbrotlidec jansson
 
@@ -26,7 +27,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -I$(BUILD)/gen -
              $(PKG_CFLAGS) -MMD -MP
 # llhttp's generated C is not ours to fix: compile it without -Werror noise.
 LLHTTP_CFLAGS = -std=c11 -O2 -g -w -I$(LLHTTP_INC)
-LIBS    = -levent_openssl -levent_pthreads $(PKG_LIBS) -lcrypt -lpthread -lm -ldl
+LIBS    = -levent_openssl $(PKG_LIBS) -lcrypt -lpthread -lm -ldl
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)

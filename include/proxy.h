@@ -72,6 +72,12 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz);
 int worker_port(const worker *w);
 int worker_start(worker *w);          /* runs the loop in a new thread */
 void worker_stop(worker *w);          /* thread-safe: asks the loop to end */
+/* From any thread: run fn(arg) on w's thread, soon.  The one way into a
+ * running worker from outside: libevent's own locking is off (it would cost
+ * a lock and an unlock on every event change of every request), so
+ * event_active or event_base_once from another thread are not safe.
+ * -1 when it cannot be queued (a handful at a time; they are for shutdown). */
+int worker_call(worker *w, void (*fn)(void *), void *arg);
 void worker_join_free(worker *w);     /* waits for the thread, frees all */
 
 /* Hand a flow that is finished (response sent, or failed) to the consumers

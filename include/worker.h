@@ -1,7 +1,7 @@
 /* worker.h — one worker's private state, shared by the modules that run on
  * its event loop (the HTTP/1 client side in proxy.c, the upstream side in
  * upstream.c, and whatever else drives exchanges there).  Only the worker's
- * own thread touches it. */
+ * own thread touches it, but for the queue of worker_call. */
 #ifndef MITMLUA_WORKER_H
 #define MITMLUA_WORKER_H
 
@@ -27,7 +27,14 @@ struct worker {
     struct evdns_base *dns;
     struct evconnlistener *listener;
     script_env *scripts;
-    struct event *stop_ev;
+    int wake_fd;             /* eventfd: worker_call's requests */
+    struct event *wake_ev;
+    pthread_mutex_t calls_lock;
+    struct worker_call {
+        void (*fn)(void *);
+        void *arg;
+    } calls[4];
+    size_t ncalls;           /* under calls_lock */
     pthread_t thread;
     bool started;
     bool stopping;           /* finishing what is in flight, then exit */

@@ -421,10 +421,8 @@ int creplay_start(creplay *cr, worker *w, void (*done)(void *ud), void *ud)
 
 /* On the worker's thread: close every server connection while the loop
  * (which owns their bufferevents) still exists. */
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
+static void stop_cb(void *arg)
 {
-    (void)fd;
-    (void)what;
     creplay *cr = arg;
     cr->stopped = true;
     for (size_t i = 0; i < cr->nlanes; i++)
@@ -439,9 +437,8 @@ void creplay_stop(creplay *cr)
 {
     if (!cr || !cr->w)
         return;
-    static const struct timeval now = {0, 0};
     pthread_mutex_lock(&cr->stop_lock);
-    if (event_base_once(cr->w->base, -1, EV_TIMEOUT, stop_cb, cr, &now) == 0) {
+    if (worker_call(cr->w, stop_cb, cr) == 0) {
         /* bounded: a loop stuck in a script must not hold the shutdown */
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);

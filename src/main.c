@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/thread.h>
 #include <openssl/ssl.h>
 
 #include "addons.h"
@@ -258,7 +257,8 @@ int main(int argc, char **argv)
     bool replay_failed = false;
 
     signal(SIGPIPE, SIG_IGN);
-    evthread_use_pthreads();
+    /* No evthread_use_pthreads(): each event loop belongs to one thread,
+     * and other threads reach a worker only through worker_call. */
     opts_defaults(&o);
     int rc = opts_parse(&o, argc, argv);
     if (rc != 0) {

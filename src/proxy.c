@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1741,7 +1742,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 /* Stop gently: no new connections, idle ones closed now, exchanges in
  * progress may finish (their responses written, their flows recorded) for
  * up to two seconds. */
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
+static void stop_now(void *arg)
 {
     worker *w = arg;
     w->stopping = true;
@@ -1760,6 +1761,39 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     }
     struct timeval grace = {2, 0};
     event_base_loopexit(w->base, w->conns ? &grace : NULL);
+}
+
+/* The eventfd was written: run what other threads asked for. */
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    uint64_t n;
+    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
+        log_debug("worker %d: reading its eventfd: %s", w->index, strerror(errno));
+    struct worker_call calls[sizeof w->calls / sizeof *w->calls];
+    pthread_mutex_lock(&w->calls_lock);
+    size_t k = w->ncalls;
+    memcpy(calls, w->calls, k * sizeof *calls);
+    w->ncalls = 0;
+    pthread_mutex_unlock(&w->calls_lock);
+    for (size_t i = 0; i < k; i++)
+        calls[i].fn(calls[i].arg);
+}
+
+int worker_call(worker *w, void (*fn)(void *), void *arg)
+{
+    if (!w || !w->wake_ev)
+        return -1;
+    pthread_mutex_lock(&w->calls_lock);
+    bool room = w->ncalls < sizeof w->calls / sizeof *w->calls;
+    if (room)
+        w->calls[w->ncalls++] = (struct worker_call){fn, arg};
+    pthread_mutex_unlock(&w->calls_lock);
+    uint64_t one = 1;
+    if (!room || write(w->wake_fd, &one, sizeof one) != sizeof one)
+        return -1;
+    return 0;
 }
 
 static int resolve_listen(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
@@ -1792,6 +1826,8 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     }
     w->sh = sh;
     w->index = index;
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_mutex_init(&w->calls_lock, NULL);
     w->port = o->listen_port;
     w->req_limits = (h1_limits){.max_head = o->max_header_size, .max_headers = (size_t)o->max_headers,
                                 .max_body = o->body_size_limit};
@@ -1843,9 +1879,10 @@ worker *worker_new(const proxy_shared *sh, int index, char *err, size_t errsz)
     if (o->mode == MODE_REVERSE)
         flow_authority(o->mode_url.scheme, o->mode_url.host, o->mode_url.port, w->reverse_host,
                        sizeof w->reverse_host);
-    w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
-    if (!w->stop_ev) {
-        snprintf(err, errsz, "out of memory");
+    w->wake_ev = w->wake_fd >= 0 ? event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, wake_cb, w) : NULL;
+    if (!w->wake_ev || event_add(w->wake_ev, NULL) < 0) {
+        snprintf(err, errsz, "cannot set up the worker's wake-up event%s%s", w->wake_fd < 0 ? ": " : "",
+                 w->wake_fd < 0 ? strerror(errno) : "");
         goto fail;
     }
     if (o->server) {
@@ -1905,8 +1942,8 @@ int worker_start(worker *w)
 
 void worker_stop(worker *w)
 {
-    if (w && w->stop_ev)
-        event_active(w->stop_ev, EV_READ, 0);
+    if (w && worker_call(w, stop_now, w) < 0)
+        log_error("worker %d: cannot ask it to stop", w->index);
 }
 
 void worker_join_free(worker *w)
@@ -1927,8 +1964,11 @@ void worker_join_free(worker *w)
     free(w->upstream_auth_line);
     if (w->listener)
         evconnlistener_free(w->listener);
-    if (w->stop_ev)
-        event_free(w->stop_ev);
+    if (w->wake_ev)
+        event_free(w->wake_ev);
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    pthread_mutex_destroy(&w->calls_lock);
     if (w->dns)
         evdns_base_free(w->dns, 0);
     if (w->base)
