@@ -159,16 +159,16 @@ int hdrs_add(hdrs *h, const char *name, size_t nlen, const char *value, size_t v
     return 0;
 }
 
-static bool name_eq(const hdr_field *f, const char *name)
+static bool name_eq(const hdr_field *f, const char *name, size_t n)
 {
-    size_t n = strlen(name);
     return f->name_len == n && strncasecmp(f->name, name, n) == 0;
 }
 
 ssize_t hdrs_find(const hdrs *h, const char *name, size_t from)
 {
+    size_t n = strlen(name);
     for (size_t i = from; i < h->n; i++)
-        if (name_eq(&h->v[i], name))
+        if (name_eq(&h->v[i], name, n))
             return (ssize_t)i;
     return -1;
 }
@@ -192,9 +192,9 @@ void hdrs_remove_at(hdrs *h, size_t i)
 
 size_t hdrs_remove(hdrs *h, const char *name)
 {
-    size_t removed = 0;
+    size_t removed = 0, n = strlen(name);
     for (size_t i = 0; i < h->n;) {
-        if (name_eq(&h->v[i], name)) {
+        if (name_eq(&h->v[i], name, n)) {
             hdrs_remove_at(h, i);
             removed++;
         } else {
@@ -206,9 +206,10 @@ size_t hdrs_remove(hdrs *h, const char *name)
 
 int hdrs_set(hdrs *h, const char *name, const char *value, size_t vlen)
 {
+    size_t n = strlen(name);
     ssize_t i = hdrs_find(h, name, 0);
     if (i < 0)
-        return hdrs_add(h, name, strlen(name), value, vlen);
+        return hdrs_add(h, name, n, value, vlen);
     /* the same value again (a Content-Length that was right): keep the
      * field rather than copy it */
     if (h->v[i].value_len != vlen || (vlen && memcmp(h->v[i].value, value, vlen) != 0)) {
@@ -219,7 +220,7 @@ int hdrs_set(hdrs *h, const char *name, const char *value, size_t vlen)
         h->v[i] = nf;
     }
     for (size_t j = (size_t)i + 1; j < h->n;) {
-        if (name_eq(&h->v[j], name))
+        if (name_eq(&h->v[j], name, n))
             hdrs_remove_at(h, j);
         else
             j++;

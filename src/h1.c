@@ -602,18 +602,26 @@ typedef struct headbuf {
     char stack[H1_COALESCE_MAX];
 } headbuf;
 
+/* Room for n more bytes at h->p + h->len. */
+static int hb_room(headbuf *h, size_t n)
+{
+    if (h->len + n <= h->cap)
+        return 0;
+    size_t cap = h->cap * 2 > h->len + n ? h->cap * 2 : h->len + n;
+    char *np = h->p == h->stack ? malloc(cap) : realloc(h->p, cap);
+    if (!np)
+        return -1;
+    if (h->p == h->stack)
+        memcpy(np, h->stack, h->len);
+    h->p = np;
+    h->cap = cap;
+    return 0;
+}
+
 static int hb_add(headbuf *h, const void *d, size_t n)
 {
-    if (h->len + n > h->cap) {
-        size_t cap = h->cap * 2 > h->len + n ? h->cap * 2 : h->len + n;
-        char *np = h->p == h->stack ? malloc(cap) : realloc(h->p, cap);
-        if (!np)
-            return -1;
-        if (h->p == h->stack)
-            memcpy(np, h->stack, h->len);
-        h->p = np;
-        h->cap = cap;
-    }
+    if (hb_room(h, n) < 0)
+        return -1;
     memcpy(h->p + h->len, d, n);
     h->len += n;
     return 0;
@@ -636,14 +644,25 @@ static void hb_init(headbuf *h)
 static int hb_finish_tail(headbuf *h, const hdrs *fields, const bytes *tail, struct evbuffer *out)
 {
     int rc = 0;
-    for (size_t i = 0; fields && i < fields->n && rc == 0; i++) {
+    for (size_t i = 0; fields && i < fields->n; i++) {
         const hdr_field *f = &fields->v[i];
-        if (!h1_valid_name(f->name, f->name_len) || !h1_valid_value(f->value, f->value_len)) {
+        /* checked here, not only where fields come in: scripts and addons
+         * change them on the way */
+        if (!h1_valid_name(f->name, f->name_len) || !h1_valid_value(f->value, f->value_len) ||
+            hb_room(h, f->name_len + f->value_len + 4) < 0) {
             rc = -1;
             break;
         }
-        rc = hb_add(h, f->name, f->name_len) | hb_add(h, ": ", 2) | hb_add(h, f->value, f->value_len) |
-             hb_add(h, "\r\n", 2);
+        char *o = h->p + h->len;
+        memcpy(o, f->name, f->name_len);
+        o += f->name_len;
+        *o++ = ':';
+        *o++ = ' ';
+        memcpy(o, f->value, f->value_len);
+        o += f->value_len;
+        *o++ = '\r';
+        *o++ = '\n';
+        h->len = (size_t)(o - h->p);
     }
     if (rc == 0)
         rc = hb_add(h, "\r\n", 2);
