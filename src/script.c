@@ -30,6 +30,7 @@
 #include "export.h"
 #include "filter.h"
 #include "h1.h"
+#include "ljson.h"
 #include "log.h"
 #include "opts.h"
 
@@ -1008,12 +1009,9 @@ static int json_decode_l(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    json_error_t je;
-    json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    if (!j)
-        return luaL_error(L, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
-    push_json(L, j, 0, true);
-    json_decref(j);
+    char err[160];
+    if (ljson_decode(L, s, n, true, err, sizeof err) < 0)
+        return luaL_error(L, "%s", err);
     return 1;
 }
 
@@ -1022,13 +1020,9 @@ static int json_decode_l(lua_State *L)
 static int json_encode_l(lua_State *L)
 {
     luaL_checkany(L, 1);
-    json_t *j = to_json(L, 1, 0);
-    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    if (!s)
-        return luaL_error(L, "mitm.json.encode: cannot encode this value");
-    lua_pushstring(L, s);
-    free(s);
+    char err[160];
+    if (ljson_encode(L, 1, err, sizeof err) < 0)
+        return luaL_error(L, "mitm.json.encode: %s", err);
     return 1;
 }
 
