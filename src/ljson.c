@@ -302,7 +302,7 @@ static int dec_literal(dec *d, const char *word)
 
 static int dec_value(dec *d, int depth)
 {
-    if (depth > LJSON_MAX_DEPTH)
+    if (depth >= LJSON_MAX_DEPTH)
         return dec_fail(d, d->p, "nested too deeply");
     if (!lua_checkstack(d->L, 4))
         return dec_fail(d, d->p, "out of memory");
