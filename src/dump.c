@@ -32,11 +32,12 @@ static const unsigned char dump_sync[4] = {0xB7, 'M', 'L', 'B'};
 #define FRAME_MAX_BYTES ((uint64_t)4 << 20)
 /* Compressed bytes per block before it is cut even mid-record. */
 #define BLOCK_OUT_MAX ((size_t)1 << 20)
-/* Level 1: flows of one kind share most of their bytes, and the frame's
- * context finds them at any level.  Measured on the bench's 1 KB flows and
- * issue 3's traffic shapes, level 3 wrote 1 % less for JSON API calls (and
- * 7 % more for tiny ones) at twice the writer's CPU per flow (2 against 1 µs). */
-#define ZSTD_LEVEL 1
+/* Level 3, not 1: level 1 halves the writer's CPU on small flows (2 -> 1 µs
+ * for the bench's 1 KB ones, files the same size), but its match finder
+ * does not reach back to the previous flow's body once that is large: the
+ * same 1 MB response recorded again took 430 KB a flow instead of 41 KB,
+ * and recording ran 2.7 times slower.  Level 2 is no better there. */
+#define ZSTD_LEVEL 3
 /* Group commit: once woken, the writer lets flows gather for this long
  * before it compresses and writes them, unless a lot is queued already.
  * Waking the writer (and flushing zstd) for each flow cost more than the
