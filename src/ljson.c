@@ -69,6 +69,16 @@ static void dec_ws(dec *d)
         d->p++;
 }
 
+/* Consume c when it is next. */
+static bool dec_eat(dec *d, unsigned char c)
+{
+    if (d->p < d->end && *d->p == c) {
+        d->p++;
+        return true;
+    }
+    return false;
+}
+
 static int hex4(const unsigned char *p, const unsigned char *end, uint32_t *out)
 {
     if (end - p < 4)
@@ -235,24 +245,17 @@ static int dec_array(dec *d, int depth)
     d->p++;
     lua_newtable(d->L);
     dec_ws(d);
-    if (d->p < d->end && *d->p == ']') {
-        d->p++;
+    if (dec_eat(d, ']'))
         return 0;
-    }
     for (int i = 1;; i++) {
         if (dec_value(d, depth + 1) < 0)
             return -1;
         lua_rawseti(d->L, -2, i);
         dec_ws(d);
-        if (d->p < d->end && *d->p == ',') {
-            d->p++;
-            continue;
-        }
-        if (d->p < d->end && *d->p == ']') {
-            d->p++;
+        if (dec_eat(d, ']'))
             return 0;
-        }
-        return dec_fail(d, d->p, "',' or ']' expected");
+        if (!dec_eat(d, ','))
+            return dec_fail(d, d->p, "',' or ']' expected");
     }
 }
 
@@ -261,10 +264,8 @@ static int dec_object(dec *d, int depth)
     d->p++;
     lua_newtable(d->L);
     dec_ws(d);
-    if (d->p < d->end && *d->p == '}') {
-        d->p++;
+    if (dec_eat(d, '}'))
         return 0;
-    }
     for (;;) {
         dec_ws(d);
         if (d->p >= d->end || *d->p != '"')
@@ -272,22 +273,16 @@ static int dec_object(dec *d, int depth)
         if (dec_string(d) < 0)
             return -1;
         dec_ws(d);
-        if (d->p >= d->end || *d->p != ':')
+        if (!dec_eat(d, ':'))
             return dec_fail(d, d->p, "':' expected");
-        d->p++;
         if (dec_value(d, depth + 1) < 0)
             return -1;
         lua_rawset(d->L, -3);
         dec_ws(d);
-        if (d->p < d->end && *d->p == ',') {
-            d->p++;
-            continue;
-        }
-        if (d->p < d->end && *d->p == '}') {
-            d->p++;
+        if (dec_eat(d, '}'))
             return 0;
-        }
-        return dec_fail(d, d->p, "',' or '}' expected");
+        if (!dec_eat(d, ','))
+            return dec_fail(d, d->p, "',' or '}' expected");
     }
 }
 
