@@ -685,13 +685,8 @@ static void set_host_header(flow_request *r)
 {
     if (!hdrs_get(&r->headers, "host", NULL))
         return;
-    char hb[300], v[320];
-    const char *h = flow_host_for_url(r->host, hb, sizeof hb);
-    bool dflt = r->port == (r->scheme && !strcmp(r->scheme, "https") ? 443 : 80);
-    if (dflt)
-        snprintf(v, sizeof v, "%s", h);
-    else
-        snprintf(v, sizeof v, "%s:%u", h, r->port);
+    char v[320];
+    flow_authority(r->scheme, r->host, r->port, v, sizeof v);
     hdrs_set(&r->headers, "Host", v, strlen(v));
 }
 
