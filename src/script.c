@@ -189,10 +189,12 @@ enum fam_slot {
     FAM__COUNT = FAM_METADATA
 };
 
-/* the userdata on top starts a new family */
-static void fam_new(lua_State *L)
+/* the userdata on top starts a new family, in which it is family[self] */
+static void fam_new(lua_State *L, enum fam_slot self)
 {
     lua_createtable(L, FAM__COUNT, 0);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, self);
     lua_setfenv(L, -2);
 }
 
@@ -242,9 +244,7 @@ static void push_flow(lua_State *L, flow *f)
     lf->meta_loaded = false;
     luaL_getmetatable(L, MT_FLOW);
     lua_setmetatable(L, -2);
-    fam_new(L);
-    lua_pushvalue(L, -1);
-    fam_set(L, -2, FAM_FLOW);
+    fam_new(L, FAM_FLOW);
     lua_pushlightuserdata(L, f);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
@@ -826,9 +826,7 @@ static lmsg *new_msg(lua_State *L, enum part part, lflow *lf, int flow_idx)
     if (flow_idx) {
         fam_join(L, flow_idx);
     } else {
-        fam_new(L);
-        lua_pushvalue(L, -1);
-        fam_set(L, -2, FAM_RESPONSE);
+        fam_new(L, FAM_RESPONSE);
     }
     return m;
 }
@@ -910,9 +908,8 @@ static void push_websocket(lua_State *L, int flow_idx, lflow *lf)
 
 /* ---- metadata (JSON in C, a table in Lua) -------------------------------- */
 
-/* JSON null is nil in metadata, and mitm.json.null (a NULL light userdata,
- * so that arrays keep their length) for mitm.json.decode. */
-static void push_json(lua_State *L, json_t *j, int depth, bool nulls)
+/* JSON null is nil in metadata (mitm.json.decode is ljson's). */
+static void push_json(lua_State *L, json_t *j, int depth)
 {
     if (depth > 64) {
         lua_pushnil(L);
@@ -924,7 +921,7 @@ static void push_json(lua_State *L, json_t *j, int depth, bool nulls)
         const char *k;
         json_t *v;
         json_object_foreach(j, k, v) {
-            push_json(L, v, depth + 1, nulls);
+            push_json(L, v, depth + 1);
             lua_setfield(L, -2, k);
         }
         break;
@@ -934,7 +931,7 @@ static void push_json(lua_State *L, json_t *j, int depth, bool nulls)
         size_t i;
         json_t *v;
         json_array_foreach(j, i, v) {
-            push_json(L, v, depth + 1, nulls);
+            push_json(L, v, depth + 1);
             lua_rawseti(L, -2, (int)i + 1);
         }
         break;
@@ -944,13 +941,7 @@ static void push_json(lua_State *L, json_t *j, int depth, bool nulls)
     case JSON_REAL: lua_pushnumber(L, json_real_value(j)); break;
     case JSON_TRUE: lua_pushboolean(L, 1); break;
     case JSON_FALSE: lua_pushboolean(L, 0); break;
-    case JSON_NULL:
-        if (nulls)
-            lua_pushlightuserdata(L, NULL);
-        else
-            lua_pushnil(L);
-        break;
-    default: lua_pushnil(L); break;
+    default: lua_pushnil(L); break; /* null */
     }
 }
 
@@ -1029,7 +1020,7 @@ static void push_metadata(lua_State *L, int flow_idx, lflow *lf)
     lua_pop(L, 1);
     json_t *j = lf->f->metadata ? json_loads(lf->f->metadata, 0, NULL) : NULL;
     if (j && json_is_object(j))
-        push_json(L, j, 0, false);
+        push_json(L, j, 0);
     else
         lua_newtable(L);
     json_decref(j);
