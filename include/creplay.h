@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "proxy.h"
+#include "shared.h"
 #include "worker.h"
 
 typedef struct creplay creplay;
@@ -25,7 +25,7 @@ typedef struct creplay creplay;
  * filter (sh->filter) selects and that can be replayed (HTTP, with a
  * request, not WebSocket).  NULL with "FILE: reason" in err when a file is
  * missing or damaged: nothing is replayed then. */
-creplay *creplay_new(const proxy_shared *sh, char *err, size_t errsz);
+creplay *creplay_new(shared *sh, char *err, size_t errsz);
 size_t creplay_count(const creplay *cr);
 /* Run the replay on w's event loop (w not running yet, or from its own
  * thread).  done(ud) is called on that thread once every flow finished. */

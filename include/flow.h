@@ -154,6 +154,7 @@ typedef struct flow {
     char *comment;           /* NULL = "" */
     char *is_replay;         /* NULL, "request" or "response" */
     bool killed;
+    bool intercepted;        /* held by flow:intercept() until flow:resume() */
     double timestamp_created;
 } flow;
 
@@ -181,6 +182,13 @@ const char *flow_host_for_url(const char *host, char *buf, size_t bufsz);
  * the port left out when it is 0 or the default (443 for scheme "https",
  * 80 otherwise).  Writes into buf, which it returns. */
 const char *flow_authority(const char *scheme, const char *host, unsigned port, char *buf, size_t bufsz);
+/* Parse an authority ("host:port", "[v6]:port" or "host", n bytes) into its
+ * host (unbracketed, lower-cased, owned by *host) and port (dflt when it
+ * has none; 0 only if dflt is 0).  -1 when it is not one. */
+int flow_parse_authority(const char *a, size_t n, uint16_t dflt, char **host, uint16_t *port);
+/* The client side of a connection as each of its flows records it:
+ * address, TLS details, timestamps (d's strings replaced).  -1 on ENOMEM. */
+int flow_conn_copy(flow_conn *d, const flow_conn *s);
 
 /* Wall-clock time in seconds since the epoch, microsecond resolution. */
 double flow_now(void);

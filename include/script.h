@@ -1,6 +1,13 @@
-/* script.h — LuaJIT hooks.  A script is a Lua file defining global
- * functions named after mitmproxy's events; each receives the flow as a thin
- * object over the C flow (data stays in C until a script reads it).
+/* script.h — LuaJIT hooks.  A script is a Lua file that returns a table of
+ * hooks (or a list of such tables), or defines them as global functions,
+ * named after mitmproxy's events; each receives the flow as a thin object
+ * over the C flow (data stays in C until a script reads it).
+ *
+ * Every hook runs in a coroutine.  Hooks the pipeline can wait for
+ * (script_env_start) may call the functions that wait — mitm.sleep,
+ * mitm.http.request — or hold their flow with flow:intercept(); the caller
+ * hears when they are done.  Others (script_env_run) run to completion, and
+ * a wait there is an error in the script.
  *
  * One script_env per worker thread, each with its own lua_State: script
  * globals are therefore per worker.  With --set workers=N, a counter kept
@@ -15,6 +22,9 @@
 #include <stddef.h>
 
 #include "flow.h"
+
+struct event_base;
+struct worker;
 
 enum script_hook {
     SCRIPT_HOOK_LOAD,
@@ -32,6 +42,11 @@ enum script_hook {
 };
 
 typedef struct script_env script_env;
+typedef struct script_call script_call;
+
+/* script_env_start: a hook waits; its done callback comes later. */
+#define SCRIPT_WAITING 1
+typedef void (*script_done_fn)(void *arg, int rc);
 
 /* Compile and run every script in order, each in its own environment
  * (whose __index is _G, so two scripts' hooks never clobber each other),
@@ -46,7 +61,31 @@ bool script_env_has_hook(const script_env *e, enum script_hook h);
  * time limit: it was stopped, logged, f's error says which script and hook,
  * and the caller fails the flow; otherwise 0. */
 int script_env_run(script_env *e, enum script_hook h, flow *f);
-/* Limit each hook run to `ms` milliseconds (script_timeout; 0 = none).
+/* Like script_env_run, but the hooks may wait.  Returns 0 or -1 as
+ * script_env_run when every hook finished at once; SCRIPT_WAITING when one
+ * waits: then *callp is set, and done(arg, rc) is called from the event
+ * loop when the last hook finished (rc as script_env_run's), exactly once,
+ * unless script_call_cancel(*callp) came first.  When the env is freed,
+ * waiting calls end with rc -1. */
+int script_env_start(script_env *e, enum script_hook h, flow *f, script_done_fn done, void *arg,
+                     script_call **callp);
+/* Abandon a waiting call: its coroutine is dropped, done is not called. */
+void script_call_cancel(script_call *c);
+/* The event loop that waiting hooks, mitm.timer and hot reload use. */
+void script_env_set_loop(script_env *e, struct event_base *base);
+/* The worker whose loop, resolver and TLS settings mitm.http.request
+ * uses (none: it raises "not available here"). */
+void script_env_set_worker(script_env *e, struct worker *w);
+/* How flow:resume() (and flow:kill() of a held flow) reach the pipeline. */
+void script_env_set_resume(script_env *e, void (*fn)(void *ud, flow *f), void *ud);
+/* Reload a script whose file changed, checked about once a second on the
+ * loop (mitmdump's behaviour): the new version's load hook runs; a version
+ * that fails to compile or run is logged and the previous one stays. */
+void script_env_watch(script_env *e);
+/* Waiting calls and timers not yet done (tests, shutdown). */
+size_t script_env_pending(const script_env *e);
+/* Limit each hook to `ms` milliseconds of running Lua (script_timeout;
+ * 0 = none): time spent waiting does not count.
  * Turns LuaJIT's compiler off for this state: compiled code cannot be
  * interrupted.  Applies to hooks run after the call (not to loading). */
 void script_env_set_timeout(script_env *e, int ms);

@@ -18,24 +18,22 @@
 
 #include <event2/event.h>
 
-#include "addons.h"
-#include "filter.h"
 #include "flowread.h"
+#include "flowrun.h"
 #include "log.h"
 #include "replaycmp.h"
-#include "script.h"
-#include "sreplay.h"
+#include "sink.h"
 #include "upstream.h"
 
 typedef struct lane {
     struct creplay *cr;
     exch x;
-    flow *f;            /* the replayed flow in flight, or NULL */
+    flowrun run;        /* the replayed flow in flight (run.f), or none */
     size_t idx;         /* which recorded flow it replays */
 } lane;
 
 struct creplay {
-    const proxy_shared *sh;
+    shared *sh;
     worker *w;
     flow **rec;         /* recorded flows, in file order */
     size_t n, cap;
@@ -93,7 +91,7 @@ static int load_file(creplay *cr, const char *path, char *err, size_t errsz)
             break;
         }
         const char *why = cannot_replay(f);
-        if (why || (cr->sh->filter && !filter_match(cr->sh->filter, f))) {
+        if (why || !sink_selects(cr->sh->sink, f)) {
             if (why)
                 log_warn("client replay: %s: skipping flow %s: %s", path, f->id, why);
             flow_free(f);
@@ -117,7 +115,7 @@ static int load_file(creplay *cr, const char *path, char *err, size_t errsz)
     return rc;
 }
 
-creplay *creplay_new(const proxy_shared *sh, char *err, size_t errsz)
+creplay *creplay_new(shared *sh, char *err, size_t errsz)
 {
     const opts *o = sh->o;
     creplay *cr = calloc(1, sizeof *cr);
@@ -156,16 +154,6 @@ size_t creplay_count(const creplay *cr)
 /* ---- one flow --------------------------------------------------------------- */
 
 static void lane_kick(lane *l);
-
-/* -1 when a hook ran past script_timeout: the flow then fails (its error
- * says which hook), as a live one does. */
-static int run_hook(creplay *cr, flow *f, enum script_hook h)
-{
-    script_env *s = cr->w->scripts;
-    if (s && script_env_has_hook(s, h))
-        return script_env_run(s, h, f);
-    return 0;
-}
 
 /* The request exactly as recorded, in a new flow. */
 static flow *replay_flow(const flow *src)
@@ -206,14 +194,15 @@ static void report_flow(creplay *cr, const flow *f, const char *what)
     free(url);
 }
 
-/* The flow is over (answered, failed or killed): consumers, comparison,
- * then the lane's next flow. */
-static void lane_finish(lane *l)
+/* The flow is over (answered, failed or killed): the comparison, the
+ * consumers, then the lane's next flow.  fail: why it failed, or NULL. */
+static void lane_finish(lane *l, const char *fail)
 {
     creplay *cr = l->cr;
-    flow *f = l->f;
+    flow *f = l->run.f;
     const flow *rec = cr->rec[l->idx];
-    proxy_flow_finished(cr->sh, f);
+    if (fail)
+        flow_set_error(f, fail);
     cr->n_done++;
     if (f->error || !f->response) {
         cr->n_failed++;
@@ -241,25 +230,18 @@ static void lane_finish(lane *l)
         }
         bytes_free(&diff);
     }
-    if (cr->w->scripts)
-        script_env_forget(cr->w->scripts, f);
-    flow_free(f);
-    l->f = NULL;
+    if (f->error)
+        flowrun_fail(&l->run, NULL);   /* the error hook, then the consumers */
+    else
+        flowrun_finish(&l->run);
     exch_release_unless_reusable(&l->x);
     lane_kick(l);
-}
-
-static void lane_fail(lane *l, const char *msg)
-{
-    flow_set_error(l->f, msg);
-    run_hook(l->cr, l->f, SCRIPT_HOOK_ERROR);
-    lane_finish(l);
 }
 
 static int x_head(exch *x)
 {
     lane *l = x->owner;
-    return run_hook(l->cr, l->f, SCRIPT_HOOK_RESPONSEHEADERS);
+    return flowrun_responseheaders(&l->run);
 }
 
 static void x_interim(exch *x, const flow_response *r)
@@ -268,78 +250,64 @@ static void x_interim(exch *x, const flow_response *r)
     (void)r;
 }
 
-/* The response is in the flow (from the server, server replay, map_local
- * or a script): C addons, the response hook, then the consumers. */
-static void lane_respond(lane *l)
-{
-    flow *f = l->f;
-    addons_response(l->cr->sh->addons, f);
-    if (run_hook(l->cr, f, SCRIPT_HOOK_RESPONSE) < 0) {
-        lane_fail(l, f->error && f->error->msg ? f->error->msg : "script failed");
-        return;
-    }
-    if (f->killed) {
-        lane_fail(l, "Connection killed.");
-        return;
-    }
-    lane_finish(l);
-}
-
 static void x_done(exch *x)
 {
     lane *l = x->owner;
     if (x->upgraded)            /* nobody to hand a switched protocol to */
         exch_close(x);
-    lane_respond(l);
+    flowrun_response(&l->run, false);
 }
 
 static void x_failed(exch *x, int status, const char *msg)
 {
     (void)status;
-    lane_fail(x->owner, msg);
+    lane_finish(x->owner, msg);
 }
 
 /* No stream_head: a replayed flow always keeps whole bodies, which the
  * comparison needs anyway. */
 static const exch_ops replay_ops = {x_head, x_interim, x_done, x_failed, NULL, NULL};
 
-/* Start recorded flow l->idx: hooks and C addons first, as for a live
- * request, then the exchange unless one of them answered or killed it. */
+/* What the pipeline decided for a replayed flow. */
+static void lane_next(flowrun *r, enum flowrun_verdict v, int status, const char *msg)
+{
+    (void)status;
+    lane *l = r->owner;
+    switch (v) {
+    case FLOWRUN_FORWARD:
+        exch_start(&l->x, l->run.f);
+        return;
+    case FLOWRUN_ANSWERED: /* by server replay, map_local or a script */
+        flowrun_response(&l->run, false);
+        return;
+    case FLOWRUN_DELIVER:
+        lane_finish(l, NULL);
+        return;
+    case FLOWRUN_KILLED:
+        lane_finish(l, "Connection killed.");
+        return;
+    case FLOWRUN_FAILED:
+        lane_finish(l, msg);
+        return;
+    }
+}
+
+static const flowrun_ops lane_run_ops = {lane_next};
+
+/* Start recorded flow l->idx through the pipeline, as a live request. */
 static void lane_start(lane *l)
 {
     creplay *cr = l->cr;
-    l->f = replay_flow(cr->rec[l->idx]);
-    if (!l->f) {
+    flow *f = replay_flow(cr->rec[l->idx]);
+    if (!f) {
         log_error("client replay: out of memory");
         cr->n_done++;
         cr->n_failed++;
         lane_kick(l);
         return;
     }
-    flow *f = l->f;
-    if (run_hook(cr, f, SCRIPT_HOOK_REQUESTHEADERS) < 0) {
-        lane_fail(l, f->error && f->error->msg ? f->error->msg : "script failed");
-        return;
-    }
-    /* C addons, in the order proxy.c runs them for live requests: server
-     * replay on the request as recorded, then map_remote and the others */
-    if (!f->killed && cr->sh->sreplay)
-        sreplay_request(cr->sh->sreplay, f);
-    if (!f->killed && !f->response)
-        addons_request(cr->sh->addons, f);
-    if (!f->killed && run_hook(cr, f, SCRIPT_HOOK_REQUEST) < 0) {
-        lane_fail(l, f->error && f->error->msg ? f->error->msg : "script failed");
-        return;
-    }
-    if (f->killed) {
-        lane_fail(l, "Connection killed.");
-        return;
-    }
-    if (f->response) {          /* answered by server replay, map_local or a script */
-        lane_respond(l);
-        return;
-    }
-    exch_start(&l->x, f);
+    flowrun_begin(&l->run, f);
+    flowrun_request(&l->run);
 }
 
 /* ---- scheduling --------------------------------------------------------------- */
@@ -411,6 +379,7 @@ int creplay_start(creplay *cr, worker *w, void (*done)(void *ud), void *ud)
     for (size_t i = 0; i < cr->nlanes; i++) {
         cr->lanes[i].cr = cr;
         exch_init(&cr->lanes[i].x, w, &replay_ops, &cr->lanes[i]);
+        flowrun_init(&cr->lanes[i].run, &w->run, &lane_run_ops, &cr->lanes[i]);
         exch_share(&cr->lanes[i].x, cr->pool);
     }
     cr->running = cr->nlanes;
@@ -425,8 +394,10 @@ static void stop_cb(void *arg)
 {
     creplay *cr = arg;
     cr->stopped = true;
-    for (size_t i = 0; i < cr->nlanes; i++)
+    for (size_t i = 0; i < cr->nlanes; i++) {
         exch_close(&cr->lanes[i].x);
+        flowrun_fail(&cr->lanes[i].run, "client replay stopped");
+    }
     pthread_mutex_lock(&cr->stop_lock);
     cr->stop_done = true;
     pthread_cond_signal(&cr->stop_cond);
@@ -464,7 +435,7 @@ void creplay_free(creplay *cr)
     if (!cr)
         return;
     for (size_t i = 0; i < cr->nlanes; i++)
-        flow_free(cr->lanes[i].f);
+        flow_free(cr->lanes[i].run.f);  /* a worker that never ran leaves them */
     free(cr->lanes);
     exch_pool_free(cr->pool); /* the lanes let go of their connections before */
     for (size_t i = 0; i < cr->n; i++)

@@ -18,6 +18,7 @@
 #include <zstd.h>
 
 #include "dump.h"
+#include "xthread.h"
 
 /* Start of every block: chosen to be unlikely in text and distinct from the
  * file magic; a false hit while resynchronising is rejected by the header
@@ -351,7 +352,7 @@ static dump_writer *w_start(int fd, int own_fd, int write_header, char *err, siz
         }
         w->st.file_bytes += sizeof h;
     }
-    if (pthread_create(&w->th, NULL, w_thread, w) != 0) {
+    if (xthread_start(&w->th, w_thread, w) != 0) {
         snprintf(err, errsz, "dump: cannot start writer thread");
         goto fail;
     }

@@ -2,6 +2,7 @@
  * Everything here is plain memory management; no I/O. */
 #include "flow.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,4 +489,65 @@ char *flow_request_url(const flow_request *r)
     else
         snprintf(u, n, "%s://%s:%u%s", scheme, host, r->port, path);
     return u;
+}
+
+/* "host:port", "[v6]:port" or "host": host names are case-insensitive, so
+ * they are kept in lower case for matching (filters, server replay). */
+int flow_parse_authority(const char *a, size_t n, uint16_t dflt, char **host, uint16_t *port)
+{
+    const char *hs = a, *he;
+    const char *p = NULL;
+    if (n && a[0] == '[') {
+        const char *rb = memchr(a, ']', n);
+        if (!rb)
+            return -1;
+        hs = a + 1;
+        he = rb;
+        if (rb + 1 < a + n) {
+            if (rb[1] != ':')
+                return -1;
+            p = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(a, ':', n);
+        he = colon ? colon : a + n;
+        if (colon)
+            p = colon + 1;
+    }
+    if (he == hs || he - hs > 253)
+        return -1;
+    for (const char *c = hs; c < he; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '.' || *c == '_' || *c == ':' || *c == '%'))
+            return -1;
+    unsigned long v = dflt;
+    if (p) {
+        if (p == a + n)
+            return -1;
+        v = 0;
+        for (const char *c = p; c < a + n; c++) {
+            if (!isdigit((unsigned char)*c) || (v = v * 10 + (unsigned)(*c - '0')) > 65535)
+                return -1;
+        }
+        if (v == 0)
+            return -1;
+    }
+    if (flow_strnset(host, hs, (size_t)(he - hs)) < 0)
+        return -1;
+    for (char *c = *host; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int flow_conn_copy(flow_conn *d, const flow_conn *s)
+{
+    d->address_port = s->address_port;
+    d->tls = s->tls;
+    d->timestamp_start = s->timestamp_start;
+    d->timestamp_tls_setup = s->timestamp_tls_setup;
+    return flow_strset(&d->address_host, s->address_host) < 0 || flow_strset(&d->sni, s->sni) < 0 ||
+                   flow_strset(&d->alpn, s->alpn) < 0 || flow_strset(&d->tls_version, s->tls_version) < 0 ||
+                   flow_strset(&d->cipher, s->cipher) < 0
+               ? -1
+               : 0;
 }

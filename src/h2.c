@@ -379,47 +379,6 @@ size_t h2_stream_pending(const h2_conn *c, int32_t sid)
     return st ? st->out.len - st->out_off : 0;
 }
 
-/* "host:port", "[v6]:port" or "host" → host (unbracketed) and port. */
-static int split_authority(const char *a, uint16_t dflt, char **host, uint16_t *port)
-{
-    size_t n = strlen(a);
-    const char *hs = a, *he, *p = NULL;
-    if (n && a[0] == '[') {
-        const char *rb = memchr(a, ']', n);
-        if (!rb || (rb[1] && rb[1] != ':'))
-            return -1;
-        hs = a + 1;
-        he = rb;
-        if (rb[1])
-            p = rb + 2;
-    } else {
-        const char *colon = memchr(a, ':', n);
-        he = colon ? colon : a + n;
-        if (colon)
-            p = colon + 1;
-    }
-    if (he == hs || he - hs > 253)
-        return -1;
-    for (const char *q = hs; q < he; q++)
-        if (!(isalnum((unsigned char)*q) || strchr("-._:%", *q)))
-            return -1;
-    unsigned long v = dflt;
-    if (p) {
-        if (!*p)
-            return -1;
-        v = 0;
-        for (; *p; p++)
-            if (!isdigit((unsigned char)*p) || (v = v * 10 + (unsigned)(*p - '0')) > 65535)
-                return -1;
-        if (v == 0)
-            return -1;
-    }
-    if (flow_strnset(host, hs, (size_t)(he - hs)) < 0)
-        return -1;
-    *port = (uint16_t)v;
-    return 0;
-}
-
 int32_t h2_submit_request(h2_conn *c, const flow_request *r)
 {
     if (c->server) {
@@ -703,7 +662,7 @@ static int request_head(h2_stream *st, const char **msg)
         return *msg = "out of memory", 500;
     uint16_t dflt = strcmp(r->scheme, "http") == 0 ? 80 : 443;
     if (*r->authority) {
-        if (split_authority(r->authority, dflt, &r->host, &r->port) < 0)
+        if (flow_parse_authority(r->authority, strlen(r->authority), dflt, &r->host, &r->port) < 0)
             return *msg = "invalid :authority", 400;
     } else if (flow_strset(&r->host, "") < 0) {
         return *msg = "out of memory", 500;

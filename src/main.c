@@ -13,23 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/ssl.h>
-
-#include "addons.h"
 #include "creplay.h"
-#include "dump.h"
-#include "filter.h"
-#include "flowread.h"
 #include "guard.h"
-#include "har.h"
 #include "hostmatch.h"
 #include "log.h"
 #include "opts.h"
-#include "printer.h"
-#include "proxy.h"
-#include "proxyauth.h"
-#include "script.h"
-#include "sreplay.h"
+#include "rfile.h"
+#include "shared.h"
+#include "sink.h"
+#include "worker.h"
 #include "tls.h"
 
 static enum log_level level_from(const char *s)
@@ -41,71 +33,6 @@ static enum log_level level_from(const char *s)
     if (!strcmp(s, "warn"))
         return LOG_WARN;
     return LOG_DEBUG;
-}
-
-/* mitm.exit() while reading a file: remember the status; the loop stops. */
-static void read_exit(void *ud, int code)
-{
-    proxy_shared *sh = ud;
-    int none = -1;
-    atomic_compare_exchange_strong(&sh->exit_code, &none, code);
-}
-
-/* Run hooks over flows from a file, as if they had just happened (mitmdump
- * does the same), then hand them to the printer and the dump writer. */
-static int read_flows(const opts *o, proxy_shared *sh)
-{
-    char err[512];
-    script_env *scripts = NULL;
-    if (o->nscripts) {
-        scripts = script_env_new((const char *const *)o->scripts, o->nscripts, err, sizeof err);
-        if (!scripts) {
-            fprintf(stderr, "mitmlua: %s\n", err);
-            return 1;
-        }
-        script_env_set_exit(scripts, read_exit, sh);
-    }
-    flow_reader *r = flow_reader_open(o->rfile, err, sizeof err);
-    if (!r) {
-        fprintf(stderr, "mitmlua: %s\n", err);
-        script_env_free(scripts);
-        return 1;
-    }
-    int status = 0;
-    while (atomic_load(&sh->exit_code) < 0) {
-        flow *f = NULL;
-        int rc = flow_reader_next(r, &f, err, sizeof err);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            /* readers name the file themselves; do not say it twice */
-            if (strncmp(err, o->rfile, strlen(o->rfile)) == 0)
-                fprintf(stderr, "mitmlua: %s\n", err);
-            else
-                fprintf(stderr, "mitmlua: %s: %s\n", o->rfile, err);
-            status = 1;
-            break;
-        }
-        if (scripts) {
-            static const enum script_hook seq[] = {SCRIPT_HOOK_REQUESTHEADERS, SCRIPT_HOOK_REQUEST,
-                                                   SCRIPT_HOOK_RESPONSEHEADERS, SCRIPT_HOOK_RESPONSE};
-            for (size_t i = 0; i < sizeof seq / sizeof seq[0] && !f->killed; i++) {
-                if (i >= 2 && !f->response)
-                    break;
-                if (script_env_has_hook(scripts, seq[i]))
-                    script_env_run(scripts, seq[i], f);
-            }
-            if (f->error && script_env_has_hook(scripts, SCRIPT_HOOK_ERROR))
-                script_env_run(scripts, SCRIPT_HOOK_ERROR, f);
-            script_env_forget(scripts, f);
-        }
-        if (!f->killed)
-            proxy_flow_finished(sh, f);
-        flow_free(f);
-    }
-    flow_reader_close(r);
-    script_env_free(scripts);
-    return status;
 }
 
 /* HOST:PORT into ready_file, atomically: a CI job polls for the file and
@@ -162,19 +89,6 @@ static int print_env(const opts *o)
     return 0;
 }
 
-static void print_summary(const proxy_shared *sh)
-{
-    char in[32], out[32];
-    printer_pretty_size((size_t)atomic_load(&sh->bytes_requests), in, sizeof in);
-    printer_pretty_size((size_t)atomic_load(&sh->bytes_responses), out, sizeof out);
-    unsigned long n = atomic_load(&sh->n_flows), e = atomic_load(&sh->n_errors);
-    fprintf(stderr, "mitmlua: %lu flow%s, %lu error%s, %s of request bodies, %s of response bodies",
-            n, n == 1 ? "" : "s", e, e == 1 ? "" : "s", in, out);
-    if (sh->fail_on)
-        fprintf(stderr, ", %lu matched fail_on", atomic_load(&sh->n_failed_on));
-    fputs(".\n", stderr);
-}
-
 /* -n -C: the replay is the whole run; its end stops the process the way
  * a signal does (sigwait in run_server). */
 static void replay_finished(void *ud)
@@ -183,7 +97,7 @@ static void replay_finished(void *ud)
     kill(getpid(), SIGTERM);
 }
 
-static int run_server(const opts *o, proxy_shared *sh, creplay *cr)
+static int run_server(const opts *o, shared *sh, creplay *cr)
 {
     char err[512];
     int status = 0;
@@ -248,9 +162,7 @@ out:
 int main(int argc, char **argv)
 {
     opts o;
-    proxy_shared sh = {0};
-    pthread_mutex_init(&sh.har_lock, NULL);
-    pthread_mutex_init(&sh.tls_lock, NULL);
+    shared *sh = NULL;
     char err[512];
     int status = 0;
     creplay *cr = NULL;
@@ -266,8 +178,6 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     }
     log_set_level(level_from(o.termlog_verbosity));
-    sh.o = &o;
-    atomic_init(&sh.exit_code, -1);
     if (o.print_env) {
         status = print_env(&o);
         opts_free(&o);
@@ -298,14 +208,6 @@ int main(int argc, char **argv)
         opts_free(&o);
         return 2;
     }
-    if (o.proxyauth) {
-        sh.auth = proxyauth_new(o.proxyauth, err, sizeof err);
-        if (!sh.auth) {
-            fprintf(stderr, "mitmlua: %s\n", err);
-            opts_free(&o);
-            return 2;
-        }
-    }
     if (o.ntcp_hosts) {
         /* checked once here, like ignore_hosts, so a bad pattern is a usage error */
         hostmatch *hm = hostmatch_new(o.tcp_hosts, o.ntcp_hosts, "tcp_hosts", err, sizeof err);
@@ -324,83 +226,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "mitmlua: warning: listening on %s, which other machines may reach, without proxyauth: "
                         "anyone who can connect can use this proxy (--set proxyauth=USER:PASS)\n",
                 o.listen_host && *o.listen_host ? o.listen_host : "all interfaces");
-    if (o.fail_on) {
-        sh.fail_on = filter_compile(o.fail_on, err, sizeof err);
-        if (!sh.fail_on) {
-            fprintf(stderr, "mitmlua: invalid fail_on expression: %s\n", err);
-            opts_free(&o);
-            return 2;
-        }
-    }
-
-    sh.addons = addons_new(&o, err, sizeof err);
-    if (!sh.addons && err[0]) {
+    sh = shared_new(&o, &status, err, sizeof err);
+    if (!sh) {
         fprintf(stderr, "mitmlua: %s\n", err);
-        filter_free(sh.fail_on);
         opts_free(&o);
-        return 2;
+        return status;
     }
-
-    if (o.filter_expr) {
-        sh.filter = filter_compile(o.filter_expr, err, sizeof err);
-        if (!sh.filter) {
-            fprintf(stderr, "mitmlua: invalid filter expression: %s\n", err);
-            addons_free(sh.addons);
-            filter_free(sh.fail_on);
-            opts_free(&o);
-            return 2;
-        }
-    }
-    if (o.server || o.nclient_replay) {
-        /* before any thread starts: tls_ca_open forks.  The TLS contexts
-         * come with the first TLS connection (proxy.h); a CA or trusted CA
-         * file that cannot be used is still an error now */
-        sh.ca = tls_ca_open(o.confdir, o.ssl_insecure ? NULL : o.ssl_verify_upstream_trusted_ca, err, sizeof err);
-        if (!sh.ca) {
-            fprintf(stderr, "mitmlua: %s\n", err);
-            status = 1;
-            goto out;
-        }
-    }
-    bool dump_to_stdout = o.save_stream_file && strcmp(o.save_stream_file, "-") == 0;
-    if (o.flow_detail > 0) {
-        sh.printer = printer_new(dump_to_stdout ? stderr : stdout, o.flow_detail, o.showhost);
-        if (sh.printer)
-            printer_set_jsonl(sh.printer, strcmp(o.console_format, "jsonl") == 0);
-    }
-    if (o.save_stream_file) {
-        sh.dump = dump_writer_open(o.save_stream_file, err, sizeof err);
-        if (!sh.dump) {
-            fprintf(stderr, "mitmlua: %s\n", err);
-            status = 1;
-            goto out;
-        }
-    }
-    if (o.hardump) {
-        sh.har = har_writer_open(o.hardump, err, sizeof err);
-        if (!sh.har) {
-            fprintf(stderr, "mitmlua: hardump: %s\n", err);
-            status = 1;
-            goto out;
-        }
-    }
-    if (o.nserver_replay) {
-        /* every file is read before the first request, as mitmdump does */
-        sh.sreplay = sreplay_new(&o, err, sizeof err);
-        for (size_t i = 0; sh.sreplay && i < o.nserver_replay; i++)
-            if (sreplay_load_file(sh.sreplay, o.server_replay[i], err, sizeof err) < 0) {
-                sreplay_free(sh.sreplay);
-                sh.sreplay = NULL;
-            }
-        if (!sh.sreplay) {
-            fprintf(stderr, "mitmlua: %s\n", err);
-            status = 1;
-            goto out;
-        }
-        log_info("server replay: %zu recorded responses loaded", sreplay_count(sh.sreplay));
-    }
+    status = 0;
+    sh->stop_on_exit = o.server || o.nclient_replay;
     if (o.nclient_replay) {
-        cr = creplay_new(&sh, err, sizeof err);
+        cr = creplay_new(sh, err, sizeof err);
         if (!cr) {
             fprintf(stderr, "mitmlua: %s\n", err);
             status = 1;
@@ -408,44 +243,28 @@ int main(int argc, char **argv)
         }
     }
     if (o.rfile)
-        status = read_flows(&o, &sh);
-    if ((o.server || cr) && status == 0 && atomic_load(&sh.exit_code) < 0) {
-        status = run_server(&o, &sh, cr);
+        status = rfile_run(sh);
+    if ((o.server || cr) && status == 0 && atomic_load(&sh->exit_code) < 0) {
+        status = run_server(&o, sh, cr);
         if (status == 0 && o.server && log_get_level() >= LOG_INFO)
-            print_summary(&sh);
+            sink_summary(sh->sink, stderr);
         if (cr && (o.client_replay_compare || log_get_level() >= LOG_INFO))
             replay_failed = creplay_report(cr, stderr);
     }
 
 out:
-    if (sh.dump && dump_writer_close(sh.dump, err, sizeof err) < 0) {
-        fprintf(stderr, "mitmlua: %s\n", err);
-        status = 1;
-    }
-    if (sh.har && har_writer_close(sh.har, err, sizeof err) < 0) {
-        fprintf(stderr, "mitmlua: hardump: %s\n", err);
-        status = 1;
-    }
-    pthread_mutex_destroy(&sh.har_lock);
-    pthread_mutex_destroy(&sh.tls_lock);
-    SSL_CTX_free(atomic_load(&sh.server_ctx));   /* NULL is fine */
-    SSL_CTX_free(atomic_load(&sh.client_ctx));
-    if (sh.ca)
-        tls_ca_free(sh.ca);
     creplay_free(cr);
-    filter_free(sh.filter);
-    sreplay_free(sh.sreplay);
+    int exit_code = atomic_load(&sh->exit_code);
+    bool failed_on = sink_failed_on(sh->sink);
+    if (shared_free(sh) < 0)   /* flushes the dump: its failure fails the run */
+        status = 1;
     /* a run that worked reports the CI verdict: mitm.exit(), then fail_on */
-    if (status == 0 && atomic_load(&sh.exit_code) >= 0)
-        status = atomic_load(&sh.exit_code);
-    else if (status == 0 && atomic_load(&sh.n_failed_on) > 0)
+    if (status == 0 && exit_code >= 0)
+        status = exit_code;
+    else if (status == 0 && failed_on)
         status = 3;
     else if (status == 0 && replay_failed)
         status = 4;
-    filter_free(sh.fail_on);
-    addons_free(sh.addons);
-    proxyauth_free(sh.auth);
-    printer_free(sh.printer);
     opts_free(&o);
     return status;
 }

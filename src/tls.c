@@ -46,6 +46,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "xthread.h"
 
 #define TLS_CACHE_DEFAULT 1024
 #define TLS_CACHE_BUCKETS 1024 /* power of two */
@@ -764,7 +765,7 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
     }
     /* An RSA-2048 key takes 50-300 ms to make: more than everything else at
      * start-up together.  Make it on the side; the first minting waits. */
-    if (pthread_create(&ca->keygen, NULL, keygen_main, ca) == 0) {
+    if (xthread_start(&ca->keygen, keygen_main, ca) == 0) {
         ca->keygen_running = true;
     } else if (!(ca->leaf_key = EVP_RSA_gen(2048))) {
         ssl_errstr(err, errsz, "cannot create the leaf key");
@@ -914,7 +915,7 @@ tls_ca *tls_ca_open(const char *confdir, const char *trusted_ca, char *err, size
     ca->der = p;
     ca->key_len = m.n1;
     ca->cert_len = m.n2;
-    if (pthread_create(&ca->keygen, NULL, keyrecv_main, ca) == 0)
+    if (xthread_start(&ca->keygen, keyrecv_main, ca) == 0)
         ca->keygen_running = true; /* else ca_ready makes the leaf key itself */
     return ca;
 }

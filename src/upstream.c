@@ -451,7 +451,7 @@ static int h1_on_body(void *ud, const char *at, size_t n)
 static SSL *new_ssl(exch *x, char *err, size_t errsz)
 {
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
-    SSL_CTX *ctx = proxy_client_ctx(x->w->sh);
+    SSL_CTX *ctx = shared_client_ctx(x->w->sh);
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     if (!ssl) {
         snprintf(err, errsz, "out of memory");

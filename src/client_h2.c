@@ -1,4 +1,4 @@
-/* h2proxy.c — the HTTP/2 client side of the proxy: h2.c turns the client's
+/* client_h2.c — the HTTP/2 client side of the proxy: h2.c turns the client's
  * bytes into requests, each stream runs the same path as an HTTP/1 flow
  * (requestheaders, request, the exchange upstream, responseheaders,
  * response) and its answer goes back as frames.
@@ -19,7 +19,7 @@
  * reports the stream closed; the connection ends when h2.c has nothing
  * more to read or write.  Closing is only ever asked of the owner from a
  * top-level event, as the last thing done. */
-#include "h2proxy.h"
+#include "client_h2.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,13 +27,10 @@
 
 #include <event2/buffer.h>
 
-#include "addons.h"
+#include "flowrun.h"
 #include "h2.h"
 #include "log.h"
-#include "onboard.h"
 #include "printer.h"
-#include "script.h"
-#include "sreplay.h"
 #include "upstream.h"
 
 /* Output we queue before waiting for the client to read: DATA frames are
@@ -60,15 +57,15 @@ typedef struct h2px {
 
 struct h2ps {
     struct h2ps *prev, *next;
-    h2proxy *p;
+    client_h2 *p;
     int32_t sid;
-    flow *f;            /* in flight; NULL once answered */
+    flowrun run;        /* the flow in flight (run.f); NULL once answered */
     h2px *px;           /* while the request is upstream */
     bool streaming;     /* stream_large_bodies: the body goes out as it comes */
     bool paused;        /* ... and the server is paused: the client is slow */
 };
 
-struct h2proxy {
+struct client_h2 {
     worker *w;
     struct bufferevent *bev;
     h2_conn *conn;
@@ -87,48 +84,20 @@ struct h2proxy {
 };
 
 static void h2ps_free(h2ps *s, const char *why);
+static const flowrun_ops h2_run_ops;
 
 /* ---- flows -------------------------------------------------------------- */
 
-/* -1 when a hook ran past script_timeout (the flow's error says so). */
-static int run_hook(h2ps *s, enum script_hook h)
-{
-    script_env *e = s->p->w->scripts;
-    if (e && s->f && script_env_has_hook(e, h))
-        return script_env_run(e, h, s->f);
-    return 0;
-}
-
-static const char *hook_error(h2ps *s)
-{
-    return s->f && s->f->error && s->f->error->msg ? s->f->error->msg : "script failed";
-}
-
-static void flow_done(h2ps *s)
-{
-    if (!s->f)
-        return;
-    if (s->p->w->scripts)
-        script_env_forget(s->p->w->scripts, s->f);
-    flow_free(s->f);
-    s->f = NULL;
-}
-
 static void flow_fail(h2ps *s, const char *msg)
 {
-    if (!s->f)
-        return;
-    flow_set_error(s->f, msg);
-    run_hook(s, SCRIPT_HOOK_ERROR);
-    proxy_flow_finished(s->p->w->sh, s->f);
-    flow_done(s);
+    flowrun_fail(&s->run, msg);
 }
 
 /* ---- exchange slots ----------------------------------------------------- */
 
 static const exch_ops h2p_exch_ops;
 
-static h2px *slot_get(h2proxy *p, h2ps *s)
+static h2px *slot_get(client_h2 *p, h2ps *s)
 {
     h2px *px = p->idle;
     if (px) {
@@ -148,7 +117,7 @@ static h2px *slot_get(h2proxy *p, h2ps *s)
 
 /* The stream is done with its slot: back to the pool with its server
  * connection if that may carry another request, else closed. */
-static void slot_put(h2proxy *p, h2ps *s)
+static void slot_put(client_h2 *p, h2ps *s)
 {
     h2px *px = s->px;
     if (!px)
@@ -181,7 +150,7 @@ static void slot_drop(h2ps *s)
 /* ---- output ------------------------------------------------------------- */
 
 /* Queue what h2.c has for the client.  true when the connection is over. */
-static bool pump(h2proxy *p)
+static bool pump(client_h2 *p)
 {
     struct evbuffer *out = bufferevent_get_output(p->bev);
     if (h2_conn_flush(p->conn, out, H2P_OUT_HIGH) < 0)
@@ -192,7 +161,7 @@ static bool pump(h2proxy *p)
 }
 
 /* After an upstream event: flush, and close when nothing is left. */
-static void pump_or_close(h2proxy *p)
+static void pump_or_close(client_h2 *p)
 {
     if (pump(p) && p->depth == 0)
         p->close(p->owner); /* last thing */
@@ -224,9 +193,9 @@ static void fail_stream(h2ps *s, int status, const char *msg)
         flow_fail(s, msg);
         return;
     }
-    if (s->f && s->f->response) {
-        flow_response_free(s->f->response);
-        s->f->response = NULL;
+    if (s->run.f && s->run.f->response) {
+        flow_response_free(s->run.f->response);
+        s->run.f->response = NULL;
     }
     answer_simple(s, status, msg);
     flow_fail(s, msg);
@@ -239,16 +208,11 @@ static void kill_stream(h2ps *s)
     flow_fail(s, "Connection killed.");
 }
 
-/* A streamed response ended: head and body are out, so the response hook
- * can only look; the trailers end the stream. */
+/* A streamed response ended (the response hook could only look): head and
+ * body are out; the trailers end the stream. */
 static void deliver_streamed(h2ps *s)
 {
-    flow *f = s->f;
-    run_hook(s, SCRIPT_HOOK_RESPONSE);
-    if (f->killed) {
-        kill_stream(s);
-        return;
-    }
+    flow *f = s->run.f;
     if (!f->response->timestamp_end)
         f->response->timestamp_end = flow_now();
     slot_put(s->p, s);
@@ -257,39 +221,20 @@ static void deliver_streamed(h2ps *s)
         flow_fail(s, h2_conn_error(s->p->conn));
         return;
     }
-    proxy_flow_finished(s->p->w->sh, f);
-    flow_done(s);
+    flowrun_finish(&s->run);
 }
 
+/* The pipeline's response phase let the response through. */
 static void deliver(h2ps *s)
 {
-    flow *f = s->f;
+    flow *f = s->run.f;
     if (s->streaming) {
         deliver_streamed(s);
-        return;
-    }
-    addons_response(s->p->w->sh->addons, f); /* C addons before Lua */
-    if (run_hook(s, SCRIPT_HOOK_RESPONSE) < 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", hook_error(s));
-        fail_stream(s, 502, msg);
-        return;
-    }
-    if (f->killed) {
-        kill_stream(s);
-        return;
-    }
-    if (!f->response) {
-        fail_stream(s, 502, "response removed by a script");
         return;
     }
     flow_response *r = f->response;
     if (!r->http_version)
         r->http_version = strdup("HTTP/2.0");
-    if (!r->timestamp_start)
-        r->timestamp_start = flow_now();
-    if (!r->timestamp_end)
-        r->timestamp_end = flow_now();
     slot_put(s->p, s);
     if (h2_submit_response(s->p->conn, s->sid, r) < 0) {
         char msg[200];
@@ -297,8 +242,7 @@ static void deliver(h2ps *s)
         fail_stream(s, 502, msg);
         return;
     }
-    proxy_flow_finished(s->p->w->sh, f);
-    flow_done(s);
+    flowrun_finish(&s->run);
 }
 
 /* ---- the exchange upstream ---------------------------------------------- */
@@ -306,7 +250,7 @@ static void deliver(h2ps *s)
 static int x_head(exch *x)
 {
     h2px *px = x->owner;
-    return run_hook(px->s, SCRIPT_HOOK_RESPONSEHEADERS);
+    return flowrun_responseheaders(&px->s->run);
 }
 
 static void x_interim(exch *x, const flow_response *r)
@@ -323,15 +267,17 @@ static void x_interim(exch *x, const flow_response *r)
 static void x_done(exch *x)
 {
     h2ps *s = ((h2px *)x->owner)->s;
-    h2proxy *p = s->p;
-    deliver(s);
+    client_h2 *p = s->p;
+    p->depth++;    /* the verdict may come at once: close after it, not in it */
+    flowrun_response(&s->run, s->streaming);
+    p->depth--;
     pump_or_close(p);
 }
 
 static void x_failed(exch *x, int status, const char *msg)
 {
     h2ps *s = ((h2px *)x->owner)->s;
-    h2proxy *p = s->p;
+    client_h2 *p = s->p;
     fail_stream(s, status, msg);
     pump_or_close(p);
 }
@@ -339,7 +285,7 @@ static void x_failed(exch *x, int status, const char *msg)
 static void x_stream_head(exch *x)
 {
     h2ps *s = ((h2px *)x->owner)->s;
-    flow_response *r = s->f->response;
+    flow_response *r = s->run.f->response;
     if (!r->http_version)
         r->http_version = strdup("HTTP/2.0");
     s->streaming = true;
@@ -351,7 +297,7 @@ static void x_stream_head(exch *x)
 static void x_stream_data(exch *x, const char *data, size_t n)
 {
     h2ps *s = ((h2px *)x->owner)->s;
-    h2proxy *p = s->p;
+    client_h2 *p = s->p;
     if (h2_stream_write(p->conn, s->sid, data, n) < 0)
         return; /* the client reset the stream: on_close cleans up */
     pump(p);
@@ -366,7 +312,7 @@ static const exch_ops h2p_exch_ops = {.head = x_head, .interim = x_interim, .don
 
 /* The client took some output: streams whose server was paused because the
  * client's window was full may go on. */
-static void resume_streams(h2proxy *p)
+static void resume_streams(client_h2 *p)
 {
     for (h2ps *s = p->streams; s; s = s->next)
         if (s->paused && s->px && h2_stream_pending(p->conn, s->sid) < H2P_STREAM_HIGH / 4) {
@@ -377,23 +323,9 @@ static void resume_streams(h2proxy *p)
 
 /* ---- requests ----------------------------------------------------------- */
 
-static void copy_client(h2proxy *p, flow *f)
-{
-    flow_conn *d = &f->client, *c = &p->client;
-    flow_strset(&d->address_host, c->address_host);
-    d->address_port = c->address_port;
-    flow_strset(&d->sni, c->sni);
-    flow_strset(&d->alpn, c->alpn);
-    flow_strset(&d->tls_version, c->tls_version);
-    flow_strset(&d->cipher, c->cipher);
-    d->tls = c->tls;
-    d->timestamp_start = c->timestamp_start;
-    d->timestamp_tls_setup = c->timestamp_tls_setup;
-}
-
 /* Where the request goes, as proxy.c decides it for origin-form HTTP/1
  * requests; and the Host header an HTTP/1 server needs.  0 or a status. */
-static int resolve_target(h2proxy *p, flow_request *r, const char **why)
+static int resolve_target(client_h2 *p, flow_request *r, const char **why)
 {
     const opts *o = p->w->sh->o;
     if (strcmp(r->method, "CONNECT") == 0) {
@@ -440,7 +372,7 @@ static int resolve_target(h2proxy *p, flow_request *r, const char **why)
 
 static void on_request(void *ud, int32_t sid, flow_request *r)
 {
-    h2proxy *p = ud;
+    client_h2 *p = ud;
     h2ps *s = calloc(1, sizeof *s);
     flow *f = s ? flow_new() : NULL;
     if (!f) {
@@ -451,13 +383,14 @@ static void on_request(void *ud, int32_t sid, flow_request *r)
     }
     s->p = p;
     s->sid = sid;
-    s->f = f;
+    flowrun_init(&s->run, &p->w->run, &h2_run_ops, s);
+    flowrun_begin(&s->run, f);
     f->request = r;
     s->next = p->streams;
     if (p->streams)
         p->streams->prev = s;
     p->streams = s;
-    copy_client(p, f);
+    flow_conn_copy(&f->client, &p->client);
 
     const char *why = "bad request";
     int st = resolve_target(p, r, &why);
@@ -466,55 +399,53 @@ static void on_request(void *ud, int32_t sid, flow_request *r)
         flow_fail(s, why);
         return;
     }
-    bool failed = run_hook(s, SCRIPT_HOOK_REQUESTHEADERS) < 0;
-    if (!failed && !f->killed) {
-        /* C addons before Lua, in proxy.c's order: server replay matches
-         * the request as sent, then map_remote and the others */
-        if (p->w->sh->sreplay)
-            sreplay_request(p->w->sh->sreplay, f);   /* may answer or kill */
-        if (!f->killed && !f->response)
-            addons_request(p->w->sh->addons, f);     /* map_local may answer */
-        if (!f->killed)
-            failed = run_hook(s, SCRIPT_HOOK_REQUEST) < 0;
-    }
-    if (failed) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", hook_error(s));
-        fail_stream(s, 502, msg);
-        return;
-    }
-    if (f->killed) {
-        kill_stream(s);
-        return;
-    }
-    if (f->response) { /* answered by a script */
-        deliver(s);
-        return;
-    }
-    if (r->host && onboard_is_host(r->host)) {
-        char err[256];
-        flow_response *resp = NULL;
-        if (onboard_handle(p->w->sh->o->confdir, r->path, &resp, err, sizeof err) == 0 && resp) {
-            f->response = resp;
-            deliver(s);
-        } else {
-            fail_stream(s, 500, err);
-        }
-        return;
-    }
-    h2px *px = slot_get(p, s);
-    if (!px) {
-        fail_stream(s, 500, "out of memory");
-        return;
-    }
-    px->x.in_tunnel = p->in_tunnel;
-    px->x.sni = p->in_tunnel ? p->client.sni : NULL;
-    exch_start(&px->x, f); /* may answer at once: we are inside h2.c, so no close */
+    flowrun_request(&s->run);
 }
+
+/* What the pipeline decided for a stream's flow.  Inside h2.c (a request
+ * that came in) the caller flushes; from the loop (a hook that waited) we
+ * flush here, and close the connection when that was its last word. */
+static void h2_run_next(flowrun *r, enum flowrun_verdict v, int status, const char *msg)
+{
+    h2ps *s = r->owner;
+    client_h2 *p = s->p;
+    bool top = p->depth == 0;
+    p->depth++;
+    switch (v) {
+    case FLOWRUN_FORWARD: {
+        h2px *px = slot_get(p, s);
+        if (!px) {
+            fail_stream(s, 500, "out of memory");
+            break;
+        }
+        px->x.in_tunnel = p->in_tunnel;
+        px->x.sni = p->in_tunnel ? p->client.sni : NULL;
+        exch_start(&px->x, s->run.f); /* may answer at once: depth keeps us open */
+        break;
+    }
+    case FLOWRUN_ANSWERED:
+        flowrun_response(&s->run, false);
+        break;
+    case FLOWRUN_DELIVER:
+        deliver(s);
+        break;
+    case FLOWRUN_KILLED:
+        kill_stream(s);
+        break;
+    case FLOWRUN_FAILED:
+        fail_stream(s, status, msg);
+        break;
+    }
+    p->depth--;
+    if (top)
+        pump_or_close(p);
+}
+
+static const flowrun_ops h2_run_ops = {h2_run_next};
 
 static void on_refused(void *ud, int32_t sid, int status, const char *msg)
 {
-    h2proxy *p = ud;
+    client_h2 *p = ud;
     char addr[128];
     printer_format_address(p->client.address_host, p->client.address_port, addr, sizeof addr);
     log_info("%s: HTTP/2 stream %d refused (%d): %s", addr, (int)sid, status, msg);
@@ -522,7 +453,7 @@ static void on_refused(void *ud, int32_t sid, int status, const char *msg)
 
 static void on_close(void *ud, int32_t sid, uint32_t code)
 {
-    h2proxy *p = ud;
+    client_h2 *p = ud;
     for (h2ps *s = p->streams; s; s = s->next)
         if (s->sid == sid) {
             h2ps_free(s, "client reset the stream");
@@ -532,7 +463,7 @@ static void on_close(void *ud, int32_t sid, uint32_t code)
 
 static void h2ps_free(h2ps *s, const char *why)
 {
-    h2proxy *p = s->p;
+    client_h2 *p = s->p;
     slot_drop(s);
     flow_fail(s, why);
     if (s->prev)
@@ -546,11 +477,11 @@ static void h2ps_free(h2ps *s, const char *why)
 
 /* ---- the connection ----------------------------------------------------- */
 
-h2proxy *h2proxy_new(worker *w, struct bufferevent *bev, const h2proxy_origin *o,
+client_h2 *client_h2_new(worker *w, struct bufferevent *bev, const client_h2_origin *o,
                      void (*close)(void *owner), void *owner)
 {
     static const h2_events ev = {.on_request = on_request, .on_refused = on_refused, .on_close = on_close};
-    h2proxy *p = calloc(1, sizeof *p);
+    client_h2 *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->w = w;
@@ -560,11 +491,7 @@ h2proxy *h2proxy_new(worker *w, struct bufferevent *bev, const h2proxy_origin *o
     p->in_tunnel = o->in_tunnel;
     p->tls = o->tls;
     p->port = o->port;
-    const flow_conn *c = o->client;
-    p->client.address_port = c->address_port;
-    p->client.tls = c->tls;
-    p->client.timestamp_start = c->timestamp_start;
-    p->client.timestamp_tls_setup = c->timestamp_tls_setup;
+
     h2_limits lim;
     h2_limits_default(&lim);
     const opts *op = w->sh->o;
@@ -573,12 +500,9 @@ h2proxy *h2proxy_new(worker *w, struct bufferevent *bev, const h2proxy_origin *o
         lim.max_header_list = op->max_header_size;
     if (op->max_headers > 0)
         lim.max_headers = (size_t)op->max_headers;
-    if (flow_strset(&p->host, o->host) < 0 || flow_strset(&p->client.address_host, c->address_host) < 0 ||
-        flow_strset(&p->client.sni, c->sni) < 0 || flow_strset(&p->client.alpn, c->alpn) < 0 ||
-        flow_strset(&p->client.tls_version, c->tls_version) < 0 ||
-        flow_strset(&p->client.cipher, c->cipher) < 0 || !(p->conn = h2_conn_new(true, &lim, &ev, p)) ||
+    if (flow_strset(&p->host, o->host) < 0 || flow_conn_copy(&p->client, o->client) < 0 || !(p->conn = h2_conn_new(true, &lim, &ev, p)) ||
         !(p->pool = exch_pool_new())) {
-        h2proxy_free(p);
+        client_h2_free(p);
         return NULL;
     }
     /* write_cb fires when our queue runs low, to produce more frames */
@@ -586,7 +510,7 @@ h2proxy *h2proxy_new(worker *w, struct bufferevent *bev, const h2proxy_origin *o
     return p;
 }
 
-int h2proxy_on_read(h2proxy *p)
+int client_h2_on_read(client_h2 *p)
 {
     struct evbuffer *in = bufferevent_get_input(p->bev);
     size_t n = evbuffer_get_length(in);
@@ -609,7 +533,7 @@ int h2proxy_on_read(h2proxy *p)
     return 0;
 }
 
-int h2proxy_on_write(h2proxy *p)
+int client_h2_on_write(client_h2 *p)
 {
     p->depth++;
     bool over = pump(p);
@@ -619,12 +543,12 @@ int h2proxy_on_write(h2proxy *p)
     return over ? -1 : 0;
 }
 
-bool h2proxy_idle(const h2proxy *p)
+bool client_h2_idle(const client_h2 *p)
 {
     return p->streams == NULL;
 }
 
-void h2proxy_free(h2proxy *p)
+void client_h2_free(client_h2 *p)
 {
     if (!p)
         return;

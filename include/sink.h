@@ -1,0 +1,39 @@
+/* sink.h — where finished flows go: the trailing filter, then the console
+ * printer, the dump writer (-w) and the HAR writer (hardump); fail_on looks
+ * at every flow, filtered or not.  One sink per run, shared by every worker
+ * (each consumer is thread-safe or locked here), and the run's totals that
+ * the exit status and the summary line are made from. */
+#ifndef MITMLUA_SINK_H
+#define MITMLUA_SINK_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "flow.h"
+#include "opts.h"
+
+typedef struct sink sink;
+
+/* Compile the filters and make the printer.  NULL with a one-line message
+ * in err and the exit status in *status (2 for a bad filter or fail_on
+ * expression: a usage error). */
+sink *sink_new(const opts *o, int *status, char *err, size_t errsz);
+/* Open the files the options ask for (-w, hardump): last of all start-up
+ * steps, so that a run that cannot start leaves an existing file alone.
+ * -1 with a one-line message in err. */
+int sink_open(sink *s, const opts *o, char *err, size_t errsz);
+/* A finished flow (answered, failed or killed): count it, check fail_on,
+ * and hand it to the consumers the trailing filter lets it reach. */
+void sink_flow(sink *s, const flow *f);
+/* Does the trailing filter select f (true without a filter)?  Client
+ * replay uses it to choose which recorded flows to send. */
+bool sink_selects(const sink *s, const flow *f);
+/* The "N flows, N errors, ..." line of a server run, to out. */
+void sink_summary(const sink *s, FILE *out);
+/* fail_on matched at least one flow. */
+bool sink_failed_on(const sink *s);
+/* Flush and close the outputs, free everything.  0, or -1 after printing
+ * what went wrong (the dump or HAR file is incomplete). */
+int sink_close(sink *s);
+
+#endif

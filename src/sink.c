@@ -1,0 +1,144 @@
+/* sink.c — the consumers of finished flows (see sink.h). */
+#include "sink.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dump.h"
+#include "filter.h"
+#include "har.h"
+#include "log.h"
+#include "printer.h"
+
+struct sink {
+    filter *filter;             /* trailing filter expression, or NULL */
+    filter *fail_on;            /* --set fail_on=FILTER, or NULL */
+    printer *printer;           /* console, or NULL when quiet */
+    dump_writer *dump;          /* -w, or NULL */
+    har_writer *har;            /* --set hardump=FILE, or NULL */
+    pthread_mutex_t har_lock;   /* the HAR writer has one owner at a time */
+    /* Run totals, shared on purpose: the exit status and the summary are
+     * about every worker's flows. */
+    atomic_ulong n_flows, n_errors, n_failed_on;
+    atomic_ullong bytes_requests, bytes_responses;
+};
+
+sink *sink_new(const opts *o, int *status, char *err, size_t errsz)
+{
+    sink *s = calloc(1, sizeof *s);
+    char why[512];
+    *status = 1;
+    if (!s) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->har_lock, NULL);
+    if (o->fail_on && !(s->fail_on = filter_compile(o->fail_on, why, sizeof why))) {
+        snprintf(err, errsz, "invalid fail_on expression: %s", why);
+        *status = 2;
+        goto fail;
+    }
+    if (o->filter_expr && !(s->filter = filter_compile(o->filter_expr, why, sizeof why))) {
+        snprintf(err, errsz, "invalid filter expression: %s", why);
+        *status = 2;
+        goto fail;
+    }
+    bool dump_to_stdout = o->save_stream_file && strcmp(o->save_stream_file, "-") == 0;
+    if (o->flow_detail > 0 && (s->printer = printer_new(dump_to_stdout ? stderr : stdout, o->flow_detail,
+                                                        o->showhost)))
+        printer_set_jsonl(s->printer, strcmp(o->console_format, "jsonl") == 0);
+    return s;
+fail:
+    sink_close(s);
+    return NULL;
+}
+
+int sink_open(sink *s, const opts *o, char *err, size_t errsz)
+{
+    char why[512];
+    if (o->save_stream_file && !(s->dump = dump_writer_open(o->save_stream_file, err, errsz)))
+        return -1;
+    if (o->hardump && !(s->har = har_writer_open(o->hardump, why, sizeof why))) {
+        snprintf(err, errsz, "hardump: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+void sink_flow(sink *s, const flow *f)
+{
+    atomic_fetch_add(&s->n_flows, 1);
+    if (f->error)
+        atomic_fetch_add(&s->n_errors, 1);
+    if (f->request)
+        atomic_fetch_add(&s->bytes_requests, f->request->content.len);
+    if (f->response)
+        atomic_fetch_add(&s->bytes_responses, f->response->content.len);
+    if (s->fail_on && filter_match(s->fail_on, f)) {
+        atomic_fetch_add(&s->n_failed_on, 1);
+        char *url = f->request ? flow_request_url(f->request) : NULL;
+        log_warn("fail_on matched: %s %s", f->request ? f->request->method : "", url ? url : f->id);
+        free(url);
+    }
+    if (!sink_selects(s, f))
+        return;
+    if (s->printer)
+        printer_flow(s->printer, f);
+    if (s->dump && dump_writer_add(s->dump, f) < 0)
+        log_error("could not queue flow %s for the dump file", f->id);
+    if (s->har) {
+        char err[256];
+        pthread_mutex_lock(&s->har_lock);
+        int rc = har_writer_add(s->har, f, err, sizeof err);
+        pthread_mutex_unlock(&s->har_lock);
+        if (rc < 0)
+            log_error("hardump: %s", err);
+    }
+}
+
+bool sink_selects(const sink *s, const flow *f)
+{
+    return !s->filter || filter_match(s->filter, f);
+}
+
+void sink_summary(const sink *s, FILE *out)
+{
+    char in[32], outb[32];
+    printer_pretty_size((size_t)atomic_load(&s->bytes_requests), in, sizeof in);
+    printer_pretty_size((size_t)atomic_load(&s->bytes_responses), outb, sizeof outb);
+    unsigned long n = atomic_load(&s->n_flows), e = atomic_load(&s->n_errors);
+    fprintf(out, "mitmlua: %lu flow%s, %lu error%s, %s of request bodies, %s of response bodies", n,
+            n == 1 ? "" : "s", e, e == 1 ? "" : "s", in, outb);
+    if (s->fail_on)
+        fprintf(out, ", %lu matched fail_on", atomic_load(&s->n_failed_on));
+    fputs(".\n", out);
+}
+
+bool sink_failed_on(const sink *s)
+{
+    return atomic_load(&s->n_failed_on) > 0;
+}
+
+int sink_close(sink *s)
+{
+    if (!s)
+        return 0;
+    char err[512];
+    int rc = 0;
+    if (s->dump && dump_writer_close(s->dump, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        rc = -1;
+    }
+    if (s->har && har_writer_close(s->har, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: hardump: %s\n", err);
+        rc = -1;
+    }
+    printer_free(s->printer);
+    filter_free(s->filter);
+    filter_free(s->fail_on);
+    pthread_mutex_destroy(&s->har_lock);
+    free(s);
+    return rc;
+}

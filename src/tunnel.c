@@ -1,0 +1,516 @@
+/* tunnel.c — the ways into a connection other than a plain HTTP request:
+ * CONNECT, SOCKS5 and transparent mode differ only in how the target is
+ * learnt and how the client is told the tunnel is open; from then on the
+ * same code peeks at the first byte and intercepts TLS or reads HTTP
+ * (reverse mode too).  Hosts that must not be intercepted are passed
+ * through as raw TCP relays, and a connection whose protocol switched
+ * (101 without WebSocket) is relayed the same way. */
+#include "client_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+
+#include "log.h"
+#include "origdst.h"
+#include "printer.h"
+#include "proxyauth.h"
+#include "socks5.h"
+#include "tls.h"
+
+static void peer_read_cb(struct bufferevent *bev, void *arg);
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* TLS runs as a filter over the socket bufferevent (also when the client
+ * did not wait for our answer to CONNECT and its hello is already in our
+ * input): OpenSSL writes records into the socket's output and bevio writes
+ * them out, one writev per loop turn, as on a plain connection. */
+static void start_client_tls_or_close(cconn *c)
+{
+    shared *sh = c->w->sh;
+    client_plain_off(c);
+    SSL_CTX *ctx = shared_server_ctx(sh);
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
+    if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
+        (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
+        SSL_free(ssl);
+        client_free(c);
+        return;
+    }
+    struct bufferevent *wire = c->bev;
+    struct bufferevent *b = bufferevent_openssl_filter_new(c->w->base, wire, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                           BEV_OPT_CLOSE_ON_FREE | CLIENT_BEV_OPTS);
+    if (!b) {
+        SSL_free(ssl);
+        client_free(c);
+        return;
+    }
+    c->bev = b;
+    (void)bevio_attach_wire(&c->wio, c->w->base, wire, client_wire_drained, c); /* failing that, libevent writes */
+    c->state = C_TLS_HANDSHAKE;
+    c->tunnel_tls = true;
+    bufferevent_setcb(b, c->up->read, c->up->write, c->up->event, c);
+    struct timeval tv = {sh->o->tls_handshake_timeout ? sh->o->tls_handshake_timeout : 10, 0};
+    bufferevent_set_timeouts(b, &tv, &tv);
+    bufferevent_enable(b, EV_READ | EV_WRITE);
+}
+
+static void start_tunnel_plain_or_close(cconn *c)
+{
+    c->tunnel_tls = false;
+    c->in_tunnel = c->w->sh->o->mode != MODE_REVERSE;   /* see reverse_accept_or_close */
+    c->state = C_READ_REQ;
+    bufferevent_enable(c->bev, EV_READ);
+    c->up->serve_or_close(c);
+}
+
+static void peek_cb(evutil_socket_t fd, short what, void *arg)
+{
+    cconn *c = arg;
+    unsigned char b;
+    if (what & EV_TIMEOUT) {
+        client_free(c);
+        return;
+    }
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            event_add(c->peek_ev, NULL);
+            return;
+        }
+        client_free(c);
+        return;
+    }
+    event_free(c->peek_ev);
+    c->peek_ev = NULL;
+    if (b == 0x16) /* TLS handshake record */
+        start_client_tls_or_close(c);
+    else
+        start_tunnel_plain_or_close(c);
+}
+
+/* The 200 to CONNECT has been written: find out what the client speaks. */
+void tunnel_start_or_close(cconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (evbuffer_get_length(in) > 0) {
+        /* the client did not wait for our answer: its bytes are already
+         * in our buffer, where the TLS filter reads them */
+        unsigned char b;
+        evbuffer_copyout(in, &b, 1);
+        if (b == 0x16)
+            start_client_tls_or_close(c);
+        else
+            start_tunnel_plain_or_close(c);
+        return;
+    }
+    bufferevent_disable(c->bev, EV_READ);
+    c->state = C_TUNNEL_PEEK;
+    c->peek_ev = event_new(c->w->base, c->fd, EV_READ, peek_cb, c);
+    struct timeval tv = {c->w->sh->o->idle_timeout ? c->w->sh->o->idle_timeout : 60, 0};
+    if (!c->peek_ev || event_add(c->peek_ev, &tv) < 0)
+        client_free(c);
+}
+
+/* The tunnel is open: say so in the client's protocol. */
+static void tunnel_reply_ok(cconn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->tunnel_kind == TUNNEL_CONNECT) {
+        evbuffer_add(out, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+    } else if (c->tunnel_kind == TUNNEL_SOCKS5) {
+        uint8_t rep[10];
+        socks5_reply(SOCKS5_REP_OK, rep);
+        evbuffer_add(out, rep, sizeof rep);
+    }
+}
+
+/* The target cannot be reached: an HTTP error to CONNECT, a SOCKS5 error
+ * reply, nothing in transparent mode (the client sees the close).  The
+ * caller closes after the write. */
+static void tunnel_reply_error(cconn *c, int status, const char *msg)
+{
+    if (c->tunnel_kind == TUNNEL_CONNECT) {
+        client_send_simple(c, status, msg, true);
+    } else if (c->tunnel_kind == TUNNEL_SOCKS5) {
+        uint8_t rep[10];
+        int e = EVUTIL_SOCKET_ERROR();
+        socks5_reply(status == 504 ? SOCKS5_REP_TTL_EXPIRED : socks5_rep_for_errno(e), rep);
+        evbuffer_add(bufferevent_get_output(c->bev), rep, sizeof rep);
+    }
+}
+
+/* ignore_hosts / allow_hosts: no interception.  The tunnel's bytes go
+ * through untouched (TLS stays end to end) and the connection is recorded
+ * as a TCP flow when it ends. */
+static void start_passthrough_or_close(cconn *c)
+{
+    flow *f = c->run.f;
+    client_plain_off(c);
+    f->type = FLOW_TCP;
+    flow_request_free(f->request);
+    f->request = NULL;
+    f->server.timestamp_start = flow_now();
+    if (flow_strset(&f->server.address_host, c->tunnel_host) < 0) {
+        client_free(c);
+        return;
+    }
+    f->server.address_port = c->tunnel_port;
+    c->peer = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE | CLIENT_BEV_OPTS);
+    if (!c->peer) {
+        client_free(c);
+        return;
+    }
+    c->state = C_PASSTHROUGH_CONNECT;
+    bufferevent_setcb(c->peer, peer_read_cb, NULL, peer_event_cb, c);
+    struct timeval tv = {c->w->sh->o->connect_timeout, 0};
+    bufferevent_set_timeouts(c->peer, &tv, &tv);
+    bufferevent_enable(c->peer, EV_READ | EV_WRITE);
+    char msg[400];
+    const opts *o = c->w->sh->o;
+    bool via = o->mode == MODE_UPSTREAM;   /* the tunnel goes through the upstream proxy */
+    if (upstream_connect(c->w, c->peer, via ? o->mode_url.host : c->tunnel_host,
+                         via ? o->mode_url.port : c->tunnel_port, msg, sizeof msg) < 0) {
+        flow_set_error(f, msg);
+        tunnel_reply_error(c, 502, msg);
+        client_close_after_write(c);
+    }
+}
+
+static void tunnel_accepted_or_close(cconn *c)
+{
+    flowrun_release(&c->run);
+    if (c->tunnel_kind == TUNNEL_TRANSPARENT) {
+        tunnel_start_or_close(c);
+        return;
+    }
+    tunnel_reply_ok(c);
+    c->state = C_TUNNEL_SETUP;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+static void tunnel_dial_cb(void *arg, int err, const char *msg)
+{
+    cconn *c = arg;
+    c->dial = NULL;
+    if (!err) {
+        tunnel_accepted_or_close(c);
+        return;
+    }
+    char addr[128];
+    printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+    log_info("%s: %s", addr, msg);
+    if (c->tunnel_kind == TUNNEL_CONNECT) {
+        client_fail_or_close(c, 502, msg);   /* the CONNECT flow records the error */
+        return;
+    }
+    if (c->tunnel_kind == TUNNEL_SOCKS5) {
+        uint8_t rep[10];
+        socks5_reply(socks5_rep_for_errno(err), rep);
+        evbuffer_add(bufferevent_get_output(c->bev), rep, sizeof rep);
+    }
+    client_close_after_write(c);
+}
+
+/* The target is known (c->tunnel_host/port): pass it through, or try it
+ * first (eager), or open the tunnel at once (lazy). */
+static void tunnel_open_or_close(cconn *c)
+{
+    worker *w = c->w;
+    const char *h = c->tunnel_host;
+    uint16_t p = c->tunnel_port;
+    if (hostmatch_any(w->ignore_hosts, h, p) ||
+        (hostmatch_count(w->allow_hosts) && !hostmatch_any(w->allow_hosts, h, p)) ||
+        hostmatch_any_host(w->tcp_hosts, h, p)) {
+        if (!c->run.f) {  /* socks5 / transparent: no CONNECT flow to turn into a TCP flow */
+            flow *f = flow_new();
+            if (!f) {
+                client_free(c);
+                return;
+            }
+            flowrun_begin(&c->run, f);
+            flow_conn_copy(&f->client, &c->info);
+        }
+        start_passthrough_or_close(c);
+        return;
+    }
+    /* in upstream mode the target may be reachable only through the
+     * upstream proxy: trying it directly would prove nothing */
+    if (strcmp(w->sh->o->connection_strategy, "eager") == 0 && w->sh->o->mode != MODE_UPSTREAM) {
+        c->state = C_DIAL;
+        bufferevent_disable(c->bev, EV_READ);
+        c->dial = dial_start(w->base, w->dns, h, p, w->sh->o->connect_timeout, tunnel_dial_cb, c);
+        if (!c->dial)
+            client_free(c);
+        return;
+    }
+    tunnel_accepted_or_close(c);
+}
+
+/* The connect hook let the CONNECT through: open the tunnel. */
+void tunnel_connect_or_close(cconn *c)
+{
+    flow_request *r = c->run.f->request;
+    free(c->tunnel_host);
+    c->tunnel_host = strdup(r->host);
+    c->tunnel_port = r->port;
+    if (!c->tunnel_host) {
+        client_free(c);
+        return;
+    }
+    c->tunnel_kind = TUNNEL_CONNECT;
+    tunnel_open_or_close(c);
+}
+
+static bool set_tunnel_target(cconn *c, enum tunnel_kind kind, const char *host, uint16_t port)
+{
+    free(c->tunnel_host);
+    c->tunnel_host = strdup(host);
+    c->tunnel_port = port;
+    c->tunnel_kind = kind;
+    return c->tunnel_host != NULL;
+}
+
+/* --mode socks5: the greeting, username/password when --proxyauth is set
+ * (RFC 1929), then the CONNECT request (RFC 1928). */
+void tunnel_socks_read_or_close(cconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    for (;;) {
+        size_t n = evbuffer_get_length(in);
+        if (n == 0)
+            return;
+        size_t take = n < 600 ? n : 600;   /* longer than any SOCKS5 message */
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)take);
+        socks5_target t;
+        int reply;
+        char why[200];
+        const char *user = NULL, *pass = NULL;
+        size_t ulen = 0, plen = 0;
+        int used;
+        if (c->socks_step == SOCKS_GREETING)
+            used = socks5_parse_greeting(p, take, c->w->sh->auth != NULL, &reply, why, sizeof why);
+        else if (c->socks_step == SOCKS_USERPASS)
+            used = socks5_parse_userpass(p, take, &user, &ulen, &pass, &plen, why, sizeof why);
+        else
+            used = socks5_parse_request(p, take, &t, &reply, why, sizeof why);
+        if (used > 0 && c->socks_step == SOCKS_USERPASS &&
+            !proxyauth_check(c->w->sh->auth, user, ulen, pass, plen)) {
+            snprintf(why, sizeof why, "wrong username or password");
+            used = -1;
+        }
+        if (used == 0)
+            return;
+        if (used < 0) {
+            char addr[128];
+            printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+            log_info("%s: SOCKS5 handshake failed: %s", addr, why);
+            if (c->socks_step == SOCKS_USERPASS) {
+                evbuffer_add(bufferevent_get_output(c->bev), "\x01\x01", 2);   /* RFC 1929: failure */
+            } else if (reply >= 0 && c->socks_step == SOCKS_GREETING) {
+                uint8_t rep[2] = {0x05, (uint8_t)reply};
+                evbuffer_add(bufferevent_get_output(c->bev), rep, 2);
+            } else if (reply >= 0) {
+                uint8_t rep[10];
+                socks5_reply((uint8_t)reply, rep);
+                evbuffer_add(bufferevent_get_output(c->bev), rep, sizeof rep);
+            }
+            c->linger = true;
+            client_close_after_write(c);
+            return;
+        }
+        evbuffer_drain(in, (size_t)used);
+        if (c->socks_step == SOCKS_GREETING) {
+            uint8_t rep[2] = {0x05, (uint8_t)reply};
+            evbuffer_add(bufferevent_get_output(c->bev), rep, 2);
+            c->socks_step = reply == SOCKS5_METHOD_USERPASS ? SOCKS_USERPASS : SOCKS_REQUEST;
+            continue;
+        }
+        if (c->socks_step == SOCKS_USERPASS) {
+            evbuffer_add(bufferevent_get_output(c->bev), "\x01\x00", 2);   /* RFC 1929: success */
+            c->authed = true;   /* the tunnel's requests carry no credentials */
+            c->socks_step = SOCKS_REQUEST;
+            continue;
+        }
+        bufferevent_disable(c->bev, EV_READ);
+        if (!set_tunnel_target(c, TUNNEL_SOCKS5, t.host, t.port)) {
+            client_free(c);
+            return;
+        }
+        tunnel_open_or_close(c);
+        return;
+    }
+}
+
+/* Reverse mode takes plain HTTP and TLS on the same port, as mitmproxy's
+ * does: the first byte tells (0x16 starts a TLS handshake record).  The
+ * client is not in a tunnel either way: its requests go to the reverse
+ * target; the target's host names the minted certificate when the client
+ * sends no SNI. */
+static void reverse_accept_or_close(cconn *c)
+{
+    c->tunnel_host = strdup(c->w->sh->o->mode_url.host);
+    if (!c->tunnel_host) {
+        client_free(c);
+        return;
+    }
+    c->tunnel_port = c->w->sh->o->mode_url.port;
+    tunnel_start_or_close(c);
+}
+
+/* A new client in socks5, transparent or reverse mode (regular and
+ * upstream clients start with an HTTP request). */
+void tunnel_accept_or_close(cconn *c)
+{
+    enum opts_mode m = c->w->sh->o->mode;
+    if (m == MODE_SOCKS5) {
+        c->state = C_SOCKS;
+        return;
+    }
+    if (m == MODE_REVERSE) {
+        reverse_accept_or_close(c);
+        return;
+    }
+    if (m != MODE_TRANSPARENT)
+        return;
+    char host[INET6_ADDRSTRLEN], err[256];
+    uint16_t port;
+    if (origdst_get(c->fd, host, sizeof host, &port, err, sizeof err) < 0) {
+        char addr[128];
+        printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+        log_warn("%s: transparent mode: %s", addr, err);
+        client_free(c);
+        return;
+    }
+    bufferevent_disable(c->bev, EV_READ);
+    if (!set_tunnel_target(c, TUNNEL_TRANSPARENT, host, port)) {
+        client_free(c);
+        return;
+    }
+    tunnel_open_or_close(c);
+}
+
+/* The upstream proxy's answer to a passthrough tunnel's CONNECT: a 2xx
+ * head opens the tunnel, anything else fails it.  Only the status matters;
+ * the head is bounded so a babbling proxy cannot grow our buffer. */
+static void passthrough_proxy_answer(cconn *c, struct evbuffer *in)
+{
+    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (end.pos < 0 && evbuffer_get_length(in) < 16384)
+        return;
+    char line[64] = "";
+    evbuffer_copyout(in, line, sizeof line - 1);
+    int st = 0;
+    char msg[400];
+    if (end.pos < 0 || sscanf(line, "HTTP/1.%*1[01] %3d", &st) != 1 || st < 200 || st > 299) {
+        snprintf(msg, sizeof msg, "upstream proxy refused CONNECT to %s:%u with status %d", c->tunnel_host,
+                 c->tunnel_port, st);
+        flow_set_error(c->run.f, msg);
+        bufferevent_free(c->peer);
+        c->peer = NULL;
+        tunnel_reply_error(c, 502, msg);
+        client_close_after_write(c);
+        return;
+    }
+    evbuffer_drain(in, (size_t)end.pos + 4);
+    tunnel_reply_ok(c);
+    tunnel_start_relay(c);
+}
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
+{
+    cconn *c = arg;
+    if (c->state == C_RELAY)
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+    else if (c->state == C_PASSTHROUGH_PROXY)
+        passthrough_proxy_answer(c, bufferevent_get_input(bev));
+}
+
+void tunnel_start_relay(cconn *c)
+{
+    client_plain_off(c);
+    c->state = C_RELAY;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    bufferevent_set_timeouts(c->peer, NULL, NULL);
+    bufferevent_setcb(c->peer, peer_read_cb, NULL, peer_event_cb, c);
+    /* bytes that came early belong to the new protocol */
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(c->peer));
+    evbuffer_add_buffer(bufferevent_get_output(c->peer), bufferevent_get_input(c->bev));
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->peer, EV_READ | EV_WRITE);
+}
+
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    cconn *c = arg;
+    if (c->state == C_PASSTHROUGH_CONNECT || c->state == C_PASSTHROUGH_PROXY) {
+        flow *f = c->run.f;
+        if ((what & BEV_EVENT_CONNECTED) && c->w->sh->o->mode == MODE_UPSTREAM) {
+            /* ask the upstream proxy for a tunnel; the target's address is
+             * the proxy's to know, so the flow keeps the target's name */
+            f->server.timestamp_tcp_setup = flow_now();
+            char hb[300];
+            const char *h = flow_host_for_url(c->tunnel_host, hb, sizeof hb);
+            evbuffer_add_printf(bufferevent_get_output(bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n", h,
+                                c->tunnel_port, h, c->tunnel_port, c->w->upstream_auth_line);
+            c->state = C_PASSTHROUGH_PROXY;
+            return;
+        }
+        if (what & BEV_EVENT_CONNECTED) {
+            f->server.timestamp_tcp_setup = flow_now();
+            upstream_record_peer(bev, &f->server);
+            tunnel_reply_ok(c);
+            tunnel_start_relay(c);
+            return;
+        }
+        char msg[512];
+        upstream_error_text(c->w->sh->o, bev, c->tunnel_host, c->tunnel_port, false, false, what, msg, sizeof msg);
+        flow_set_error(f, msg);
+        bufferevent_free(c->peer);
+        c->peer = NULL;
+        tunnel_reply_error(c, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg);
+        client_close_after_write(c);
+        return;
+    }
+    /* the server ended the relay: pass on what it sent, then close */
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+    bufferevent_free(c->peer);
+    c->peer = NULL;
+    client_close_after_write(c);
+}
+
+void tunnel_tls_event_or_close(cconn *c, short what)
+{
+    if (what & BEV_EVENT_CONNECTED) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        tls_fill_conn_info(ssl, &c->info, false);
+        c->info.timestamp_tls_setup = flow_now();
+        c->in_tunnel = c->w->sh->o->mode != MODE_REVERSE;
+        c->state = C_READ_REQ;
+        client_set_timeout(c, c->w->sh->o->idle_timeout);
+        if (c->wio.bev) /* HTTP/1 reads on during exchanges, as plain */
+            bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
+        if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
+            client_start_h2_or_close(c);
+        else
+            c->up->serve_or_close(c);
+        return;
+    }
+    char addr[128];
+    printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+    char es[200] = "connection closed";
+    if (e)
+        ERR_error_string_n(e, es, sizeof es);
+    log_info("%s: client TLS handshake failed for %s: %s (does the client trust the mitmlua CA?)", addr,
+             c->tunnel_host ? c->tunnel_host : "?", es);
+    client_free(c);
+}
