@@ -201,9 +201,15 @@ httpc_req *httpc_start(worker *w, const char *method, const char *url, const hdr
     exch_init(&r->x, w, &httpc_ops, r);
     if (build_request(r->f->request, method ? method : "GET", url, h, body, body_len, err, errsz) < 0)
         goto fail;
-    /* upstream mode: an https URL through the upstream proxy's CONNECT,
-     * as an intercepted TLS request goes; http in absolute form */
+    /* upstream mode: an https URL through the upstream proxy's CONNECT
+     * (upstream.c sends upstream_auth with it), as an intercepted TLS
+     * request goes; http in absolute form, with our credentials */
     r->x.in_tunnel = strcmp(r->f->request->scheme, "https") == 0;
+    if (w->sh->o->mode == MODE_UPSTREAM && !r->x.in_tunnel && w->upstream_auth &&
+        hdrs_set(&r->f->request->headers, "Proxy-Authorization", w->upstream_auth, strlen(w->upstream_auth)) < 0) {
+        snprintf(err, errsz, "out of memory");
+        goto fail;
+    }
     r->cb = cb;
     r->arg = arg;
     if (r->deadline) {

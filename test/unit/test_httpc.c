@@ -100,6 +100,10 @@ static void s_reply(sxctx *x, const char *method, const char *path, const char *
         char buf[3000];
         memset(buf, 'x', sizeof buf);
         evbuffer_add(out, buf, sizeof buf);
+    } else if (!strncmp(path, "http://", 7)) {
+        /* as an upstream proxy: the absolute-form target, and credentials */
+        evbuffer_add_printf(out, "HTTP/1.1 200 OK\r\nX-Host: %s\r\nContent-Length: %zu\r\n\r\n%s", host,
+                            strlen(path), path);
     } else if (!strcmp(path, "/never")) {
         /* no answer */
     } else {
@@ -133,6 +137,8 @@ static void s_read_cb(struct bufferevent *bev, void *arg)
     char *h = strcasestr(head, "\r\nhost:");
     if (h)
         sscanf(h + 7, " %255[^\r]", host);
+    if ((h = strcasestr(head, "\r\nproxy-authorization:")) != NULL) /* reported as X-Host */
+        sscanf(h + 22, " %255[^\r]", host);
     evbuffer_drain(in, hlen);
     char *body = malloc(clen + 1);
     evbuffer_remove(in, body, clen);
@@ -361,6 +367,40 @@ static void get_200_with_body(void)
     T_CHECK(g.body_len == 0 && g.body && g.body[0] == '\0');
 }
 
+/* Requests run side by side: ten answered ones complete while one whose
+ * server never answers is still waiting. */
+static void concurrent(void)
+{
+    char u[256], err[256];
+    got slow = {0}, fast[10];
+    memset(fast, 0, sizeof fast);
+    httpc_req *r = httpc_start(&def.w, NULL, url_of(u, sizeof u, "http", "127.0.0.1", plain.port, "/never"), NULL,
+                               NULL, 0, 3, on_done, &slow, err, sizeof err);
+    T_CHECK(r != NULL);
+    url_of(u, sizeof u, "http", "127.0.0.1", plain.port, "/hello");
+    for (int i = 0; i < 10; i++)
+        T_CHECK(httpc_start(&def.w, i % 2 ? "HEAD" : "GET", u, NULL, NULL, 0, 3, on_done, &fast[i], err,
+                            sizeof err) != NULL);
+    double end = now_s() + 2;
+    int n = 0;
+    while (n < 10 && now_s() < end) {
+        run_until(NULL, 0.02);
+        n = 0;
+        for (int i = 0; i < 10; i++)
+            n += fast[i].calls;
+    }
+    T_CHECK(n == 10);
+    for (int i = 0; i < 10; i++) {
+        T_CHECK(fast[i].status == 200);
+        T_CHECK(fast[i].body_len == (i % 2 ? 0u : 11u)); /* HEAD: no body */
+        got_clear(&fast[i]);
+    }
+    T_CHECK(slow.calls == 0);
+    httpc_cancel(r);
+    run_until(NULL, 0.05);
+    T_CHECK(plain.conns == NULL);
+}
+
 static void post_echoes_body_and_host(void)
 {
     char u[256], host[64];
@@ -526,6 +566,24 @@ static void bad_arguments(void)
     hdrs_free(&h);
 }
 
+/* upstream mode: an http URL goes to the upstream proxy in absolute form,
+ * with upstream_auth as Proxy-Authorization */
+static void upstream_mode_http(void)
+{
+    shared_w up;
+    sw_init(&up, false, NULL);
+    up.o.mode = MODE_UPSTREAM;
+    up.o.mode_url.scheme = strdup("http");
+    up.o.mode_url.host = strdup("127.0.0.1");
+    up.o.mode_url.port = (uint16_t)plain.port;
+    up.w.upstream_auth = (char *)"Basic dTpw";
+    T_CHECK(fetch(&up.w, NULL, "http://origin.test:8081/a?b=1", NULL, NULL, 5, &g));
+    T_CHECK(g.status == 200);
+    T_STREQ(g.body, "http://origin.test:8081/a?b=1");
+    T_STREQ(g.hdr_host, "Basic dTpw");
+    sw_free(&up);
+}
+
 static char confdir[] = "/tmp/test_httpc.XXXXXX";
 
 static void https_verification(void)
@@ -595,6 +653,7 @@ int main(void)
     sw_init(&def, false, NULL);
     T_RUN(get_200_with_body);
     T_RUN(post_echoes_body_and_host);
+    T_RUN(concurrent);
     T_RUN(chunked_and_close_delimited);
     T_RUN(ipv6_literal);
     T_RUN(body_size_limit);
@@ -602,6 +661,7 @@ int main(void)
     T_RUN(timeout_whole_exchange);
     T_RUN(cancel_before_completion);
     T_RUN(bad_arguments);
+    T_RUN(upstream_mode_http);
     T_RUN(https_verification);
     got_clear(&g);
     sw_free(&def);
