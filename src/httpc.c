@@ -115,10 +115,14 @@ static int parse_url(flow_request *q, const char *url, char *err, size_t errsz)
         return -1;
     }
     opts_url pu;
-    int rc = opts_parse_url(base, &pu, err, errsz);
+    char why[512];
+    int rc = opts_parse_url(base, &pu, why, sizeof why);
     free(base);
-    if (rc < 0)
+    if (rc < 0) { /* opts' line names the authority alone: name the URL */
+        const char *w = strstr(why, "': ");
+        snprintf(err, errsz, "bad URL '%s': %s", url, w ? w + 3 : why);
         return -1;
+    }
     for (const char *c = pu.host; *c; c++)
         if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || strchr("\"<>\\^`{|}[]/?#%", *c)) {
             snprintf(err, errsz, "bad URL '%s': invalid character in the host", url);
