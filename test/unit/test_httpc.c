@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "flow.h"
+#include "h2.h"
 #include "httpc.h"
 #include "log.h"
 #include "opts.h"
@@ -41,11 +42,13 @@ typedef struct sconn {
     struct bufferevent *bev;
     struct sconn *next, *prev;
     bool closing;            /* freed once its output drained */
+    h2_conn *h2;             /* an HTTP/2 server's session, or NULL */
 } sconn;
 
 typedef struct server {
     struct evconnlistener *l;
     SSL_CTX *tls;            /* NULL: plain */
+    bool h2;                 /* TLS: ALPN h2 only, answered by h2.c */
     int port;
     sconn *conns;
     int accepted;
@@ -60,6 +63,7 @@ static void sconn_free(server *s, sconn *c)
     if (c->next)
         c->next->prev = c->prev;
     bufferevent_free(c->bev);
+    h2_conn_free(c->h2);
     free(c);
 }
 
@@ -111,12 +115,44 @@ static void s_reply(sxctx *x, const char *method, const char *path, const char *
     }
 }
 
+/* HTTP/2: a complete request is answered at once, except /never. */
+static void s_h2_request(void *ud, int32_t sid, flow_request *r)
+{
+    sxctx *x = ud;
+    if (strcmp(r->path, "/never") != 0) {
+        flow_response *s = flow_response_new();
+        s->status_code = 200;
+        hdrs_add(&s->headers, "x-method", 8, r->method, strlen(r->method));
+        bytes_append(&s->content, "h2 ", 3);
+        bytes_append(&s->content, r->path, strlen(r->path));
+        bytes_append(&s->content, " ", 1);
+        bytes_append(&s->content, r->content.p ? r->content.p : "", r->content.len);
+        h2_submit_response(x->c->h2, sid, s);
+        flow_response_free(s);
+    }
+    flow_request_free(r);
+}
+
+static void s_h2_read(sxctx *x, struct evbuffer *in)
+{
+    size_t n = evbuffer_get_length(in);
+    int rc = h2_conn_feed(x->c->h2, evbuffer_pullup(in, (ssize_t)n), n);
+    evbuffer_drain(in, n);
+    h2_conn_flush(x->c->h2, bufferevent_get_output(x->c->bev), 0);
+    if (rc < 0)
+        fprintf(stderr, "  test h2 server: %s\n", h2_conn_error(x->c->h2));
+}
+
 /* One request per connection is all the client sends: read the head, then
  * Content-Length bytes of body. */
 static void s_read_cb(struct bufferevent *bev, void *arg)
 {
     sxctx *x = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (x->c->h2) {
+        s_h2_read(x, in);
+        return;
+    }
     struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
     if (end.pos < 0)
         return;
@@ -170,6 +206,13 @@ static void s_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockad
     if (s->tls) {
         SSL *ssl = SSL_new(s->tls);
         tls_set_fallback_host(ssl, "127.0.0.1"); /* the client sends no SNI for an IP */
+        if (s->h2) {
+            static const h2_events ev = {.on_request = s_h2_request};
+            h2_limits lim;
+            h2_limits_default(&lim);
+            tls_set_alpn_allowed(ssl, (const unsigned char *)"\x02h2", 3);
+            c->h2 = h2_conn_new(true, &lim, &ev, x);
+        }
         c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     } else {
         c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -181,6 +224,8 @@ static void s_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockad
     s->accepted++;
     bufferevent_setcb(c->bev, s_read_cb, s_write_cb, s_event_cb, x);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (c->h2)
+        h2_conn_flush(c->h2, bufferevent_get_output(c->bev), 0); /* our SETTINGS */
 }
 
 static int srv_start(server *s, SSL_CTX *tls, bool v6)
@@ -630,6 +675,31 @@ static void https_verification(void)
     T_CHECK(g.status == 200);
     T_STREQ(g.body, "hello world");
     sw_free(&t);
+
+    /* a server that picks h2 (option http2, on by default) is spoken to
+     * over HTTP/2, the same to the caller */
+    server hs;
+    T_CHECK(srv_start(&hs, server_ctx, false) == 0);
+    hs.h2 = true;
+    sw_init(&k, true, NULL);
+    url_of(u, sizeof u, "https", "127.0.0.1", hs.port, "/over/h2?x=1");
+    T_CHECK(fetch(&k.w, "POST", u, NULL, "data", 5, &g));
+    T_CHECK(g.status == 200);
+    T_STREQ(g.body, "h2 /over/h2?x=1 data");
+    T_STREQ(g.hdr_method, "POST");
+    url_of(u, sizeof u, "https", "127.0.0.1", hs.port, "/never");
+    T_CHECK(fetch(&k.w, NULL, u, NULL, NULL, 0.3, &g));
+    T_STREQ(g.err, "timeout");
+    got_clear(&g);
+    httpc_req *r = httpc_start(&k.w, NULL, u, NULL, NULL, 0, 1, on_done, &g, err, sizeof err);
+    T_CHECK(r != NULL);
+    run_until(NULL, 0.1);
+    httpc_cancel(r);
+    run_until(NULL, 0.05);
+    T_CHECK(g.calls == 0);
+    T_CHECK(hs.conns == NULL);
+    sw_free(&k);
+    srv_stop(&hs);
 
     run_until(NULL, 0.05);
     srv_stop(&ts);
