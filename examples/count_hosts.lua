@@ -2,10 +2,15 @@
 -- Globals are per worker thread: with --set workers=N each worker counts its own.
 local counts = {}
 
-function request(flow)
+local function request(flow)
   counts[flow.request.host] = (counts[flow.request.host] or 0) + 1
 end
 
-function done()
+local function done()
   for host, n in pairs(counts) do mitm.log.info(host .. ": " .. n) end
 end
+
+return {
+  request = request,
+  done = done,
+}

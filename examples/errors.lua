@@ -1,5 +1,7 @@
--- errors.lua: log failed flows.  A script that defines an `error` hook hides
--- Lua's own error() inside that script: call _G.error(...) to raise.
-function error(flow)
-  mitm.log.warn(flow.request.url .. " failed: " .. flow.error.msg)
-end
+-- errors.lua: log failed flows.  The hooks are fields of the table the
+-- script returns, so Lua's own error() is still error() here.
+return {
+  error = function(flow)
+    mitm.log.warn(flow.request.url .. " failed: " .. flow.error.msg)
+  end,
+}

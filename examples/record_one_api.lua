@@ -6,7 +6,9 @@
 --   mitmlua -s examples/record_one_api.lua -w api.mitmlua '!~meta skip'
 local wanted = mitm.filter("~u /api/ & !~m OPTIONS")
 
-function response(flow)
+local function mark(flow)
   if not wanted(flow) then flow.metadata.skip = true end
 end
-error = response  -- failed flows: the same rule (this shadows Lua's error())
+
+-- failed flows follow the same rule
+return { response = mark, error = mark }

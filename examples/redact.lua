@@ -30,5 +30,5 @@ local function redact(flow)
   end
 end
 
-response = redact
-error = redact  -- failed flows are recorded too (this shadows Lua's error(): use _G.error)
+-- failed flows are recorded too
+return { response = redact, error = redact }

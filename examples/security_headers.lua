@@ -5,7 +5,7 @@
 -- the dump, the jsonl console and `-r FILE '~meta insecure'` show later.
 local required = {"X-Content-Type-Options", "Content-Security-Policy"}
 
-function response(flow)
+local function response(flow)
   local problems = {}
   local h = flow.response.headers
   for _, name in ipairs(required) do
@@ -25,3 +25,7 @@ function response(flow)
     mitm.log.warn(flow.request.url .. ": " .. flow.metadata.insecure)
   end
 end
+
+return {
+  response = response,
+}

@@ -1,6 +1,6 @@
 -- websocket.lua: drop the client's "heartbeat" messages, censor a word in
 -- what the server sends, and log how each WebSocket connection ended.
-function websocket_message(flow)
+local function websocket_message(flow)
   local msgs = flow.websocket.messages
   local m = msgs[#msgs]               -- the last message is the current one
   if m.from_client and m.is_text and m.content == "heartbeat" then
@@ -10,8 +10,13 @@ function websocket_message(flow)
   end
 end
 
-function websocket_end(flow)
+local function websocket_end(flow)
   local ws = flow.websocket
   mitm.log.info(string.format("%s: %d messages, closed by the %s with %d", flow.request.url,
     #ws.messages, ws.closed_by_client and "client" or "server", ws.close_code or 0))
 end
+
+return {
+  websocket_message = websocket_message,
+  websocket_end = websocket_end,
+}

@@ -547,7 +547,7 @@ void script_add_waiting_api(lua_State *L)
     lua_getglobal(L, "mitm");
     luaL_register(L, NULL, fns);
     lua_pop(L, 1);
-    //HTTPAPI
+    script_add_http_api(L);
 }
 
 /* ---- loading -------------------------------------------------------------- */

@@ -196,6 +196,7 @@ worker *worker_new(shared *sh, int index, char *err, size_t errsz)
             goto fail;
         script_env_set_timeout(w->scripts, o->script_timeout);
         script_env_set_exit(w->scripts, shared_request_exit, sh);
+        script_env_set_worker(w->scripts, w);
     }
     flowrun_env_init(&w->run, sh, w->scripts, w->base);
     script_env_watch(w->scripts);

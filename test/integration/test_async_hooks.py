@@ -113,6 +113,39 @@ end
 
 
 @test(timeout=60)
+def http_request_from_a_hook_does_not_block_other_flows():
+    s = lua("fetch", '''
+return {
+  request = function(flow)
+    if not flow.request.path:find("fetch") then return end
+    local r, err = mitm.http.request{url = %s, headers = {["X-From"] = "hook"}, timeout = 10}
+    flow.request.headers["X-Slow-Status"] = r and tostring(r.status_code) or ("error: " .. err)
+    local g, gerr = mitm.http.request{url = %s, timeout = 10}
+    flow.request.headers["X-Gzip"] = g and mitm.json.decode(g.content).text:sub(1, 4) or gerr
+    local bad, why = mitm.http.request{url = "http://127.0.0.1:1/", timeout = 5}
+    flow.request.headers["X-Refused"] = bad == nil and why or "?"
+  end,
+}
+''' % (H.lua_quote(backend().url("/slow/2")), H.lua_quote(backend().url("/gzip"))))
+    p = proxy("-s", s, "--set", "workers=1")
+    res = {}
+    th = threading.Thread(target=lambda: res.setdefault("r", get(p, "/echo?fetch")))
+    th.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert get(p, "/echo?plain").status == 200
+    assert time.monotonic() - t0 < 1.5
+    th.join(15)
+    doc = json.loads(res["r"].body)
+    h = {k: v for k, v in doc["headers"]}
+    assert h.get("X-Slow-Status") == "200" and h.get("X-Gzip") == "gzip", h
+    assert "Connection refused" in h.get("X-Refused", ""), h
+    slow = [e for e in backend().log if e["path"] == "/slow/2"]
+    assert slow and ["X-From", "hook"] in slow[-1]["headers"], slow
+    assert p.stop() == 0
+
+
+@test(timeout=60)
 def client_leaving_mid_sleep_ends_the_flow_as_an_error():
     d = H.tmpdir("dump")
     dump = os.path.join(d, "flows")

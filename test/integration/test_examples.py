@@ -3,6 +3,9 @@
 import json
 import os
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import harness as H
 from harness import test, fixture
@@ -16,10 +19,16 @@ def backend():
     return Backend().start()
 
 
-def proxy_with(name, *extra):
+def proxy_with(name, *extra, env=None):
     if H.Proxy().is_mitmdump:
         H.skip("Lua scripts")
-    return H.Proxy(["-s", os.path.join(EX, name)] + list(extra), label=name).start()
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        return H.Proxy(["-s", os.path.join(EX, name)] + list(extra), label=name).start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @test
@@ -136,6 +145,90 @@ def record_one_api_only():
                          capture_output=True, timeout=30)
     urls = [json.loads(l)["url"] for l in out.stdout.decode().splitlines()]
     assert [u[u.index("/", 8):] for u in urls] == ["/api/users", "/api/orders"], (urls, out.stderr)
+
+
+@test(timeout=60)
+def chaos_delays_and_fails_some_requests():
+    p = proxy_with("chaos.lua", env={"CHAOS_DELAY_RATE": "0.5", "CHAOS_FAIL_RATE": "0.5",
+                                     "CHAOS_DELAY_MIN_MS": "300", "CHAOS_DELAY_MAX_MS": "300",
+                                     "CHAOS_SEED": "7"})
+    statuses, slow = [], 0
+    for i in range(40):
+        t0 = time.monotonic()
+        r = H.curl(backend().url("/echo?i=%d" % i), proxy=p)
+        if time.monotonic() - t0 >= 0.3:
+            slow += 1
+        statuses.append(r.status)
+    # about half of each; 40 draws at 1/2 fall outside 5..35 once in 10^6 runs
+    assert 5 <= statuses.count(503) <= 35 and statuses.count(200) + statuses.count(503) == 40, statuses
+    assert 5 <= slow <= 35, slow
+    assert p.stop() == 0
+
+
+class _TokenServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def token_server():
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            calls.append(body)
+            time.sleep(0.3)       # a slow token endpoint: concurrent flows wait for one fetch
+            out = json.dumps({"access_token": "tok-%d" % len(calls), "expires_in": 3600}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    srv = _TokenServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, calls
+
+
+@test(timeout=60)
+def auth_token_fetches_once_and_adds_it():
+    srv, calls = token_server()
+    url = "http://127.0.0.1:%d/token" % srv.server_address[1]
+    p = proxy_with("auth_token.lua", "--set", "workers=1", env={"TOKEN_URL": url})
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(H.curl(backend().url("/echo"), proxy=p)))
+               for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    results.append(H.curl(backend().url("/echo"), proxy=p))
+    for r in results:
+        assert r.status == 200 and ["Authorization", "Bearer tok-1"] in json.loads(r.body)["headers"], r
+    assert len(calls) == 1 and b"grant_type=client_credentials" in calls[0], calls
+    srv.shutdown()
+    assert p.stop() == 0
+
+
+@test(timeout=60)
+def hold_until_holds_requests_until_ready():
+    flag = os.path.join(H.tmpdir("hold"), "ready")
+    p = proxy_with("hold_until.lua", env={"HOLD_UNTIL_FILE": flag})
+    res = {}
+    th = threading.Thread(target=lambda: res.setdefault("r", H.curl(backend().url("/echo?held"), proxy=p)))
+    th.start()
+    time.sleep(1.0)
+    assert "r" not in res and not any("held" in e["path"] for e in backend().log), res
+    H.write(flag, "")
+    th.join(10)
+    assert res["r"].status == 200, res
+    # ready: nothing is held any more
+    t0 = time.monotonic()
+    assert H.curl(backend().url("/echo"), proxy=p).status == 200
+    assert time.monotonic() - t0 < 1
+    assert p.stop() == 0
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "opts.h"
-#include "proxy.h"
+#include "shared.h"
 #include "t.h"
 #include "tls.h"
 #include "worker.h"
@@ -273,7 +273,7 @@ static void srv_stop(server *s)
 
 typedef struct shared_w {
     opts o;
-    proxy_shared sh;
+    shared sh;
     worker w;
 } shared_w;
 
