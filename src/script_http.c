@@ -90,7 +90,7 @@ static void headers_arg(lua_State *L, int idx, hdrs *h)
 {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        size_t nl, vl;
+        size_t nl = 0, vl = 0;
         const char *n, *v;
         if (lua_type(L, -2) == LUA_TNUMBER && lua_istable(L, -1)) {
             lua_rawgeti(L, -1, 1);

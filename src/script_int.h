@@ -55,6 +55,7 @@ struct script_env {
     struct script_call *pending; /* calls waiting for an event */
     struct script_call *spare;   /* one finished call kept for the next */
     int idle_co[8];          /* finished coroutines kept for reuse (refs) */
+    lua_State *idle_thread[8]; /* ... and the threads they hold */
     int nidle_co;
     bool closing;            /* script_env_free has begun: start no hook */
 };

@@ -49,6 +49,7 @@ struct script_call {
     int co_ref;
     int fn_ref;                  /* a timer's function */
     bool can_wait, waiting;
+    bool flow_on_main;           /* flow_gen left the flow's object on e->L */
     int nres;                    /* values pushed on co for its resume */
     int rc;
     long long used_ns;           /* Lua running time, for script_timeout */
@@ -171,10 +172,9 @@ static void co_get(script_call *c)
     script_env *e = c->e;
     lua_State *L = e->L;
     if (e->nidle_co > 0) {
-        c->co_ref = e->idle_co[--e->nidle_co];
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->co_ref);
-        c->co = lua_tothread(L, -1);
-        lua_pop(L, 1);
+        e->nidle_co--;
+        c->co_ref = e->idle_co[e->nidle_co];
+        c->co = e->idle_thread[e->nidle_co];
         return;
     }
     c->co = lua_newthread(L);
@@ -186,9 +186,10 @@ static void co_put(script_call *c)
 {
     script_env *e = c->e;
     lua_settop(c->co, 0);
-    if (e->nidle_co < (int)(sizeof e->idle_co / sizeof *e->idle_co))
+    if (e->nidle_co < (int)(sizeof e->idle_co / sizeof *e->idle_co)) {
+        e->idle_thread[e->nidle_co] = c->co;
         e->idle_co[e->nidle_co++] = c->co_ref;
-    else
+    } else
         luaL_unref(e->L, LUA_REGISTRYINDEX, c->co_ref);
     c->co = NULL;
 }
@@ -301,6 +302,27 @@ static void report_error(script_call *c)
     }
 }
 
+/* A flow's hooks come from the generation its first hook saw (a reload
+ * does not change a flow in flight): found through its Lua object, which
+ * holds a ref.  Known at the first hook of the call, so that finding it
+ * costs nothing more than pushing the flow, which that hook needs anyway. */
+static bool flow_gen(script_call *c)
+{
+    script_env *e = c->e;
+    lua_State *L = e->L;
+    script_push_flow(L, c->f);  /* left on L for start_next to move */
+    c->lf = lua_touserdata(L, -1);
+    c->flow_on_main = true;
+    if (!c->lf->gen) {
+        c->lf->gen = e->gen;
+        e->gen->refs++;
+    }
+    c->gen = c->lf->gen;
+    c->gen->refs++;
+    c->end = c->gen->nsets;
+    return true;
+}
+
 /* Start the next hook of the call on a coroutine: false when none is left. */
 static bool start_next(script_call *c, int *st)
 {
@@ -310,19 +332,28 @@ static bool start_next(script_call *c, int *st)
             return false;
         ref = c->fn_ref;
     } else {
+        if (!c->gen && !flow_gen(c))
+            return false;
         while (c->i < c->end && (ref = c->gen->sets[c->i].hooks[c->h]) == LUA_NOREF)
             c->i++;
         /* a killed flow sees no more hooks, but its error hook (as
          * mitmproxy: "Connection killed." is an error) */
-        if (c->i >= c->end || (c->f && c->f->killed && c->h != SCRIPT_HOOK_ERROR))
+        if (c->i >= c->end || (c->f && c->f->killed && c->h != SCRIPT_HOOK_ERROR)) {
+            if (c->flow_on_main)
+                lua_pop(c->e->L, 1);
+            c->flow_on_main = false;
             return false;
+        }
     }
     co_get(c);
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, ref);
     int nargs = 0;
-    if (c->f) {
+    if (c->flow_on_main) {
+        lua_xmove(c->e->L, c->co, 1);
+        c->flow_on_main = false;
+        nargs = 1;
+    } else if (c->f) {
         script_push_flow(c->co, c->f);
-        c->lf = lua_touserdata(c->co, -1);
         nargs = 1;
     }
     *st = resume(c, nargs);
@@ -379,22 +410,6 @@ static void call_continue(script_call *c)
         done(arg, rc);
 }
 
-/* The generation f runs with: the one its first hook saw. */
-static script_gen *flow_gen(script_env *e, flow *f)
-{
-    if (!f)
-        return e->gen;
-    lua_State *L = e->L;
-    script_push_flow(L, f);
-    lflow *lf = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (!lf->gen) {
-        lf->gen = e->gen;
-        e->gen->refs++;
-    }
-    return lf->gen;
-}
-
 static int run_sets(script_env *e, script_gen *g, size_t from, size_t to, enum script_hook h, flow *f,
                     script_done_fn done, void *arg, script_call **callp)
 {
@@ -403,8 +418,8 @@ static int run_sets(script_env *e, script_gen *g, size_t from, size_t to, enum s
         log_error("%s hook not run: out of memory", hook_names[h]);
         return 0;
     }
-    c->gen = g;
-    g->refs++;
+    if ((c->gen = g))   /* else the flow's own, at its first hook */
+        g->refs++;
     c->h = (int)h;
     c->f = f;
     c->i = from;
@@ -428,8 +443,7 @@ int script_env_start(script_env *e, enum script_hook h, flow *f, script_done_fn 
 {
     if (!e || !e->has[h] || e->closing)
         return 0;
-    script_gen *g = flow_gen(e, f);
-    return run_sets(e, g, 0, g->nsets, h, f, done, arg, callp);
+    return run_sets(e, f ? NULL : e->gen, 0, f ? 0 : e->gen->nsets, h, f, done, arg, callp);
 }
 
 int script_env_run(script_env *e, enum script_hook h, flow *f)
