@@ -59,6 +59,14 @@ static void set_class(lua_State *L, enum class c)
 
 const char script_env_key = 'E';
 
+static const char *const hook_names[SCRIPT_HOOK__COUNT] = {
+    "load", "connect", "requestheaders", "request", "responseheaders",
+    "response", "error", "websocket_message", "websocket_start",
+    "websocket_end", "done",
+};
+
+const char *script_hook_name(enum script_hook h) { return hook_names[h]; }
+
 script_env *script_env_of(lua_State *L)
 {
     lua_pushlightuserdata(L, (void *)&script_env_key);
@@ -1457,21 +1465,16 @@ int script_load_prelude(lua_State *L, char *err, size_t errsz)
     return 0;
 }
 
-void script_env_forget(script_env *e, flow *f)
+lflow *script_unlink_flow(lua_State *L, flow *f)
 {
-    if (!e || !f)
-        return;
-    lua_State *L = e->L;
+    lflow *lf = NULL;
     lua_pushlightuserdata(L, (void *)&FLOWS_KEY);
     lua_rawget(L, LUA_REGISTRYINDEX);
     lua_pushlightuserdata(L, f);
     lua_rawget(L, -2);
     if (!lua_isnil(L, -1)) {
-        lflow *lf = lua_touserdata(L, -1);
+        lf = lua_touserdata(L, -1);
         lf->f = NULL;
-        if (lf->gen)
-            script_gen_release(e, lf->gen);
-        lf->gen = NULL;
         lua_pop(L, 1);
         lua_pushlightuserdata(L, f);
         lua_pushnil(L);
@@ -1480,5 +1483,5 @@ void script_env_forget(script_env *e, flow *f)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
+    return lf;
 }
-

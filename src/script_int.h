@@ -1,6 +1,8 @@
-/* script_int.h — what the two halves of the script module share: script.c
- * (the Lua API over flows) and script_run.c (states, loading, running hooks
- * in coroutines, waiting, reloading).  Not for other modules. */
+/* script_int.h — what the parts of the script module share, in layers:
+ * script.c (the Lua API over flows), script_call.c (running hooks in
+ * coroutines, waiting, script_timeout), script_http.c (mitm.http.request)
+ * and script_env.c (the state: loading, reloading, tearing down).  Not for
+ * other modules. */
 #ifndef MITMLUA_SCRIPT_INT_H
 #define MITMLUA_SCRIPT_INT_H
 
@@ -78,9 +80,22 @@ void script_sync_metadata(lua_State *L, flow *f);
 int script_setup_api(lua_State *L);
 int script_load_prelude(lua_State *L, char *err, size_t errsz);
 /* mitm.sleep, mitm.timer, mitm.http: the functions that wait, added to the
- * mitm table (script_run.c). */
-void script_add_waiting_api(lua_State *L);
-void script_add_http_api(lua_State *L);   /* script_http.c */
+ * mitm table. */
+void script_add_waiting_api(lua_State *L);   /* script_call.c */
+void script_add_http_api(lua_State *L);      /* script_http.c */
+/* f is about to be freed: its Lua object lets go of it; that object
+ * (NULL when it never had one) for the caller to release its generation. */
+lflow *script_unlink_flow(lua_State *L, flow *f);
+/* The env is being freed: every waiting call ends (its done with -1). */
+void script_calls_end(script_env *e);
+/* Generations (script_call.c). */
+int script_gen_add(script_gen *g, const script_set *s);
+void script_gen_recount(script_gen *g);
+void script_gen_free(script_env *e, script_gen *g);
+/* Run hook h of sets [from, to) of g (g NULL: the flow's own generation,
+ * all its sets), as script_env_start does. */
+int script_run_sets(script_env *e, script_gen *g, size_t from, size_t to, enum script_hook h, flow *f,
+                    script_done_fn done, void *arg, script_call **callp);
 
 /* For the functions that wait: the running call, if L is its coroutine
  * and it may wait (raises otherwise); then script_call_wait before
@@ -91,6 +106,6 @@ script_call *script_call_waitable(lua_State *L, const char *what);
 void script_call_wait(script_call *c, void (*cancel)(void *), void *arg);
 lua_State *script_call_thread(const script_call *c);
 void script_call_wake(script_call *c, int nres);
-void script_gen_release(script_env *e, script_gen *g);
+void script_gen_release(script_env *e, script_gen *g);   /* script_call.c */
 
 #endif
