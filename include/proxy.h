@@ -50,6 +50,7 @@ typedef struct proxy_shared {
     /* Run totals, shared on purpose: the exit status and the summary
      * printed at shutdown are about every worker's flows. */
     atomic_ulong n_flows, n_errors, n_failed_on;
+    atomic_ulong n_filter_errors; /* the trailing filter could not answer */
     atomic_ullong bytes_requests, bytes_responses;
     atomic_int exit_code;         /* from mitm.exit(); -1 when none */
 } proxy_shared;

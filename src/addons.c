@@ -363,9 +363,19 @@ void addons_free(addons *a)
     free(a);
 }
 
+/* A flow filter that could not answer is not applied, and says so. */
+static bool addon_filter(const filter *flt, const char *what, const flow *f)
+{
+    char err[512];
+    int m = filter_eval(flt, f, err, sizeof err);
+    if (m < 0)
+        log_error("%s: %s; not applied to flow %s", what, err, f->id);
+    return m == 1;
+}
+
 static bool spec_matches(const spec *sp, const flow *f)
 {
-    return !sp->flt || filter_match(sp->flt, f);
+    return !sp->flt || addon_filter(sp->flt, "option filter", f);
 }
 
 /* ---- map_remote ----------------------------------------------------------- */
@@ -862,7 +872,7 @@ static void stickyauth(addons *a, flow *f)
                 free(nv);
             }
         }
-    } else if (i < a->nauth && filter_match(a->stickyauth, f)) {
+    } else if (i < a->nauth && addon_filter(a->stickyauth, "stickyauth", f)) {
         hdrs_set(&r->headers, "authorization", a->auth[i].value, strlen(a->auth[i].value));
     }
     pthread_mutex_unlock(&a->lock);
@@ -1111,7 +1121,7 @@ static void mark_metadata(flow *f, const char *key)
 
 static void stickycookie_request(addons *a, flow *f)
 {
-    if (!filter_match(a->stickycookie, f))
+    if (!addon_filter(a->stickycookie, "stickycookie", f))
         return;
     flow_request *r = f->request;
     const char *host = r->host ? r->host : "";

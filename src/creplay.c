@@ -93,7 +93,11 @@ static int load_file(creplay *cr, const char *path, char *err, size_t errsz)
             break;
         }
         const char *why = cannot_replay(f);
-        if (why || (cr->sh->filter && !filter_match(cr->sh->filter, f))) {
+        char ferr[512];
+        int m = cr->sh->filter ? filter_eval(cr->sh->filter, f, ferr, sizeof ferr) : 1;
+        if (m < 0)
+            log_error("client replay: %s: not replaying flow %s: %s", path, f->id, ferr);
+        if (why || m != 1) {
             if (why)
                 log_warn("client replay: %s: skipping flow %s: %s", path, f->id, why);
             flow_free(f);

@@ -1,8 +1,9 @@
 /* main.c — start-up and shutdown: options, the CA, the consumers (printer,
  * dump writer, filter), reading flows with -r, and the worker threads.
  * Exit status: 0 success, 1 a runtime failure (bad script, unreadable or
- * damaged file, cannot listen), 2 a usage error (bad option or filter),
- * 3 fail_on matched, 4 client_replay_compare found a difference or a
+ * damaged file, cannot listen, the filter expression could not be evaluated
+ * for a flow, the dump file could not be written), 2 a usage error (bad option or filter),
+ * 3 fail_on matched (or could not be evaluated), 4 client_replay_compare found a difference or a
  * failed replay; a script's mitm.exit(code) wins over 3 and 4. */
 #include <errno.h>
 #include <pthread.h>
@@ -438,6 +439,8 @@ out:
     /* a run that worked reports the CI verdict: mitm.exit(), then fail_on */
     if (status == 0 && atomic_load(&sh.exit_code) >= 0)
         status = atomic_load(&sh.exit_code);
+    else if (status == 0 && atomic_load(&sh.n_filter_errors) > 0)
+        status = 1;
     else if (status == 0 && atomic_load(&sh.n_failed_on) > 0)
         status = 3;
     else if (status == 0 && replay_failed)

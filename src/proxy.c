@@ -184,14 +184,25 @@ void proxy_flow_finished(const proxy_shared *sh_const, flow *f)
         atomic_fetch_add(&sh->bytes_requests, f->request->content.len);
     if (f->response)
         atomic_fetch_add(&sh->bytes_responses, f->response->content.len);
-    if (sh->fail_on && filter_match(sh->fail_on, f)) {
+    /* a filter that could not answer (filter_eval -1) fails fail_on and
+     * lets the flow through the trailing filter: never a silent "no" */
+    char ferr[512];
+    int m = sh->fail_on ? filter_eval(sh->fail_on, f, ferr, sizeof ferr) : 0;
+    if (m != 0) {
         atomic_fetch_add(&sh->n_failed_on, 1);
         char *url = f->request ? flow_request_url(f->request) : NULL;
-        log_warn("fail_on matched: %s %s", f->request ? f->request->method : "", url ? url : f->id);
+        if (m < 0)
+            log_error("fail_on: %s; counted as matched: %s %s", ferr, f->request ? f->request->method : "", url ? url : f->id);
+        else
+            log_warn("fail_on matched: %s %s", f->request ? f->request->method : "", url ? url : f->id);
         free(url);
     }
-    if (sh->filter && !filter_match(sh->filter, f))
-        return;
+    if (sh->filter && (m = filter_eval(sh->filter, f, ferr, sizeof ferr)) <= 0) {
+        if (m == 0)
+            return;
+        atomic_fetch_add(&sh->n_filter_errors, 1);
+        log_error("%s; flow %s is shown and saved", ferr, f->id);
+    }
     if (sh->printer)
         printer_flow(sh->printer, f);
     if (sh->dump && dump_writer_add(sh->dump, f) < 0)
