@@ -68,6 +68,9 @@ dump_reader *dump_reader_open_prefixed(int fd, const char *name, const void *pre
                                        size_t n, char *err, size_t errsz);
 /* Records larger than this are reported as damage (default 1 GiB). */
 void dump_reader_set_max_record(dump_reader *r, size_t max);
+/* A record whose flow passes these (default: flow_limits_default) is
+ * refused, an error naming its offset, flow and the limit. */
+void dump_reader_set_limits(dump_reader *r, const flow_limits *lim);
 
 /* 1 = *out is a flow (caller flow_free), 0 = clean end of input, -1 =
  * damage or error: err says where (byte offset) and what.  After -1 the
@@ -83,7 +86,10 @@ void dump_reader_close(dump_reader *r);
 uint32_t dump_crc32c(uint32_t crc, const void *p, size_t n);
 /* One flow record (kind + length + tagged fields) appended to out. */
 int dump_encode_flow(const flow *f, bytes *out);
-/* Decode the fields of one flow record body. 0 or -1 with err. */
-int dump_decode_flow(const void *p, size_t n, flow **out, char *err, size_t errsz);
+/* Decode the fields of one flow record body, held to lim (NULL: the
+ * defaults).  0, -1 with err when malformed, -2 with err when well formed
+ * but over a limit. */
+int dump_decode_flow(const void *p, size_t n, const flow_limits *lim, flow **out,
+                     char *err, size_t errsz);
 
 #endif

@@ -81,6 +81,8 @@ static int load_file(creplay *cr, const char *path, char *err, size_t errsz)
         snprintf(err, errsz, "client replay: %s", rerr);
         return -1;
     }
+    flow_limits lim = opts_flow_limits(cr->sh->o);
+    flow_reader_set_limits(r, &lim);
     int rc = 0;
     for (;;) {
         flow *f = NULL;

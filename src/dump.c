@@ -509,6 +509,7 @@ struct dump_reader {
     unsigned char *rec;
     size_t rcap, rlen, rpos;
     size_t max_record;
+    flow_limits lim;
 };
 
 dump_reader *dump_reader_open_prefixed(int fd, const char *name, const void *pre,
@@ -520,6 +521,7 @@ dump_reader *dump_reader_open_prefixed(int fd, const char *name, const void *pre
     r->fd = fd;
     r->eof = fd < 0;
     r->max_record = (size_t)1 << 30;
+    r->lim = flow_limits_default;
     r->name = strdup(name ? name : "dump");
     r->dctx = ZSTD_createDCtx();
     r->cap = n > 65536 ? n : 65536;
@@ -544,6 +546,11 @@ dump_reader *dump_reader_open_fd(int fd, const char *name, char *err, size_t err
 void dump_reader_set_max_record(dump_reader *r, size_t max)
 {
     r->max_record = max;
+}
+
+void dump_reader_set_limits(dump_reader *r, const flow_limits *lim)
+{
+    r->lim = *lim;
 }
 
 void dump_reader_close(dump_reader *r)
@@ -693,8 +700,15 @@ static int r_record(dump_reader *r, flow **out, char *err, size_t errsz)
         r->rpos = (size_t)(p - r->rec) + (size_t)v[1];
         if (v[0] != DUMP_REC_FLOW)
             continue; /* a record kind from a newer writer */
-        char why[128];
-        if (dump_decode_flow(p, (size_t)v[1], out, why, sizeof why) < 0)
+        char why[256];
+        int rc = dump_decode_flow(p, (size_t)v[1], &r->lim, out, why, sizeof why);
+        if (rc == -2) {
+            /* intact, only too big: refused, and reading goes on after it */
+            snprintf(err, errsz, "%s: offset %llu: flow record refused: %s", r->name,
+                     (unsigned long long)r->blk_off, why);
+            return -1;
+        }
+        if (rc < 0)
             return r_damage(r, r->blk_off, err, errsz, "bad flow record in block: %s", why);
         return 1;
     }

@@ -72,6 +72,8 @@ static int read_flows(const opts *o, proxy_shared *sh)
         script_env_free(scripts);
         return 1;
     }
+    flow_limits lim = opts_flow_limits(o);
+    flow_reader_set_limits(r, &lim);
     int status = 0;
     while (atomic_load(&sh->exit_code) < 0) {
         flow *f = NULL;

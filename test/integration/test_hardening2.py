@@ -125,5 +125,177 @@ end
     assert "not applied" in line, line
 
 
+
+# ---- 4. counts and sizes in files are bounded like live traffic ---------------
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(tag, data):
+    return varint(tag << 3 | 2) + varint(len(data)) + data
+
+
+def native_dump(record_fields):
+    """A native dump of one flow record (mitmlua-dump(5)), compressed with
+    the zstd tool: file header, then one block."""
+    rec = varint(1) + varint(len(record_fields)) + record_fields
+    z = subprocess.run(["zstd", "-19", "-q", "-c"], input=rec, capture_output=True,
+                       check=True, timeout=120).stdout
+    head = b"MITMLUA\0" + struct.pack("<HH", 1, 0)
+    head += struct.pack("<I", crc32c(head))
+    bh = b"\xb7MLB" + struct.pack("<I", len(z)) + bytes([3, 0, 0, 0])
+    bh += struct.pack("<I", crc32c(z))
+    bh += struct.pack("<I", crc32c(bh))
+    return head + bh + z
+
+
+def run_measured(args, timeout=60):
+    """Run the binary; returns (CompletedProcess, peak RSS of the child in
+    KiB, seconds)."""
+    t0 = time.monotonic()
+    r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + [H.BIN] + [str(a) for a in args],
+                       capture_output=True, timeout=timeout)
+    dt = time.monotonic() - t0
+    lines = r.stderr.decode("utf-8", "replace").splitlines()
+    rss = [int(l.split()[1]) for l in lines if l.startswith("MAXRSS ")]
+    assert rss, r
+    return r, rss[-1], dt
+
+
+@test(timeout=120)
+def test_dump_header_bomb_refused():
+    # 20 million empty header fields: 40 MB of record, 11 KB of file
+    req = field(1, b"GET") + field(2, b"http") + field(4, b"example.com") + field(6, b"/")
+    req += field(8, b"") * 20_000_000
+    body = field(1, b"bomb-0000-0000-0000-000000000000") + field(5, req)
+    path = os.path.join(H.tmpdir("bomb"), "bomb.dump")
+    data = native_dump(body)
+    open(path, "wb").write(data)
+    assert len(data) < 20_000, len(data)
+    r, rss, dt = run_measured(["-n", "-r", path])
+    err = r.stderr.decode("utf-8", "replace")
+    assert r.returncode == 1, (r.returncode, err[-1000:])
+    line = one_line(r.stderr, "refused")
+    assert path in line and "offset" in line and "bomb-0000" in line, line
+    assert "max_headers" in line and "request" in line, line
+    assert rss < 200 * 1024, "peak RSS %d KiB reading an %d-byte file" % (rss, len(data))
+    assert dt < 20, dt
+
+
+@test(timeout=60)
+def test_file_limits_follow_options():
+    d = H.tmpdir("lim")
+    hdrs = b"".join(field(8, field(1, b"X-%d" % i) + field(2, b"v")) for i in range(300))
+    req = field(1, b"GET") + field(2, b"http") + field(4, b"example.com") + field(6, b"/")
+    path = os.path.join(d, "many.dump")
+    open(path, "wb").write(native_dump(field(5, req + hdrs)))
+    r = run("-n", "-r", path)
+    assert r.returncode == 1 and b"more than 256 header fields (max_headers)" in r.stderr, r
+    # the same limits as live traffic: raising the option admits the flow
+    r = run("-n", "-r", path, "--set", "max_headers=400")
+    assert r.returncode == 0 and b"GET http://example.com" in r.stdout, r
+    r = run("-n", "-r", path, "--set", "max_headers=400", "--set", "max_header_size=1k")
+    assert r.returncode == 1 and b"max_header_size" in r.stderr, r
+    big = field(5, req + field(10, b"x" * 5000))
+    path2 = os.path.join(d, "body.dump")
+    open(path2, "wb").write(native_dump(big))
+    r = run("-n", "-r", path2, "--set", "body_size_limit=4k")
+    assert r.returncode == 1 and b"body_size_limit" in r.stderr, r
+    assert run("-n", "-r", path2).returncode == 0
+
+
+def tnet(v):
+    if isinstance(v, bytes):
+        return b"%d:%s," % (len(v), v)
+    if isinstance(v, str):
+        e = v.encode()
+        return b"%d:%s;" % (len(e), e)
+    if isinstance(v, bool):
+        s = b"true" if v else b"false"
+        return b"%d:%s!" % (len(s), s)
+    if isinstance(v, int):
+        s = str(v).encode()
+        return b"%d:%s#" % (len(s), s)
+    if isinstance(v, float):
+        s = repr(v).encode()
+        return b"%d:%s^" % (len(s), s)
+    if v is None:
+        return b"0:~"
+    if isinstance(v, list):
+        c = b"".join(tnet(x) for x in v)
+        return b"%d:%s]" % (len(c), c)
+    if isinstance(v, dict):
+        c = b"".join(tnet(k) + tnet(x) for k, x in v.items())
+        return b"%d:%s}" % (len(c), c)
+    raise TypeError(v)
+
+
+@test(timeout=60)
+def test_mitmproxy_and_har_files_bounded():
+    d = H.tmpdir("lim2")
+    conn = {"id": "c", "address": None, "peername": None, "timestamp_start": 1.0}
+    req = {"method": b"GET", "scheme": b"http", "authority": b"", "host": "example.com",
+           "port": 80, "path": b"/", "http_version": b"HTTP/1.1",
+           "headers": [[b"X-%d" % i, b"v"] for i in range(300)], "content": b"",
+           "trailers": None, "timestamp_start": 1.0, "timestamp_end": 1.0}
+    fl = {"version": 18, "type": "http", "id": "mitm-many-headers", "client_conn": conn,
+          "server_conn": conn, "request": req, "response": None, "error": None,
+          "marked": "", "metadata": {}, "comment": "", "is_replay": None}
+    path = os.path.join(d, "many.flows")
+    open(path, "wb").write(tnet(fl))
+    r = run("-n", "-r", path)
+    assert r.returncode == 1, r
+    line = one_line(r.stderr, "max_headers")
+    assert path in line and "mitm-many-headers" in line and "request" in line, line
+    assert run("-n", "-r", path, "--set", "max_headers=400").returncode == 0
+    import json
+    har = {"log": {"version": "1.2", "creator": {"name": "t", "version": "1"}, "entries": [{
+        "startedDateTime": "2024-01-01T00:00:00.000Z", "time": 1,
+        "request": {"method": "GET", "url": "http://example.com/", "httpVersion": "HTTP/1.1",
+                    "headers": [{"name": "X-%d" % i, "value": "v"} for i in range(300)],
+                    "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 0},
+        "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                     "headers": [], "cookies": [], "content": {"size": 5000, "mimeType": "x",
+                                                               "text": "x" * 5000},
+                     "redirectURL": "", "headersSize": -1, "bodySize": 5000},
+        "cache": {}, "timings": {"send": 0, "wait": 0, "receive": 0}}]}}
+    path = os.path.join(d, "many.har")
+    open(path, "w").write(json.dumps(har))
+    r = run("-n", "-r", path)
+    assert r.returncode == 1, r
+    line = one_line(r.stderr, "max_headers")
+    assert path in line and "entry 0" in line, line
+    r = run("-n", "-r", path, "--set", "max_headers=400", "--set", "body_size_limit=4k")
+    assert r.returncode == 1 and b"body_size_limit" in r.stderr, r
+    assert run("-n", "-r", path, "--set", "max_headers=400").returncode == 0
+
+
 if __name__ == "__main__":
     H.main()
