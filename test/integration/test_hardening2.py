@@ -297,5 +297,45 @@ def test_mitmproxy_and_har_files_bounded():
     assert run("-n", "-r", path, "--set", "max_headers=400").returncode == 0
 
 
+
+# ---- 5. map_local refuses names without contacting the server -----------------
+
+@test(timeout=60)
+def test_map_local_refused_names_never_reach_server():
+    b = backend()
+    d = H.tmpdir("ml")
+    root = os.path.join(d, "root")
+    os.makedirs(os.path.join(root, "sub"))
+    H.write(os.path.join(root, "ok.txt"), "local ok\n")
+    H.write(os.path.join(root, "sub", "ok.txt"), "sub ok\n")
+    H.write(os.path.join(d, "secret.txt"), "secret\n")
+    os.symlink(os.path.join(d, "secret.txt"), os.path.join(root, "link.txt"))
+    p = H.Proxy(["-q", "--set", "map_local=|/x/|" + root]).start()
+
+    def get(path):
+        b.clear()
+        req = ("GET http://%s%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+               % (b.netloc, path, b.netloc)).encode()
+        got, _ = H.raw("127.0.0.1", p.port, req, timeout=10)
+        return H.status_of(got), got
+
+    st, got = get("/x/ok.txt")
+    assert st == 200 and got.endswith(b"local ok\n"), got
+    for path in ("/x/../secret.txt", "/x/%2e%2e/secret.txt", "/x/%2E%2E/secret.txt",
+                 "/x/..%2fsecret.txt", "/x/%2e%2e%2fsecret.txt", "/x/sub%2fok.txt",
+                 "/x/sub%5cok.txt", "/x/..\\secret.txt", "/x/ok.txt%00.png",
+                 "/x/%00", "/x/sub/ok.txt%00", "/x/link.txt", "/x/%2fetc/passwd",
+                 "/x//etc/passwd"):
+        st, got = get(path)
+        assert st in (403, 404), (path, got[:300])
+        assert b"local ok" not in got and b"secret" not in got, (path, got)
+        time.sleep(0.05)
+        assert b.paths() == [], "%s reached the server: %r" % (path, b.paths())
+    # a path map_local does not match still goes to the server
+    st, _ = get("/echo")
+    assert st == 200 and b.paths() == ["/echo"], b.paths()
+    p.stop()
+
+
 if __name__ == "__main__":
     H.main()
