@@ -337,5 +337,36 @@ def test_map_local_refused_names_never_reach_server():
     p.stop()
 
 
+
+# ---- 9. a CA key others can read is refused -------------------------------------
+
+@test(timeout=60)
+def test_loose_confdir_key_refused():
+    conf = os.path.join(H.tmpdir("loose"), "conf")
+    r = run("--confdir", conf, "--print-env", timeout=30)
+    assert r.returncode == 0, r
+    key = os.path.join(conf, "mitmlua-ca.pem")
+    os.chmod(conf, 0o777)
+    for mode in (0o644, 0o640, 0o604):
+        os.chmod(key, mode)
+        for args in (["--print-env"], ["-p", "0"]):
+            r = run("--confdir", conf, *args, timeout=30)
+            assert r.returncode == 1, (oct(mode), args, r)
+            lines = r.stderr.decode().strip().splitlines()
+            line = one_line(r.stderr, "private key")
+            assert key in line and "%04o" % mode in line and "chmod 600" in line, line
+            assert len([l for l in lines if "mitmlua:" in l]) == 1, lines
+            assert b"export" not in r.stdout, r
+    # the key is left as it was: the user decides
+    assert os.stat(key).st_mode & 0o777 == 0o604
+    os.chmod(key, 0o600)
+    r = run("--confdir", conf, "--print-env", timeout=30)
+    assert r.returncode == 0, r
+    assert b"writable by other users" in r.stderr, r
+    os.chmod(conf, 0o700)
+    r = run("--confdir", conf, "--print-env", timeout=30)
+    assert r.returncode == 0 and b"writable" not in r.stderr, r
+
+
 if __name__ == "__main__":
     H.main()
