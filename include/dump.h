@@ -37,8 +37,10 @@ dump_writer *dump_writer_open_fd(int fd, int own_fd, char *err, size_t errsz);
  * disk) and queues it for the writer thread, which writes it out within
  * milliseconds.  Flows are never dropped: when more than
  * DUMP_WRITER_QUEUE_MAX bytes are queued (the disk cannot keep up) the
- * caller waits until the writer has drained below it.  Returns 0, or -1 when
- * the writer has failed earlier (disk full...) or on ENOMEM. */
+ * caller waits until the writer has drained below it.  Returns 0; 1 when
+ * the flow is not saved because a write failed earlier (disk full...):
+ * the writer said so once, when it happened, and counts such flows for
+ * dump_writer_close; -1 on ENOMEM. */
 #define DUMP_WRITER_QUEUE_MAX ((size_t)64 << 20)
 int dump_writer_add(dump_writer *w, const flow *f);
 
@@ -51,7 +53,9 @@ typedef struct dump_writer_stats {
 void dump_writer_get_stats(dump_writer *w, dump_writer_stats *st);
 
 /* Flush everything, end the zstd frame, join the thread, close, free.
- * 0, or -1 with err (a write failure at any time is reported here). */
+ * 0, or -1 with err (a write failure at any time is reported here, with
+ * the number of flows not saved: "dump FILE: write: No space left on
+ * device; 12 flows not saved"). */
 int dump_writer_close(dump_writer *w, char *err, size_t errsz);
 
 /* ---- reader ------------------------------------------------------------ */
