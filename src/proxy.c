@@ -1501,6 +1501,9 @@ static void ws_relay_done(void *owner)
     proxy_flow_finished(c->w->sh, c->f);
     flow_done(c);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    /* the client may still be sending: closing with its bytes unread would
+     * reset the connection and lose the close frame still queued for it */
+    c->linger = true;
     close_after_write(c);
 }
 
@@ -1575,8 +1578,10 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
  * input for a short while first (what nginx calls lingering close). */
 static void linger_or_close(cconn *c)
 {
-    if (!c->linger || bufferevent_get_underlying(c->bev) ||
-        shutdown(c->fd, SHUT_WR) < 0) {
+    /* over TLS too: every record is on the wire by now (client_unsent),
+     * so the FIN follows them; the client sees no close_notify */
+    struct bufferevent *wire = bufferevent_get_underlying(c->bev);
+    if (!c->linger || shutdown(c->fd, SHUT_WR) < 0) {
         cconn_free(c);
         return;
     }
@@ -1584,6 +1589,8 @@ static void linger_or_close(cconn *c)
     evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
     struct timeval tv = {2, 0};
     bufferevent_set_timeouts(c->bev, &tv, NULL);
+    if (wire)
+        bufferevent_set_timeouts(wire, &tv, NULL);
     bufferevent_enable(c->bev, EV_READ);
 }
 

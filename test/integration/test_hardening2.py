@@ -408,5 +408,213 @@ def test_disk_full_while_recording():
         subprocess.run(["umount", "-l", mnt], timeout=10)
 
 
+
+# ---- 6. a WebSocket frame too large gives 1009 to both sides ----------------------
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_read_frame(s, buf, timeout=10, slow=False):
+    """One frame (op, payload, rest) from s after buf; None on EOF.  slow:
+    read in small pieces with pauses, a client that cannot keep up."""
+    end = time.monotonic() + timeout
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            s.settimeout(max(0.05, end - time.monotonic()))
+            if slow:
+                time.sleep(0.002)
+            c = s.recv(16384 if slow else 65536)
+            if not c:
+                return False
+            buf += c
+        return True
+    if not need(2):
+        return None
+    op, masked, n = buf[0] & 0x0F, buf[1] & 0x80, buf[1] & 0x7F
+    h = 2
+    if n == 126:
+        if not need(4):
+            return None
+        n, h = struct.unpack(">H", buf[2:4])[0], 4
+    elif n == 127:
+        if not need(10):
+            return None
+        n, h = struct.unpack(">Q", buf[2:10])[0], 10
+    mk = b""
+    if masked:
+        if not need(h + 4):
+            return None
+        mk, h = buf[h:h + 4], h + 4
+    if not need(h + n):
+        return None
+    data = buf[h:h + n]
+    if masked:
+        data = bytes(b ^ mk[i % 4] for i, b in enumerate(data))
+    return op, data, buf[h + n:]
+
+
+class HugeFrameServer:
+    """Answers the WebSocket handshake, then sends a binary frame header that
+    declares a 2^63-1 byte payload; records the first frame it gets back."""
+
+    def __init__(self, mode="wait", tls=None):
+        self.mode = mode
+        self.ctx = None
+        if tls:
+            import ssl
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(*tls)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.got = []
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        import base64
+        import hashlib
+        try:
+            c.settimeout(10)
+            if self.ctx:
+                c = self.ctx.wrap_socket(c, server_side=True)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+                   if l.lower().startswith(b"sec-websocket-key:")][0]
+            acc = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+            hs = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+            huge = b"\x82\x7f" + struct.pack(">Q", 2 ** 63 - 1) + b"x" * 100
+            if self.mode == "together":   # the frame in the handshake's packet, then EOF
+                c.sendall(hs + huge)
+                self.got.append("closed")
+                return
+            if self.mode == "flood":      # 4 MB of messages first, then the frame
+                c.sendall(hs)
+                msg = b"\x82\x7e" + struct.pack(">H", 65000) + b"m" * 65000
+                c.sendall(msg * 64 + huge)
+            elif self.mode == "together-wait":
+                c.sendall(hs + huge)
+            else:
+                c.sendall(hs)
+                c.sendall(huge)
+            if self.mode == "rst":        # then a reset instead of a close
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.got.append("reset")
+                return
+            if self.mode == "close":
+                self.got.append("closed")
+                return
+            if self.mode == "stream":
+                try:
+                    for _ in range(200):
+                        c.sendall(b"x" * 65536)
+                except OSError:
+                    pass
+            while True:   # the client's messages first, then the close
+                f = ws_read_frame(c, buf)
+                if not f or f[0] == 8:
+                    break
+                buf = f[2]
+            self.got.append(f[:2] if f else None)
+        except OSError as e:
+            self.got.append(repr(e))
+        finally:
+            c.close()
+
+
+@test(timeout=120)
+def test_websocket_huge_frame_1009_both_sides():
+    pki = H.PKI()
+    tls = pki.leaf()
+    for how in ("plain", "tls"):
+        for mode in ("flood", "wait", "close", "stream", "together", "together-wait"):
+            huge_frame(mode, how, pki, tls)
+
+
+def huge_frame(mode, how, pki, tls):
+    import ssl
+    srv = HugeFrameServer(mode, tls if how == "tls" else None)
+    p = H.Proxy(["-q", "--set", "ssl_verify_upstream_trusted_ca=" + pki.ca_cert]).start()
+    bad = []
+    n = 20
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        if how == "tls":
+            s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                      % (srv.port, srv.port))
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                assert d, buf
+                buf += d
+            assert b" 200 " in buf.split(b"\r\n")[0], buf
+            ctx = ssl.create_default_context(cafile=p.ca())
+            s = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+        target = "/ws" if how == "tls" else "http://127.0.0.1:%d/ws" % srv.port
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % (target, srv.port)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            assert d, buf
+            buf += d
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        # a client that talks while the frame arrives: its bytes are still
+        # unread in the proxy when the proxy ends the connection
+        stop = threading.Event()
+
+        def chat():
+            msg = b"\x81\x85\x01\x02\x03\x04" + bytes(c ^ k for c, k in zip(b"hello", b"\x01\x02\x03\x04\x01"))
+            try:
+                while not stop.is_set():
+                    s.sendall(msg * 20)
+                    time.sleep(0.001)
+            except OSError:
+                pass
+        t = threading.Thread(target=chat, daemon=True)
+        t.start()
+        try:
+            while True:
+                f = ws_read_frame(s, buf, slow=mode == "flood")
+                if not f or f[0] == 8:
+                    break
+                buf = f[2]
+        except OSError as e:
+            f = repr(e)
+        stop.set()
+        t.join(5)
+        s.close()
+        if not (isinstance(f, tuple) and f[0] == 8 and struct.unpack(">H", f[1][:2])[0] == 1009):
+            bad.append((i, "client", f))
+    assert H.wait_for(lambda: len(srv.got) == n, timeout=15), srv.got
+    for i, g in enumerate(srv.got):
+        if mode in ("close", "together"):
+            continue
+        if not (isinstance(g, tuple) and g[0] == 8 and struct.unpack(">H", g[1][:2])[0] == 1009):
+            bad.append((i, "server", g))
+    assert not bad, "%s %s: %d of %d sides without a 1009 close: %r" % (how, mode, len(bad), 2 * n, bad[:6])
+    p.stop()
+
+
 if __name__ == "__main__":
     H.main()
