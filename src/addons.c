@@ -697,7 +697,7 @@ static bool map_local(addons *a, flow *f)
             /* mitmproxy sends such a request on to the server; the name
              * was meant for the local directory, so it stops here */
             log_warn("map_local: refused %s: the name has %s", url, why);
-            if ((f->response = make_response(403, "Forbidden")))
+            if ((f->response = make_response(404, "Not Found")))
                 hdrs_add(&f->response->headers, "content-length", 14, "0", 1);
             answered = f->response != NULL;
             strv_free(&cands);
