@@ -204,10 +204,12 @@ typedef struct flow_limits {
 
 extern const flow_limits flow_limits_default;
 
-/* Room for one more field (nlen + vlen bytes) in h?  0, or -1 with a line
- * naming the limit ("more than 256 header fields (max_headers)"). */
-int flow_limits_hdr(const flow_limits *lim, const hdrs *h, size_t nlen, size_t vlen,
-                    char *err, size_t errsz);
+/* Room for one more field (nlen + vlen bytes) in h?  *size is the size of
+ * h's fields so far (0 for an empty block), kept by the caller so a check
+ * costs O(1); it grows on success.  0, or -1 with a line naming the limit
+ * ("more than 256 header fields (max_headers)"). */
+int flow_limits_hdr(const flow_limits *lim, const hdrs *h, uint64_t *size, size_t nlen,
+                    size_t vlen, char *err, size_t errsz);
 /* A body or message of n bytes, or a flow's (n+1)th message. */
 int flow_limits_body(const flow_limits *lim, uint64_t n, char *err, size_t errsz);
 int flow_limits_message(const flow_limits *lim, const flow *f, char *err, size_t errsz);

@@ -490,6 +490,8 @@ typedef struct dctx {
     int have_base;
     int64_t base;
     const flow_limits *lim;
+    const hdrs *sized;  /* the block hdr_size is the size of */
+    uint64_t hdr_size;
     const char *part;   /* "request", "response": names a limit's message */
     char why[192];      /* set when a limit refused the record */
 } dctx;
@@ -597,7 +599,13 @@ static int dec_hdr(const field *fl, dctx *c, hdrs *h)
     if (rc < 0)
         return -1;
     char m[160];
-    if (flow_limits_hdr(c->lim, h, nlen, vlen, m, sizeof m) < 0)
+    if (c->sized != h || h->n == 0) { /* fields of one block come in a row */
+        c->sized = h;
+        c->hdr_size = 0;
+        for (size_t i = 0; i < h->n; i++)
+            c->hdr_size += (uint64_t)h->v[i].name_len + h->v[i].value_len + 4;
+    }
+    if (flow_limits_hdr(c->lim, h, &c->hdr_size, nlen, vlen, m, sizeof m) < 0)
         return over_limit(c, m);
     return hdrs_add(h, name ? (const char *)name : "", nlen,
                     value ? (const char *)value : "", vlen);

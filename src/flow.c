@@ -499,22 +499,20 @@ const flow_limits flow_limits_default = {
     .max_messages = FLOW_DEFAULT_MAX_MESSAGES,
 };
 
-int flow_limits_hdr(const flow_limits *lim, const hdrs *h, size_t nlen, size_t vlen,
-                    char *err, size_t errsz)
+int flow_limits_hdr(const flow_limits *lim, const hdrs *h, uint64_t *size, size_t nlen,
+                    size_t vlen, char *err, size_t errsz)
 {
     if (h->n >= lim->max_headers) {
         snprintf(err, errsz, "more than %zu header fields (max_headers)", lim->max_headers);
         return -1;
     }
-    /* n < max_headers: the sum is bounded, and cheap next to the copy */
-    uint64_t size = (uint64_t)nlen + vlen + 4;
-    for (size_t i = 0; i < h->n; i++)
-        size += (uint64_t)h->v[i].name_len + h->v[i].value_len + 4;
-    if (size > lim->max_header_size) {
+    uint64_t add = (uint64_t)nlen + vlen + 4;
+    if (*size + add > lim->max_header_size) {
         snprintf(err, errsz, "header fields of more than %llu bytes (max_header_size)",
                  (unsigned long long)lim->max_header_size);
         return -1;
     }
+    *size += add;
     return 0;
 }
 
@@ -540,9 +538,10 @@ int flow_limits_message(const flow_limits *lim, const flow *f, char *err, size_t
 static int limits_block(const flow_limits *lim, const hdrs *h, char *err, size_t errsz)
 {
     hdrs part = {.v = h->v};
+    uint64_t size = 0;
     for (; part.n < h->n; part.n++)
-        if (flow_limits_hdr(lim, &part, h->v[part.n].name_len, h->v[part.n].value_len, err,
-                            errsz) < 0)
+        if (flow_limits_hdr(lim, &part, &size, h->v[part.n].name_len, h->v[part.n].value_len,
+                            err, errsz) < 0)
             return -1;
     return 0;
 }

@@ -511,6 +511,7 @@ static int in_headers(json_t *a, hdrs *h, const flow_limits *lim, char *why, siz
 {
     size_t i;
     json_t *e;
+    uint64_t size = 0;
     json_array_foreach(a, i, e) {
         json_t *nj = json_object_get(e, "name"), *vj = json_object_get(e, "value");
         if (!json_is_string(nj))
@@ -518,7 +519,7 @@ static int in_headers(json_t *a, hdrs *h, const flow_limits *lim, char *why, siz
         const char *nm = json_string_value(nj);
         if (nm[0] == ':') /* HTTP/2 pseudo-headers that Chrome lists */
             continue;
-        if (flow_limits_hdr(lim, h, json_string_length(nj),
+        if (flow_limits_hdr(lim, h, &size, json_string_length(nj),
                             json_is_string(vj) ? json_string_length(vj) : 0, why, whysz) < 0)
             return -1;
         if (hdrs_add(h, nm, json_string_length(nj), json_is_string(vj) ? json_string_value(vj) : "",

@@ -233,12 +233,13 @@ static int conv_hdrs(mconv *c, const tn *l, hdrs *h)
     if (l->type != ']')
         return 0;
     tn pair;
+    uint64_t size = 0;
     for (size_t off = 0; tn_next(l, &off, &pair);) {
         tn k = tn_at(&pair, 0), v = tn_at(&pair, 1);
         if (!tn_is_text(&k) || !tn_is_text(&v))
             return -1;
         char m[160];
-        if (flow_limits_hdr(c->lim, h, k.n, v.n, m, sizeof m) < 0)
+        if (flow_limits_hdr(c->lim, h, &size, k.n, v.n, m, sizeof m) < 0)
             return conv_refuse(c, m);
         if (hdrs_add(h, k.p, k.n, v.p, v.n) < 0)
             return -1;
