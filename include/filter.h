@@ -48,8 +48,8 @@ filter *filter_compile_opts(const char *expr, unsigned flags, size_t *errcol,
 /* 1 the flow matches, 0 it does not, -1 the filter could not answer (a
  * regex hit one of the limits above, or out of memory) and the answer
  * depends on it: err then gets one line naming the expression and the
- * regex, e.g. 'filter "~u a|(x+x+)+y": ~u "(x+x+)+y" could not be
- * evaluated: match limit exceeded'.  There is deliberately no boolean
+ * regex, e.g. filter '~u "x$|(x+x+)+y"': ~u "x$|(x+x+)+y" could not be
+ * evaluated: match limit exceeded.  There is deliberately no boolean
  * variant: every caller decides what "could not answer" means for it
  * (fail_on fails, the -w filter saves, -r exits non-zero, ...).
  * A NULL filter or flow gives 0. */

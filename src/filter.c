@@ -1511,7 +1511,7 @@ int filter_eval(const filter *f, const flow *fl, char *err, size_t errsz)
             snprintf((char *)m, sizeof m, "error %d", c.err_code);
         char ex[80];
         excerpt(n->arg ? n->arg : "", n->arg ? n->arglen : 0, ex, sizeof ex);
-        snprintf(err, errsz, "filter \"%s\": ~%s%s \"%s\" could not be evaluated: %s",
+        snprintf(err, errsz, "filter '%s': ~%s%s \"%s\" could not be evaluated: %s",
                  f->pattern, op_name(n->op), n->cs ? "c" : "", ex, (const char *)m);
     }
     pcre2_match_data_free(c.md);
