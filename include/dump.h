@@ -37,8 +37,10 @@ dump_writer *dump_writer_open_fd(int fd, int own_fd, char *err, size_t errsz);
  * disk) and queues it for the writer thread, which writes it out within
  * milliseconds.  Flows are never dropped: when more than
  * DUMP_WRITER_QUEUE_MAX bytes are queued (the disk cannot keep up) the
- * caller waits until the writer has drained below it.  Returns 0, or -1 when
- * the writer has failed earlier (disk full...) or on ENOMEM. */
+ * caller waits until the writer has drained below it.  Returns 0; 1 when
+ * the flow is not saved because a write failed earlier (disk full...):
+ * the writer said so once, when it happened, and counts such flows for
+ * dump_writer_close; -1 on ENOMEM. */
 #define DUMP_WRITER_QUEUE_MAX ((size_t)64 << 20)
 int dump_writer_add(dump_writer *w, const flow *f);
 
@@ -51,7 +53,9 @@ typedef struct dump_writer_stats {
 void dump_writer_get_stats(dump_writer *w, dump_writer_stats *st);
 
 /* Flush everything, end the zstd frame, join the thread, close, free.
- * 0, or -1 with err (a write failure at any time is reported here). */
+ * 0, or -1 with err (a write failure at any time is reported here, with
+ * the number of flows not saved: "dump FILE: write: No space left on
+ * device; 12 flows not saved"). */
 int dump_writer_close(dump_writer *w, char *err, size_t errsz);
 
 /* ---- reader ------------------------------------------------------------ */
@@ -68,6 +72,9 @@ dump_reader *dump_reader_open_prefixed(int fd, const char *name, const void *pre
                                        size_t n, char *err, size_t errsz);
 /* Records larger than this are reported as damage (default 1 GiB). */
 void dump_reader_set_max_record(dump_reader *r, size_t max);
+/* A record whose flow passes these (default: flow_limits_default) is
+ * refused, an error naming its offset, flow and the limit. */
+void dump_reader_set_limits(dump_reader *r, const flow_limits *lim);
 
 /* 1 = *out is a flow (caller flow_free), 0 = clean end of input, -1 =
  * damage or error: err says where (byte offset) and what.  After -1 the
@@ -83,7 +90,10 @@ void dump_reader_close(dump_reader *r);
 uint32_t dump_crc32c(uint32_t crc, const void *p, size_t n);
 /* One flow record (kind + length + tagged fields) appended to out. */
 int dump_encode_flow(const flow *f, bytes *out);
-/* Decode the fields of one flow record body. 0 or -1 with err. */
-int dump_decode_flow(const void *p, size_t n, flow **out, char *err, size_t errsz);
+/* Decode the fields of one flow record body, held to lim (NULL: the
+ * defaults).  0, -1 with err when malformed, -2 with err when well formed
+ * but over a limit. */
+int dump_decode_flow(const void *p, size_t n, const flow_limits *lim, flow **out,
+                     char *err, size_t errsz);
 
 #endif

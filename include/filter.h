@@ -2,7 +2,7 @@
  * !~s"), compiled once into a tree of PCRE2 matchers and evaluated against
  * flows.  Used by the CLI's trailing expression, mitm.filter() in Lua and
  * options that take a |filter|.  A compiled filter is immutable and may be
- * shared by threads; filter_match keeps its scratch state on its own stack
+ * shared by threads; filter_eval keeps its scratch state on its own stack
  * and heap.  The language is documented in man/mitmlua-filter.7. */
 #ifndef MITMLUA_FILTER_H
 #define MITMLUA_FILTER_H
@@ -36,7 +36,24 @@ filter *filter_compile(const char *expr, char *err, size_t errsz);
 filter *filter_compile_opts(const char *expr, unsigned flags, size_t *errcol,
                             char *err, size_t errsz);
 
-bool filter_match(const filter *f, const flow *fl);
+/* Limits on each regex match, so a pathological regex ("(a+)+c") costs at
+ * most this much and then says so instead of running for hours: PCRE2's
+ * match limit (backtracking steps), depth limit and heap limit (KiB, for
+ * the interpreter; JIT code uses a small stack and, when that is not
+ * enough, the interpreter takes over). */
+#define FILTER_MATCH_LIMIT 10000000u
+#define FILTER_DEPTH_LIMIT 10000000u
+#define FILTER_HEAP_LIMIT_KIB 65536u
+
+/* 1 the flow matches, 0 it does not, -1 the filter could not answer (a
+ * regex hit one of the limits above, or out of memory) and the answer
+ * depends on it: err then gets one line naming the expression and the
+ * regex, e.g. filter '~u "x$|(x+x+)+y"': ~u "x$|(x+x+)+y" could not be
+ * evaluated: match limit exceeded.  There is deliberately no boolean
+ * variant: every caller decides what "could not answer" means for it
+ * (fail_on fails, the -w filter saves, -r exits non-zero, ...).
+ * A NULL filter or flow gives 0. */
+int filter_eval(const filter *f, const flow *fl, char *err, size_t errsz);
 void filter_free(filter *f);
 
 /* The parsed tree in a compact canonical form, for tests and debugging:

@@ -190,6 +190,40 @@ int flow_parse_authority(const char *a, size_t n, uint16_t dflt, char **host, ui
  * address, TLS details, timestamps (d's strings replaced).  -1 on ENOMEM. */
 int flow_conn_copy(flow_conn *d, const flow_conn *s);
 
+/* ---- limits on flows read from files ------------------------------------ */
+
+/* A flow read from a file (native dump, mitmproxy flow file, HAR) is held
+ * to the limits live traffic is held to, checked as it is decoded, so a
+ * small (compressed, or simply dense) file cannot cost gigabytes.  The
+ * defaults are the defaults of the options of the same names. */
+#define FLOW_DEFAULT_MAX_HEADERS 256
+#define FLOW_DEFAULT_MAX_HEADER_SIZE ((uint64_t)64 * 1024)
+#define FLOW_DEFAULT_BODY_SIZE_LIMIT ((uint64_t)256 << 20)
+/* Live WebSocket flows keep every message; a file's flow keeps at most
+ * this many (each costs about 64 bytes even when empty). */
+#define FLOW_DEFAULT_MAX_MESSAGES 1000000
+
+typedef struct flow_limits {
+    size_t max_headers;         /* fields in one header (or trailer) block */
+    uint64_t max_header_size;   /* bytes of one block: "name: value\r\n" each */
+    uint64_t max_body;          /* one body or message; 0 = no limit */
+    size_t max_messages;        /* WebSocket/TCP messages in one flow */
+} flow_limits;
+
+extern const flow_limits flow_limits_default;
+
+/* Room for one more field (nlen + vlen bytes) in h?  *size is the size of
+ * h's fields so far (0 for an empty block), kept by the caller so a check
+ * costs O(1); it grows on success.  0, or -1 with a line naming the limit
+ * ("more than 256 header fields (max_headers)"). */
+int flow_limits_hdr(const flow_limits *lim, const hdrs *h, uint64_t *size, size_t nlen,
+                    size_t vlen, char *err, size_t errsz);
+/* A body or message of n bytes, or a flow's (n+1)th message. */
+int flow_limits_body(const flow_limits *lim, uint64_t n, char *err, size_t errsz);
+int flow_limits_message(const flow_limits *lim, const flow *f, char *err, size_t errsz);
+/* All of a decoded flow: "response: a body of N bytes, more than ...". */
+int flow_limits_check(const flow_limits *lim, const flow *f, char *err, size_t errsz);
+
 /* Wall-clock time in seconds since the epoch, microsecond resolution. */
 double flow_now(void);
 

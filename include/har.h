@@ -34,5 +34,8 @@ har_reader *har_reader_open_fd(int fd, const char *name, char *err, size_t errsz
  * document) is unusable; after an entry error the next call goes on. */
 int har_reader_next(har_reader *r, flow **out, char *err, size_t errsz);
 void har_reader_close(har_reader *r);
+/* Entries over these limits (default flow_limits_default) are refused
+ * with an error naming the entry and the limit. */
+void har_reader_set_limits(har_reader *r, const flow_limits *lim);
 
 #endif

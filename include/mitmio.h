@@ -18,6 +18,9 @@ mitmio_reader *mitmio_reader_open_prefixed(int fd, const char *name, const void 
                                            size_t n, char *err, size_t errsz);
 /* Flows larger than this are refused (default 1 GiB). */
 void mitmio_reader_set_max_flow(mitmio_reader *r, size_t max);
+/* Flows over these limits (default flow_limits_default) are refused with
+ * an error naming the flow and the limit; reading goes on after them. */
+void mitmio_reader_set_limits(mitmio_reader *r, const flow_limits *lim);
 
 /* 1 = *out is a flow (caller flow_free), 0 = end of input, -1 = error with
  * the byte offset in err.  After a flow that is well-formed tnetstring but

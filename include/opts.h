@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "flow.h"
 
 enum opts_mode {
     MODE_REGULAR,   /* explicit proxy: absolute-form requests and CONNECT */
@@ -137,5 +138,9 @@ int opts_parse_url(const char *s, opts_url *u, char *err, size_t errsz);
 void opts_url_free(opts_url *u);
 
 #define MITMLUA_VERSION "0.1.0"
+
+/* The limits live traffic is held to (max_headers, max_header_size,
+ * body_size_limit), for flows read from files. */
+flow_limits opts_flow_limits(const opts *o);
 
 #endif

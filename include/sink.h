@@ -25,9 +25,13 @@ int sink_open(sink *s, const opts *o, char *err, size_t errsz);
 /* A finished flow (answered, failed or killed): count it, check fail_on,
  * and hand it to the consumers the trailing filter lets it reach. */
 void sink_flow(sink *s, const flow *f);
-/* Does the trailing filter select f (true without a filter)?  Client
- * replay uses it to choose which recorded flows to send. */
-bool sink_selects(const sink *s, const flow *f);
+/* Does the trailing filter select f: 1 yes (also without a filter), 0 no,
+ * -1 it could not answer (a regex gave up; err says which).  Client replay
+ * uses it to choose which recorded flows to send. */
+int sink_select(const sink *s, const flow *f, char *err, size_t errsz);
+/* The trailing filter could not answer for some flow (shown and saved
+ * anyway): the run's exit status says so. */
+bool sink_filter_errors(const sink *s);
 /* The "N flows, N errors, ..." line of a server run, to out. */
 void sink_summary(const sink *s, FILE *out);
 /* fail_on matched at least one flow. */

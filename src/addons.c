@@ -363,9 +363,19 @@ void addons_free(addons *a)
     free(a);
 }
 
+/* A flow filter that could not answer is not applied, and says so. */
+static bool addon_filter(const filter *flt, const char *what, const flow *f)
+{
+    char err[512];
+    int m = filter_eval(flt, f, err, sizeof err);
+    if (m < 0)
+        log_error("%s: %s; not applied to flow %s", what, err, f->id);
+    return m == 1;
+}
+
 static bool spec_matches(const spec *sp, const flow *f)
 {
-    return !sp->flt || filter_match(sp->flt, f);
+    return !sp->flt || addon_filter(sp->flt, "option filter", f);
 }
 
 /* ---- map_remote ----------------------------------------------------------- */
@@ -489,7 +499,7 @@ static int unhex(int c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static char *percent_decode(const char *s, size_t n)
+static char *percent_decode(const char *s, size_t n, size_t *outlen)
 {
     char *out = malloc(n + 1), *o = out;
     if (!out)
@@ -505,6 +515,7 @@ static char *percent_decode(const char *s, size_t n)
         }
     }
     *o = '\0';
+    *outlen = (size_t)(o - out);
     return out;
 }
 
@@ -569,13 +580,17 @@ static void strv_free(strv *s)
 }
 
 /* mitmproxy's file_candidates: the part of the URL that names the file is
- * group 1, or what follows the match (without query and slashes). */
-static void file_candidates(const local_rule *r, const char *url, strv *out)
+ * group 1, or what follows the match (without query and slashes).  -1 with
+ * *why when the name is refused: "..", an absolute name, a backslash, an
+ * encoded slash or backslash, a NUL (which would cut the name short:
+ * "ok.txt%00.png" must not serve ok.txt).  A refused name is answered
+ * without contacting the server. */
+static int file_candidates(const local_rule *r, const char *url, strv *out, const char **why)
 {
     const char *g1, *suffix;
     size_t g1_len, end, slen;
     if (!spec_regex_search(r->re, url, strlen(url), &g1, &g1_len, &end))
-        return;
+        return 0;
     if (spec_regex_groups(r->re) > 0) {
         suffix = g1;
         slen = g1 ? g1_len : 0;
@@ -593,15 +608,26 @@ static void file_candidates(const local_rule *r, const char *url, strv *out)
         if (p)
             snprintf(p, n, "%s/index.html", r->root);
         strv_push(out, p);
-        return;
+        return 0;
     }
-    char *dec = percent_decode(suffix, slen);
+    for (size_t i = 0; i + 2 < slen; i++)
+        if (suffix[i] == '%' && (!strncasecmp(suffix + i, "%2f", 3) || !strncasecmp(suffix + i, "%5c", 3))) {
+            *why = "an encoded slash or backslash";
+            return -1;
+        }
+    size_t dlen;
+    char *dec = percent_decode(suffix, slen, &dlen);
     if (!dec)
-        return;
+        return 0;
+    if (memchr(dec, '\0', dlen) || memchr(suffix, '\0', slen)) {
+        free(dec);
+        *why = "a NUL byte";
+        return -1;
+    }
     char *esc = strdup(dec);
     if (!esc) {
         free(dec);
-        return;
+        return 0;
     }
     for (char *c = esc; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr("-_.=(),/", *c))
@@ -627,11 +653,13 @@ static void file_candidates(const local_rule *r, const char *url, strv *out)
     free(esc);
     if (unsafe) {   /* one unsafe candidate voids them all, as mitmproxy */
         strv_free(&tmp);
-        return;
+        *why = "\"..\", an absolute name or a backslash";
+        return -1;
     }
     for (size_t i = 0; i < tmp.n; i++)
         strv_push(out, tmp.v[i]);
     free(tmp.v);
+    return 0;
 }
 
 static flow_response *make_response(int status, const char *reason)
@@ -662,10 +690,19 @@ static bool map_local(addons *a, flow *f)
         if (!spec_matches(&r->sp, f) || !spec_regex_search(r->re, url, strlen(url), NULL, NULL, NULL))
             continue;
         strv cands = {0};
+        const char *why = NULL;
         if (r->is_file)
             strv_push(&cands, strdup(r->root));
-        else
-            file_candidates(r, url, &cands);
+        else if (file_candidates(r, url, &cands, &why) < 0) {
+            /* mitmproxy sends such a request on to the server; the name
+             * was meant for the local directory, so it stops here */
+            log_warn("map_local: refused %s: the name has %s", url, why);
+            if ((f->response = make_response(404, "Not Found")))
+                hdrs_add(&f->response->headers, "content-length", 14, "0", 1);
+            answered = f->response != NULL;
+            strv_free(&cands);
+            break;
+        }
         for (size_t k = 0; k < cands.n && !answered; k++) {
             if (!r->is_file && !is_file_under(r->root, cands.v[k]))
                 continue;
@@ -862,7 +899,7 @@ static void stickyauth(addons *a, flow *f)
                 free(nv);
             }
         }
-    } else if (i < a->nauth && filter_match(a->stickyauth, f)) {
+    } else if (i < a->nauth && addon_filter(a->stickyauth, "stickyauth", f)) {
         hdrs_set(&r->headers, "authorization", a->auth[i].value, strlen(a->auth[i].value));
     }
     pthread_mutex_unlock(&a->lock);
@@ -1111,7 +1148,7 @@ static void mark_metadata(flow *f, const char *key)
 
 static void stickycookie_request(addons *a, flow *f)
 {
-    if (!filter_match(a->stickycookie, f))
+    if (!addon_filter(a->stickycookie, "stickycookie", f))
         return;
     flow_request *r = f->request;
     const char *host = r->host ? r->host : "";

@@ -163,8 +163,10 @@ void client_wire_drained(struct bufferevent *wire, void *arg)
  * input for a short while first (what nginx calls lingering close). */
 void client_linger_or_close(cconn *c)
 {
-    if (!c->linger || bufferevent_get_underlying(c->bev) ||
-        shutdown(c->fd, SHUT_WR) < 0) {
+    /* over TLS too: every record is on the wire by now (client_unsent),
+     * so the FIN follows them; the client sees no close_notify */
+    struct bufferevent *wire = bufferevent_get_underlying(c->bev);
+    if (!c->linger || shutdown(c->fd, SHUT_WR) < 0) {
         client_free(c);
         return;
     }
@@ -172,6 +174,8 @@ void client_linger_or_close(cconn *c)
     evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
     struct timeval tv = {2, 0};
     bufferevent_set_timeouts(c->bev, &tv, NULL);
+    if (wire)
+        bufferevent_set_timeouts(wire, &tv, NULL);
     bufferevent_enable(c->bev, EV_READ);
 }
 

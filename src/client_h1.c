@@ -577,6 +577,9 @@ static void ws_relay_done(void *owner)
     c->run.f->client.timestamp_end = c->run.f->server.timestamp_end = flow_now();
     flowrun_finish(&c->run);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    /* the client may still be sending: closing with its bytes unread would
+     * reset the connection and lose the close frame still queued for it */
+    c->linger = true;
     client_close_after_write(c);
 }
 

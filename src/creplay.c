@@ -79,6 +79,8 @@ static int load_file(creplay *cr, const char *path, char *err, size_t errsz)
         snprintf(err, errsz, "client replay: %s", rerr);
         return -1;
     }
+    flow_limits lim = opts_flow_limits(cr->sh->o);
+    flow_reader_set_limits(r, &lim);
     int rc = 0;
     for (;;) {
         flow *f = NULL;
@@ -91,7 +93,11 @@ static int load_file(creplay *cr, const char *path, char *err, size_t errsz)
             break;
         }
         const char *why = cannot_replay(f);
-        if (why || !sink_selects(cr->sh->sink, f)) {
+        char ferr[512];
+        int m = sink_select(cr->sh->sink, f, ferr, sizeof ferr);
+        if (m < 0)
+            log_error("client replay: %s: not replaying flow %s: %s", path, f->id, ferr);
+        if (why || m != 1) {
             if (why)
                 log_warn("client replay: %s: skipping flow %s: %s", path, f->id, why);
             flow_free(f);

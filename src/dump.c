@@ -18,6 +18,7 @@
 #include <zstd.h>
 
 #include "dump.h"
+#include "log.h"
 #include "xthread.h"
 
 /* Start of every block: chosen to be unlikely in text and distinct from the
@@ -117,7 +118,9 @@ struct dump_writer {
     size_t qbytes;
     int closing;
     int failed;             /* sticky: a write failed, errmsg says why */
-    char errmsg[256];
+    char errmsg[300];
+    uint64_t lost;          /* flows not saved since (mu) */
+    char name[200];         /* the file, for messages */
     dump_writer_stats st;
     /* writer-thread only */
     ZSTD_CCtx *cctx;
@@ -133,7 +136,10 @@ static void w_fail(dump_writer *w, const char *what)
     pthread_mutex_lock(&w->mu);
     if (!w->failed) {
         w->failed = 1;
-        snprintf(w->errmsg, sizeof w->errmsg, "dump: %s: %s", what, strerror(errno));
+        snprintf(w->errmsg, sizeof w->errmsg, "dump %s: %s: %s", w->name, what, strerror(errno));
+        /* said once, when it happens; the proxy goes on serving, and
+         * dump_writer_close counts the flows that were not saved */
+        log_error("%s; flows from now on are not saved (the proxy goes on)", w->errmsg);
     }
     pthread_cond_broadcast(&w->cv_space);
     pthread_mutex_unlock(&w->mu);
@@ -203,6 +209,11 @@ static void w_batch(dump_writer *w, qitem *list)
     int end = w->frame_blocks + 1 >= FRAME_MAX_BLOCKS || w->frame_bytes >= FRAME_MAX_BYTES;
     if (!w->failed && w_compress(w, NULL, 0, end ? ZSTD_e_end : ZSTD_e_flush) == 0)
         w_emit(w, 1);
+    if (w->failed) { /* a batch reaches the disk whole, at its flush, or not */
+        pthread_mutex_lock(&w->mu);
+        w->lost += nflows;
+        pthread_mutex_unlock(&w->mu);
+    }
     if (end) {
         w->newframe = 1;
         w->frame_open = 0;
@@ -320,7 +331,8 @@ out:
     return rc;
 }
 
-static dump_writer *w_start(int fd, int own_fd, int write_header, char *err, size_t errsz)
+static dump_writer *w_start(int fd, int own_fd, int write_header, const char *name, char *err,
+                            size_t errsz)
 {
     dump_writer *w = calloc(1, sizeof *w);
     if (!w) {
@@ -330,6 +342,7 @@ static dump_writer *w_start(int fd, int own_fd, int write_header, char *err, siz
     w->fd = fd;
     w->own_fd = own_fd;
     w->newframe = 1;
+    snprintf(w->name, sizeof w->name, "%s", name);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv_work, NULL);
     pthread_cond_init(&w->cv_space, NULL);
@@ -347,7 +360,7 @@ static dump_writer *w_start(int fd, int own_fd, int write_header, char *err, siz
         unsigned char h[DUMP_FILE_HEADER_LEN];
         file_header(h);
         if (write_all(fd, h, sizeof h) < 0) {
-            snprintf(err, errsz, "dump: write: %s", strerror(errno));
+            snprintf(err, errsz, "dump %s: write: %s", w->name, strerror(errno));
             goto fail;
         }
         w->st.file_bytes += sizeof h;
@@ -370,13 +383,13 @@ fail:
 
 dump_writer *dump_writer_open_fd(int fd, int own_fd, char *err, size_t errsz)
 {
-    return w_start(fd, own_fd, 1, err, errsz);
+    return w_start(fd, own_fd, 1, "file", err, errsz);
 }
 
 dump_writer *dump_writer_open(const char *path, char *err, size_t errsz)
 {
     if (strcmp(path, "-") == 0)
-        return w_start(STDOUT_FILENO, 0, 1, err, errsz);
+        return w_start(STDOUT_FILENO, 0, 1, "<stdout>", err, errsz);
     int append = path[0] == '+';
     const char *file = append ? path + 1 : path;
     /* dumps hold cookies and credentials: private by default */
@@ -397,7 +410,7 @@ dump_writer *dump_writer_open(const char *path, char *err, size_t errsz)
         }
         header = keep == 0;
     }
-    dump_writer *w = w_start(fd, 1, header, err, errsz);
+    dump_writer *w = w_start(fd, 1, header, file, err, errsz);
     if (!w)
         goto fail;
     return w;
@@ -431,9 +444,10 @@ int dump_writer_add(dump_writer *w, const flow *f)
     while (!w->failed && w->qbytes > 0 && w->qbytes + q->len > DUMP_WRITER_QUEUE_MAX)
         pthread_cond_wait(&w->cv_space, &w->mu);
     if (w->failed || w->closing) {
+        w->lost++;
         pthread_mutex_unlock(&w->mu);
         free(q);
-        return -1;
+        return 1;
     }
     /* the writer sleeps on cv_work only with an empty queue; a late one
      * that is gathering a batch needs no signal until a lot is queued */
@@ -469,7 +483,8 @@ int dump_writer_close(dump_writer *w, char *err, size_t errsz)
         pthread_join(w->th, NULL);
     int rc = 0;
     if (w->failed) {
-        snprintf(err, errsz, "%s", w->errmsg);
+        snprintf(err, errsz, "%s; %llu flow%s not saved", w->errmsg, (unsigned long long)w->lost,
+                 w->lost == 1 ? "" : "s");
         rc = -1;
     }
     if (w->own_fd && close(w->fd) < 0 && rc == 0) {
@@ -510,6 +525,7 @@ struct dump_reader {
     unsigned char *rec;
     size_t rcap, rlen, rpos;
     size_t max_record;
+    flow_limits lim;
 };
 
 dump_reader *dump_reader_open_prefixed(int fd, const char *name, const void *pre,
@@ -521,6 +537,7 @@ dump_reader *dump_reader_open_prefixed(int fd, const char *name, const void *pre
     r->fd = fd;
     r->eof = fd < 0;
     r->max_record = (size_t)1 << 30;
+    r->lim = flow_limits_default;
     r->name = strdup(name ? name : "dump");
     r->dctx = ZSTD_createDCtx();
     r->cap = n > 65536 ? n : 65536;
@@ -545,6 +562,11 @@ dump_reader *dump_reader_open_fd(int fd, const char *name, char *err, size_t err
 void dump_reader_set_max_record(dump_reader *r, size_t max)
 {
     r->max_record = max;
+}
+
+void dump_reader_set_limits(dump_reader *r, const flow_limits *lim)
+{
+    r->lim = *lim;
 }
 
 void dump_reader_close(dump_reader *r)
@@ -694,8 +716,15 @@ static int r_record(dump_reader *r, flow **out, char *err, size_t errsz)
         r->rpos = (size_t)(p - r->rec) + (size_t)v[1];
         if (v[0] != DUMP_REC_FLOW)
             continue; /* a record kind from a newer writer */
-        char why[128];
-        if (dump_decode_flow(p, (size_t)v[1], out, why, sizeof why) < 0)
+        char why[256];
+        int rc = dump_decode_flow(p, (size_t)v[1], &r->lim, out, why, sizeof why);
+        if (rc == -2) {
+            /* intact, only too big: refused, and reading goes on after it */
+            snprintf(err, errsz, "%s: offset %llu: flow record refused: %s", r->name,
+                     (unsigned long long)r->blk_off, why);
+            return -1;
+        }
+        if (rc < 0)
             return r_damage(r, r->blk_off, err, errsz, "bad flow record in block: %s", why);
         return 1;
     }

@@ -489,8 +489,21 @@ static int next_field(span *s, field *f)
 typedef struct dctx {
     int have_base;
     int64_t base;
-    const char *what; /* for messages */
+    const flow_limits *lim;
+    const hdrs *sized;  /* the block hdr_size is the size of */
+    uint64_t hdr_size;
+    const char *part;   /* "request", "response": names a limit's message */
+    char why[192];      /* set when a limit refused the record */
 } dctx;
+
+/* -1 with c->why naming the part of the flow and the limit. */
+static int over_limit(dctx *c, const char *msg)
+{
+    char m[160];
+    snprintf(m, sizeof m, "%s", msg);
+    snprintf(c->why, sizeof c->why, "%s: %s", c->part, m);
+    return -1;
+}
 
 static int get_str(const field *f, char **dst)
 {
@@ -565,7 +578,7 @@ static int dec_conn(span s, const dctx *c, flow_conn *o)
     return rc;
 }
 
-static int dec_hdr(const field *fl, hdrs *h)
+static int dec_hdr(const field *fl, dctx *c, hdrs *h)
 {
     if (fl->wt != WT_BYTES)
         return -1;
@@ -585,19 +598,32 @@ static int dec_hdr(const field *fl, hdrs *h)
     }
     if (rc < 0)
         return -1;
+    char m[160];
+    if (c->sized != h || h->n == 0) { /* fields of one block come in a row */
+        c->sized = h;
+        c->hdr_size = 0;
+        for (size_t i = 0; i < h->n; i++)
+            c->hdr_size += (uint64_t)h->v[i].name_len + h->v[i].value_len + 4;
+    }
+    if (flow_limits_hdr(c->lim, h, &c->hdr_size, nlen, vlen, m, sizeof m) < 0)
+        return over_limit(c, m);
     return hdrs_add(h, name ? (const char *)name : "", nlen,
                     value ? (const char *)value : "", vlen);
 }
 
-static int dec_content(const field *fl, bytes *b)
+static int dec_content(const field *fl, dctx *c, bytes *b)
 {
     if (fl->wt != WT_BYTES)
         return -1;
+    char m[160];
+    if (flow_limits_body(c->lim, fl->len, m, sizeof m) < 0)
+        return over_limit(c, m);
     return bytes_set(b, fl->data, fl->len);
 }
 
-static int dec_request(span s, const dctx *c, flow_request *o)
+static int dec_request(span s, dctx *c, flow_request *o)
 {
+    c->part = "request";
     field fl;
     int rc;
     while ((rc = next_field(&s, &fl)) == 1) {
@@ -610,9 +636,9 @@ static int dec_request(span s, const dctx *c, flow_request *o)
         case R_PORT: U16(o->port); break;
         case R_PATH: bad = get_str(&fl, &o->path); break;
         case R_VERSION: bad = get_str(&fl, &o->http_version); break;
-        case R_HEADER: bad = dec_hdr(&fl, &o->headers); break;
-        case R_TRAILER: bad = dec_hdr(&fl, &o->trailers); break;
-        case R_CONTENT: bad = dec_content(&fl, &o->content); break;
+        case R_HEADER: bad = dec_hdr(&fl, c, &o->headers); break;
+        case R_TRAILER: bad = dec_hdr(&fl, c, &o->trailers); break;
+        case R_CONTENT: bad = dec_content(&fl, c, &o->content); break;
         case R_TS_START: bad = get_ts(&fl, c, &o->timestamp_start); break;
         case R_TS_END: bad = get_ts(&fl, c, &o->timestamp_end); break;
         default: break;
@@ -623,8 +649,9 @@ static int dec_request(span s, const dctx *c, flow_request *o)
     return rc;
 }
 
-static int dec_response(span s, const dctx *c, flow_response *o)
+static int dec_response(span s, dctx *c, flow_response *o)
 {
+    c->part = "response";
     field fl;
     int rc;
     while ((rc = next_field(&s, &fl)) == 1) {
@@ -638,9 +665,9 @@ static int dec_response(span s, const dctx *c, flow_response *o)
             break;
         case R_REASON: bad = get_str(&fl, &o->reason); break;
         case R_VERSION: bad = get_str(&fl, &o->http_version); break;
-        case R_HEADER: bad = dec_hdr(&fl, &o->headers); break;
-        case R_TRAILER: bad = dec_hdr(&fl, &o->trailers); break;
-        case R_CONTENT: bad = dec_content(&fl, &o->content); break;
+        case R_HEADER: bad = dec_hdr(&fl, c, &o->headers); break;
+        case R_TRAILER: bad = dec_hdr(&fl, c, &o->trailers); break;
+        case R_CONTENT: bad = dec_content(&fl, c, &o->content); break;
         case R_TS_START: bad = get_ts(&fl, c, &o->timestamp_start); break;
         case R_TS_END: bad = get_ts(&fl, c, &o->timestamp_end); break;
         default: break;
@@ -668,8 +695,12 @@ static int dec_error(span s, const dctx *c, flow_error *o)
     return rc;
 }
 
-static int dec_ws(span s, const dctx *c, flow *f)
+static int dec_ws(span s, dctx *c, flow *f)
 {
+    char lm[160];
+    c->part = "WebSocket";
+    if (flow_limits_message(c->lim, f, lm, sizeof lm) < 0)
+        return over_limit(c, lm);
     flow_ws_message *m = flow_ws_add(f, false, false, "", 0);
     if (!m)
         return -1;
@@ -683,7 +714,7 @@ static int dec_ws(span s, const dctx *c, flow *f)
         case W_IS_TEXT: BOOL(m->is_text); break;
         case W_DROPPED: BOOL(m->dropped); break;
         case W_TS: bad = get_ts(&fl, c, &m->timestamp); break;
-        case W_CONTENT: bad = dec_content(&fl, &m->content); break;
+        case W_CONTENT: bad = dec_content(&fl, c, &m->content); break;
         default: break;
         }
         if (bad)
@@ -698,14 +729,15 @@ static span sub(const field *fl)
     return s;
 }
 
-int dump_decode_flow(const void *p, size_t n, flow **out, char *err, size_t errsz)
+int dump_decode_flow(const void *p, size_t n, const flow_limits *lim, flow **out,
+                     char *err, size_t errsz)
 {
     flow *f = calloc(1, sizeof *f);
     if (!f) {
         snprintf(err, errsz, "out of memory");
         return -1;
     }
-    dctx c = {0};
+    dctx c = {.lim = lim ? lim : &flow_limits_default};
     span s = {p, (const unsigned char *)p + n};
     field fl;
     int rc;
@@ -801,7 +833,10 @@ int dump_decode_flow(const void *p, size_t n, flow **out, char *err, size_t errs
     *out = f;
     return 0;
 fail:
-    snprintf(err, errsz, "%s", what);
+    if (c.why[0] && f->id[0])
+        snprintf(err, errsz, "flow %s: %s", f->id, c.why);
+    else
+        snprintf(err, errsz, "%s", c.why[0] ? c.why : what);
     flow_free(f);
-    return -1;
+    return c.why[0] ? -2 : -1;
 }

@@ -142,6 +142,7 @@ typedef struct fnode {
 
 struct filter {
     fnode *root;
+    pcre2_match_context *mctx; /* the limits below; read-only once built */
     fnode **pool;             /* every node ever built, freed together */
     size_t npool, cappool;
     char *pattern;
@@ -187,6 +188,7 @@ void filter_free(filter *f)
     }
     free(f->pool);
     free(f->pattern);
+    pcre2_match_context_free(f->mctx);
     free(f);
 }
 
@@ -735,6 +737,17 @@ filter *filter_compile_opts(const char *expr, unsigned flags, size_t *errcol,
             snprintf(err, errsz, "out of memory");
         return NULL;
     }
+    /* Explicit limits, so the worst case is known whatever PCRE2's build
+     * defaults are (its heap limit is 20 GB); documented in mitmlua-filter.7. */
+    if (!(f->mctx = pcre2_match_context_create(NULL))) {
+        filter_free(f);
+        if (err && errsz)
+            snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    pcre2_set_match_limit(f->mctx, FILTER_MATCH_LIMIT);
+    pcre2_set_depth_limit(f->mctx, FILTER_DEPTH_LIMIT);
+    pcre2_set_heap_limit(f->mctx, FILTER_HEAP_LIMIT_KIB);
     pstate ps = {.s = expr, .len = strlen(expr), .f = f, .flags = flags};
     ps.max_steps = ps.len * FILTER_STEPS_PER_BYTE + FILTER_STEPS_MIN;
     f->root = parse_top(&ps);
@@ -770,41 +783,69 @@ filter *filter_compile(const char *expr, char *err, size_t errsz)
 
 typedef struct ectx {
     const flow *fl;
+    pcre2_match_context *mctx;  /* PCRE2 only reads it */
     pcre2_match_data *md;
-    bool md_failed;
+    const fnode *err_node;    /* the first matcher that could not answer */
+    int err_code;             /* its PCRE2 error */
     /* [0] request, [1] response */
     bool body_done[2];
     bytes body_dec[2];        /* owned when decoding happened */
     const char *body_p[2];
     size_t body_n[2];
-    bool hdr_done[2];
+    bool hdr_done[2], hdr_oom[2];
     bytes hdr[2];
     bool url_done, host_done, meta_done;
     char *url, *phost, *meta;
 } ectx;
 
-static bool rx(ectx *c, const pcre2_code *re, const char *p, size_t n)
+/* Matchers answer YES, NO or ERR: ERR when PCRE2 gave up (match, depth or
+ * heap limit, out of memory).  A regex that could not answer must never
+ * pass for one that did not match, so ERR travels up the tree; and, or and
+ * not combine answers as Kleene's three-valued logic does, so ERR decides
+ * the result only when the answer really depends on it. */
+enum { NO = 0, YES = 1, ERR = -1 };
+
+static int rx_fail(ectx *c, const fnode *n, int code)
 {
-    if (!c->md) {
-        if (c->md_failed)
-            return false;
-        c->md = pcre2_match_data_create(1, NULL);
-        if (!c->md) {
-            c->md_failed = true;
-            return false;
-        }
+    if (!c->err_node) {
+        c->err_node = n;
+        c->err_code = code;
     }
-    if (!p)
-        p = "";
-    /* Errors (match limit, bad UTF in a non-UTF-safe mode) count as "no
-     * match", which is what a user can act on. */
-    return pcre2_match(re, (PCRE2_SPTR)p, n, 0, 0, c->md, NULL) >= 0;
+    return ERR;
 }
 
-static bool rx_str(ectx *c, const pcre2_code *re, const char *s)
+static int rx(ectx *c, const fnode *n, const char *p, size_t len)
 {
-    return rx(c, re, s ? s : "", s ? strlen(s) : 0);
+    if (!c->md && !(c->md = pcre2_match_data_create(1, NULL)))
+        return rx_fail(c, n, PCRE2_ERROR_NOMEMORY);
+    if (!p)
+        p = "";
+    int rc = pcre2_match(n->re, (PCRE2_SPTR)p, len, 0, 0, c->md, c->mctx);
+    /* JIT code runs on a small machine stack; the interpreter keeps its
+     * backtracking state on the heap, under FILTER_HEAP_LIMIT_KIB. */
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+        rc = pcre2_match(n->re, (PCRE2_SPTR)p, len, 0, PCRE2_NO_JIT, c->md, c->mctx);
+    if (rc >= 0)
+        return YES;
+    if (rc == PCRE2_ERROR_NOMATCH)
+        return NO;
+    return rx_fail(c, n, rc);
 }
+
+static int rx_str(ectx *c, const fnode *n, const char *s)
+{
+    return rx(c, n, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* Kleene's or, for matchers tried in turn: YES wins, then ERR. */
+#define OR3(acc, expr)                                                         \
+    do {                                                                       \
+        if ((acc) != YES) {                                                    \
+            int or3_r = (expr);                                                \
+            if (or3_r == YES || (acc) == NO)                                   \
+                (acc) = or3_r;                                                 \
+        }                                                                      \
+    } while (0)
 
 /* All values of `name`, joined with ", " as mitmproxy's Headers.get does;
  * NULL when absent.  Caller frees. */
@@ -867,7 +908,7 @@ static void body_of(ectx *c, int which, const char **p, size_t *n)
 }
 
 /* bytes(Headers): "name: value\r\n" per field, as sent. */
-static bool head_match(ectx *c, const pcre2_code *re, int which)
+static int head_match(ectx *c, const fnode *n, int which)
 {
     const hdrs *h = which ? &c->fl->response->headers : &c->fl->request->headers;
     if (!c->hdr_done[which]) {
@@ -877,20 +918,24 @@ static bool head_match(ectx *c, const pcre2_code *re, int which)
             if (bytes_append(b, h->v[i].name, h->v[i].name_len) < 0 ||
                 bytes_append(b, ": ", 2) < 0 ||
                 bytes_append(b, h->v[i].value ? h->v[i].value : "", h->v[i].value_len) < 0 ||
-                bytes_append(b, "\r\n", 2) < 0)
-                break; /* out of memory: match what we have */
+                bytes_append(b, "\r\n", 2) < 0) {
+                c->hdr_oom[which] = true;
+                break;
+            }
         }
     }
-    return rx(c, re, c->hdr[which].p, c->hdr[which].len);
+    if (c->hdr_oom[which])
+        return rx_fail(c, n, PCRE2_ERROR_NOMEMORY);
+    return rx(c, n, c->hdr[which].p, c->hdr[which].len);
 }
 
-static bool ct_match(ectx *c, const pcre2_code *re, const hdrs *h)
+static int ct_match(ectx *c, const fnode *n, const hdrs *h)
 {
-    for (size_t i = 0; i < h->n; i++)
-        if (h->v[i].name_len == 12 && strncasecmp(h->v[i].name, "content-type", 12) == 0 &&
-            rx(c, re, h->v[i].value, h->v[i].value_len))
-            return true;
-    return false;
+    int r = NO;
+    for (size_t i = 0; i < h->n && r != YES; i++)
+        if (h->v[i].name_len == 12 && strncasecmp(h->v[i].name, "content-type", 12) == 0)
+            OR3(r, rx(c, n, h->v[i].value, h->v[i].value_len));
+    return r;
 }
 
 static bool asset_match(const hdrs *h)
@@ -1305,42 +1350,49 @@ static const char *meta_text(ectx *c)
 
 /* WebSocket messages (or a TCP flow's messages) in a direction: 0 client,
  * 1 server, -1 both. */
-static bool msgs_match(ectx *c, const pcre2_code *re, int dir)
+static int msgs_match(ectx *c, const fnode *n, int dir)
 {
     const flow *fl = c->fl;
-    for (size_t i = 0; i < fl->ws_n; i++) {
+    int r = NO;
+    for (size_t i = 0; i < fl->ws_n && r != YES; i++) {
         const flow_ws_message *m = &fl->ws_msgs[i];
         if (dir == 0 && !m->from_client)
             continue;
         if (dir == 1 && m->from_client)
             continue;
-        if (rx(c, re, m->content.p, m->content.len))
-            return true;
+        OR3(r, rx(c, n, m->content.p, m->content.len));
     }
-    return false;
+    return r;
 }
 
-static bool eval_node(ectx *c, const fnode *n)
+static int eval_node(ectx *c, const fnode *n)
 {
     const flow *fl = c->fl;
     bool http = fl->type == FLOW_HTTP && fl->request;
     const char *p;
     size_t len;
+    int r = NO;
     switch (n->op) {
     case OP_AND:
-        for (size_t i = 0; i < n->nkids; i++)
-            if (!eval_node(c, n->kids[i]))
-                return false;
-        return true;
+        /* Kleene's and: NO wins, then ERR */
+        r = YES;
+        for (size_t i = 0; i < n->nkids; i++) {
+            int k = eval_node(c, n->kids[i]);
+            if (k == NO)
+                return NO;
+            if (k == ERR)
+                r = ERR;
+        }
+        return r;
     case OP_OR:
-        for (size_t i = 0; i < n->nkids; i++)
-            if (eval_node(c, n->kids[i]))
-                return true;
-        return false;
+        for (size_t i = 0; i < n->nkids && r != YES; i++)
+            OR3(r, eval_node(c, n->kids[i]));
+        return r;
     case OP_NOT:
-        return !eval_node(c, n->kids[0]);
+        r = eval_node(c, n->kids[0]);
+        return r == ERR ? ERR : !r;
     case OP_ALL:
-        return true;
+        return YES;
     case OP_ERR:
         return fl->error != NULL;
     case OP_MARKED:
@@ -1353,7 +1405,7 @@ static bool eval_node(ectx *c, const fnode *n)
         return fl->type == FLOW_TCP;
     case OP_UDP:
     case OP_DNS:
-        return false; /* mitmlua has no UDP or DNS flows */
+        return NO; /* mitmlua has no UDP or DNS flows */
     case OP_REQ:
         return http && !fl->response;
     case OP_RESP:
@@ -1369,86 +1421,99 @@ static bool eval_node(ectx *c, const fnode *n)
     case OP_CODE:
         return http && fl->response && n->num >= 0 && fl->response->status_code == n->num;
     case OP_CT:
-        return http && (ct_match(c, n->re, &fl->request->headers) ||
-                        (fl->response && ct_match(c, n->re, &fl->response->headers)));
+        if (!http)
+            return NO;
+        r = ct_match(c, n, &fl->request->headers);
+        if (fl->response)
+            OR3(r, ct_match(c, n, &fl->response->headers));
+        return r;
     case OP_CTQ:
-        return http && ct_match(c, n->re, &fl->request->headers);
+        return http ? ct_match(c, n, &fl->request->headers) : NO;
     case OP_CTS:
-        return http && fl->response && ct_match(c, n->re, &fl->response->headers);
+        return http && fl->response ? ct_match(c, n, &fl->response->headers) : NO;
     case OP_HEAD:
-        return http && (head_match(c, n->re, 0) || (fl->response && head_match(c, n->re, 1)));
+        if (!http)
+            return NO;
+        r = head_match(c, n, 0);
+        if (fl->response)
+            OR3(r, head_match(c, n, 1));
+        return r;
     case OP_HEADQ:
-        return http && head_match(c, n->re, 0);
+        return http ? head_match(c, n, 0) : NO;
     case OP_HEADS:
-        return http && fl->response && head_match(c, n->re, 1);
+        return http && fl->response ? head_match(c, n, 1) : NO;
     case OP_BODY:
-        if (fl->type == FLOW_TCP)
-            return msgs_match(c, n->re, -1);
-        if (!http)
-            return false;
-        body_of(c, 0, &p, &len);
-        if (rx(c, n->re, p, len))
-            return true;
-        if (fl->response) {
-            body_of(c, 1, &p, &len);
-            if (rx(c, n->re, p, len))
-                return true;
-        }
-        return msgs_match(c, n->re, -1);
     case OP_BODYQ:
+    case OP_BODYS: {
+        int dir = n->op == OP_BODY ? -1 : n->op == OP_BODYQ ? 0 : 1;
         if (fl->type == FLOW_TCP)
-            return msgs_match(c, n->re, 0);
+            return msgs_match(c, n, dir);
         if (!http)
-            return false;
-        body_of(c, 0, &p, &len);
-        return rx(c, n->re, p, len) || msgs_match(c, n->re, 0);
-    case OP_BODYS:
-        if (fl->type == FLOW_TCP)
-            return msgs_match(c, n->re, 1);
-        if (!http)
-            return false;
-        if (fl->response) {
-            body_of(c, 1, &p, &len);
-            if (rx(c, n->re, p, len))
-                return true;
+            return NO;
+        if (dir <= 0) {
+            body_of(c, 0, &p, &len);
+            r = rx(c, n, p, len);
         }
-        return msgs_match(c, n->re, 1);
+        if (dir != 0 && fl->response) {
+            body_of(c, 1, &p, &len);
+            OR3(r, rx(c, n, p, len));
+        }
+        OR3(r, msgs_match(c, n, dir));
+        return r;
+    }
     case OP_METHOD:
-        return http && rx_str(c, n->re, fl->request->method);
+        return http ? rx_str(c, n, fl->request->method) : NO;
     case OP_DOMAIN:
-        return http && (rx_str(c, n->re, fl->request->host) ||
-                        rx_str(c, n->re, pretty_host(c)));
+        if (!http)
+            return NO;
+        r = rx_str(c, n, fl->request->host);
+        OR3(r, rx_str(c, n, pretty_host(c)));
+        return r;
     case OP_URL: {
         if (!http)
-            return false;
+            return NO;
         const char *u = pretty_url(c);
-        return u && rx_str(c, n->re, u);
+        return u ? rx_str(c, n, u) : rx_fail(c, n, PCRE2_ERROR_NOMEMORY);
     }
     case OP_SRC:
     case OP_DST: {
         const flow_conn *cn = n->op == OP_SRC ? &fl->client : &fl->server;
         if (!cn->address_host)
-            return false;
+            return NO;
         char buf[320];
         int l = snprintf(buf, sizeof buf, "%s:%u", cn->address_host, cn->address_port);
-        return l > 0 && (size_t)l < sizeof buf && rx(c, n->re, buf, (size_t)l);
+        return l > 0 && (size_t)l < sizeof buf ? rx(c, n, buf, (size_t)l) : NO;
     }
     case OP_META:
-        return rx_str(c, n->re, meta_text(c));
+        return rx_str(c, n, meta_text(c));
     case OP_MARKER:
-        return rx_str(c, n->re, fl->marked ? fl->marked : "");
+        return rx_str(c, n, fl->marked ? fl->marked : "");
     case OP_COMMENT:
-        return rx_str(c, n->re, fl->comment ? fl->comment : "");
+        return rx_str(c, n, fl->comment ? fl->comment : "");
     }
-    return false;
+    return NO;
 }
 
-bool filter_match(const filter *f, const flow *fl)
+static const char *op_name(enum fop op);
+
+int filter_eval(const filter *f, const flow *fl, char *err, size_t errsz)
 {
+    if (err && errsz)
+        err[0] = '\0';
     if (!f || !fl || !f->root)
-        return false;
-    ectx c = {.fl = fl};
-    bool r = eval_node(&c, f->root);
+        return 0;
+    ectx c = {.fl = fl, .mctx = f->mctx};
+    int r = eval_node(&c, f->root);
+    if (r == ERR && err && errsz) {
+        const fnode *n = c.err_node;
+        PCRE2_UCHAR m[120];
+        if (pcre2_get_error_message(c.err_code, m, sizeof m) < 0)
+            snprintf((char *)m, sizeof m, "error %d", c.err_code);
+        char ex[80];
+        excerpt(n->arg ? n->arg : "", n->arg ? n->arglen : 0, ex, sizeof ex);
+        snprintf(err, errsz, "filter '%s': ~%s%s \"%s\" could not be evaluated: %s",
+                 f->pattern, op_name(n->op), n->cs ? "c" : "", ex, (const char *)m);
+    }
     pcre2_match_data_free(c.md);
     for (int i = 0; i < 2; i++) {
         bytes_free(&c.body_dec[i]);

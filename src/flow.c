@@ -551,3 +551,92 @@ int flow_conn_copy(flow_conn *d, const flow_conn *s)
                ? -1
                : 0;
 }
+
+/* ---- limits on flows read from files ------------------------------------ */
+
+const flow_limits flow_limits_default = {
+    .max_headers = FLOW_DEFAULT_MAX_HEADERS,
+    .max_header_size = FLOW_DEFAULT_MAX_HEADER_SIZE,
+    .max_body = FLOW_DEFAULT_BODY_SIZE_LIMIT,
+    .max_messages = FLOW_DEFAULT_MAX_MESSAGES,
+};
+
+int flow_limits_hdr(const flow_limits *lim, const hdrs *h, uint64_t *size, size_t nlen,
+                    size_t vlen, char *err, size_t errsz)
+{
+    if (h->n >= lim->max_headers) {
+        snprintf(err, errsz, "more than %zu header fields (max_headers)", lim->max_headers);
+        return -1;
+    }
+    uint64_t add = (uint64_t)nlen + vlen + 4;
+    if (*size + add > lim->max_header_size) {
+        snprintf(err, errsz, "header fields of more than %llu bytes (max_header_size)",
+                 (unsigned long long)lim->max_header_size);
+        return -1;
+    }
+    *size += add;
+    return 0;
+}
+
+int flow_limits_body(const flow_limits *lim, uint64_t n, char *err, size_t errsz)
+{
+    if (lim->max_body && n > lim->max_body) {
+        snprintf(err, errsz, "a body of %llu bytes, more than body_size_limit (%llu)",
+                 (unsigned long long)n, (unsigned long long)lim->max_body);
+        return -1;
+    }
+    return 0;
+}
+
+int flow_limits_message(const flow_limits *lim, const flow *f, char *err, size_t errsz)
+{
+    if (f->ws_n >= lim->max_messages) {
+        snprintf(err, errsz, "more than %zu messages in one flow", lim->max_messages);
+        return -1;
+    }
+    return 0;
+}
+
+static int limits_block(const flow_limits *lim, const hdrs *h, char *err, size_t errsz)
+{
+    hdrs part = {.v = h->v};
+    uint64_t size = 0;
+    for (; part.n < h->n; part.n++)
+        if (flow_limits_hdr(lim, &part, &size, h->v[part.n].name_len, h->v[part.n].value_len,
+                            err, errsz) < 0)
+            return -1;
+    return 0;
+}
+
+static int limits_part(const flow_limits *lim, const hdrs *h, const hdrs *t, const bytes *body,
+                       const char *what, char *err, size_t errsz)
+{
+    char m[160];
+    if (limits_block(lim, h, m, sizeof m) < 0 || limits_block(lim, t, m, sizeof m) < 0 ||
+        flow_limits_body(lim, body->len, m, sizeof m) < 0) {
+        snprintf(err, errsz, "%s: %s", what, m);
+        return -1;
+    }
+    return 0;
+}
+
+int flow_limits_check(const flow_limits *lim, const flow *f, char *err, size_t errsz)
+{
+    if (f->request && limits_part(lim, &f->request->headers, &f->request->trailers,
+                                  &f->request->content, "request", err, errsz) < 0)
+        return -1;
+    if (f->response && limits_part(lim, &f->response->headers, &f->response->trailers,
+                                   &f->response->content, "response", err, errsz) < 0)
+        return -1;
+    char m[160];
+    if (f->ws_n > lim->max_messages) {
+        snprintf(err, errsz, "more than %zu messages in one flow", lim->max_messages);
+        return -1;
+    }
+    for (size_t i = 0; i < f->ws_n; i++)
+        if (flow_limits_body(lim, f->ws_msgs[i].content.len, m, sizeof m) < 0) {
+            snprintf(err, errsz, "message %zu: %s", i, m);
+            return -1;
+        }
+    return 0;
+}

@@ -104,6 +104,16 @@ flow_reader *flow_reader_open(const char *path, char *err, size_t errsz)
     return r;
 }
 
+void flow_reader_set_limits(flow_reader *r, const flow_limits *lim)
+{
+    if (r->dump)
+        dump_reader_set_limits(r->dump, lim);
+    if (r->mitm)
+        mitmio_reader_set_limits(r->mitm, lim);
+    if (r->har)
+        har_reader_set_limits(r->har, lim);
+}
+
 flowread_format flow_reader_format(const flow_reader *r)
 {
     return r->fmt;

@@ -431,6 +431,7 @@ struct har_reader {
     json_t *entries;
     size_t next;
     char doc_err[256]; /* set when the document itself is unusable */
+    flow_limits lim;
     int doc_err_told;
 };
 
@@ -441,6 +442,7 @@ har_reader *har_reader_open_prefixed(int fd, const char *name, const void *pre, 
     bytes all = {0};
     if (!r || !(r->name = strdup(name ? name : "har")))
         goto oom;
+    r->lim = flow_limits_default;
     if (n && bytes_append(&all, pre, n) < 0)
         goto oom;
     while (fd >= 0) {
@@ -479,6 +481,11 @@ har_reader *har_reader_open_fd(int fd, const char *name, char *err, size_t errsz
     return har_reader_open_prefixed(fd, name, NULL, 0, err, errsz);
 }
 
+void har_reader_set_limits(har_reader *r, const flow_limits *lim)
+{
+    r->lim = *lim;
+}
+
 void har_reader_close(har_reader *r)
 {
     if (!r)
@@ -500,10 +507,11 @@ static double nget(json_t *o, const char *k)
     return d > 0 && isfinite(d) ? d : 0;
 }
 
-static int in_headers(json_t *a, hdrs *h)
+static int in_headers(json_t *a, hdrs *h, const flow_limits *lim, char *why, size_t whysz)
 {
     size_t i;
     json_t *e;
+    uint64_t size = 0;
     json_array_foreach(a, i, e) {
         json_t *nj = json_object_get(e, "name"), *vj = json_object_get(e, "value");
         if (!json_is_string(nj))
@@ -511,6 +519,9 @@ static int in_headers(json_t *a, hdrs *h)
         const char *nm = json_string_value(nj);
         if (nm[0] == ':') /* HTTP/2 pseudo-headers that Chrome lists */
             continue;
+        if (flow_limits_hdr(lim, h, &size, json_string_length(nj),
+                            json_is_string(vj) ? json_string_length(vj) : 0, why, whysz) < 0)
+            return -1;
         if (hdrs_add(h, nm, json_string_length(nj), json_is_string(vj) ? json_string_value(vj) : "",
                      json_is_string(vj) ? json_string_length(vj) : 0) < 0)
             return -1;
@@ -608,8 +619,10 @@ static int parse_url(const char *url, flow_request *q)
     return flow_strnset(&q->path, *pe ? pe : "/", *pe ? pl : 1) < 0 ? -1 : 0;
 }
 
-static int entry_flow(json_t *e, flow **out, const char **why)
+static int entry_flow(json_t *e, const flow_limits *lim, flow **out, const char **why,
+                      char *whybuf, size_t whysz)
 {
+    char lm[160] = "";
     flow *f = flow_new();
     if (!f) {
         *why = "out of memory";
@@ -630,8 +643,13 @@ static int entry_flow(json_t *e, flow **out, const char **why)
     }
     if (flow_strset(&q->method, sget(rq, "method") ? sget(rq, "method") : "GET") < 0 ||
         !(q->http_version = norm_version(sget(rq, "httpVersion"))) ||
-        flow_strset(&q->authority, "") < 0 || in_headers(json_object_get(rq, "headers"), &q->headers) < 0)
+        flow_strset(&q->authority, "") < 0)
         goto fail;
+    if (in_headers(json_object_get(rq, "headers"), &q->headers, lim, lm, sizeof lm) < 0) {
+        if (lm[0])
+            snprintf(whybuf, whysz, "request: %s", lm), *why = whybuf;
+        goto fail;
+    }
     json_t *pd = json_object_get(rq, "postData");
     if (json_is_object(pd)) {
         if (in_body(pd, &q->content) < 0)
@@ -680,9 +698,13 @@ static int entry_flow(json_t *e, flow **out, const char **why)
             goto fail;
         s->status_code = (int)json_integer_value(st);
         if (flow_strset(&s->reason, sget(rs, "statusText") ? sget(rs, "statusText") : "") < 0 ||
-            !(s->http_version = norm_version(sget(rs, "httpVersion"))) ||
-            in_headers(json_object_get(rs, "headers"), &s->headers) < 0)
+            !(s->http_version = norm_version(sget(rs, "httpVersion"))))
             goto fail;
+        if (in_headers(json_object_get(rs, "headers"), &s->headers, lim, lm, sizeof lm) < 0) {
+            if (lm[0])
+                snprintf(whybuf, whysz, "response: %s", lm), *why = whybuf;
+            goto fail;
+        }
         json_t *c = json_object_get(rs, "content");
         bytes body = {0};
         if (in_body(c, &body) < 0) {
@@ -717,6 +739,10 @@ static int entry_flow(json_t *e, flow **out, const char **why)
     }
     if (flow_strset(&f->comment, sget(e, "comment")) < 0)
         goto fail;
+    if (flow_limits_check(lim, f, whybuf, whysz) < 0) {
+        *why = whybuf;
+        goto fail;
+    }
     *out = f;
     return 0;
 fail:
@@ -738,7 +764,8 @@ int har_reader_next(har_reader *r, flow **out, char *err, size_t errsz)
         return 0;
     size_t i = r->next++;
     const char *why;
-    if (entry_flow(json_array_get(r->entries, i), out, &why) < 0) {
+    char whybuf[200];
+    if (entry_flow(json_array_get(r->entries, i), &r->lim, out, &why, whybuf, sizeof whybuf) < 0) {
         snprintf(err, errsz, "%s: entry %zu: %s", r->name, i, why);
         return -1;
     }

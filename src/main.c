@@ -1,8 +1,9 @@
-/* main.c — start-up and shutdown: options, the CA, the consumers (printer,
- * dump writer, filter), reading flows with -r, and the worker threads.
+/* main.c — start-up and shutdown: options, the shared context (shared.h),
+ * reading flows with -r (rfile.h), the worker threads and client replay.
  * Exit status: 0 success, 1 a runtime failure (bad script, unreadable or
- * damaged file, cannot listen), 2 a usage error (bad option or filter),
- * 3 fail_on matched, 4 client_replay_compare found a difference or a
+ * damaged file, cannot listen, the filter expression could not be evaluated
+ * for a flow, the dump file could not be written), 2 a usage error (bad option or filter),
+ * 3 fail_on matched (or could not be evaluated), 4 client_replay_compare found a difference or a
  * failed replay; a script's mitm.exit(code) wins over 3 and 4. */
 #include <errno.h>
 #include <pthread.h>
@@ -256,11 +257,14 @@ out:
     creplay_free(cr);
     int exit_code = atomic_load(&sh->exit_code);
     bool failed_on = sink_failed_on(sh->sink);
+    bool filter_errors = sink_filter_errors(sh->sink);
     if (shared_free(sh) < 0)   /* flushes the dump: its failure fails the run */
         status = 1;
     /* a run that worked reports the CI verdict: mitm.exit(), then fail_on */
     if (status == 0 && exit_code >= 0)
         status = exit_code;
+    else if (status == 0 && filter_errors)
+        status = 1;
     else if (status == 0 && failed_on)
         status = 3;
     else if (status == 0 && replay_failed)

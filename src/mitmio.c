@@ -213,15 +213,34 @@ static json_t *tn_json(const tn *v, int depth)
 
 /* ---- flow conversion --------------------------------------------------- */
 
-static int conv_hdrs(const tn *l, hdrs *h)
+/* What a conversion is held to, and why it refused. */
+typedef struct mconv {
+    const flow_limits *lim;
+    const char *part;   /* "request", "response", ... */
+    char why[192];
+} mconv;
+
+static int conv_refuse(mconv *c, const char *msg)
+{
+    char m[160];
+    snprintf(m, sizeof m, "%s", msg);
+    snprintf(c->why, sizeof c->why, "%s: %s", c->part, m);
+    return -1;
+}
+
+static int conv_hdrs(mconv *c, const tn *l, hdrs *h)
 {
     if (l->type != ']')
         return 0;
     tn pair;
+    uint64_t size = 0;
     for (size_t off = 0; tn_next(l, &off, &pair);) {
         tn k = tn_at(&pair, 0), v = tn_at(&pair, 1);
         if (!tn_is_text(&k) || !tn_is_text(&v))
             return -1;
+        char m[160];
+        if (flow_limits_hdr(c->lim, h, &size, k.n, v.n, m, sizeof m) < 0)
+            return conv_refuse(c, m);
         if (hdrs_add(h, k.p, k.n, v.p, v.n) < 0)
             return -1;
     }
@@ -296,25 +315,29 @@ static int conv_conn(const tn *d, flow_conn *c, int server)
     return 0;
 }
 
-static int conv_content(const tn *v, bytes *b)
+static int conv_content(mconv *c, const tn *v, bytes *b)
 {
     if (!tn_is_text(v) || v->n == 0)
         return 0;
+    char m[160];
+    if (flow_limits_body(c->lim, v->n, m, sizeof m) < 0)
+        return conv_refuse(c, m);
     return bytes_set(b, v->p, v->n);
 }
 
-static int conv_request(const tn *d, flow_request *q)
+static int conv_request(mconv *c, const tn *d, flow_request *q)
 {
     tn v;
+    c->part = "request";
     if (tn_str((v = tn_get(d, "method"), &v), &q->method) < 0 ||
         tn_str((v = tn_get(d, "scheme"), &v), &q->scheme) < 0 ||
         tn_str((v = tn_get(d, "authority"), &v), &q->authority) < 0 ||
         tn_str((v = tn_get(d, "host"), &v), &q->host) < 0 ||
         tn_str((v = tn_get(d, "path"), &v), &q->path) < 0 ||
         tn_str((v = tn_get(d, "http_version"), &v), &q->http_version) < 0 ||
-        conv_hdrs((v = tn_get(d, "headers"), &v), &q->headers) < 0 ||
-        conv_hdrs((v = tn_get(d, "trailers"), &v), &q->trailers) < 0 ||
-        conv_content((v = tn_get(d, "content"), &v), &q->content) < 0)
+        conv_hdrs(c, (v = tn_get(d, "headers"), &v), &q->headers) < 0 ||
+        conv_hdrs(c, (v = tn_get(d, "trailers"), &v), &q->trailers) < 0 ||
+        conv_content(c, (v = tn_get(d, "content"), &v), &q->content) < 0)
         return -1;
     if (!q->method || !q->host)
         return -1;
@@ -325,14 +348,15 @@ static int conv_request(const tn *d, flow_request *q)
     return 0;
 }
 
-static int conv_response(const tn *d, flow_response *s)
+static int conv_response(mconv *c, const tn *d, flow_response *s)
 {
     tn v;
+    c->part = "response";
     if (tn_str((v = tn_get(d, "reason"), &v), &s->reason) < 0 ||
         tn_str((v = tn_get(d, "http_version"), &v), &s->http_version) < 0 ||
-        conv_hdrs((v = tn_get(d, "headers"), &v), &s->headers) < 0 ||
-        conv_hdrs((v = tn_get(d, "trailers"), &v), &s->trailers) < 0 ||
-        conv_content((v = tn_get(d, "content"), &v), &s->content) < 0)
+        conv_hdrs(c, (v = tn_get(d, "headers"), &v), &s->headers) < 0 ||
+        conv_hdrs(c, (v = tn_get(d, "trailers"), &v), &s->trailers) < 0 ||
+        conv_content(c, (v = tn_get(d, "content"), &v), &s->content) < 0)
         return -1;
     s->status_code = (int)tn_int((v = tn_get(d, "status_code"), &v), 0);
     s->timestamp_start = tn_ts((v = tn_get(d, "timestamp_start"), &v));
@@ -342,12 +366,17 @@ static int conv_response(const tn *d, flow_response *s)
 
 /* WebSocket messages: [opcode, from_client, content, timestamp, dropped
  * (v14+), injected (v15+)]; TCP messages: [from_client, content, timestamp]. */
-static int conv_messages(const tn *l, flow *f, int tcp)
+static int conv_messages(mconv *mc, const tn *l, flow *f, int tcp)
 {
     tn m;
+    mc->part = tcp ? "TCP" : "WebSocket";
     for (size_t off = 0; tn_next(l, &off, &m);) {
         tn a = tn_at(&m, 0), b = tn_at(&m, 1), c = tn_at(&m, 2), d = tn_at(&m, 3);
         flow_ws_message *w;
+        char lm[160];
+        if (flow_limits_message(mc->lim, f, lm, sizeof lm) < 0 ||
+            flow_limits_body(mc->lim, tcp ? b.n : c.n, lm, sizeof lm) < 0)
+            return conv_refuse(mc, lm);
         if (tcp) {
             if (!tn_is_text(&b))
                 return -1;
@@ -371,7 +400,7 @@ static int conv_messages(const tn *l, flow *f, int tcp)
 }
 
 /* 1 = converted, 0 = a flow kind with no flow.h form (skip), -1 = bad */
-static int conv_flow(const tn *d, flow **out, const char **why)
+static int conv_flow(mconv *c, const tn *d, flow **out, const char **why)
 {
     tn v = tn_get(d, "type");
     int tcp = 0;
@@ -408,17 +437,17 @@ static int conv_flow(const tn *d, flow **out, const char **why)
             *why = "http flow without a request";
             goto fail;
         }
-        if (!(f->request = flow_request_new()) || conv_request(&v, f->request) < 0)
+        if (!(f->request = flow_request_new()) || conv_request(c, &v, f->request) < 0)
             goto fail;
         v = tn_get(d, "response");
         if (v.type == '}' &&
-            (!(f->response = flow_response_new()) || conv_response(&v, f->response) < 0))
+            (!(f->response = flow_response_new()) || conv_response(c, &v, f->response) < 0))
             goto fail;
         v = tn_get(d, "websocket");
         if (v.type == '}') {
             f->websocket = true;
             tn l = tn_get(&v, "messages");
-            if (conv_messages(&l, f, 0) < 0)
+            if (conv_messages(c, &l, f, 0) < 0)
                 goto fail;
             f->ws_close_code = (int)tn_int((l = tn_get(&v, "close_code"), &l), 0);
             f->ws_closed_by_client = tn_bool((l = tn_get(&v, "closed_by_client"), &l));
@@ -428,7 +457,7 @@ static int conv_flow(const tn *d, flow **out, const char **why)
         }
     } else {
         v = tn_get(d, "messages");
-        if (conv_messages(&v, f, 1) < 0)
+        if (conv_messages(c, &v, f, 1) < 0)
             goto fail;
     }
     if (!f->timestamp_created)
@@ -469,6 +498,14 @@ static int conv_flow(const tn *d, flow **out, const char **why)
     *out = f;
     return 1;
 fail:
+    if (c->why[0]) {
+        if (f->id[0]) {
+            char m[sizeof c->why];
+            snprintf(m, sizeof m, "%s", c->why);
+            snprintf(c->why, sizeof c->why, "flow %s: %.140s", f->id, m);
+        }
+        *why = c->why;
+    }
     flow_free(f);
     return -1;
 }
@@ -483,6 +520,7 @@ struct mitmio_reader {
     unsigned long long off;
     int eof, dead;
     size_t max_flow;
+    flow_limits lim;
 };
 
 mitmio_reader *mitmio_reader_open_prefixed(int fd, const char *name, const void *pre,
@@ -494,6 +532,7 @@ mitmio_reader *mitmio_reader_open_prefixed(int fd, const char *name, const void 
     r->fd = fd;
     r->eof = fd < 0;
     r->max_flow = (size_t)1 << 30;
+    r->lim = flow_limits_default;
     r->cap = n > 65536 ? n : 65536;
     r->buf = malloc(r->cap);
     r->name = strdup(name ? name : "flows");
@@ -517,6 +556,11 @@ mitmio_reader *mitmio_reader_open_fd(int fd, const char *name, char *err, size_t
 void mitmio_reader_set_max_flow(mitmio_reader *r, size_t max)
 {
     r->max_flow = max;
+}
+
+void mitmio_reader_set_limits(mitmio_reader *r, const flow_limits *lim)
+{
+    r->lim = *lim;
 }
 
 void mitmio_reader_close(mitmio_reader *r)
@@ -613,7 +657,8 @@ int mitmio_reader_next(mitmio_reader *r, flow **out, char *err, size_t errsz)
             return -1;
         }
         const char *why = NULL;
-        int rc = conv_flow(&top, out, &why);
+        mconv c = {.lim = &r->lim, .part = "flow"};
+        int rc = conv_flow(&c, &top, out, &why);
         if (rc == 1)
             return 1;
         if (rc < 0) {

@@ -108,9 +108,9 @@ void opts_defaults(opts *o)
     o->flow_detail = 1;
     o->termlog_verbosity = strdup("info");
     o->console_format = strdup("text");
-    o->body_size_limit = (uint64_t)256 << 20;
-    o->max_header_size = 64 * 1024;
-    o->max_headers = 256;
+    o->body_size_limit = FLOW_DEFAULT_BODY_SIZE_LIMIT;
+    o->max_header_size = FLOW_DEFAULT_MAX_HEADER_SIZE;
+    o->max_headers = FLOW_DEFAULT_MAX_HEADERS;
     o->connect_timeout = 10;
     o->read_timeout = 60;
     o->server_replay_refresh = true;
@@ -685,4 +685,13 @@ int opts_parse(opts *o, int argc, char **argv)
         return 1;
     }
     return 0;
+}
+
+flow_limits opts_flow_limits(const opts *o)
+{
+    flow_limits l = flow_limits_default;
+    l.max_headers = o->max_headers > 0 ? (size_t)o->max_headers : l.max_headers;
+    l.max_header_size = o->max_header_size;
+    l.max_body = o->body_size_limit;
+    return l;
 }

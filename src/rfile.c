@@ -57,6 +57,8 @@ static int read_all(shared *sh, flowrun_env *env)
         fprintf(stderr, "mitmlua: %s\n", err);
         return 1;
     }
+    flow_limits lim = opts_flow_limits(o);
+    flow_reader_set_limits(r, &lim);
     rfile rf = {0};
     flowrun_init(&rf.run, env, &rfile_ops, &rf);
     rf.run.hooks_only = true;

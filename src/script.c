@@ -1311,7 +1311,11 @@ static int filter_call(lua_State *L)
 {
     filter **fp = self_of(L, MT_FILTER);
     lflow *lf = luaL_checkudata(L, 2, MT_FLOW);
-    lua_pushboolean(L, *fp && filter_match(*fp, flow_of(L, lf)));
+    char err[512];
+    int m = *fp ? filter_eval(*fp, flow_of(L, lf), err, sizeof err) : 0;
+    if (m < 0)
+        return luaL_error(L, "%s", err);
+    lua_pushboolean(L, m);
     return 1;
 }
 

@@ -22,6 +22,7 @@ struct sink {
     /* Run totals, shared on purpose: the exit status and the summary are
      * about every worker's flows. */
     atomic_ulong n_flows, n_errors, n_failed_on;
+    atomic_ulong n_filter_errors;   /* the trailing filter could not answer */
     atomic_ullong bytes_requests, bytes_responses;
 };
 
@@ -76,14 +77,26 @@ void sink_flow(sink *s, const flow *f)
         atomic_fetch_add(&s->bytes_requests, f->request->content.len);
     if (f->response)
         atomic_fetch_add(&s->bytes_responses, f->response->content.len);
-    if (s->fail_on && filter_match(s->fail_on, f)) {
+    /* a filter that could not answer (filter_eval -1) fails fail_on and
+     * lets the flow through the trailing filter: never a silent "no" */
+    char ferr[512];
+    int m = s->fail_on ? filter_eval(s->fail_on, f, ferr, sizeof ferr) : 0;
+    if (m != 0) {
         atomic_fetch_add(&s->n_failed_on, 1);
         char *url = f->request ? flow_request_url(f->request) : NULL;
-        log_warn("fail_on matched: %s %s", f->request ? f->request->method : "", url ? url : f->id);
+        if (m < 0)
+            log_error("fail_on: %s; counted as matched: %s %s", ferr, f->request ? f->request->method : "",
+                      url ? url : f->id);
+        else
+            log_warn("fail_on matched: %s %s", f->request ? f->request->method : "", url ? url : f->id);
         free(url);
     }
-    if (!sink_selects(s, f))
-        return;
+    if ((m = sink_select(s, f, ferr, sizeof ferr)) <= 0) {
+        if (m == 0)
+            return;
+        atomic_fetch_add(&s->n_filter_errors, 1);
+        log_error("%s; flow %s is shown and saved", ferr, f->id);
+    }
     if (s->printer)
         printer_flow(s->printer, f);
     if (s->dump && dump_writer_add(s->dump, f) < 0)
@@ -98,9 +111,14 @@ void sink_flow(sink *s, const flow *f)
     }
 }
 
-bool sink_selects(const sink *s, const flow *f)
+int sink_select(const sink *s, const flow *f, char *err, size_t errsz)
 {
-    return !s->filter || filter_match(s->filter, f);
+    return s->filter ? filter_eval(s->filter, f, err, errsz) : 1;
+}
+
+bool sink_filter_errors(const sink *s)
+{
+    return atomic_load(&s->n_filter_errors) > 0;
 }
 
 void sink_summary(const sink *s, FILE *out)

@@ -410,6 +410,8 @@ int sreplay_load_file(sreplay *s, const char *path, char *err, size_t errsz)
         snprintf(err, errsz, "server replay: %s", rerr);
         return -1;
     }
+    flow_limits lim = opts_flow_limits(s->o);
+    flow_reader_set_limits(r, &lim);
     int rc = 0;
     for (;;) {
         flow *f = NULL;

@@ -739,12 +739,25 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
 
     bool created = false;
     struct stat st;
+    /* others who may write the directory may swap the CA for their own */
+    if (stat(ca->confdir, &st) == 0 && (st.st_mode & 022) && !(st.st_mode & S_ISVTX))
+        log_warn("%s is writable by other users (mode %04o): they can replace the CA; chmod 700 it",
+                 ca->confdir, (unsigned)(st.st_mode & 07777));
     if (lstat(path, &st) == 0 || errno != ENOENT) {
         if (load_ca(path, &ca->key, &ca->cert, err, errsz) < 0)
             goto fail;
-        if (stat(path, &st) == 0 && (st.st_mode & 077))
-            log_warn("%s is accessible by other users (mode %03o) but holds the CA's private key; chmod 600 it",
-                     path, (unsigned)(st.st_mode & 0777));
+        /* As ssh with a private key: a CA key others could read may be
+         * in other hands, and every client that trusts this CA trusts
+         * them.  Refuse rather than fix the mode: a chmod now would not
+         * make the key secret again; the user must decide. */
+        if (stat(path, &st) == 0 && (st.st_mode & 077)) {
+            snprintf(err, errsz,
+                     "%s: the CA's private key is accessible by other users (mode %04o); refusing "
+                     "to use it: chmod 600 it (and 700 its directory), or delete the confdir's "
+                     "mitmlua-ca* files for a new CA",
+                     path, (unsigned)(st.st_mode & 07777));
+            goto fail;
+        }
         if (X509_cmp_current_time(X509_get0_notAfter(ca->cert)) < 0)
             log_warn("the CA certificate in %s has expired: delete the confdir's mitmlua-ca* files to get a new one",
                      path);

@@ -309,13 +309,61 @@ static void test_unknown_fields_skipped(void)
     bytes_append(&body, future2, sizeof future2);
     flow *g = NULL;
     char err[128];
-    T_CHECK(dump_decode_flow(body.p, body.len, &g, err, sizeof err) == 0);
+    T_CHECK(dump_decode_flow(body.p, body.len, NULL, &g, err, sizeof err) == 0);
     T_CHECK(g && flow_eq(f, g));
     flow_free(g);
     /* an unknown wire type cannot be skipped: rejected, not misread */
     unsigned char bad[] = {(5 << 3) | 6, 0};
-    T_CHECK(dump_decode_flow(bad, sizeof bad, &g, err, sizeof err) == -1);
+    T_CHECK(dump_decode_flow(bad, sizeof bad, NULL, &g, err, sizeof err) == -1);
     bytes_free(&body);
+    bytes_free(&rec);
+    flow_free(f);
+}
+
+/* A record is held to the live limits while it is decoded: -2 (refused,
+ * not damage) with the part and the limit named, and the defaults are the
+ * options' defaults. */
+static void test_decode_limits(void)
+{
+    flow *f = flow_new();
+    f->type = FLOW_HTTP;
+    f->request = flow_request_new();
+    flow_strset(&f->request->method, "GET");
+    flow_strset(&f->request->host, "example.com");
+    flow_strset(&f->request->path, "/");
+    for (int i = 0; i < 300; i++)
+        hdrs_add(&f->request->headers, "X-A", 3, "v", 1);
+    bytes rec = {0};
+    T_CHECK(dump_encode_flow(f, &rec) == 0);
+    /* skip kind and length (varints) to the record body */
+    size_t p = 0;
+    for (int k = 0; k < 2; k++)
+        while (rec.p[p++] & 0x80)
+            ;
+    flow *g = NULL;
+    char err[256];
+    T_CHECK(dump_decode_flow(rec.p + p, rec.len - p, NULL, &g, err, sizeof err) == -2);
+    T_CHECK(g == NULL);
+    T_CHECK(strstr(err, f->id) && strstr(err, "request: more than 256 header fields (max_headers)"));
+    flow_limits lim = flow_limits_default;
+    lim.max_headers = 300;
+    T_CHECK(dump_decode_flow(rec.p + p, rec.len - p, &lim, &g, err, sizeof err) == 0);
+    T_CHECK(g && g->request->headers.n == 300);
+    flow_free(g);
+    g = NULL;
+    lim.max_header_size = 300 * 8 - 1;   /* "X-A: v\r\n" is 8 bytes */
+    T_CHECK(dump_decode_flow(rec.p + p, rec.len - p, &lim, &g, err, sizeof err) == -2);
+    T_CHECK(strstr(err, "max_header_size") != NULL);
+    lim = flow_limits_default;
+    lim.max_headers = 300;
+    lim.max_body = 3;
+    bytes_append(&f->request->content, "body", 4);
+    bytes_reset(&rec);
+    T_CHECK(dump_encode_flow(f, &rec) == 0);
+    T_CHECK(dump_decode_flow(rec.p + p, rec.len - p, &lim, &g, err, sizeof err) == -2);
+    T_CHECK(strstr(err, "body_size_limit") != NULL);
+    T_CHECK(flow_limits_default.max_headers == 256 && flow_limits_default.max_header_size == 65536 &&
+            flow_limits_default.max_body == (uint64_t)256 << 20);
     bytes_free(&rec);
     flow_free(f);
 }
@@ -834,6 +882,7 @@ int main(void)
     T_RUN(test_10k_flows);
     T_RUN(test_kill9);
     T_RUN(test_flowread_detection);
+    T_RUN(test_decode_limits);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
