@@ -180,9 +180,11 @@ void client_linger_or_close(cconn *c)
 }
 
 
+/* HTTP/2 has said its last word: over TLS its records (a GOAWAY) may still
+ * be in the socket's output under the filter, so close after they left. */
 static void h2_close_cb(void *owner)
 {
-    client_free(owner);
+    client_close_after_write(owner);
 }
 
 /* The client speaks HTTP/2 (ALPN h2, or the h2c preface): client_h2.c runs
@@ -198,7 +200,7 @@ void client_start_h2_or_close(cconn *c)
     c->state = C_H2;
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (client_h2_on_read(c->h2) < 0)
-        client_free(c);
+        client_close_after_write(c);
 }
 
 /* ---- the worker stops ----------------------------------------------------- */

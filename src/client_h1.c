@@ -91,12 +91,19 @@ static int resolve_target(cconn *c, flow_request *r, const char **why)
             if (path)
                 snprintf(path, n, "/%s", rest);
         }
+        /* RFC 9112 §3.2.2: a proxy replaces Host with the target's
+         * authority, so that the server cannot be told another name than
+         * the one the request went to (mitmdump forwards the client's) */
+        size_t hl;
+        const char *h = hdrs_get(&r->headers, "host", &hl);
+        bool host_ok = h && hl == alen && strncasecmp(h, a, alen) == 0;
         if (!path || flow_strnset(&r->authority, a, alen) < 0 ||
-            flow_strset(&r->scheme, https ? "https" : "http") < 0) {
+            flow_strset(&r->scheme, https ? "https" : "http") < 0 ||
+            (!host_ok && hdrs_set(&r->headers, "Host", r->authority, alen) < 0)) {
             free(path);
             return 500;
         }
-        free(r->path);
+        free(r->path);   /* a and t point into it: not used after this */
         r->path = path;
         if (o->mode == MODE_REVERSE && !c->in_tunnel) {
             /* reverse mode sends everything to its one upstream */
@@ -637,7 +644,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     }
     if (c->state == C_H2) {
         if (client_h2_on_read(c->h2) < 0)
-            client_free(c);
+            client_close_after_write(c);   /* a GOAWAY may still be on its way */
         return;
     }
     if (c->state == C_READ_REQ)
@@ -651,7 +658,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     cconn *c = arg;
     if (c->state == C_H2) {
         if (client_h2_on_write(c->h2) < 0)
-            client_free(c);
+            client_close_after_write(c);
         return;
     }
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)

@@ -734,6 +734,13 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         if (c->server && !st->in_trailers) {
             const char *msg = NULL;
             int status = request_head(st, &msg);
+            const char *cl = status ? NULL : hdrs_get(&st->req->headers, "content-length", NULL);
+            if (cl && c->lim.max_body && strtoull(cl, NULL, 10) > c->lim.max_body) {
+                /* as HTTP/1 does: refused at the headers, not after the
+                 * body has been read up to the limit */
+                status = 413;
+                msg = "request body too large";
+            }
             if (status) {
                 refuse(c, st, status, msg);
                 return 0;

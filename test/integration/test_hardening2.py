@@ -616,5 +616,123 @@ def huge_frame(mode, how, pki, tls):
     p.stop()
 
 
+# ---- the host a request names, and HTTP/2 connection errors --------------
+
+@test(timeout=60)
+def test_absolute_form_host_replaced():
+    p = H.Proxy(["-q"]).start()
+    b = backend()
+    before = len(b.log)
+    req = ("GET http://127.0.0.1:%d/echo HTTP/1.1\r\nHost: other.example\r\n"
+           "Connection: close\r\n\r\n" % b.port).encode()
+    out, _ = H.raw("127.0.0.1", p.port, req)
+    assert H.status_of(out) == 200, out[:200]
+    seen = b.log[before:]
+    assert len(seen) == 1, seen
+    hosts = [v for k, v in seen[0]["headers"] if k.lower() == "host"]
+    assert hosts == ["127.0.0.1:%d" % b.port], seen[0]["headers"]
+    assert p.stop() == 0
+
+
+def _frames(data):
+    """(type, flags, stream, payload) of every whole HTTP/2 frame in data."""
+    out, i = [], 0
+    while i + 9 <= len(data):
+        n = int.from_bytes(data[i:i + 3], "big")
+        if i + 9 + n > len(data):
+            break
+        out.append((data[i + 3], data[i + 4], int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF,
+                    data[i + 9:i + 9 + n]))
+        i += 9 + n
+    return out
+
+
+def _h2_over_tls(p, target):
+    """CONNECT through p to target, TLS with ALPN h2 (the proxy's minted
+    certificate), the client preface and an empty SETTINGS frame."""
+    import ssl
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    ctx = ssl.create_default_context(cafile=p.ca())
+    ctx.check_hostname = False
+    ctx.set_alpn_protocols(["h2"])
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    assert t.selected_alpn_protocol() == "h2", t.selected_alpn_protocol()
+    t.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    return t
+
+
+def _read_to_eof(t, limit=5):
+    data, end = b"", time.monotonic() + limit
+    t.settimeout(1)
+    while time.monotonic() < end:
+        try:
+            chunk = t.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@test(timeout=60)
+def test_h2_over_tls_connection_error_sends_goaway():
+    p = H.Proxy(["-q"]).start()
+    bad = {
+        "data on stream 0": b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x",
+        "zero window update": b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+    }
+    for what, frame in bad.items():
+        t = _h2_over_tls(p, "127.0.0.1:%d" % backend().port)
+        t.sendall(frame)
+        frames = _frames(_read_to_eof(t))
+        t.close()
+        goaway = [f for f in frames if f[0] == 7]
+        assert goaway, (what, frames)
+        code = int.from_bytes(goaway[0][3][4:8], "big")
+        assert code == 1, (what, code)          # PROTOCOL_ERROR
+    assert p.stop() == 0
+
+
+@test(timeout=60)
+def test_h2_content_length_over_limit_refused_at_headers():
+    import h2.config
+    import h2.connection
+    import h2.events
+    p = H.Proxy(["-q", "--mode", "reverse:" + backend().url("/"), "--set", "body_size_limit=1k"]).start()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "x"),
+                       (":path", "/upload"), ("content-length", "10000000")], end_stream=False)
+    s.sendall(c.data_to_send())
+    status, end = None, time.monotonic() + 3
+    s.settimeout(0.5)
+    while status is None and time.monotonic() < end:
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not data:
+            break
+        for ev in c.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = dict(ev.headers).get(b":status")
+        s.sendall(c.data_to_send())
+    s.close()
+    # answered without any body byte sent: refused at the headers
+    assert status == b"413", status
+    assert p.stop() == 0
+
+
 if __name__ == "__main__":
     H.main()
