@@ -384,4 +384,5 @@ def main():
 
 if __name__ == "__main__":
     main()
+    print(f"1..{N}")
     sys.exit(1 if FAILED else 0)

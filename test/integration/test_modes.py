@@ -607,10 +607,12 @@ NS_ERR = ns_probe() if "--ns" not in sys.argv else None
 
 
 def ns_test(fn):
-    """Register fn only where namespaces work; else print why (a SKIP that
-    run-tests does not count as a pass)."""
+    """Register fn; where namespaces do not work it is a skip with the
+    reason (run-tests counts and lists it), never a silent absence."""
     if NS_ERR:
-        print("# SKIP %s: %s" % (fn.__name__, NS_ERR))
+        def skipped():
+            H.skip(NS_ERR)
+        test(skipped, timeout=90, name=fn.__name__)
         return fn
     return test(fn, timeout=90)
 
