@@ -86,6 +86,31 @@ def wait_for(pred, timeout=5.0, step=0.05):
         time.sleep(step)
 
 
+def settled(get, timeout=10.0, quiet=0.5, step=0.05):
+    """Poll get() until its value has not changed for `quiet` seconds (or
+    timeout); returns the last value.  For counters that stop growing
+    when back-pressure holds a sender."""
+    end = time.monotonic() + timeout
+    v, since = get(), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(step)
+        n = get()
+        if n != v:
+            v, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return v
+
+
+def check_backpressure(sent, size, what="the backend"):
+    """The server had sent part of a `size`-byte body when the proxy held
+    it back: enough that a memory check measures something (at least
+    512 KiB went through the proxy's sockets), and well short of all."""
+    print("# %s sent %d of %d bytes while the client was not reading" % (what, sent, size))
+    assert 512 * 1024 <= sent < size // 2, (
+        "%s sent %d of %d bytes while the client was not reading" % (what, sent, size))
+
+
 # ---- the TAP runner ----------------------------------------------------------
 
 class Skip(Exception):
