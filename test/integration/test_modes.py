@@ -524,7 +524,11 @@ def in_namespace(scenario, *args):
                         "--ns", scenario] + [str(a) for a in args],
                        capture_output=True, timeout=60, env=dict(os.environ))
     assert r.returncode == 0, (r.returncode, r.stdout.decode()[-2000:], r.stderr.decode()[-3000:])
-    return json.loads(r.stdout.decode().strip().splitlines()[-1])
+    out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    # the helper's proxies ended as every test's do (SIGTERM, status,
+    # no sanitizer report)
+    assert not out.get("proxy_problems"), "\n".join(out["proxy_problems"])
+    return out
 
 
 def ns_setup():
@@ -649,8 +653,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--ns":
         fn = {"block": ns_block, "transparent": ns_transparent}[sys.argv[2]]
         res = fn(sys.argv[3:])
-        for p in list(H._SCOPES[0]):
-            p.kill()
+        res["proxy_problems"] = H._finish_all(H._SCOPES[0])
         print(json.dumps(res))
         sys.exit(0)
     H.main()
