@@ -111,7 +111,8 @@ asan:
 	  LDFLAGS="-fsanitize=address,undefined" all unit
 
 FUZZ_BUILD = build-fuzz
-FUZZ_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+              -fno-sanitize-recover=undefined
 fuzz:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang CFLAGS="$(FUZZ_CFLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined" $(FUZZ_BUILD)/mitmlua

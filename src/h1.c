@@ -241,6 +241,16 @@ static int cb_headers_complete(llhttp_t *ll)
             return -1;
     }
     p->chunked = (ll->flags & F_CHUNKED) != 0;
+    /* check_framing read "chunked" with its trailing whitespace trimmed
+     * ("chunked<TAB>" is chunked: RFC 9110 §5.5); llhttp 8.1 does not trim
+     * it, and would read the body to the connection's end: the client
+     * then got the chunk framing as content.  Refuse what the two read
+     * differently. */
+    if (!p->chunked && count_field(p->is_request ? &p->req->headers : &p->resp->headers,
+                                   "transfer-encoding")) {
+        fail(p, p->is_request ? 400 : 502, "Transfer-Encoding the parser does not read as chunked%s", NULL);
+        return -1;
+    }
     if (p->is_request && p->lim.max_body && !p->chunked && (ll->flags & F_CONTENT_LENGTH) &&
         ll->content_length > p->lim.max_body) {
         /* refuse at once rather than after reading up to the limit */

@@ -29,6 +29,11 @@ extern int encoding_encode(const char *coding, const void *in, size_t n, bytes *
 
 static void iso8601(double t, char *buf, size_t n)
 {
+    /* a timestamp read from a file may be anything (NaN, 1e68): converting
+     * one outside time_t's range is undefined; outside years 1970-9999
+     * the epoch stands in */
+    if (!(t >= 0.0 && t < 253402300800.0))
+        t = 0.0;
     time_t s = (time_t)floor(t);
     int ms = (int)((t - (double)s) * 1000.0);
     if (ms > 999)

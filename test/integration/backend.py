@@ -113,7 +113,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD" and body:
-            self.wfile.write(body)
+            # in pieces, counted: a test of back-pressure reads how much
+            # of a body the backend managed to send (Backend.sent)
+            step = 256 << 10
+            for i in range(0, len(body), step):
+                piece = body[i:i + step]
+                self.wfile.write(piece)
+                with self.server.log_lock:
+                    self.server.sent += len(piece)
 
     # ---- dispatch ------------------------------------------------------
     def handle_one_request(self):
@@ -219,6 +226,7 @@ class _Server(ThreadingHTTPServer):
         self.address_family = family
         self.log = []
         self.log_lock = threading.Lock()
+        self.sent = 0       # body bytes written to clients so far (send())
         self.ctx = ctx
         super().__init__(addr, Handler)
 
@@ -257,6 +265,12 @@ class Backend:
 
     def paths(self):
         return [e["path"] for e in self.log]
+
+    @property
+    def sent(self):
+        """Body bytes written to clients so far (Content-Length answers)."""
+        with self.server.log_lock:
+            return self.server.sent
 
     def clear(self):
         with self.server.log_lock:

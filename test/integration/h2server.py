@@ -53,6 +53,7 @@ class H2Server:
         self.log = []          # (alpn, method, path) of every request
         self.conns = 0         # connections accepted (TLS done)
         self.counts = {}
+        self.sent = 0          # DATA bytes sent, as the peer's windows allowed
         self.lock = threading.Lock()
         self.stopped = False
 
@@ -190,6 +191,8 @@ class H2Conn:
             chunk = data[off:off + window]
             self.conn.send_data(sid, chunk)
             off += len(chunk)
+            with self.server.lock:
+                self.server.sent += len(chunk)
         if end:
             self.conn.end_stream(sid)
         self.flush()

@@ -4,7 +4,9 @@
   the same tests against Debian's mitmdump (confdir files are named
   mitmproxy-*, scripts are Python) to check the tests themselves.
 - free_port(), Proxy (start with a temp confdir, wait until it listens,
-  capture stdout/stderr, stop with a signal and return the exit status),
+  capture stdout/stderr, stop with a signal and return the exit status;
+  at the end of each test every proxy it started gets SIGTERM, and its
+  exit status and stderr (sanitizer reports) are checked),
   curl() (the real curl), raw() (a raw socket exchange), peer_cert().
 - PKI: a test CA and leaf certificates made with the openssl CLI.
 - A small TAP runner: @test, skip(), fixture(), main().
@@ -84,6 +86,31 @@ def wait_for(pred, timeout=5.0, step=0.05):
         time.sleep(step)
 
 
+def settled(get, timeout=10.0, quiet=0.5, step=0.05):
+    """Poll get() until its value has not changed for `quiet` seconds (or
+    timeout); returns the last value.  For counters that stop growing
+    when back-pressure holds a sender."""
+    end = time.monotonic() + timeout
+    v, since = get(), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(step)
+        n = get()
+        if n != v:
+            v, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return v
+
+
+def check_backpressure(sent, size, what="the backend"):
+    """The server had sent part of a `size`-byte body when the proxy held
+    it back: enough that a memory check measures something (at least
+    512 KiB went through the proxy's sockets), and well short of all."""
+    print("# %s sent %d of %d bytes while the client was not reading" % (what, sent, size))
+    assert 512 * 1024 <= sent < size // 2, (
+        "%s sent %d of %d bytes while the client was not reading" % (what, sent, size))
+
+
 # ---- the TAP runner ----------------------------------------------------------
 
 class Skip(Exception):
@@ -96,6 +123,15 @@ class TestTimeout(Exception):
 
 def skip(reason):
     raise Skip(reason)
+
+
+def need_mitmdump():
+    """Debian's mitmdump, the reference of the differential tests.  Missing
+    is a failure, not a skip (`make deps` installs it), and no test falls
+    back to mitmlua as its own reference."""
+    if not MITMDUMP:
+        raise AssertionError("mitmdump, the reference, is not installed (make deps)")
+    return MITMDUMP
 
 
 def skip_if_mitmdump(reason):
@@ -171,11 +207,14 @@ def main():
         if status == "fail":
             for p in scope + _SCOPES[0]:
                 detail += p.describe()
-        for p in scope:
-            try:
-                p.kill()
-            except Exception:
-                pass
+        # every proxy the test started ends with SIGTERM, the documented
+        # status and no sanitizer report: a problem there fails the test
+        # even after its last assert passed
+        problems = _finish_all(scope)
+        if problems:
+            if status != "fail":
+                status, detail = "fail", ""
+            detail += "\n" + "\n".join(problems)
         dt = time.monotonic() - t0
         if status == "ok":
             print("ok %d - %s" % (n, name))
@@ -187,12 +226,21 @@ def main():
             sys.stderr.write("--- %s failed (%.1fs):\n%s\n" % (name, dt, detail))
         sys.stdout.flush()
         sys.stderr.flush()
+    # proxies of fixtures, shared by the file's tests, are checked once
+    # at the end, as one more result
+    if _SCOPES[0] and not only:
+        n += 1
+        problems = _finish_all(_SCOPES[0])
+        name = "shared proxies stop cleanly (%d)" % len(_SCOPES[0])
+        if problems:
+            failed += 1
+            print("not ok %d - %s" % (n, name))
+            sys.stderr.write("--- %s failed:\n%s\n" % (name, "\n".join(problems)))
+        else:
+            print("ok %d - %s" % (n, name))
+    else:
+        _finish_all(_SCOPES[0])
     print("1..%d" % n)
-    for p in list(_SCOPES[0]):
-        try:
-            p.kill()
-        except Exception:
-            pass
     # in-process backends (fixtures with a socketserver) stop serving first
     for ok, v in list(_FIXTURES.values()):
         if ok and hasattr(getattr(v, "server", None), "shutdown"):
@@ -209,6 +257,49 @@ def main():
     # (seen once on CI: glibc "double free or corruption" and status 134
     # after all 16 tests of a file had passed).  Nothing is left to clean up.
     os._exit(1 if failed else 0)
+
+
+# Reports of AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer
+# in a proxy's stderr (the asan build prints them; a plain build never does).
+SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                          r"runtime error:|WARNING: ThreadSanitizer|"
+                          r"SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer")
+# How long a proxy may take to exit after SIGTERM (it gives open
+# connections 2 s; the asan build with leak checking is slower to exit)
+STOP_TIMEOUT = 30
+
+
+# The proxy binary run to completion (-n -r FILE, -C, --options...) rather
+# than started as a Proxy: when a test captures its stderr, a sanitizer
+# report there fails the call, as it fails a Proxy's end.  subprocess.run
+# is wrapped once here so that the test files need not change.
+_subprocess_run = subprocess.run
+
+
+def _checked_run(*args, **kw):
+    r = _subprocess_run(*args, **kw)
+    argv = args[0] if args else kw.get("args")
+    if (isinstance(argv, (list, tuple)) and argv and not IS_MITMDUMP
+            and os.path.abspath(str(argv[0])) == BIN and r.stderr):
+        text = r.stderr if isinstance(r.stderr, str) else r.stderr.decode("utf-8", "replace")
+        m = SANITIZER_RE.search(text)
+        if m:
+            raise AssertionError("%s reported:\n%s" % (
+                " ".join(str(a) for a in argv), text[max(0, m.start() - 200):m.start() + 4000]))
+    return r
+
+
+subprocess.run = _checked_run
+
+
+def _finish_all(procs):
+    problems = []
+    for p in list(procs):
+        try:
+            problems += p.finish()
+        except Exception as e:  # noqa: B902 — report it as a problem
+            problems.append("%s: checking its end failed: %r" % (p.label, e))
+    return problems
 
 
 # ---- test PKI -------------------------------------------------------------------
@@ -262,11 +353,18 @@ class Proxy:
     *args` with stdout/stderr captured to files and waits (bounded) until
     the port accepts connections.  stop() sends SIGTERM (or the signal
     given), waits, kills with SIGKILL after a timeout and returns the exit
-    status.  Proxies started inside a test are killed after it."""
+    status.  Proxies started inside a test are stopped with SIGTERM after
+    it and checked (finish()): exit status expect_rc unless the test read
+    the status itself, no sanitizer report in stderr."""
 
     def __init__(self, args=(), confdir=None, host="127.0.0.1", port=None,
-                 binary=None, listen_host_flag=True, label="proxy"):
+                 binary=None, listen_host_flag=True, label="proxy", expect_rc=0):
         self.args = [str(a) for a in args]
+        # the status SIGTERM should end it with (man page, EXIT STATUS);
+        # a test whose proxy ends otherwise says so or reads stop()/wait()
+        self.expect_rc = expect_rc
+        self.rc_seen = False
+        self.finished = False
         self.confdir = confdir or os.path.join(tmpdir("conf"), "confdir")
         self.host = host
         self.port = port or free_port(host)
@@ -333,7 +431,9 @@ class Proxy:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+            self.rc_seen = True
             raise AssertionError("%s did not exit within %ss" % (self.label, timeout))
+        self.rc_seen = True
         return self.rc
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
@@ -341,6 +441,10 @@ class Proxy:
         (negative: killed by that signal).  SIGKILL after timeout."""
         if self.proc is None:
             return None
+        # after SIGTERM or SIGINT the status is the documented one (checked
+        # at the end of the test against expect_rc); after another signal
+        # the test judges it
+        self.rc_seen = self.rc_seen or sig not in (signal.SIGTERM, signal.SIGINT)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -355,9 +459,57 @@ class Proxy:
         return self.rc
 
     def kill(self):
+        """SIGKILL: for a test that means it (the end-of-test check then
+        takes the status as seen)."""
+        self.rc_seen = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+    def sanitizer_report(self):
+        """The first sanitizer report in stderr (with some context), or None."""
+        try:
+            t = read(self.err_path, "rb").decode("utf-8", "replace")
+        except OSError:
+            return None
+        m = SANITIZER_RE.search(t)
+        if not m:
+            return None
+        start = max(0, t.rfind("\n", 0, max(0, m.start() - 200)))
+        return t[start:start + 4000]
+
+    def finish(self, timeout=None):
+        """End of the test: SIGTERM if still running (SIGKILL after a
+        timeout, which is a problem), then check the exit status against
+        expect_rc (unless the test read it through stop() or wait()) and
+        stderr for sanitizer reports.  Returns the problems found."""
+        if self.finished or self.proc is None:
+            return []
+        self.finished = True
+        problems = []
+        what = "%s (%s)" % (self.label, " ".join(self.cmdline()))
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout or STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                problems.append("%s did not exit within %ss of SIGTERM: killed"
+                                % (what, timeout or STOP_TIMEOUT))
+        self.rc = self.proc.returncode
+        ours = not self.is_mitmdump
+        if ours and not problems and not self.rc_seen and self.rc != self.expect_rc:
+            problems.append("%s ended with status %s, not %s" % (what, self.rc, self.expect_rc))
+        rep = self.sanitizer_report() if ours else None
+        if rep:
+            problems.append("%s reported:\n%s" % (what, rep))
+        if problems and ours:
+            problems.append(self.describe())
+        for f in (getattr(self, "out", None), getattr(self, "err", None)):
+            if f:
+                f.close()
+        return problems
 
     @property
     def url(self):
@@ -401,7 +553,10 @@ class Proxy:
         return self.start()
 
     def __exit__(self, *a):
-        self.kill()
+        # stopped as at the end of a test: SIGTERM; problems are reported
+        # when the test ends
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
 
 # ---- clients ----------------------------------------------------------------

@@ -94,7 +94,7 @@ def fail_on_sets_exit_status_and_summary():
     p = H.Proxy(["--set", "fail_on=~s & ~c 500"]).start()
     assert H.curl(backend().url("/status/200"), proxy=p).status == 200
     assert p.stop() == 0, p.stderr            # nothing matched yet
-    p = H.Proxy(["--set", "fail_on=~s & ~c 500"]).start()
+    p = H.Proxy(["--set", "fail_on=~s & ~c 500"], expect_rc=3).start()
     assert H.curl(backend().url("/status/500"), proxy=p).status == 500
     assert H.curl(backend().url("/status/200"), proxy=p).status == 200
     assert p.stop() == 3, p.stderr
@@ -113,8 +113,8 @@ def mitm_exit_ends_the_run():
     dump = os.path.join(d, "flows.mitmlua")
     p = H.Proxy(["-s", script, "-w", dump]).start()
     assert H.curl(backend().url("/status/418"), proxy=p).status == 418
-    p.proc.wait(10)                            # it stops by itself
-    assert p.proc.returncode == 7, (p.proc.returncode, p.stderr)
+    rc = p.wait(10)                            # it stops by itself
+    assert rc == 7, (rc, p.stderr)
     r = subprocess.run([H.BIN, "-n", "-r", dump], capture_output=True, timeout=10)
     assert b"/status/418" in r.stdout, r        # the dump was flushed
 

@@ -265,10 +265,10 @@ def reverse_mode_takes_tls_clients_too():
 
 @test(timeout=60)
 def upstream_mode():
-    # B: a plain proxy (mitmdump when installed, as the reference), A: ours
-    # in upstream mode pointing at B.
+    # B: a plain proxy (mitmdump, the reference), A: ours in upstream mode
+    # pointing at B.
     b = backend()
-    second = H.MITMDUMP or H.BIN
+    second = H.need_mitmdump()
     B = H.Proxy(["--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert],
                 binary=second, label="upstream-B").start()
     bundle = os.path.join(H.tmpdir("bundle"), "cas.pem")

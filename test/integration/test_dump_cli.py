@@ -133,8 +133,7 @@ def kill_9_keeps_finished_flows():
     for i in range(5):
         assert H.curl(backend().url("/bytes/%d" % (10 + i)), proxy=p).status == 200
     time.sleep(0.3)   # the writer flushes within 100 ms of a flow finishing
-    p.proc.send_signal(signal.SIGKILL)
-    p.proc.wait(5)
+    p.stop(signal.SIGKILL, timeout=5)
     r = run("-n", "-r", path)
     assert len([l for l in lines(r.stdout) if "<< 200 OK" in l]) == 5, (r.stdout, r.stderr)
 

@@ -107,6 +107,7 @@ def security_headers_fail_the_run():
     assert H.curl(good, proxy=p).status == 200
     assert p.stop() == 0, p.stderr[-500:]          # nothing flagged: the job passes
     p = proxy_with("security_headers.lua", "--set", "fail_on=~meta insecure")
+    p.expect_rc = 3
     assert H.curl(bad, proxy=p).status == 200
     assert p.stop() == 3, p.stderr[-500:]          # flagged: fail_on's exit status
     assert "no Content-Security-Policy" in p.stderr and "cookie sid without Secure" in p.stderr, p.stderr[-500:]

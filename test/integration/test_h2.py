@@ -256,20 +256,27 @@ def rss_growth_limit_kb():
         return (32 if b"__asan_init" in f.read() else 16) * 1024
 
 
-def slow_h2_download_stays_bounded(p, size):
+def slow_h2_download_stays_bounded(p, size, server):
     """An HTTP/2 client that does not read for two seconds, then fetches a
-    `size`-byte body whole: the body arrives intact, and the proxy's RSS
-    grew by less than 16 MiB (32 under ASan) while the client was not
-    reading.  Returns the sha256 the body must have."""
+    `size`-byte body whole: the body arrives intact; while the client was
+    not reading, the server (a Backend or H2Server, which count what they
+    send) was held back short of the body and the proxy's RSS grew by less
+    than 16 MiB (32 under ASan).  Returns the sha256 the body must have."""
     want = hashlib.sha256(payload(size)).hexdigest()
     base = H.rss_kb(p.proc.pid)
+    sent0 = server.sent
     import threading
-    grown = []
-    t = threading.Timer(1.5, lambda: grown.append(H.rss_kb(p.proc.pid) - base))
+    grown, sent = [], []
+
+    def sample():
+        sent.append(H.settled(lambda: server.sent - sent0, timeout=0.45, quiet=0.3))
+        grown.append(H.rss_kb(p.proc.pid) - base)
+    t = threading.Timer(1.2, sample)
     t.start()
     status, body = h2_get(p.port, "/bytes/%d" % size, pause=2.0)
     t.join()
     assert status == 200 and len(body) == size and hashlib.sha256(body).hexdigest() == want, (status, len(body))
+    H.check_backpressure(sent[0], size, "the server")
     assert grown[0] < rss_growth_limit_kb(), "proxy RSS grew by %d kB while the client was not reading" % grown[0]
     return want
 
@@ -317,7 +324,7 @@ def stream_large_bodies_to_a_slow_h2_client():
     b = plain_backend()
     p = H.Proxy(["--mode", "reverse:" + b.url("/").rstrip("/"), "--set", "stream_large_bodies=1m",
                  "--set", "console_format=jsonl"]).start()
-    slow_h2_download_stays_bounded(p, 48 * 1024 * 1024)
+    slow_h2_download_stays_bounded(p, 48 * 1024 * 1024, b)
     # the flow keeps the head only, and the connection serves small bodies whole
     r = curl2("http://127.0.0.1:%d/bytes/300" % p.port, args=["--http2-prior-knowledge"])
     assert r.rc == 0 and r.body == payload(300) + b"\n2", r
@@ -598,14 +605,17 @@ def upstream_h2_flow_control_with_a_slow_client():
     # server back through the windows instead of growing the proxy
     p = reverse_to_origin("--set", "stream_large_bodies=1m")
     size = 48 * 1024 * 1024
-    want = slow_h2_download_stays_bounded(p, size)
+    want = slow_h2_download_stays_bounded(p, size, h2_origin())
     # the same for an HTTP/1.1 client that does not read
     base = H.rss_kb(p.proc.pid)
+    sent0 = h2_origin().sent
     with socket.create_connection(("127.0.0.1", p.port), timeout=20) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % size)
-        time.sleep(2.0)  # the server could send everything by now
+        time.sleep(1.5)  # the server could send everything by now
+        sent = H.settled(lambda: h2_origin().sent - sent0)
         grown = H.rss_kb(p.proc.pid) - base
+        H.check_backpressure(sent, size, "the h2 server")
         hdr, got, digest = H.recv_response_sha256(s, size)
     assert hdr.startswith(b"HTTP/1.1 200"), hdr
     assert got == size and digest == want, got

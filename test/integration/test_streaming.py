@@ -83,12 +83,16 @@ def slow_client_pauses_the_server():
     size = 48 * MB
     payload(size)  # generate before timing anything
     base = H.rss_kb(p.proc.pid)
+    sent0 = backend().sent
     with socket.create_connection(("127.0.0.1", p.port), timeout=20) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
                   % (backend().url("/bytes/%d" % size).encode(), backend().netloc.encode()))
         time.sleep(1.5)  # the backend could send everything by now
+        # the backend is held back: what it sent stops growing, short of all
+        sent = H.settled(lambda: backend().sent - sent0)
         grown = H.rss_kb(p.proc.pid) - base
+        H.check_backpressure(sent, size)
         hdr, got, digest = H.recv_response_sha256(s, size)
     assert b"200" in hdr.split(b"\r\n")[0], hdr
     assert got == size and digest == sha(payload(size)), got

@@ -394,9 +394,7 @@ def open_connection_at_shutdown():
 def mitmdump_file_read_back():
     """A WebSocket flow mitmdump saved reads back with its messages, close
     code and reason, and prints as mitmdump printed it."""
-    skip_reason = None if H.MITMDUMP else "mitmdump is not installed"
-    if skip_reason:
-        H.skip(skip_reason)
+    H.need_mitmdump()
     d = H.tmpdir("wsmd")
     path = os.path.join(d, "flows")
     p = H.Proxy(["-w", path, "--set", "flow_detail=3"], binary=H.MITMDUMP, label="mitmdump").start()

@@ -1,6 +1,7 @@
 /* t.h — a minimal TAP-like unit test harness.  Each test binary prints one
- * "ok N - name" or "not ok N - name" line per check group and exits non-zero
- * when anything failed; test/run-tests counts the lines. */
+ * "ok N - name" or "not ok N - name" line per check group, then the plan
+ * "1..N", and exits non-zero when anything failed; test/run-tests counts
+ * the lines. */
 #ifndef MITMLUA_T_H
 #define MITMLUA_T_H
 
@@ -42,6 +43,12 @@ static const char *t_cur_name;
         t_failed_total += t_cur_failed;                                        \
     } while (0)
 
-#define T_DONE() return t_failed_total ? 1 : 0
+/* the plan after the results: test/run-tests fails a binary whose count
+ * of results differs from it (one that stopped half way) */
+#define T_DONE()                                                               \
+    do {                                                                       \
+        printf("1..%d\n", t_count);                                            \
+        return t_failed_total ? 1 : 0;                                         \
+    } while (0)
 
 #endif
