@@ -75,7 +75,7 @@ def test_filter_error_r_exits_nonzero():
 def test_filter_error_fail_on_fails():
     b = backend()
     body = b"a" * 300 + b"secret"
-    p = H.Proxy(["-q", "--set", 'fail_on=~bq "(a+)+c|secret"']).start()
+    p = H.Proxy(["-q", "--set", 'fail_on=~bq "(a+)+c|secret"'], expect_rc=3).start()
     r = H.curl(b.url("/echo"), proxy=p, data=body)
     assert r.rc == 0 and r.status == 200, r
     assert p.stop() == 3, p.describe()
@@ -91,7 +91,7 @@ def test_filter_error_fail_on_fails():
 def test_filter_error_live_w_saves():
     b = backend()
     out = os.path.join(H.tmpdir("w"), "live.dump")
-    p = H.Proxy(["-q", "-w", out, BAD_U]).start()
+    p = H.Proxy(["-q", "-w", out, BAD_U], expect_rc=1).start()
     r = H.curl(b.url(XPATH), proxy=p)
     assert r.rc == 0 and r.status == 200, r
     assert p.stop() == 1, p.describe()
@@ -381,7 +381,7 @@ def test_disk_full_while_recording():
         H.skip("cannot mount a small tmpfs here: %s" % r.stderr.decode().strip())
     try:
         out = os.path.join(mnt, "flows.dump")
-        p = H.Proxy(["-w", out]).start()
+        p = H.Proxy(["-w", out], expect_rc=1).start()
         n = 24
         for i in range(n):
             r = H.curl(b.url("/upload"), proxy=p, data=os.urandom(16384))
