@@ -13,6 +13,7 @@
 #include "script.h"
 #include "shared.h"
 #include "sink.h"
+#include "sreplay.h"
 #include "t.h"
 
 #define S(name) "test/unit/scripts/" name
@@ -221,6 +222,43 @@ static void kill_in_request(void)
     T_CHECK(flows_recorded() == before + 1);                   /* and it was recorded */
 }
 
+/* ---- 4. server replay kills a request it has no recording for ------------ */
+
+static void sreplay_kill(void)
+{
+    char *extra = o.server_replay_extra;
+    o.server_replay_extra = strdup("kill");
+    char err[256];
+    sh->sreplay = sreplay_new(&o, err, sizeof err); /* nothing recorded */
+    T_CHECK(sh->sreplay != NULL);
+    if (!sh->sreplay) {
+        fprintf(stderr, "  sreplay_new: %s\n", err);
+    } else {
+        owner ow;
+        owner_init(&ow, &env);
+        unsigned long before = flows_recorded();
+        flowrun_begin(&ow.r, make_flow("/unrecorded"));
+        flowrun_request(&ow.r);
+        T_CHECK(ow.n == 1 && ow.v == FLOWRUN_KILLED);
+        T_CHECK(ow.r.f && ow.r.f->killed);
+        flowrun_fail(&ow.r, "Connection killed.");
+        T_CHECK(log_count("error /unrecorded Connection killed.") == 1);
+        T_CHECK(flows_recorded() == before + 1);
+
+        /* -r flows see the hooks only: no server replay */
+        owner_init(&ow, &env);
+        ow.r.hooks_only = true;
+        flowrun_begin(&ow.r, make_flow("/unrecorded-r"));
+        flowrun_request(&ow.r);
+        T_CHECK(ow.n == 1 && ow.v == FLOWRUN_FORWARD);
+        flowrun_release(&ow.r);
+        sreplay_free(sh->sreplay);
+        sh->sreplay = NULL;
+    }
+    free(o.server_replay_extra);
+    o.server_replay_extra = extra;
+}
+
 /* ---- 5. a request hook that sleeps ---------------------------------------- */
 
 static void sleep_in_request(void)
@@ -402,6 +440,7 @@ int main(void)
     T_RUN(no_scripts);
     T_RUN(answer_and_remove);
     T_RUN(kill_in_request);
+    T_RUN(sreplay_kill);
     T_RUN(sleep_in_request);
     T_RUN(owner_leaves);
     T_RUN(intercept);
