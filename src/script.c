@@ -63,6 +63,9 @@ static const char *const hook_names[SCRIPT_HOOK__COUNT] = {
     "load", "connect", "requestheaders", "request", "responseheaders",
     "response", "error", "websocket_message", "websocket_start",
     "websocket_end", "done",
+    "client_connected", "client_disconnected", "server_connect", "server_connected",
+    "server_disconnected", "tls_clienthello", "tls_start_client", "tls_start_server",
+    "tls_established_client", "tls_established_server", "tls_failed_client", "tls_failed_server",
 };
 
 const char *script_hook_name(enum script_hook h) { return hook_names[h]; }
@@ -1073,18 +1076,24 @@ static int flow_resume(lua_State *L)
     return 0;
 }
 
-static void push_conn(lua_State *L, const flow_conn *c)
+void script_push_conn(lua_State *L, const flow_conn *c, bool client)
 {
     lua_newtable(L);
+    /* a client's address is where it connects from: mitmproxy's peername
+     * (its older name, address, too) */
     if (c->address_host) {
         lua_newtable(L);
         lua_pushstring(L, c->address_host);
         lua_rawseti(L, -2, 1);
         lua_pushinteger(L, c->address_port);
         lua_rawseti(L, -2, 2);
+        if (client) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, "peername");
+        }
         lua_setfield(L, -2, "address");
     }
-    if (c->peer_host) {
+    if (c->peer_host && !client) {
         lua_newtable(L);
         lua_pushstring(L, c->peer_host);
         lua_rawseti(L, -2, 1);
@@ -1102,10 +1111,28 @@ static void push_conn(lua_State *L, const flow_conn *c)
     STRF("tls_version", tls_version);
     STRF("cipher", cipher);
 #undef STRF
+    if (c->cert_subject || c->cert_issuer) { /* the peer's certificate, as the dump keeps it */
+        lua_createtable(L, 1, 0);
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, c->cert_subject ? c->cert_subject : "");
+        lua_setfield(L, -2, "subject");
+        lua_pushstring(L, c->cert_issuer ? c->cert_issuer : "");
+        lua_setfield(L, -2, "issuer");
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, -2, "certificate_list");
+    }
     lua_pushboolean(L, c->tls);
     lua_setfield(L, -2, "tls_established");
-    lua_pushnumber(L, c->timestamp_start);
-    lua_setfield(L, -2, "timestamp_start");
+#define TSF(name, field)                  \
+    if (c->field) {                       \
+        lua_pushnumber(L, c->field);      \
+        lua_setfield(L, -2, name);        \
+    }
+    TSF("timestamp_start", timestamp_start);
+    TSF("timestamp_tcp_setup", timestamp_tcp_setup);
+    TSF("timestamp_tls_setup", timestamp_tls_setup);
+    TSF("timestamp_end", timestamp_end);
+#undef TSF
 }
 
 static int flow_index(lua_State *L)
@@ -1175,9 +1202,9 @@ static int flow_index(lua_State *L)
     } else if (method_of(L)) {
         return 1;
     } else if (!strcmp(k, "client_conn")) {
-        push_conn(L, &f->client);
+        script_push_conn(L, &f->client, true);
     } else if (!strcmp(k, "server_conn")) {
-        push_conn(L, &f->server);
+        script_push_conn(L, &f->server, false);
     } else if (!strcmp(k, "timestamp_created")) {
         lua_pushnumber(L, f->timestamp_created);
     } else {

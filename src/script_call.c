@@ -33,6 +33,7 @@ struct script_call {
     lua_State *co;               /* the running hook's coroutine, or NULL */
     int co_ref;
     int fn_ref;                  /* a timer's function */
+    int arg_ref;                 /* an event's argument (a table), or LUA_NOREF */
     bool can_wait, waiting;
     bool flow_on_main;           /* flow_gen left the flow's object on e->L */
     int nres;                    /* values pushed on co for its resume */
@@ -198,6 +199,7 @@ static script_call *call_new(script_env *e)
     memset(c, 0, sizeof *c);
     c->e = e;
     c->fn_ref = LUA_NOREF;
+    c->arg_ref = LUA_NOREF;
     return c;
 }
 
@@ -333,7 +335,10 @@ static bool start_next(script_call *c, int *st)
     co_get(c);
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, ref);
     int nargs = 0;
-    if (c->flow_on_main) {
+    if (c->arg_ref != LUA_NOREF) {
+        lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->arg_ref);
+        nargs = 1;
+    } else if (c->flow_on_main) {
         lua_xmove(c->e->L, c->co, 1);
         c->flow_on_main = false;
         nargs = 1;
@@ -560,4 +565,22 @@ void script_calls_end(script_env *e)
     }
     free(e->spare);
     e->spare = NULL;
+}
+
+void script_run_event(script_env *e, enum script_hook h)
+{
+    lua_State *L = e->L;
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    script_call *c = e->closing ? NULL : call_new(e);
+    if (c) {
+        c->gen = e->gen;
+        e->gen->refs++;
+        c->h = (int)h;
+        c->end = e->gen->nsets;
+        c->arg_ref = ref;
+        call_run(c, 0); /* events cannot wait: can_wait is false */
+        call_free(c);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }

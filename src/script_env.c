@@ -32,17 +32,26 @@ static int traceback_handler(lua_State *L)
 /* The hooks of the table at idx as a set (raw: a script's environment falls
  * back to _G, where `load` and `error` are Lua's own functions, not hooks).
  * false when it has none. */
+static void get_hook(lua_State *L, int idx, bool raw, const char *name)
+{
+    if (raw) {
+        lua_pushstring(L, name);
+        lua_rawget(L, idx);
+    } else {
+        lua_getfield(L, idx, name);
+    }
+}
+
 static bool set_from(lua_State *L, int idx, bool raw, size_t file, script_set *s)
 {
     bool any = false;
     s->file = file;
     for (int h = 0; h < SCRIPT_HOOK__COUNT; h++) {
         s->hooks[h] = LUA_NOREF;
-        if (raw) {
-            lua_pushstring(L, script_hook_name(h));
-            lua_rawget(L, idx);
-        } else {
-            lua_getfield(L, idx, script_hook_name(h));
+        get_hook(L, idx, raw, script_hook_name(h));
+        if (h == SCRIPT_HOOK_CONNECT && !lua_isfunction(L, -1)) {
+            lua_pop(L, 1); /* mitmproxy 7+'s name for it */
+            get_hook(L, idx, raw, "http_connect");
         }
         if (lua_isfunction(L, -1)) {
             s->hooks[h] = luaL_ref(L, LUA_REGISTRYINDEX);
