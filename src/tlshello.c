@@ -3,6 +3,7 @@
  * truncated or lying hello is refused, never read past. */
 #include "tlshello.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,7 +93,12 @@ static int alpn(rd ext, tlshello *out)
         rd proto;
         if (vec(&list, 1, &proto) < 0 || proto.n == 0)
             return -1;
-        if (out->nalpn < TLSHELLO_MAX_ALPN && proto.n < sizeof out->alpn[0])
+        /* names are bytes (RFC 7301); the ones scripts can compare as
+         * strings are printable, and only those are kept */
+        bool printable = proto.n < sizeof out->alpn[0];
+        for (size_t i = 0; printable && i < proto.n; i++)
+            printable = proto.p[i] > 0x20 && proto.p[i] < 0x7f;
+        if (out->nalpn < TLSHELLO_MAX_ALPN && printable)
             copy_str(out->alpn[out->nalpn++], sizeof out->alpn[0], &proto);
     }
     return 0;
