@@ -124,6 +124,11 @@ typedef struct script_conn_event {
  * Does nothing without such a hook; a hook that raises is logged. */
 void script_env_conn_event(script_env *e, enum script_hook h, script_conn_event *ev);
 
+/* Limit the memory the Lua state holds to `mib` MiB (script_memory_limit;
+ * 0 = none): an allocation past it fails, and the hook that asked raises
+ * "not enough memory"; its flow fails as on script_timeout, and the garbage
+ * is collected and given back at once. */
+void script_env_set_memory_limit(script_env *e, int mib);
 /* Limit each hook to `ms` milliseconds of running Lua (script_timeout;
  * 0 = none): time spent waiting does not count.
  * Turns LuaJIT's compiler off for this state: compiled code cannot be

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -35,7 +36,8 @@ struct script_call {
     int fn_ref;                  /* a timer's function */
     int arg_ref;                 /* an event's argument (a table), or LUA_NOREF */
     bool can_wait, waiting;
-    bool flow_on_main;           /* flow_gen left the flow's object on e->L */
+    bool flow_on_main;
+    bool out_of_memory;          /* a hook ran past script_memory_limit */           /* flow_gen left the flow's object on e->L */
     int nres;                    /* values pushed on co for its resume */
     int rc;
     long long used_ns;           /* Lua running time, for script_timeout */
@@ -249,6 +251,7 @@ static int resume(script_call *c, int nargs)
     script_call *outer = e->running;
     long long t0 = 0;
     e->running = c;
+    e->mem_hit = false;
     if (e->timeout_ms) {
         timeout_arm(e, c->used_ns);
         t0 = now_ns();
@@ -262,9 +265,23 @@ static int resume(script_call *c, int nargs)
     return st;
 }
 
-static void report_error(script_call *c)
+static void report_error(script_call *c, int st)
 {
     script_env *e = c->e;
+    if (st == LUA_ERRMEM || e->mem_hit) {
+        log_error("%s: %s hook stopped: it needed more than script_memory_limit (%zu MiB)", call_script(c),
+                  call_what(c), e->mem_limit >> 20);
+        if (c->f) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "script %s: %s hook needed more than script_memory_limit (%zu MiB)",
+                     call_script(c), call_what(c), e->mem_limit >> 20);
+            flow_set_error(c->f, msg);
+        }
+        e->mem_hit = false;
+        c->rc = -1;
+        c->out_of_memory = true;
+        return;
+    }
     if (e->timed_out) {
         /* the flow fails; later scripts' hooks do not run for it */
         log_error("%s: %s hook stopped: it ran longer than script_timeout (%d ms)", call_script(c), call_what(c),
@@ -369,8 +386,15 @@ static int call_run(script_call *c, int nres)
                       call_what(c), c->h == HOOK_TIMER ? "" : " hook");
             co_drop(c);
         } else if (st != 0) {
-            report_error(c);
+            report_error(c, st);
             co_drop(c);
+            if (c->out_of_memory) {
+                /* what the hook built is garbage now that its coroutine is
+                 * dropped: collect it and give the pages back, so that one
+                 * runaway hook does not keep the memory */
+                lua_gc(c->e->L, LUA_GCCOLLECT, 0);
+                malloc_trim(0);
+            }
             if (c->rc < 0)
                 break;
         } else {

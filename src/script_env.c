@@ -168,17 +168,87 @@ static void env_free_files(script_env *e)
     free(e->files);
 }
 
+/* ---- limits a script cannot lift ------------------------------------------
+ *
+ * Every allocation of the state goes through lua_alloc, which counts what
+ * the state holds and refuses growth past script_memory_limit.  And the two
+ * functions that could undo script_timeout are wrapped from the start, so
+ * that a reference a script took at load time is the wrapper:
+ * debug.sethook (the limit is a count hook) and jit.on (compiled code does
+ * not call hooks). */
+
+static int lua_panic(lua_State *L)
+{
+    log_error("Lua: unprotected error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    return 0; /* LuaJIT aborts the process */
+}
+
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    script_env *e = ud;
+    if (nsize == 0) {
+        free(ptr);
+        e->mem_used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && e->mem_limit && e->mem_used + (nsize - osize) > e->mem_limit) {
+        e->mem_hit = true;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        e->mem_used = e->mem_used - osize + nsize;
+    return p;
+}
+
+static int guarded(lua_State *L, const char *what)
+{
+    script_env *e = script_env_of(L);
+    if (e && e->timeout_ms)
+        return luaL_error(L, "%s is not available with script_timeout set: the limit depends on it", what);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int guarded_sethook(lua_State *L) { return guarded(L, "debug.sethook"); }
+static int guarded_jit_on(lua_State *L) { return guarded(L, "jit.on"); }
+
+/* lib[name] = a closure of wrapper over the original */
+static void wrap(lua_State *L, const char *lib, const char *name, lua_CFunction wrapper)
+{
+    lua_getglobal(L, lib);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, wrapper, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+void script_env_set_memory_limit(script_env *e, int mib)
+{
+    if (e)
+        e->mem_limit = mib > 0 ? (size_t)mib << 20 : 0;
+}
+
 script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t errsz)
 {
     script_env *e = calloc(1, sizeof *e);
-    if (!e || !(e->L = luaL_newstate()) || !(e->files = calloc(n ? n : 1, sizeof *e->files)) ||
+    if (!e || !(e->L = lua_newstate(lua_alloc, e)) || !(e->files = calloc(n ? n : 1, sizeof *e->files)) ||
         !(e->gen = calloc(1, sizeof *e->gen))) {
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
     e->gen->refs = 1;
     lua_State *L = e->L;
+    lua_atpanic(L, lua_panic);
     luaL_openlibs(L);
+    wrap(L, "debug", "sethook", guarded_sethook);
+    wrap(L, "jit", "on", guarded_jit_on);
     if (lua_cpcall(L, script_setup_api, NULL) != 0) {
         snprintf(err, errsz, "out of memory");
         goto fail;

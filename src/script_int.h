@@ -51,6 +51,9 @@ struct script_env {
     struct worker *worker;   /* for mitm.http.request; NULL outside a worker */
     struct event *watch;     /* hot reload: checks the files every second */
     int timeout_ms;          /* script_timeout; 0 = hooks run unbounded */
+    size_t mem_used;         /* bytes the Lua state holds (our allocator's count) */
+    size_t mem_limit;        /* script_memory_limit in bytes; 0 = none */
+    bool mem_hit;            /* an allocation was refused since the last check */
     struct timespec deadline;
     bool timed_out;          /* the running hook passed its deadline */
     struct script_call *running; /* the call whose coroutine runs now */
