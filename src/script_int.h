@@ -52,6 +52,8 @@ struct script_env {
     struct event *watch;     /* hot reload: checks the files every second */
     int timeout_ms;          /* script_timeout; 0 = hooks run unbounded */
     size_t mem_used;         /* bytes the Lua state holds (our allocator's count) */
+    lua_Alloc base_alloc;    /* LuaJIT's own allocator, which ours calls */
+    void *base_alloc_ud;
     size_t mem_limit;        /* script_memory_limit in bytes; 0 = none */
     bool mem_hit;            /* an allocation was refused since the last check */
     struct timespec deadline;
