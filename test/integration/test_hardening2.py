@@ -802,5 +802,38 @@ end
     assert p.stop() == 0
 
 
+@test(timeout=60)
+def test_h2_unread_large_response_held_once():
+    import h2.config
+    import h2.connection
+    import h2.events
+    size = 64 << 20
+    p = H.Proxy(["-q", "--mode", "reverse:" + backend().url("/")]).start()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                       (":path", "/bytes/%d" % size)], end_stream=True)
+    s.sendall(c.data_to_send())
+    s.settimeout(0.5)
+    head, end = False, time.monotonic() + 20
+    while not head and time.monotonic() < end:      # the head, then never a WINDOW_UPDATE
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            continue
+        assert data, "connection closed"
+        head = any(isinstance(ev, h2.events.ResponseReceived) for ev in c.receive_data(data))
+    assert head
+    def hwm():
+        with open("/proc/%d/status" % p.proc.pid) as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) * 1024
+    time.sleep(1)
+    # the body is in memory once (the stream's), not also in the flow
+    assert hwm() < size * 1.5, hwm()
+    s.close()
+    assert p.stop() == 0
+
+
 if __name__ == "__main__":
     H.main()
