@@ -452,6 +452,11 @@ int script_run_sets(script_env *e, script_gen *g, size_t from, size_t to, enum s
     return rc;
 }
 
+bool script_env_has_hook(const script_env *e, enum script_hook h)
+{
+    return e && e->has[h];
+}
+
 int script_env_start(script_env *e, enum script_hook h, flow *f, script_done_fn done, void *arg,
                      script_call **callp)
 {

@@ -402,11 +402,6 @@ void script_env_set_exit(script_env *e, void (*fn)(void *ud, int code), void *ud
     e->exit_ud = ud;
 }
 
-bool script_env_has_hook(const script_env *e, enum script_hook h)
-{
-    return e && e->has[h];
-}
-
 void script_env_free(script_env *e)
 {
     if (!e)
