@@ -1,9 +1,13 @@
 /* report.c — the HTML report (see report.h).  Each flow becomes one compact
  * JSON record (bodies decoded per Content-Encoding and cut at the limit),
- * escaped for a <script type="application/json"> block and appended to a
- * temporary file; at close the template is written with its
- * Content-Security-Policy (hashes of its own script and style), the run's
- * metadata and the records copied in. */
+ * escaped as if for a <script type="application/json"> block, and
+ * gzip-compressed into a temporary file as they come; at close the
+ * template is written with its Content-Security-Policy (hashes of its own
+ * script and style), the run's metadata, and the records in base64, which
+ * the page inflates with the browser's DecompressionStream.  Compressed,
+ * a report of API traffic stays close to the dump's size (as JSON text it
+ * was eight times larger); the records are escaped all the same, so that
+ * the text the page parses could be embedded as it is. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -14,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "encoding.h"
 #include "opts.h"
@@ -317,7 +322,9 @@ char *report_flow_json(const flow *f, size_t body_limit, int fail_on)
 
 struct report_writer {
     FILE *out;          /* the page */
-    FILE *tmp;          /* records so far, one escaped JSON line each */
+    FILE *tmp;          /* records so far, gzip of escaped JSON lines */
+    z_stream z;
+    bool z_init;
     char *path;
     size_t limit;
     size_t n;
@@ -327,6 +334,8 @@ struct report_writer {
 
 static void writer_free(report_writer *w)
 {
+    if (w->z_init)
+        deflateEnd(&w->z);
     if (w->out && w->out != stdout)
         fclose(w->out);
     if (w->tmp)
@@ -370,7 +379,35 @@ report_writer *report_writer_open(const char *path, size_t body_limit, const rep
         writer_free(w);
         return NULL;
     }
+    /* windowBits 15 + 16: a gzip stream, what DecompressionStream("gzip") reads */
+    if (deflateInit2(&w->z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        snprintf(err, errsz, "out of memory");
+        writer_free(w);
+        return NULL;
+    }
+    w->z_init = true;
     return w;
+}
+
+/* n bytes through the compressor into the temporary file; flush =
+ * Z_FINISH at the end. */
+static int deflate_to(report_writer *w, const void *p, size_t n, int flush)
+{
+    unsigned char buf[16384];
+    w->z.next_in = (unsigned char *)(uintptr_t)p;
+    w->z.avail_in = (uInt)n;
+    int zr;
+    do {
+        w->z.next_out = buf;
+        w->z.avail_out = sizeof buf;
+        zr = deflate(&w->z, flush);
+        if (zr == Z_STREAM_ERROR)
+            return -1;
+        size_t k = sizeof buf - w->z.avail_out;
+        if (k && fwrite(buf, 1, k, w->tmp) != k)
+            return -1;
+    } while (w->z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
+    return 0;
 }
 
 int report_writer_add(report_writer *w, const flow *f, int fail_on, char *err, size_t errsz)
@@ -382,7 +419,7 @@ int report_writer_add(report_writer *w, const flow *f, int fail_on, char *err, s
         snprintf(err, errsz, "cannot build the record of flow %s: out of memory", f->id);
         goto out;
     }
-    if ((w->n && fputs(",\n", w->tmp) == EOF) || fwrite(e.p, 1, e.len, w->tmp) != e.len) {
+    if ((w->n && deflate_to(w, ",\n", 2, Z_NO_FLUSH) < 0) || deflate_to(w, e.p, e.len, Z_NO_FLUSH) < 0) {
         snprintf(err, errsz, "temporary file: %s", strerror(errno));
         w->failed = true;
         goto out;
@@ -420,6 +457,23 @@ static int put_escaped_json(FILE *out, json_t *j)
     return rc;
 }
 
+/* The compressed records in base64, a line per 48 KiB. */
+static int put_records(report_writer *w)
+{
+    unsigned char in[49152];
+    char b64[65540];
+    size_t k;
+    if (deflate_to(w, "", 0, Z_FINISH) < 0 || fflush(w->tmp) != 0 || fseek(w->tmp, 0, SEEK_SET) != 0)
+        return -1;
+    while ((k = fread(in, 1, sizeof in, w->tmp)) > 0) {
+        int m = EVP_EncodeBlock((unsigned char *)b64, in, (int)k);
+        b64[m] = '\n';
+        if (fwrite(b64, 1, (size_t)m + 1, w->out) != (size_t)m + 1)
+            return -1;
+    }
+    return ferror(w->tmp) ? -1 : 0;
+}
+
 /* The template with its three holes filled. */
 static int write_page(report_writer *w)
 {
@@ -452,18 +506,8 @@ static int write_page(report_writer *w)
             json_decref(m);
             if (rc < 0)
                 return -1;
-        } else {
-            char buf[65536];
-            size_t k;
-            fputc('[', w->out);
-            if (fflush(w->tmp) != 0 || fseek(w->tmp, 0, SEEK_SET) != 0)
-                return -1;
-            while ((k = fread(buf, 1, sizeof buf, w->tmp)) > 0)
-                if (fwrite(buf, 1, k, w->out) != k)
-                    return -1;
-            if (ferror(w->tmp))
-                return -1;
-            fputc(']', w->out);
+        } else if (put_records(w) < 0) {
+            return -1;
         }
     }
     fputs(p, w->out);
