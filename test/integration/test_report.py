@@ -315,15 +315,25 @@ def hostile_recording_runs_nothing():
 
 @test(timeout=60)
 def screenshot_for_a_person():
+    """The page as a person sees it first, and with a flow open: kept under
+    build/test-output/test_report/ with the page itself."""
     rec = recording()
-    b = browser().open(rec.live)
-    b.search("")
-    b.click_row("/echo/api")
+    b = browser()
     os.makedirs(OUT, exist_ok=True)
-    shot = os.path.join(OUT, "report.png")
-    assert b.d.save_screenshot(shot) and os.path.getsize(shot) > 10000
+    b.d.set_window_size(1400, 1700)
+    try:
+        b.open(rec.live)
+        overview = os.path.join(OUT, "report.png")
+        assert b.d.save_screenshot(overview) and os.path.getsize(overview) > 10000
+        b.click_row("/echo/api")
+        b.d.execute_script("window.scrollTo(0, 0)")
+        detail = os.path.join(OUT, "report-flow.png")
+        assert b.d.save_screenshot(detail) and os.path.getsize(detail) > 10000
+    finally:
+        b.d.set_window_size(1400, 1000)
     shutil.copy(rec.live, os.path.join(OUT, "report.html"))
-    print("# screenshot: %s" % shot)
+    print("# screenshot: %s" % overview)
+    print("# screenshot: %s" % detail)
     print("# report: %s" % os.path.join(OUT, "report.html"))
 
 
@@ -336,6 +346,9 @@ def thousand_api_flows_size():
     dump = os.path.join(d, "flows.mitmlua")
     page = os.path.join(d, "report.html")
     server = T.ShapeServer()
+    # its handler writes the head and the body apart: with Nagle, each
+    # exchange waits for a delayed ACK (40 ms, 40 s for the lot)
+    server.RequestHandlerClass = type("NoDelay", (server.RequestHandlerClass,), {"disable_nagle_algorithm": True})
     try:
         ex = T.exchanges("json-api", n=1000)
         for _, path, _, _, status, sh, resp in ex:
