@@ -229,7 +229,7 @@ def summary_figures():
     assert b.text("#sum-4xx .v") == "1" and b.text("#sum-5xx .v") == "1", b.text("#summary")
     assert b.text("#sum-none .v") == "1", b.text("#summary")
     # the hosts table: one host, all flows, its error and statuses
-    rows = [r.text for r in b.find("#hosttable tr")]
+    rows = [" ".join(r.text.split()) for r in b.find("#hosttable tr")]
     assert len(rows) == 2 and rows[1].startswith("127.0.0.1 %d 1 1 1" % rec.n), rows
     # failed flows first: the error and the 5xx, then the 4xx
     failed = b.text("#failed")
