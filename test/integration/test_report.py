@@ -93,8 +93,12 @@ def recording():
     rec.live = os.path.join(d, "live.html")
     rec.page = os.path.join(d, "report.html")
     script = H.script("evil", LUA % (lua_bytes(EVIL.encode()), lua_bytes(PNG)), "")
+    pki = H.PKI()
+    cert, key = pki.leaf()
+    tls = Backend(tls=(cert, key)).start()
     p = H.Proxy(["-q", "-s", script, "-w", rec.dump, "--set", "report=" + rec.live,
-                 "--set", "fail_on=~c 500"], expect_rc=3).start()
+                 "--set", "fail_on=~c 500", "--set", "ssl_verify_upstream_trusted_ca=" + pki.ca_cert],
+                expect_rc=3).start()
     b = backend().url("")
     js = {"Content-Type": "application/json"}
     rec.statuses = through(p, [
@@ -110,6 +114,9 @@ def recording():
         ("GET", b + "/img", {}, None),
         ("GET", b + "/drop", {}, None),
     ])
+    r = H.curl(tls.url("/echo/tls"), proxy=p, cacert=os.path.join(p.confdir, H.ca_name()))
+    rec.statuses.append(r.status)
+    tls.stop()
     assert p.stop() == 3, "fail_on matched: status 3"
     r = subprocess.run([H.BIN, "-n", "-q", "-r", rec.dump, "--set", "report=" + rec.page],
                        capture_output=True, text=True, timeout=30)
@@ -207,7 +214,7 @@ def report_written_live_and_from_the_dump():
     only_mitmlua()
     rec = recording()
     assert rec.statuses[:10] == [200, 200, 200, 404, 500, 200, 200, 200, 200, 200], rec.statuses
-    assert rec.statuses[10] == 502, rec.statuses   # /drop: the proxy answers 502
+    assert rec.statuses[10:] == [502, 200], rec.statuses   # /drop: the proxy answers 502
     for path in (rec.live, rec.page):
         html = H.read(path)
         # only the page's own three script blocks: nothing recorded closes one
@@ -225,7 +232,7 @@ def summary_figures():
     b = browser().open(rec.page)
     assert b.text("#sum-flows .v") == str(rec.n), b.text("#summary")
     assert b.text("#sum-errors .v") == "1", b.text("#summary")
-    assert b.text("#sum-2xx .v") == "8", b.text("#summary")
+    assert b.text("#sum-2xx .v") == "9", b.text("#summary")
     assert b.text("#sum-4xx .v") == "1" and b.text("#sum-5xx .v") == "1", b.text("#summary")
     assert b.text("#sum-none .v") == "1", b.text("#summary")
     # the hosts table: one host, all flows, its error and statuses
@@ -280,10 +287,16 @@ def flow_headers_and_bodies():
     assert b.d.execute_script("var i=document.querySelector('#dbody img.body');"
                               "return i && i.complete ? i.naturalWidth : -1") == 1, "the image is shown"
     # searching narrows, an empty search shows all, a negation excludes
+    # TLS details of both sides
+    b.search("https")
+    b.click_row("/echo/tls")
+    text = b.text("#dbody")
+    assert "Server connection" in text.title() or "SERVER CONNECTION" in text, text
+    assert text.count("TLSv1.") >= 2, text
     b.search("s:4xx")
     assert b.text("#count") == "1 of %d flows" % rec.n
     b.search("!echo")
-    assert b.text("#count") == "%d of %d flows" % (rec.n - 4, rec.n), b.text("#count")
+    assert b.text("#count") == "%d of %d flows" % (rec.n - 5, rec.n), b.text("#count")
     b.search("")
     assert b.text("#count") == "%d flows" % rec.n
 
