@@ -23,7 +23,8 @@ typedef struct report_info {
 } report_info;
 
 /* Opens (truncates) path at once, so a run that cannot write it fails at
- * start.  body_limit 0 = REPORT_DEFAULT_BODY_LIMIT.  NULL with a line in
+ * start.  body_limit 0 = no limit (REPORT_DEFAULT_BODY_LIMIT is the
+ * option's default).  NULL with a line in
  * err.  Not thread-safe: one owner at a time. */
 report_writer *report_writer_open(const char *path, size_t body_limit, const report_info *info,
                                   char *err, size_t errsz);
@@ -32,8 +33,8 @@ int report_writer_add(report_writer *w, const flow *f, int fail_on, char *err, s
 /* Writes the page and frees w (also on error). */
 int report_writer_close(report_writer *w, char *err, size_t errsz);
 
-/* One flow as the page's compact JSON record, not yet escaped.  Caller
- * frees; NULL on ENOMEM. */
+/* One flow as the page's compact JSON record, not yet escaped; body_limit
+ * 0 = REPORT_DEFAULT_BODY_LIMIT.  Caller frees; NULL on ENOMEM. */
 char *report_flow_json(const flow *f, size_t body_limit, int fail_on);
 /* Appends JSON text to out with '<', '>', '&', U+2028 and U+2029 written
  * as \uXXXX: the result can sit inside <script type="application/json">

@@ -27,6 +27,8 @@
 
 /* A body that decodes past this is shown as sent (still encoded). */
 #define REPORT_MAX_DECODE ((size_t)16 << 20)
+/* report_body_limit=0 (no limit) still stops here: base64 counts in int. */
+#define REPORT_MAX_BODY ((size_t)1 << 30)
 /* WebSocket messages kept per flow; the page gives the total. */
 #define REPORT_MAX_WS 1000
 
@@ -355,7 +357,7 @@ report_writer *report_writer_open(const char *path, size_t body_limit, const rep
         snprintf(err, errsz, "out of memory");
         return NULL;
     }
-    w->limit = body_limit ? body_limit : REPORT_DEFAULT_BODY_LIMIT;
+    w->limit = body_limit && body_limit < REPORT_MAX_BODY ? body_limit : REPORT_MAX_BODY;
     if (info && info->filter)
         w->filter = strdup(info->filter);
     if (info && info->fail_on)

@@ -224,6 +224,13 @@ def report_written_live_and_from_the_dump():
         assert "default-src 'none'" in html and "unsafe-inline" not in html
         assert "http://" not in html.split('id="mitmlua-meta"')[0].replace("http-equiv", ""), \
             "the page loads nothing from the network"
+    # the trailing filter limits what goes in, and the page says which
+    page = os.path.join(os.path.dirname(rec.page), "filtered.html")
+    r = subprocess.run([H.BIN, "-n", "-q", "-r", rec.dump, "--set", "report=" + page, "~c 500 | ~c 404"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(H.read(page).split('id="mitmlua-meta">')[1].split("</script>")[0])
+    assert meta["flows"] == 2 and meta["filter"] == "~c 500 | ~c 404", meta
 
 
 @test(timeout=60)
