@@ -345,7 +345,7 @@ def screenshot_for_a_person():
         b.open(rec.live)
         overview = os.path.join(OUT, "report.png")
         assert b.d.save_screenshot(overview) and os.path.getsize(overview) > 10000
-        b.click_row("/echo/api")
+        b.click_row("/echo/tls")
         b.d.execute_script("window.scrollTo(0, 0)")
         detail = os.path.join(OUT, "report-flow.png")
         assert b.d.save_screenshot(detail) and os.path.getsize(detail) > 10000
