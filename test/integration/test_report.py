@@ -257,6 +257,25 @@ def summary_figures():
     assert b.text("#count") == "1 of %d flows" % rec.n
     b.click_row("/status/500")
     assert "matched fail_on" in b.text("#dbody h3")
+    # the next flow with the keyboard
+    from selenium.webdriver.common.keys import Keys
+    b.find("body")[0].send_keys(Keys.ESCAPE)
+    b.search("s:4xx")
+    b.click_row("/status/404")
+    b.search("status")
+    b.click_row("/status/404")
+    b.find("body")[0].send_keys("j")
+    assert H.wait_for(lambda: "/status/500" in b.text("#dbody h3")), b.text("#dbody h3")
+    # a report of nothing still opens
+    d = H.tmpdir("empty")
+    H.write(os.path.join(d, "none.mitmlua"), "")
+    r = subprocess.run([H.BIN, "-n", "-q", "-r", os.path.join(d, "none.mitmlua"),
+                        "--set", "report=" + os.path.join(d, "empty.html")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    b.open(os.path.join(d, "empty.html"))
+    assert b.text("#sum-flows .v") == "0" and b.text("#count") == "0 flows"
+    severe = [e for e in b.logs() if e.get("level") == "SEVERE"]
+    assert not severe, severe
 
 
 @test(timeout=60)
