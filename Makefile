@@ -66,6 +66,15 @@ $(BUILD)/gen/lua_%.h: lua/%.lua
 
 $(BUILD)/obj/script.o: $(LUA_GEN)
 
+# The HTML report's template (report/report.html) is a byte array in the
+# binary; report.c fills its holes.
+$(BUILD)/gen/report_html.h: report/report.html report/embed.lua
+	@mkdir -p $(dir $@)
+	@echo "  EMBED $<"
+	$(Q)luajit report/embed.lua report_html $< $@
+
+$(BUILD)/obj/report.o: $(BUILD)/gen/report_html.h
+
 $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
@@ -84,7 +93,7 @@ DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libluajit-5.1-dev 
            luajit node-llhttp libnghttp2-dev libzstd-dev libpcre2-dev zlib1g-dev \
            libbrotli-dev libjansson-dev curl nginx-light nghttp2-client wrk \
            python3 python3-websockets python3-h2 mitmproxy clang libclang-rt-14-dev openssl \
-           procps iproute2 nftables
+           procps iproute2 nftables chromium chromium-driver python3-selenium
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \

@@ -66,6 +66,8 @@ typedef struct opts {
     size_t nclient_replay_ignore_json_fields;
     char *confdir;
     char *hardump;
+    char *report;               /* --set report=FILE: the HTML report */
+    uint64_t report_body_limit; /* bodies cut past this in the report */
     /* TLS */
     bool ssl_insecure;
     char *ssl_verify_upstream_trusted_ca;

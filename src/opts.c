@@ -55,6 +55,8 @@ static const opt_desc opt_table[] = {
     {"client_replay_ignore_json_fields", OT_STRLIST, F(client_replay_ignore_json_fields), F(nclient_replay_ignore_json_fields), "Client replay compare: dotted path of a JSON body field to leave out, e.g. data.updated_at; * matches any key or index (repeatable)."},
     {"confdir", OT_STR, F(confdir), 0, "Location of the CA and configuration files."},
     {"hardump", OT_STR, F(hardump), 0, "Write a HAR 1.2 file of the flows on exit."},
+    {"report", OT_STR, F(report), 0, "Write one self-contained HTML page of the flows on exit (summary, waterfall, hosts, every flow)."},
+    {"report_body_limit", OT_SIZE, F(report_body_limit), 0, "Report: bodies longer than this (decoded, e.g. 64k) are cut, with their size shown. 0 = no limit."},
     {"ssl_insecure", OT_BOOL, F(ssl_insecure), 0, "Do not verify upstream server certificates."},
     {"ssl_verify_upstream_trusted_ca", OT_STR, F(ssl_verify_upstream_trusted_ca), 0, "PEM file of extra CAs trusted for upstream verification."},
     {"flow_detail", OT_INT, F(flow_detail), 0, "Console detail: 0 quiet .. 4 everything."},
@@ -110,6 +112,7 @@ void opts_defaults(opts *o)
     o->termlog_verbosity = strdup("info");
     o->console_format = strdup("text");
     o->body_size_limit = FLOW_DEFAULT_BODY_SIZE_LIMIT;
+    o->report_body_limit = 32 * 1024;   /* REPORT_DEFAULT_BODY_LIMIT */
     o->max_header_size = FLOW_DEFAULT_MAX_HEADER_SIZE;
     o->max_headers = FLOW_DEFAULT_MAX_HEADERS;
     o->connect_timeout = 10;

@@ -11,6 +11,7 @@
 #include "har.h"
 #include "log.h"
 #include "printer.h"
+#include "report.h"
 
 struct sink {
     filter *filter;             /* trailing filter expression, or NULL */
@@ -19,6 +20,8 @@ struct sink {
     dump_writer *dump;          /* -w, or NULL */
     har_writer *har;            /* --set hardump=FILE, or NULL */
     pthread_mutex_t har_lock;   /* the HAR writer has one owner at a time */
+    report_writer *report;      /* --set report=FILE, or NULL */
+    pthread_mutex_t report_lock;
     /* Run totals, shared on purpose: the exit status and the summary are
      * about every worker's flows. */
     atomic_ulong n_flows, n_errors, n_failed_on;
@@ -36,6 +39,7 @@ sink *sink_new(const opts *o, int *status, char *err, size_t errsz)
         return NULL;
     }
     pthread_mutex_init(&s->har_lock, NULL);
+    pthread_mutex_init(&s->report_lock, NULL);
     if (o->fail_on && !(s->fail_on = filter_compile(o->fail_on, why, sizeof why))) {
         snprintf(err, errsz, "invalid fail_on expression: %s", why);
         *status = 2;
@@ -65,6 +69,12 @@ int sink_open(sink *s, const opts *o, char *err, size_t errsz)
         snprintf(err, errsz, "hardump: %s", why);
         return -1;
     }
+    report_info ri = {o->filter_expr, o->fail_on};
+    if (o->report && !(s->report = report_writer_open(o->report, (size_t)o->report_body_limit, &ri, why,
+                                                      sizeof why))) {
+        snprintf(err, errsz, "report: %s", why);
+        return -1;
+    }
     return 0;
 }
 
@@ -81,6 +91,7 @@ void sink_flow(sink *s, const flow *f)
      * lets the flow through the trailing filter: never a silent "no" */
     char ferr[512];
     int m = s->fail_on ? filter_eval(s->fail_on, f, ferr, sizeof ferr) : 0;
+    int failed_on = m;
     if (m != 0) {
         atomic_fetch_add(&s->n_failed_on, 1);
         char *url = f->request ? flow_request_url(f->request) : NULL;
@@ -108,6 +119,14 @@ void sink_flow(sink *s, const flow *f)
         pthread_mutex_unlock(&s->har_lock);
         if (rc < 0)
             log_error("hardump: %s", err);
+    }
+    if (s->report) {
+        char err[256];
+        pthread_mutex_lock(&s->report_lock);
+        int rc = report_writer_add(s->report, f, failed_on, err, sizeof err);
+        pthread_mutex_unlock(&s->report_lock);
+        if (rc < 0)
+            log_error("report: %s", err);
     }
 }
 
@@ -153,10 +172,15 @@ int sink_close(sink *s)
         fprintf(stderr, "mitmlua: hardump: %s\n", err);
         rc = -1;
     }
+    if (s->report && report_writer_close(s->report, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: report: %s\n", err);
+        rc = -1;
+    }
     printer_free(s->printer);
     filter_free(s->filter);
     filter_free(s->fail_on);
     pthread_mutex_destroy(&s->har_lock);
+    pthread_mutex_destroy(&s->report_lock);
     free(s);
     return rc;
 }
