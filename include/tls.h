@@ -34,6 +34,10 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz);
  * child's DER on first use.  Call before starting threads (it forks). */
 tls_ca *tls_ca_open(const char *confdir, const char *trusted_ca, char *err, size_t errsz);
 void tls_ca_free(tls_ca *ca);   /* after every SSL/SSL_CTX using it is gone */
+/* RSA bits of the leaf key made by the next tls_ca_open or
+ * tls_ca_load_or_create (key_size; default 2048).  Call at start-up,
+ * before threads start. */
+void tls_set_leaf_key_bits(int bits);
 
 X509 *tls_ca_cert(tls_ca *ca);           /* borrowed; NULL if it cannot be made */
 EVP_PKEY *tls_ca_leaf_key(tls_ca *ca);   /* shared by every leaf; borrowed */
@@ -53,7 +57,8 @@ size_t tls_ca_cache_count(tls_ca *ca);
 /* ---- client-facing (we are the server) --------------------------------- */
 
 /* TLS 1.2+.  The certificate is picked per connection in the certificate
- * callback: the client's SNI when it sent a usable one, else the fallback
+ * callback: a `certs` entry matching the host (tlsopts.h), else minted for
+ * the client's SNI when it sent a usable one, else the fallback
  * host set with tls_set_fallback_host (the CONNECT target or the address the
  * client connected to), else "mitmlua".  The SSL_CTX borrows `ca`. */
 SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz);

@@ -46,6 +46,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "tlsopts.h"
 #include "xthread.h"
 
 #define TLS_CACHE_DEFAULT 1024
@@ -107,6 +108,9 @@ typedef struct tls_blob {
 } tls_blob;
 
 static int ex_fallback_idx = -1, ex_alpn_idx = -1;
+/* key_size: set once at start-up, before tls_ca_open forks (the child
+ * makes the leaf key) and before any thread starts */
+static int leaf_key_bits = 2048;
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 
 static void ssl_errstr(char *err, size_t errsz, const char *what)
@@ -485,7 +489,7 @@ static bool ca_ready(tls_ca *ca)
             ca->leaf_der = NULL;
         }
         if (!ca->leaf_key) /* the child died before sending it */
-            ca->leaf_key = EVP_RSA_gen(2048);
+            ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits);
         atomic_store_explicit(&ca->ready, true, memory_order_release);
     }
     pthread_mutex_unlock(&ca->key_lock);
@@ -689,7 +693,7 @@ out:
 static void *keygen_main(void *arg)
 {
     tls_ca *ca = arg;
-    ca->leaf_key = EVP_RSA_gen(2048);
+    ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits);
     return NULL;
 }
 
@@ -780,7 +784,7 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
      * start-up together.  Make it on the side; the first minting waits. */
     if (xthread_start(&ca->keygen, keygen_main, ca) == 0) {
         ca->keygen_running = true;
-    } else if (!(ca->leaf_key = EVP_RSA_gen(2048))) {
+    } else if (!(ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits))) {
         ssl_errstr(err, errsz, "cannot create the leaf key");
         goto fail;
     }
@@ -976,6 +980,7 @@ void tls_ca_free(tls_ca *ca)
 X509 *tls_ca_cert(tls_ca *ca) { return ca_ready(ca) ? ca->cert : NULL; }
 EVP_PKEY *tls_ca_leaf_key(tls_ca *ca) { return ca_ready(ca) ? ca->leaf_key : NULL; }
 const char *tls_ca_confdir(const tls_ca *ca) { return ca->confdir; }
+void tls_set_leaf_key_bits(int bits) { leaf_key_bits = bits; }
 const char *tls_ca_cert_path(const tls_ca *ca) { return ca->cert_path; }
 
 /* ---- the leaf cache (callers hold ca->lock) ----------------------------- */
@@ -1143,6 +1148,9 @@ static int cert_cb(SSL *ssl, void *arg)
             log_debug("tls: ignoring unusable SNI \"%.80s\"", host);
         host = fb ? (const char *)fb->p : "mitmlua";
     }
+    int own = tlsopts_use_own_cert(ssl, host);
+    if (own != 0)
+        return own > 0;
     X509 *leaf = tls_ca_leaf(ca, host, err, sizeof err);
     if (!leaf) {
         log_warn("tls: %s", err);
@@ -1351,6 +1359,8 @@ int tls_client_prepare(SSL *ssl, const char *host, const char *sni, char *err, s
         ssl_errstr(err, errsz, "cannot set SNI");
         return -1;
     }
+    if (tlsopts_use_client_cert(ssl, send ? send : (sni_ip ? s : h), err, errsz) < 0)
+        return -1;
     if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
         return 0;
     /* the certificate must match the name we asked for, else the address */
