@@ -50,6 +50,10 @@ const char *tls_ca_cert_path(const tls_ca *ca);
  * now.  Returns a new reference: X509_free it.  NULL (err set) for a name
  * that cannot go into a certificate. */
 X509 *tls_ca_leaf(tls_ca *ca, const char *host, char *err, size_t errsz);
+/* The same, with the common name and DNS/IP subject alternative names of
+ * `up` (a server's certificate: upstream_cert) added to the SAN; cached
+ * per host and upstream certificate.  up NULL: tls_ca_leaf. */
+X509 *tls_ca_leaf_up(tls_ca *ca, const char *host, X509 *up, char *err, size_t errsz);
 /* Bound the leaf cache (default 1024 entries, minimum 1); evicts at once. */
 void tls_ca_set_cache_max(tls_ca *ca, size_t max);
 size_t tls_ca_cache_count(tls_ca *ca);
@@ -62,6 +66,10 @@ size_t tls_ca_cache_count(tls_ca *ca);
  * host set with tls_set_fallback_host (the CONNECT target or the address the
  * client connected to), else "mitmlua".  The SSL_CTX borrows `ca`. */
 SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz);
+/* upstream_cert: the server's certificate (an eager connection's), whose
+ * names the minted certificate carries too.  Takes a reference, dropped
+ * with the SSL.  Call before the handshake.  0 or -1. */
+int tls_set_upstream_cert(SSL *ssl, X509 *up);
 /* Copies `host` into the SSL (ex_data, freed with the SSL); NULL clears.
  * Call before the handshake.  0 or -1. */
 int tls_set_fallback_host(SSL *ssl, const char *host);

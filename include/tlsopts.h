@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "opts.h"
 
@@ -50,6 +51,13 @@ int tlsopts_use_own_cert(SSL *ssl, const char *host);
  * or <dir>/<name>.pem when it is a directory and that file exists.
  * 0 (also when there is none), -1 with err when it cannot be loaded. */
 int tlsopts_use_client_cert(SSL *ssl, const char *name, char *err, size_t errsz);
+/* upstream_cert with connection_strategy=eager: an SSL for the eager
+ * connection's handshake with `host` (SNI and verification as for the
+ * flows' own connections), or NULL. */
+SSL *tlsopts_probe_ssl(SSL_CTX *ctx, const char *host);
+/* upstream_cert: append the common name (when it looks like a DNS name)
+ * and the DNS and IP subject alternative names of `up` to gens.  0 or -1. */
+int tlsopts_add_upstream_names(GENERAL_NAMES *gens, X509 *up);
 /* After a failed handshake whose reason was about protocol versions:
  * " (tls_version_server_min/max allow TLS1_3 to TLS1_3)" for the side ssl
  * is on; "" otherwise. */

@@ -75,6 +75,7 @@ typedef struct cconn {
     enum tunnel_kind { TUNNEL_CONNECT, TUNNEL_SOCKS5, TUNNEL_TRANSPARENT } tunnel_kind;
     enum socks_step { SOCKS_GREETING, SOCKS_USERPASS, SOCKS_REQUEST } socks_step;
     dial *dial;             /* eager: the target being tried, or NULL */
+    struct x509_st *upstream_cert; /* eager + upstream_cert: the server's certificate, or NULL */
     char *tunnel_host;
     uint16_t tunnel_port;
     flowrun run;            /* the flow in flight (run.f) and its trip through the pipeline */

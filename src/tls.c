@@ -107,7 +107,7 @@ typedef struct tls_blob {
     unsigned char p[];
 } tls_blob;
 
-static int ex_fallback_idx = -1, ex_alpn_idx = -1;
+static int ex_fallback_idx = -1, ex_alpn_idx = -1, ex_upcert_idx = -1;
 /* key_size: set once at start-up, before tls_ca_open forks (the child
  * makes the leaf key) and before any thread starts */
 static int leaf_key_bits = 2048;
@@ -142,6 +142,11 @@ static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
     free(ptr);
 }
 
+static void ex_x509_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    X509_free(ptr);
+}
+
 /* SSL_dup copies ex_data pointers; give the copy its own blob so the two
  * SSLs do not free one allocation twice. */
 static int ex_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx, long argl, void *argp)
@@ -156,6 +161,21 @@ static void ex_init(void)
 {
     ex_fallback_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
     ex_alpn_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
+    ex_upcert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_x509_free);
+}
+
+int tls_set_upstream_cert(SSL *ssl, X509 *up)
+{
+    pthread_once(&ex_once, ex_init);
+    if (!up || !X509_up_ref(up))
+        return -1;
+    X509_free(SSL_get_ex_data(ssl, ex_upcert_idx));
+    if (SSL_set_ex_data(ssl, ex_upcert_idx, up) != 1) {
+        SSL_set_ex_data(ssl, ex_upcert_idx, NULL);
+        X509_free(up);
+        return -1;
+    }
+    return 0;
 }
 
 static int ex_replace(SSL *ssl, int idx, tls_blob *b)
@@ -393,7 +413,7 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 
 /* subjectAltName built from ASN.1 objects, not from config text: a host
  * name containing "," or ":" must never turn into extra entries. */
-static int add_san(X509 *x, const char *host, bool is_ip)
+static int add_san(X509 *x, const char *host, bool is_ip, X509 *up)
 {
     int rc = -1;
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
@@ -416,6 +436,8 @@ static int add_san(X509 *x, const char *host, bool is_ip)
     if (!sk_GENERAL_NAME_push(gens, gn))
         goto out;
     gn = NULL;
+    if (up && tlsopts_add_upstream_names(gens, up) < 0) /* upstream_cert */
+        goto out;
     if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1)
         rc = 0;
 out:
@@ -497,7 +519,7 @@ static bool ca_ready(tls_ca *ca)
 }
 
 /* `host` is already normalised (host_norm). */
-static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
+static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now, X509 *up)
 {
     X509 *x = X509_new();
     if (!x)
@@ -515,7 +537,7 @@ static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
         !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, ca->leaf_key) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
         add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
-        add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip) < 0 ||
+        add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip, up) < 0 ||
         /* keyid from the CA's SKI; issuer+serial only for an imported CA without one */
         add_ext(x, ca->cert, NID_authority_key_identifier, "keyid,issuer") < 0 ||
         !X509_sign(x, ca->key, EVP_sha256())) {
@@ -1088,15 +1110,29 @@ size_t tls_ca_cache_count(tls_ca *ca)
 
 X509 *tls_ca_leaf(tls_ca *ca, const char *host_in, char *err, size_t errsz)
 {
-    char host[256];
+    return tls_ca_leaf_up(ca, host_in, NULL, err, errsz);
+}
+
+X509 *tls_ca_leaf_up(tls_ca *ca, const char *host_in, X509 *up, char *err, size_t errsz)
+{
+    char host[256 + 66]; /* with upstream names: "host/<upstream certificate's SHA-256>", the cache key */
     bool is_ip;
-    if (host_norm(host_in, host, sizeof host, &is_ip) < 0) {
+    if (host_norm(host_in, host, 256, &is_ip) < 0) {
         snprintf(err, errsz, "cannot make a certificate for the host name \"%.80s\"", host_in);
         return NULL;
     }
     if (!ca_ready(ca)) {
         ssl_errstr(err, errsz, "cannot load the CA");
         return NULL;
+    }
+    size_t name_len = strlen(host);
+    unsigned char md[32];
+    if (up && X509_digest(up, EVP_sha256(), md, NULL) != 1)
+        up = NULL;
+    if (up) {
+        host[name_len] = '/';
+        for (int i = 0; i < 32; i++)
+            snprintf(host + name_len + 1 + 2 * i, 3, "%02x", md[i]);
     }
     uint64_t h = host_hash(ca, host);
     time_t now = time(NULL);
@@ -1107,7 +1143,10 @@ X509 *tls_ca_leaf(tls_ca *ca, const char *host_in, char *err, size_t errsz)
         return x;
 
     /* mint outside the lock: signing takes a while and other hosts need not wait */
-    if (!(x = mint_leaf(ca, host, is_ip, now))) {
+    char name[256];
+    memcpy(name, host, name_len);
+    name[name_len] = '\0';
+    if (!(x = mint_leaf(ca, name, is_ip, now, up))) {
         ssl_errstr(err, errsz, "cannot mint a certificate");
         return NULL;
     }
@@ -1151,7 +1190,7 @@ static int cert_cb(SSL *ssl, void *arg)
     int own = tlsopts_use_own_cert(ssl, host);
     if (own != 0)
         return own > 0;
-    X509 *leaf = tls_ca_leaf(ca, host, err, sizeof err);
+    X509 *leaf = tls_ca_leaf_up(ca, host, SSL_get_ex_data(ssl, ex_upcert_idx), err, sizeof err);
     if (!leaf) {
         log_warn("tls: %s", err);
         return 0;

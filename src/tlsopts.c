@@ -24,6 +24,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define KEY_SIZE_MIN 1024
 #define KEY_SIZE_MAX 8192
@@ -537,6 +538,63 @@ int tlsopts_use_client_cert(SSL *ssl, const char *name, char *err, size_t errsz)
         return -1;
     }
     return 0;
+}
+
+SSL *tlsopts_probe_ssl(SSL_CTX *ctx, const char *host)
+{
+    char err[256];
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    if (ssl && tls_client_prepare(ssl, host, NULL, err, sizeof err) < 0) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    return ssl;
+}
+
+/* A common name that can be a DNS name (no spaces, not empty). */
+static bool dns_like(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr(".-_*", *s))
+            return false;
+    return true;
+}
+
+int tlsopts_add_upstream_names(GENERAL_NAMES *gens, X509 *up)
+{
+    char cn[256];
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(up), NID_commonName, cn, sizeof cn) > 0 && dns_like(cn)) {
+        GENERAL_NAME *g = GENERAL_NAME_new();
+        ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+        if (!g || !s || !ASN1_STRING_set(s, cn, -1)) {
+            GENERAL_NAME_free(g);
+            ASN1_IA5STRING_free(s);
+            return -1;
+        }
+        GENERAL_NAME_set0_value(g, GEN_DNS, s);
+        if (!sk_GENERAL_NAME_push(gens, g)) {
+            GENERAL_NAME_free(g);
+            return -1;
+        }
+    }
+    ERR_clear_error();
+    GENERAL_NAMES *sans = X509_get_ext_d2i(up, NID_subject_alt_name, NULL, NULL);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < sk_GENERAL_NAME_num(sans); i++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type != GEN_DNS && g->type != GEN_IPADD)
+            continue;
+        GENERAL_NAME *d = GENERAL_NAME_dup(g);
+        if (!d || !sk_GENERAL_NAME_push(gens, d)) {
+            GENERAL_NAME_free(d);
+            rc = -1;
+        }
+    }
+    GENERAL_NAMES_free(sans);
+    ERR_clear_error();
+    return rc;
 }
 
 void tlsopts_version_hint(SSL *ssl, unsigned long reason, char *out, size_t outsz)

@@ -24,6 +24,7 @@
 #include "proxyauth.h"
 #include "socks5.h"
 #include "tls.h"
+#include "tlsopts.h"
 
 static void peer_read_cb(struct bufferevent *bev, void *arg);
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -40,6 +41,7 @@ static void start_client_tls_or_close(cconn *c)
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
     if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
+        (c->upstream_cert && tls_set_upstream_cert(ssl, c->upstream_cert) < 0) ||
         (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
         SSL_free(ssl);
         client_free(c);
@@ -248,8 +250,13 @@ static void tunnel_open_or_close(cconn *c)
         c->state = C_DIAL;
         bufferevent_disable(c->bev, EV_READ);
         c->dial = dial_start(w->base, w->dns, h, p, w->sh->o->connect_timeout, tunnel_dial_cb, c);
-        if (!c->dial)
+        if (!c->dial) {
             client_free(c);
+            return;
+        }
+        SSL *probe = w->sh->o->upstream_cert ? tlsopts_probe_ssl(shared_client_ctx(w->sh), h) : NULL;
+        if (probe)
+            dial_want_tls(c->dial, probe, &c->upstream_cert);
         return;
     }
     tunnel_accepted_or_close(c);

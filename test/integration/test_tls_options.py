@@ -314,17 +314,31 @@ def key_size_of_minted_certificates():
 
 
 @test(timeout=60)
-def upstream_cert_accepted_leaf_names_the_requested_host():
-    """upstream_cert is mitmdump's default; ours mints from the SNI or the
-    CONNECT target whatever its value (the man page says why)."""
-    H.skip_if_mitmdump("documents mitmlua's behaviour")
+def upstream_cert_with_eager_connections():
+    """upstream_cert (mitmdump's default) copies the server certificate's
+    CN and SANs into the minted one where the server is contacted before
+    the client's handshake: connection_strategy=eager.  Lazy, false, or a
+    server whose certificate does not verify: the requested name alone."""
+    H.skip_if_mitmdump("mitmdump applies upstream_cert in lazy mode too")
     n = nginx()
-    for v in ("true", "false"):
-        p = trusting("--set", "upstream_cert=" + v, "--set", "connection_strategy=eager",
-                     label="upstream-cert-" + v)
-        der = presented(p, "localhost:%d" % n["tls13"], "localhost", verify=p.ca())
-        text = cert_text(der)
-        assert "DNS:localhost" in text and "DNS:a.test" not in text, text
+    target = "localhost:%d" % n["tls13"]
+
+    def sans(*args, trust=True, label):
+        p = (trusting if trust else lambda *a, **kw: H.Proxy(list(a), **kw).start())(*args, label=label)
+        text = cert_text(presented(p, target, "localhost", verify=p.ca()))
+        assert "DNS:localhost" in text, text
+        return text
+    text = sans("--set", "connection_strategy=eager", label="eager")
+    # the test leaf names localhost, a.test, b.test, 127.0.0.1 and ::1
+    assert "DNS:a.test" in text and "DNS:b.test" in text and "IP Address:127.0.0.1" in text, text
+    assert "DNS:a.test" not in sans(label="lazy")
+    assert "DNS:a.test" not in sans("--set", "connection_strategy=eager", "--set", "upstream_cert=false",
+                                     label="eager-no-upstream-cert")
+    assert "DNS:a.test" not in sans("--set", "connection_strategy=eager", trust=False, label="eager-untrusted")
+    # and the flows themselves go on as usual
+    p = trusting("--set", "connection_strategy=eager", label="eager-flow")
+    r = get(p, "tls13")
+    assert r.status == 200 and r.body.startswith(b"TLSv1.3 "), r
 
 
 # ---- upstream trust ----------------------------------------------------------------
