@@ -25,8 +25,9 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
 /* upstream_cert: once connected, also do a TLS handshake with ssl (the
  * dial owns it from now on) and, when the server's certificate verified,
  * store a reference to it in *peer (the caller frees it) before the
- * callback, which reports success either way.  The connection then closes,
- * as before.  Call right after dial_start. */
+ * callback, which reports success once the TCP connection succeeded,
+ * whatever the handshake did.  The connection then closes.  Call right
+ * after dial_start. */
 void dial_want_tls(dial *d, struct ssl_st *ssl, struct x509_st **peer);
 /* Abandon a dial in progress (its callback is not called). */
 void dial_cancel(dial *d);

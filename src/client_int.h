@@ -76,6 +76,7 @@ typedef struct cconn {
     enum socks_step { SOCKS_GREETING, SOCKS_USERPASS, SOCKS_REQUEST } socks_step;
     dial *dial;             /* eager: the target being tried, or NULL */
     struct x509_st *upstream_cert; /* eager + upstream_cert: the server's certificate, or NULL */
+    bool upstream_probed;   /* ... and the handshake that looks for it is done */
     char *tunnel_host;
     uint16_t tunnel_port;
     flowrun run;            /* the flow in flight (run.f) and its trip through the pipeline */

@@ -355,8 +355,8 @@ int tlsopts_check(const opts *o, char *err, size_t errsz)
         return -1;
     }
     if (o->add_upstream_certs_to_client_chain) {
-        snprintf(err, errsz, "invalid value for add_upstream_certs_to_client_chain: 'true' (not supported: our "
-                             "handshake with the client comes before the server's)");
+        snprintf(err, errsz, "invalid value for add_upstream_certs_to_client_chain: 'true' (not supported: the "
+                             "server's chain is not at hand when we answer the client)");
         return -1;
     }
     if (check_ciphers(o, err, errsz) < 0 || check_files(o, err, errsz) < 0)

@@ -33,9 +33,43 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
  * did not wait for our answer to CONNECT and its hello is already in our
  * input): OpenSSL writes records into the socket's output and bevio writes
  * them out, one writev per loop turn, as on a plain connection. */
+static void start_client_tls_or_close(cconn *c);
+
+static void cert_probe_cb(void *arg, int err, const char *msg)
+{
+    cconn *c = arg;
+    c->dial = NULL;
+    c->upstream_probed = true;
+    start_client_tls_or_close(c);
+}
+
+/* upstream_cert: with connection_strategy=eager the server is contacted
+ * before the client's handshake, as in mitmdump, once its ClientHello
+ * shows it speaks TLS: a handshake with the target whose verified
+ * certificate lends its names to the minted one.  True when started. */
+static bool start_cert_probe(cconn *c)
+{
+    const opts *o = c->w->sh->o;
+    if (c->upstream_probed || !o->upstream_cert || strcmp(o->connection_strategy, "eager") != 0 ||
+        o->mode == MODE_UPSTREAM || !c->tunnel_host)
+        return false;
+    SSL *probe = tlsopts_probe_ssl(shared_client_ctx(c->w->sh), c->tunnel_host);
+    if (probe && (c->dial = dial_start(c->w->base, c->w->dns, c->tunnel_host, c->tunnel_port, o->connect_timeout,
+                                       cert_probe_cb, c))) {
+        dial_want_tls(c->dial, probe, &c->upstream_cert);
+        bufferevent_disable(c->bev, EV_READ); /* the ClientHello waits */
+        c->state = C_DIAL;
+        return true;
+    }
+    SSL_free(probe);
+    return false;
+}
+
 static void start_client_tls_or_close(cconn *c)
 {
     shared *sh = c->w->sh;
+    if (start_cert_probe(c))
+        return;
     client_plain_off(c);
     SSL_CTX *ctx = shared_server_ctx(sh);
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
@@ -250,13 +284,8 @@ static void tunnel_open_or_close(cconn *c)
         c->state = C_DIAL;
         bufferevent_disable(c->bev, EV_READ);
         c->dial = dial_start(w->base, w->dns, h, p, w->sh->o->connect_timeout, tunnel_dial_cb, c);
-        if (!c->dial) {
+        if (!c->dial)
             client_free(c);
-            return;
-        }
-        SSL *probe = w->sh->o->upstream_cert ? tlsopts_probe_ssl(shared_client_ctx(w->sh), h) : NULL;
-        if (probe)
-            dial_want_tls(c->dial, probe, &c->upstream_cert);
         return;
     }
     tunnel_accepted_or_close(c);
