@@ -10,7 +10,7 @@
 struct event_base;
 struct evdns_base;
 struct ssl_st;
-struct x509_st;
+struct stack_st_X509;
 typedef struct dial dial;
 
 /* Called once: err 0 when the target accepted a TCP connection, else an
@@ -24,11 +24,11 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
                  int timeout_s, dial_cb cb, void *arg);
 /* upstream_cert: once connected, also do a TLS handshake with ssl (the
  * dial owns it from now on) and, when the server's certificate verified,
- * store a reference to it in *peer (the caller frees it) before the
+ * store the certificates it sent in *peer (the caller frees them) before the
  * callback, which reports success once the TCP connection succeeded,
  * whatever the handshake did.  The connection then closes.  Call right
  * after dial_start. */
-void dial_want_tls(dial *d, struct ssl_st *ssl, struct x509_st **peer);
+void dial_want_tls(dial *d, struct ssl_st *ssl, struct stack_st_X509 **peer);
 /* Abandon a dial in progress (its callback is not called). */
 void dial_cancel(dial *d);
 

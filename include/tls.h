@@ -66,10 +66,11 @@ size_t tls_ca_cache_count(tls_ca *ca);
  * host set with tls_set_fallback_host (the CONNECT target or the address the
  * client connected to), else "mitmlua".  The SSL_CTX borrows `ca`. */
 SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz);
-/* upstream_cert: the server's certificate (an eager connection's), whose
- * names the minted certificate carries too.  Takes a reference, dropped
- * with the SSL.  Call before the handshake.  0 or -1. */
-int tls_set_upstream_cert(SSL *ssl, X509 *up);
+/* upstream_cert, add_upstream_certs_to_client_chain: the certificates the
+ * server sent (an eager connection's, its own first), whose names the
+ * minted certificate carries too / which follow ours (tlsopts.h decides).
+ * Takes references, dropped with the SSL.  Before the handshake.  0 or -1. */
+int tls_set_upstream_chain(SSL *ssl, STACK_OF(X509) *chain);
 /* Copies `host` into the SSL (ex_data, freed with the SSL); NULL clears.
  * Call before the handshake.  0 or -1. */
 int tls_set_fallback_host(SSL *ssl, const char *host);

@@ -55,6 +55,13 @@ int tlsopts_use_client_cert(SSL *ssl, const char *name, char *err, size_t errsz)
  * connection's handshake with `host` (SNI and verification as for the
  * flows' own connections), or NULL. */
 SSL *tlsopts_probe_ssl(SSL_CTX *ctx, const char *host);
+/* From the certificate callback, with the certificates an eager
+ * connection's server sent (NULL: none): the one whose names go into the
+ * minted certificate, when upstream_cert is on, else NULL; and
+ * add_upstream_certs_to_client_chain: append them all after our chain
+ * (mitmdump sends the server's own certificate too).  0 or -1. */
+X509 *tlsopts_names_from(SSL *ssl, STACK_OF(X509) *chain);
+int tlsopts_add_upstream_chain(SSL *ssl, STACK_OF(X509) *chain);
 /* upstream_cert: append the common name (when it looks like a DNS name)
  * and the DNS and IP subject alternative names of `up` to gens.  0 or -1. */
 int tlsopts_add_upstream_names(GENERAL_NAMES *gens, X509 *up);

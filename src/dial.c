@@ -22,7 +22,7 @@ struct dial {
     struct bufferevent *bev;
     struct event_base *base;
     SSL *ssl;                /* dial_want_tls: the handshake after connecting */
-    X509 **peer;             /* where the server's certificate goes */
+    STACK_OF(X509) **peer;   /* where the server's certificates go */
     bool in_tls;
     struct event *fail_ev;   /* reports a failure found before connecting */
     dial_cb cb;
@@ -67,7 +67,7 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     dial *d = arg;
     if ((what & BEV_EVENT_CONNECTED) && SSL_get_verify_result(d->ssl) == X509_V_OK)
-        *d->peer = SSL_get1_peer_certificate(d->ssl);
+        *d->peer = X509_chain_up_ref(SSL_get_peer_cert_chain(d->ssl));
     else
         ERR_clear_error();
     d->msg[0] = '\0';
@@ -175,7 +175,7 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
     return d;
 }
 
-void dial_want_tls(dial *d, SSL *ssl, X509 **peer)
+void dial_want_tls(dial *d, SSL *ssl, STACK_OF(X509) **peer)
 {
     SSL_free(d->ssl);
     d->ssl = ssl;

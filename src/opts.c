@@ -68,7 +68,7 @@ static const opt_desc opt_table[] = {
     {"ciphers_client", OT_STR, F(ciphers_client), 0, "Ciphers offered to clients, OpenSSL syntax (a TLS 1.3 suite list works too)."},
     {"ciphers_server", OT_STR, F(ciphers_server), 0, "Ciphers offered to servers, OpenSSL syntax (a TLS 1.3 suite list works too)."},
     {"upstream_cert", OT_BOOL, F(upstream_cert), 0, "With connection_strategy=eager: add the server certificate's CN and SANs to the minted certificate (the eager connection does a TLS handshake). Lazy: no effect (see the man page)."},
-    {"add_upstream_certs_to_client_chain", OT_BOOL, F(add_upstream_certs_to_client_chain), 0, "Not supported (the server's chain is not at hand when we answer the client): false is accepted, true is refused."},
+    {"add_upstream_certs_to_client_chain", OT_BOOL, F(add_upstream_certs_to_client_chain), 0, "With connection_strategy=eager: send the server's certificates after ours. Lazy: no effect (see the man page)."},
     {"key_size", OT_INT, F(key_size), 0, "RSA bits of the minted certificates' key (1024 to 8192)."},
     {"flow_detail", OT_INT, F(flow_detail), 0, "Console detail: 0 quiet .. 4 everything."},
     {"termlog_verbosity", OT_STR, F(termlog_verbosity), 0, "Log level: error, warn, info, debug."},

@@ -142,9 +142,9 @@ static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
     free(ptr);
 }
 
-static void ex_x509_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+static void ex_chain_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
-    X509_free(ptr);
+    sk_X509_pop_free(ptr, X509_free);
 }
 
 /* SSL_dup copies ex_data pointers; give the copy its own blob so the two
@@ -161,18 +161,19 @@ static void ex_init(void)
 {
     ex_fallback_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
     ex_alpn_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
-    ex_upcert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_x509_free);
+    ex_upcert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_chain_free);
 }
 
-int tls_set_upstream_cert(SSL *ssl, X509 *up)
+int tls_set_upstream_chain(SSL *ssl, STACK_OF(X509) *chain)
 {
     pthread_once(&ex_once, ex_init);
-    if (!up || !X509_up_ref(up))
+    STACK_OF(X509) *mine = chain ? X509_chain_up_ref(chain) : NULL;
+    if (!mine)
         return -1;
-    X509_free(SSL_get_ex_data(ssl, ex_upcert_idx));
-    if (SSL_set_ex_data(ssl, ex_upcert_idx, up) != 1) {
+    sk_X509_pop_free(SSL_get_ex_data(ssl, ex_upcert_idx), X509_free);
+    if (SSL_set_ex_data(ssl, ex_upcert_idx, mine) != 1) {
         SSL_set_ex_data(ssl, ex_upcert_idx, NULL);
-        X509_free(up);
+        sk_X509_pop_free(mine, X509_free);
         return -1;
     }
     return 0;
@@ -1190,13 +1191,15 @@ static int cert_cb(SSL *ssl, void *arg)
     int own = tlsopts_use_own_cert(ssl, host);
     if (own != 0)
         return own > 0;
-    X509 *leaf = tls_ca_leaf_up(ca, host, SSL_get_ex_data(ssl, ex_upcert_idx), err, sizeof err);
+    STACK_OF(X509) *up = SSL_get_ex_data(ssl, ex_upcert_idx);
+    X509 *leaf = tls_ca_leaf_up(ca, host, tlsopts_names_from(ssl, up), err, sizeof err);
     if (!leaf) {
         log_warn("tls: %s", err);
         return 0;
     }
     /* override=1: a second callback (HelloRetryRequest) replaces, not adds */
-    int ok = SSL_use_cert_and_key(ssl, leaf, ca->leaf_key, ca->chain, 1) == 1; /* ready: tls_ca_leaf */
+    int ok = SSL_use_cert_and_key(ssl, leaf, ca->leaf_key, ca->chain, 1) == 1 && /* ready: tls_ca_leaf */
+             tlsopts_add_upstream_chain(ssl, up) == 0;
     X509_free(leaf);
     return ok ? 1 : 0;
 }

@@ -41,6 +41,8 @@ typedef struct ctx_data {
     own_cert *certs;      /* client-facing: `certs`, in the order given */
     size_t ncerts;
     char *client_cert_dir; /* upstream-facing: client_certs when a directory */
+    bool upstream_cert;   /* client-facing: the options of the same names */
+    bool add_upstream_chain;
 } ctx_data;
 
 static int ex_idx = -1;
@@ -354,11 +356,6 @@ int tlsopts_check(const opts *o, char *err, size_t errsz)
                  KEY_SIZE_MIN, KEY_SIZE_MAX);
         return -1;
     }
-    if (o->add_upstream_certs_to_client_chain) {
-        snprintf(err, errsz, "invalid value for add_upstream_certs_to_client_chain: 'true' (not supported: the "
-                             "server's chain is not at hand when we answer the client)");
-        return -1;
-    }
     if (check_ciphers(o, err, errsz) < 0 || check_files(o, err, errsz) < 0)
         return -1;
     return 0;
@@ -411,10 +408,14 @@ int tlsopts_apply_server(SSL_CTX *ctx, const opts *o, char *err, size_t errsz)
         snprintf(err, errsz, "invalid value for ciphers_client: '%s'", o->ciphers_client);
         return -1;
     }
-    if (!o->ncerts)
+    if (!o->ncerts && !o->upstream_cert && !o->add_upstream_certs_to_client_chain)
         return 0;
     ctx_data *d = ctx_data_of(ctx, true);
-    if (!d || !(d->certs = calloc(o->ncerts, sizeof *d->certs))) {
+    if (d) {
+        d->upstream_cert = o->upstream_cert;
+        d->add_upstream_chain = o->add_upstream_certs_to_client_chain;
+    }
+    if (!d || (o->ncerts && !(d->certs = calloc(o->ncerts, sizeof *d->certs)))) {
         snprintf(err, errsz, "out of memory");
         return -1;
     }
@@ -549,6 +550,21 @@ SSL *tlsopts_probe_ssl(SSL_CTX *ctx, const char *host)
         ssl = NULL;
     }
     return ssl;
+}
+
+X509 *tlsopts_names_from(SSL *ssl, STACK_OF(X509) *chain)
+{
+    ctx_data *d = chain ? ctx_data_of(SSL_get_SSL_CTX(ssl), false) : NULL;
+    return d && d->upstream_cert && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+}
+
+int tlsopts_add_upstream_chain(SSL *ssl, STACK_OF(X509) *chain)
+{
+    ctx_data *d = chain ? ctx_data_of(SSL_get_SSL_CTX(ssl), false) : NULL;
+    for (int i = 0; d && d->add_upstream_chain && i < sk_X509_num(chain); i++)
+        if (SSL_add1_chain_cert(ssl, sk_X509_value(chain, i)) != 1)
+            return -1;
+    return 0;
 }
 
 /* A common name that can be a DNS name (no spaces, not empty). */

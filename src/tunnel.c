@@ -43,20 +43,21 @@ static void cert_probe_cb(void *arg, int err, const char *msg)
     start_client_tls_or_close(c);
 }
 
-/* upstream_cert: with connection_strategy=eager the server is contacted
- * before the client's handshake, as in mitmdump, once its ClientHello
- * shows it speaks TLS: a handshake with the target whose verified
- * certificate lends its names to the minted one.  True when started. */
+/* upstream_cert, add_upstream_certs_to_client_chain: with
+ * connection_strategy=eager the server is contacted before the client's
+ * handshake, as in mitmdump, once its ClientHello shows it speaks TLS: a
+ * handshake with the target whose verified certificates lend their names
+ * to the minted one, or follow it.  True when started. */
 static bool start_cert_probe(cconn *c)
 {
     const opts *o = c->w->sh->o;
-    if (c->upstream_probed || !o->upstream_cert || strcmp(o->connection_strategy, "eager") != 0 ||
+    if (c->upstream_probed || !(o->upstream_cert || o->add_upstream_certs_to_client_chain) || strcmp(o->connection_strategy, "eager") != 0 ||
         o->mode == MODE_UPSTREAM || !c->tunnel_host)
         return false;
     SSL *probe = tlsopts_probe_ssl(shared_client_ctx(c->w->sh), c->tunnel_host);
     if (probe && (c->dial = dial_start(c->w->base, c->w->dns, c->tunnel_host, c->tunnel_port, o->connect_timeout,
                                        cert_probe_cb, c))) {
-        dial_want_tls(c->dial, probe, &c->upstream_cert);
+        dial_want_tls(c->dial, probe, &c->upstream_chain);
         bufferevent_disable(c->bev, EV_READ); /* the ClientHello waits */
         c->state = C_DIAL;
         return true;
@@ -75,7 +76,7 @@ static void start_client_tls_or_close(cconn *c)
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
     if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
-        (c->upstream_cert && tls_set_upstream_cert(ssl, c->upstream_cert) < 0) ||
+        (c->upstream_chain && tls_set_upstream_chain(ssl, c->upstream_chain) < 0) ||
         (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
         SSL_free(ssl);
         client_free(c);

@@ -341,6 +341,34 @@ def upstream_cert_with_eager_connections():
     assert r.status == 200 and r.body.startswith(b"TLSv1.3 "), r
 
 
+def chain_subjects(p, port):
+    """openssl s_client through p's CONNECT: the ' s:' and ' i:' lines of
+    the chain the proxy sends."""
+    r = subprocess.run(["openssl", "s_client", "-proxy", "%s:%d" % (p.host, p.port),
+                        "-connect", "localhost:%d" % port, "-servername", "localhost",
+                        "-showcerts"], input=b"", capture_output=True, timeout=30)
+    out = r.stdout.decode("utf-8", "replace")
+    return [l.strip() for l in out.splitlines() if l.strip()[:1].isdigit() and " s:" in l or
+            l.strip().startswith("i:")]
+
+
+@test(timeout=60)
+def add_upstream_certs_to_client_chain_with_eager():
+    H.skip_if_mitmdump("mitmdump applies it in lazy mode too")
+    n = nginx()
+    plain = trusting("--set", "connection_strategy=eager", "--set", "upstream_cert=false", label="eager")
+    lines = chain_subjects(plain, n["tls13"])
+    assert lines and not any("mitmlua test CA" in l for l in lines), lines
+    p = trusting("--set", "connection_strategy=eager", "--set", "add_upstream_certs_to_client_chain=true",
+                 "--set", "upstream_cert=false", label="eager-add-chain")
+    lines = chain_subjects(p, n["tls13"])
+    # ours first, then the certificate nginx sent (issued by the test CA)
+    assert any("i:CN = mitmlua test CA" in l for l in lines), lines
+    assert "mitmlua" in lines[0] or "localhost" in lines[0], lines
+    lazy = trusting("--set", "add_upstream_certs_to_client_chain=true", label="lazy-add-chain")
+    assert not any("mitmlua test CA" in l for l in chain_subjects(lazy, n["tls13"]))
+
+
 # ---- upstream trust ----------------------------------------------------------------
 
 @test(timeout=60)
@@ -381,7 +409,7 @@ def bad_values_are_usage_errors():
         ("client_certs=" + notpem, "client_certs: '%s'" % notpem),
         ("client_certs=" + pki().ca_cert, "no (unencrypted) PEM private key"),
         ("ssl_verify_upstream_trusted_confdir=" + notpem, "ssl_verify_upstream_trusted_confdir: '%s': not a directory" % notpem),
-        ("add_upstream_certs_to_client_chain=true", "add_upstream_certs_to_client_chain: 'true'"),
+        ("add_upstream_certs_to_client_chain=maybe", "add_upstream_certs_to_client_chain: 'maybe'"),
         ("upstream_cert=maybe", "upstream_cert: 'maybe'"),
     ]
     for s, want in cases:
