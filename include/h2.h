@@ -109,6 +109,11 @@ size_t h2_conn_streams(const h2_conn *c);
  * and trailers are copied.  0, or -1 when the stream is gone or a field
  * cannot be sent as HTTP/2 (reason in h2_conn_error). */
 int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s);
+/* The same, but the body's memory goes to the stream instead of a copy:
+ * s->content still points at it, for the caller to read, and the caller
+ * must empty s->content (without freeing it) before it frees s.  A large
+ * body a slow client does not read is then held once, not twice. */
+int h2_submit_response_lent(h2_conn *c, int32_t sid, const flow_response *s);
 /* Server side: an interim (1xx) response on stream `sid`, before the
  * final one (103 Early Hints, say).  0, or -1 when the stream is gone. */
 int h2_submit_interim(h2_conn *c, int32_t sid, const flow_response *s);

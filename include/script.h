@@ -38,6 +38,19 @@ enum script_hook {
     SCRIPT_HOOK_WEBSOCKET_START, /* after the 101: the connection is a WebSocket */
     SCRIPT_HOOK_WEBSOCKET_END,   /* closed; flow.websocket.close_code is set */
     SCRIPT_HOOK_DONE,
+    /* connection and TLS events (script_env_conn_event) */
+    SCRIPT_HOOK_CLIENT_CONNECTED,
+    SCRIPT_HOOK_CLIENT_DISCONNECTED,
+    SCRIPT_HOOK_SERVER_CONNECT,
+    SCRIPT_HOOK_SERVER_CONNECTED,
+    SCRIPT_HOOK_SERVER_DISCONNECTED,
+    SCRIPT_HOOK_TLS_CLIENTHELLO,
+    SCRIPT_HOOK_TLS_START_CLIENT,
+    SCRIPT_HOOK_TLS_START_SERVER,
+    SCRIPT_HOOK_TLS_ESTABLISHED_CLIENT,
+    SCRIPT_HOOK_TLS_ESTABLISHED_SERVER,
+    SCRIPT_HOOK_TLS_FAILED_CLIENT,
+    SCRIPT_HOOK_TLS_FAILED_SERVER,
     SCRIPT_HOOK__COUNT
 };
 
@@ -84,6 +97,38 @@ void script_env_set_resume(script_env *e, void (*fn)(void *ud, flow *f), void *u
 void script_env_watch(script_env *e);
 /* Waiting calls and timers not yet done (tests, shutdown). */
 size_t script_env_pending(const script_env *e);
+/* What a connection or TLS event tells the hooks, and what they may change.
+ * The hooks get mitmproxy's objects as Lua tables: client_connected and
+ * client_disconnected the client; the others `data` with data.client,
+ * data.server (server_*), data.conn (tls_*: the side concerned, with
+ * .error when it failed), data.context ({client, server}), and for
+ * tls_clienthello data.client_hello ({sni, alpn_protocols}). */
+typedef struct script_conn_event {
+    const flow_conn *client;
+    const flow_conn *server;        /* NULL when there is none yet */
+    const char *error;              /* tls_failed_*: why */
+    const char *sni;                /* tls_clienthello */
+    const char *const *alpn;        /* ... the protocols offered */
+    size_t nalpn;
+    /* out: server_connect may set data.server.address = {host, port}
+     * (new_host, owned by the caller once set) or data.server.error
+     * (refuse, likewise: the connection is not made); tls_clienthello
+     * may set data.ignore_connection = true (pass it through untouched) */
+    char *new_host;
+    uint16_t new_port;
+    char *refuse;
+    bool ignore_connection;
+} script_conn_event;
+
+/* Run the hooks of event h (a connection or TLS event) to completion.
+ * Does nothing without such a hook; a hook that raises is logged. */
+void script_env_conn_event(script_env *e, enum script_hook h, script_conn_event *ev);
+
+/* Limit the memory the Lua state holds to `mib` MiB (script_memory_limit;
+ * 0 = none): an allocation past it fails, and the hook that asked raises
+ * "not enough memory"; its flow fails as on script_timeout, and the garbage
+ * is collected and given back at once. */
+void script_env_set_memory_limit(script_env *e, int mib);
 /* Limit each hook to `ms` milliseconds of running Lua (script_timeout;
  * 0 = none): time spent waiting does not count.
  * Turns LuaJIT's compiler off for this state: compiled code cannot be

@@ -67,5 +67,8 @@ void worker_stop(worker *w);          /* thread-safe: asks the loop to end */
  * -1 when it cannot be queued (a handful at a time; they are for shutdown). */
 int worker_call(worker *w, void (*fn)(void *), void *arg);
 void worker_join_free(worker *w);     /* waits for the thread, frees all */
+/* The same, waiting at most `seconds`: -1 when the thread still runs (a
+ * script that never returns, with no script_timeout): nothing is freed. */
+int worker_join_free_within(worker *w, int seconds);
 
 #endif

@@ -31,6 +31,10 @@ void client_free(cconn *c)
         flowrun_fail(&c->run, "client disconnected");
     }
     flowrun_release(&c->run);
+    if (c->announced) {
+        c->info.timestamp_end = flow_now();
+        client_event(c, SCRIPT_HOOK_CLIENT_DISCONNECTED, NULL);
+    }
     wsrelay_free(c->ws);
     client_h2_free(c->h2);
     exch_close(&c->x);
@@ -204,13 +208,25 @@ void client_start_h2_or_close(cconn *c)
         client_close_after_write(c);
 }
 
+void client_event(cconn *c, enum script_hook h, script_conn_event *ev)
+{
+    if (!script_env_has_hook(c->w->scripts, h))
+        return;
+    script_conn_event none = {0};
+    if (!ev)
+        ev = &none;
+    ev->client = &c->info;
+    script_env_conn_event(c->w->scripts, h, ev);
+}
+
 /* ---- the worker stops ----------------------------------------------------- */
 
 void client_close_idle(worker *w)
 {
     for (cconn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if ((c->state == C_READ_REQ && !c->run.f) || c->state == C_TUNNEL_PEEK || c->state == C_LINGER ||
+        if ((c->state == C_READ_REQ && !c->run.f) || c->state == C_TUNNEL_PEEK || c->state == C_TLS_HELLO ||
+            c->state == C_LINGER ||
             c->state == C_RELAY || c->state == C_SOCKS || c->state == C_DIAL ||
             (c->state == C_H2 && client_h2_idle(c->h2)))
             client_free(c);

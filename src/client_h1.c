@@ -649,6 +649,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     }
     if (c->state == C_READ_REQ)
         process_client_or_close(c);
+    else if (c->state == C_TLS_HELLO)
+        tunnel_hello_read_or_close(c);
     else if (c->state == C_SOCKS)
         tunnel_socks_read_or_close(c);
 }
@@ -791,5 +793,7 @@ void client_accept(worker *w, evutil_socket_t fd, struct sockaddr *sa)
     /* failing that, libevent writes as usual */
     if (bevio_attach(&c->wio, w->base, c->bev, client_write_cb, c) == 0)
         bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
+    c->announced = true;
+    client_event(c, SCRIPT_HOOK_CLIENT_CONNECTED, NULL);
     tunnel_accept_or_close(c);
 }

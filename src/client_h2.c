@@ -41,6 +41,9 @@
  * flow-control window before its server is paused. */
 #define H2P_STREAM_HIGH (1024 * 1024)
 
+/* Response bodies from this size on are lent to the stream, not copied. */
+#define H2P_LEND_MIN (16 * 1024)
+
 /* Kept server connections per client connection: enough for a browser's
  * burst to one origin, few enough that an idle client holds little. */
 #define H2P_IDLE_MAX 8
@@ -236,12 +239,16 @@ static void deliver(h2ps *s)
     if (!r->http_version)
         r->http_version = strdup("HTTP/2.0");
     slot_put(s->p, s);
-    if (h2_submit_response(s->p->conn, s->sid, r) < 0) {
+    /* a large body is lent to the stream: recorded from there, then the
+     * stream alone holds it until the client has read it */
+    bool lend = r->content.len >= H2P_LEND_MIN;
+    if ((lend ? h2_submit_response_lent : h2_submit_response)(s->p->conn, s->sid, r) < 0) {
         char msg[200];
         snprintf(msg, sizeof msg, "%s", h2_conn_error(s->p->conn));
         fail_stream(s, 502, msg);
         return;
     }
+    s->run.body_lent = lend;
     flowrun_finish(&s->run);
 }
 

@@ -40,6 +40,7 @@ enum cstate {
     C_WRITING_RESP,    /* response queued; waiting for it to drain */
     C_TUNNEL_SETUP,    /* "200 Connection established" draining */
     C_TUNNEL_PEEK,     /* waiting for the first byte inside the tunnel */
+    C_TLS_HELLO,       /* reading the ClientHello for the tls_clienthello event */
     C_TLS_HANDSHAKE,   /* client-side TLS handshake in progress */
     C_RELAY,           /* protocol switched: bytes copied both ways */
     C_PASSTHROUGH_CONNECT, /* ignore_hosts: connecting to the target, then C_RELAY */
@@ -92,6 +93,8 @@ typedef struct cconn {
     exch x;                 /* the request's trip upstream; keeps the server connection */
     struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
     bool admitted;          /* counted against max_connections */
+    bool announced;         /* client_connected ran: client_disconnected will */
+    bool tunnel_replied;    /* the client was told its tunnel is open */
     bool authed;            /* proxyauth: a CONNECT passed; its tunnel is ours */
     bool auth_failed;       /* proxyauth: this request is answered 407/401 */
     char *auth_cache;       /* proxyauth: credentials that passed last */
@@ -126,6 +129,9 @@ void client_plain_off(cconn *c);
 void client_wire_drained(struct bufferevent *wire, void *arg);
 /* The client speaks HTTP/2: client_h2.c runs the connection from here on. */
 void client_start_h2_or_close(cconn *c);
+/* A connection or TLS event of this client for the scripts (ev may be
+ * NULL: nothing but the client to tell). */
+void client_event(cconn *c, enum script_hook h, script_conn_event *ev);
 
 /* ---- tunnel.c ---- */
 
@@ -138,6 +144,8 @@ void tunnel_connect_or_close(cconn *c);
 void tunnel_socks_read_or_close(cconn *c);
 /* The 200 to CONNECT has been written: find out what the client speaks. */
 void tunnel_start_or_close(cconn *c);
+/* C_TLS_HELLO: more of the ClientHello arrived. */
+void tunnel_hello_read_or_close(cconn *c);
 /* The client finished or failed its TLS handshake (bufferevent event). */
 void tunnel_tls_event_or_close(cconn *c, short what);
 /* Copy bytes both ways between the client and c->peer from now on. */

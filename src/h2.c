@@ -229,10 +229,12 @@ static ssize_t read_body(nghttp2_session *session, int32_t sid, uint8_t *buf, si
 
 /* Copy body and trailers into the stream for read_body; NULL provider when
  * HEADERS alone can carry END_STREAM. */
-static int stream_set_output(h2_stream *st, const bytes *body, const hdrs *trailers,
+static int stream_set_output(h2_stream *st, const bytes *body, const hdrs *trailers, bool lend,
                              nghttp2_data_provider *prd)
 {
-    if (body->len && bytes_set(&st->out, body->p, body->len) < 0)
+    if (lend)
+        st->out = *body; /* the memory is the stream's now; the caller lets go */
+    else if (body->len && bytes_set(&st->out, body->p, body->len) < 0)
         return -1;
     if (trailers->n && hdrs_copy(&st->out_trailers, trailers) < 0)
         return -1;
@@ -243,7 +245,7 @@ static int stream_set_output(h2_stream *st, const bytes *body, const hdrs *trail
 
 /* HEADERS for a response; its body and trailers are copied now, or, when
  * streaming, given later through h2_stream_write / h2_stream_end. */
-static int submit_response(h2_conn *c, int32_t sid, const flow_response *s, bool streaming)
+static int submit_response(h2_conn *c, int32_t sid, const flow_response *s, bool streaming, bool lend)
 {
     h2_stream *st = stream_get(c, sid);
     if (!st || !c->server) {
@@ -261,7 +263,7 @@ static int submit_response(h2_conn *c, int32_t sid, const flow_response *s, bool
     l.n = 0;
     nv_put(&l, ":status", 7, status, strlen(status));
     l.n = total;
-    int has = streaming ? 1 : stream_set_output(st, &s->content, &s->trailers, &prd);
+    int has = streaming ? 1 : stream_set_output(st, &s->content, &s->trailers, lend, &prd);
     if (streaming) {
         st->out_streaming = true;
         prd.source.ptr = st;
@@ -274,6 +276,8 @@ static int submit_response(h2_conn *c, int32_t sid, const flow_response *s, bool
     int e = nghttp2_submit_response(c->s, sid, l.nv, l.n, has ? &prd : NULL);
     if (e < 0) {
         set_err(c, "%s", nghttp2_strerror(e));
+        if (lend) /* still the caller's */
+            st->out = (bytes){0};
         goto out;
     }
     rv = 0;
@@ -284,7 +288,12 @@ out:
 
 int h2_submit_response(h2_conn *c, int32_t sid, const flow_response *s)
 {
-    return submit_response(c, sid, s, false);
+    return submit_response(c, sid, s, false, false);
+}
+
+int h2_submit_response_lent(h2_conn *c, int32_t sid, const flow_response *s)
+{
+    return submit_response(c, sid, s, false, true);
 }
 
 int h2_submit_interim(h2_conn *c, int32_t sid, const flow_response *s)
@@ -314,7 +323,7 @@ int h2_submit_interim(h2_conn *c, int32_t sid, const flow_response *s)
 
 int h2_submit_response_head(h2_conn *c, int32_t sid, const flow_response *s)
 {
-    return submit_response(c, sid, s, true);
+    return submit_response(c, sid, s, true, false);
 }
 
 /* The streaming stream `sid`, or NULL (gone: the client reset it). */
@@ -418,7 +427,7 @@ int32_t h2_submit_request(h2_conn *c, const flow_request *r)
         goto out;
     }
     nghttp2_data_provider prd;
-    int has = stream_set_output(st, &r->content, &r->trailers, &prd);
+    int has = stream_set_output(st, &r->content, &r->trailers, false, &prd);
     if (has < 0) {
         set_err(c, "%s", "out of memory");
         goto out;

@@ -98,7 +98,11 @@ static void replay_finished(void *ud)
     kill(getpid(), SIGTERM);
 }
 
-static int run_server(const opts *o, shared *sh, creplay *cr)
+/* Seconds the workers get to stop after SIGTERM/SIGINT: the two of their
+ * grace period, and some. */
+#define STOP_WAIT 5
+
+static int run_server(const opts *o, shared *sh, creplay *cr, bool *stuck)
 {
     char err[512];
     int status = 0;
@@ -153,8 +157,16 @@ out:
         creplay_stop(cr);   /* its connections live on worker 0's loop */
     for (int i = 0; i < o->workers; i++)
         worker_stop(ws ? ws[i] : NULL);
+    /* a worker stuck in a script (no script_timeout, or a loop the limit
+     * cannot see) must not keep the process alive after a signal: it is
+     * left behind, and main flushes the outputs and leaves at once */
     for (int i = 0; i < o->workers; i++)
-        worker_join_free(ws[i]);
+        if (worker_join_free_within(ws[i], STOP_WAIT) < 0) {
+            fprintf(stderr, "mitmlua: worker %d did not stop within %d s (a script that never returns?); "
+                            "leaving without it\n", i, STOP_WAIT);
+            *stuck = true;
+            status = 1;
+        }
     (void)nstarted;
     free(ws);
     return status;
@@ -168,6 +180,7 @@ int main(int argc, char **argv)
     int status = 0;
     creplay *cr = NULL;
     bool replay_failed = false;
+    bool stuck = false;
 
     signal(SIGPIPE, SIG_IGN);
     /* No evthread_use_pthreads(): each event loop belongs to one thread,
@@ -246,7 +259,7 @@ int main(int argc, char **argv)
     if (o.rfile)
         status = rfile_run(sh);
     if ((o.server || cr) && status == 0 && atomic_load(&sh->exit_code) < 0) {
-        status = run_server(&o, sh, cr);
+        status = run_server(&o, sh, cr, &stuck);
         if (status == 0 && o.server && log_get_level() >= LOG_INFO)
             sink_summary(sh->sink, stderr);
         if (cr && (o.client_replay_compare || log_get_level() >= LOG_INFO))
@@ -254,6 +267,13 @@ int main(int argc, char **argv)
     }
 
 out:
+    if (stuck) {
+        /* a worker still runs: flush what it shares, free nothing it uses */
+        if (sink_close(sh->sink) < 0 && status == 0)
+            status = 1;
+        fflush(NULL);
+        _exit(status ? status : 1);
+    }
     creplay_free(cr);
     int exit_code = atomic_load(&sh->exit_code);
     bool failed_on = sink_failed_on(sh->sink);

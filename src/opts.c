@@ -102,6 +102,7 @@ static const opt_desc opt_table[] = {
     {"idle_timeout", OT_INT, F(idle_timeout), 0, "Seconds a client connection may wait for its next request (keep-alive) before it is closed."},
     {"tls_handshake_timeout", OT_INT, F(tls_handshake_timeout), 0, "Seconds a client has to finish its TLS handshake."},
     {"max_connections", OT_INT, F(max_connections), 0, "Client connections at once; more are accepted and closed at once. 0 = the file descriptor limit allows (at most 10000)."},
+    {"script_memory_limit", OT_INT, F(script_memory_limit), 0, "MiB of memory the Lua state of one worker may hold (default 1024); a hook that needs more fails its flow with 502. 0 = no limit."},
     {"script_timeout", OT_INT, F(script_timeout), 0, "Milliseconds one Lua hook may run before it is stopped and its flow fails; turns LuaJIT's compiler off. 0 = no limit."},
     {"proxyauth", OT_STR, F(proxyauth), 0, "Require proxy authentication: user:pass, any, or @FILE (htpasswd: bcrypt, {SHA}, $5$, $6$)."},
 };
@@ -133,6 +134,7 @@ void opts_defaults(opts *o)
     o->tls_handshake_timeout = 10;
     o->max_connections = 0;
     o->script_timeout = 0;
+    o->script_memory_limit = 1024;
     o->block_global = true;
     o->connection_strategy = strdup("lazy");
     o->tls_version_client_min = strdup("TLS1_2");

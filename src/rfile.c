@@ -112,6 +112,7 @@ int rfile_run(shared *sh)
         }
         script_env_set_exit(scripts, read_exit, sh);
         script_env_set_timeout(scripts, o->script_timeout);
+        script_env_set_memory_limit(scripts, o->script_memory_limit);
     }
     flowrun_env env;
     flowrun_env_init(&env, sh, scripts, base);

@@ -63,6 +63,9 @@ static const char *const hook_names[SCRIPT_HOOK__COUNT] = {
     "load", "connect", "requestheaders", "request", "responseheaders",
     "response", "error", "websocket_message", "websocket_start",
     "websocket_end", "done",
+    "client_connected", "client_disconnected", "server_connect", "server_connected",
+    "server_disconnected", "tls_clienthello", "tls_start_client", "tls_start_server",
+    "tls_established_client", "tls_established_server", "tls_failed_client", "tls_failed_server",
 };
 
 const char *script_hook_name(enum script_hook h) { return hook_names[h]; }
@@ -1073,41 +1076,6 @@ static int flow_resume(lua_State *L)
     return 0;
 }
 
-static void push_conn(lua_State *L, const flow_conn *c)
-{
-    lua_newtable(L);
-    if (c->address_host) {
-        lua_newtable(L);
-        lua_pushstring(L, c->address_host);
-        lua_rawseti(L, -2, 1);
-        lua_pushinteger(L, c->address_port);
-        lua_rawseti(L, -2, 2);
-        lua_setfield(L, -2, "address");
-    }
-    if (c->peer_host) {
-        lua_newtable(L);
-        lua_pushstring(L, c->peer_host);
-        lua_rawseti(L, -2, 1);
-        lua_pushinteger(L, c->peer_port);
-        lua_rawseti(L, -2, 2);
-        lua_setfield(L, -2, "peername");
-    }
-#define STRF(name, field)                 \
-    if (c->field) {                       \
-        lua_pushstring(L, c->field);      \
-        lua_setfield(L, -2, name);        \
-    }
-    STRF("sni", sni);
-    STRF("alpn", alpn);
-    STRF("tls_version", tls_version);
-    STRF("cipher", cipher);
-#undef STRF
-    lua_pushboolean(L, c->tls);
-    lua_setfield(L, -2, "tls_established");
-    lua_pushnumber(L, c->timestamp_start);
-    lua_setfield(L, -2, "timestamp_start");
-}
-
 static int flow_index(lua_State *L)
 {
     lflow *lf = self_of(L, MT_FLOW);
@@ -1175,9 +1143,9 @@ static int flow_index(lua_State *L)
     } else if (method_of(L)) {
         return 1;
     } else if (!strcmp(k, "client_conn")) {
-        push_conn(L, &f->client);
+        script_push_conn(L, &f->client, true);
     } else if (!strcmp(k, "server_conn")) {
-        push_conn(L, &f->server);
+        script_push_conn(L, &f->server, false);
     } else if (!strcmp(k, "timestamp_created")) {
         lua_pushnumber(L, f->timestamp_created);
     } else {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -33,8 +34,10 @@ struct script_call {
     lua_State *co;               /* the running hook's coroutine, or NULL */
     int co_ref;
     int fn_ref;                  /* a timer's function */
+    int arg_ref;                 /* an event's argument (a table), or LUA_NOREF */
     bool can_wait, waiting;
-    bool flow_on_main;           /* flow_gen left the flow's object on e->L */
+    bool flow_on_main;
+    bool out_of_memory;          /* a hook ran past script_memory_limit */           /* flow_gen left the flow's object on e->L */
     int nres;                    /* values pushed on co for its resume */
     int rc;
     long long used_ns;           /* Lua running time, for script_timeout */
@@ -198,6 +201,7 @@ static script_call *call_new(script_env *e)
     memset(c, 0, sizeof *c);
     c->e = e;
     c->fn_ref = LUA_NOREF;
+    c->arg_ref = LUA_NOREF;
     return c;
 }
 
@@ -247,6 +251,7 @@ static int resume(script_call *c, int nargs)
     script_call *outer = e->running;
     long long t0 = 0;
     e->running = c;
+    e->mem_hit = false;
     if (e->timeout_ms) {
         timeout_arm(e, c->used_ns);
         t0 = now_ns();
@@ -260,9 +265,23 @@ static int resume(script_call *c, int nargs)
     return st;
 }
 
-static void report_error(script_call *c)
+static void report_error(script_call *c, int st)
 {
     script_env *e = c->e;
+    if (st == LUA_ERRMEM || e->mem_hit) {
+        log_error("%s: %s hook stopped: it needed more than script_memory_limit (%zu MiB)", call_script(c),
+                  call_what(c), e->mem_limit >> 20);
+        if (c->f) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "script %s: %s hook needed more than script_memory_limit (%zu MiB)",
+                     call_script(c), call_what(c), e->mem_limit >> 20);
+            flow_set_error(c->f, msg);
+        }
+        e->mem_hit = false;
+        c->rc = -1;
+        c->out_of_memory = true;
+        return;
+    }
     if (e->timed_out) {
         /* the flow fails; later scripts' hooks do not run for it */
         log_error("%s: %s hook stopped: it ran longer than script_timeout (%d ms)", call_script(c), call_what(c),
@@ -333,7 +352,10 @@ static bool start_next(script_call *c, int *st)
     co_get(c);
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, ref);
     int nargs = 0;
-    if (c->flow_on_main) {
+    if (c->arg_ref != LUA_NOREF) {
+        lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->arg_ref);
+        nargs = 1;
+    } else if (c->flow_on_main) {
         lua_xmove(c->e->L, c->co, 1);
         c->flow_on_main = false;
         nargs = 1;
@@ -364,8 +386,15 @@ static int call_run(script_call *c, int nres)
                       call_what(c), c->h == HOOK_TIMER ? "" : " hook");
             co_drop(c);
         } else if (st != 0) {
-            report_error(c);
+            report_error(c, st);
             co_drop(c);
+            if (c->out_of_memory) {
+                /* what the hook built is garbage now that its coroutine is
+                 * dropped: collect it and give the pages back, so that one
+                 * runaway hook does not keep the memory */
+                lua_gc(c->e->L, LUA_GCCOLLECT, 0);
+                malloc_trim(0);
+            }
             if (c->rc < 0)
                 break;
         } else {
@@ -421,6 +450,11 @@ int script_run_sets(script_env *e, script_gen *g, size_t from, size_t to, enum s
     }
     call_free(c);
     return rc;
+}
+
+bool script_env_has_hook(const script_env *e, enum script_hook h)
+{
+    return e && e->has[h];
 }
 
 int script_env_start(script_env *e, enum script_hook h, flow *f, script_done_fn done, void *arg,
@@ -560,4 +594,22 @@ void script_calls_end(script_env *e)
     }
     free(e->spare);
     e->spare = NULL;
+}
+
+void script_run_event(script_env *e, enum script_hook h)
+{
+    lua_State *L = e->L;
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    script_call *c = e->closing ? NULL : call_new(e);
+    if (c) {
+        c->gen = e->gen;
+        e->gen->refs++;
+        c->h = (int)h;
+        c->end = e->gen->nsets;
+        c->arg_ref = ref;
+        call_run(c, 0); /* events cannot wait: can_wait is false */
+        call_free(c);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }

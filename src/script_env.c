@@ -32,17 +32,26 @@ static int traceback_handler(lua_State *L)
 /* The hooks of the table at idx as a set (raw: a script's environment falls
  * back to _G, where `load` and `error` are Lua's own functions, not hooks).
  * false when it has none. */
+static void get_hook(lua_State *L, int idx, bool raw, const char *name)
+{
+    if (raw) {
+        lua_pushstring(L, name);
+        lua_rawget(L, idx);
+    } else {
+        lua_getfield(L, idx, name);
+    }
+}
+
 static bool set_from(lua_State *L, int idx, bool raw, size_t file, script_set *s)
 {
     bool any = false;
     s->file = file;
     for (int h = 0; h < SCRIPT_HOOK__COUNT; h++) {
         s->hooks[h] = LUA_NOREF;
-        if (raw) {
-            lua_pushstring(L, script_hook_name(h));
-            lua_rawget(L, idx);
-        } else {
-            lua_getfield(L, idx, script_hook_name(h));
+        get_hook(L, idx, raw, script_hook_name(h));
+        if (h == SCRIPT_HOOK_CONNECT && !lua_isfunction(L, -1)) {
+            lua_pop(L, 1); /* mitmproxy 7+'s name for it */
+            get_hook(L, idx, raw, "http_connect");
         }
         if (lua_isfunction(L, -1)) {
             s->hooks[h] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -159,6 +168,73 @@ static void env_free_files(script_env *e)
     free(e->files);
 }
 
+/* ---- limits a script cannot lift ------------------------------------------
+ *
+ * Every allocation of the state goes through lua_alloc, which counts what
+ * the state holds and refuses growth past script_memory_limit.  And the two
+ * functions that could undo script_timeout are wrapped from the start, so
+ * that a reference a script took at load time is the wrapper:
+ * debug.sethook (the limit is a count hook) and jit.on (compiled code does
+ * not call hooks). */
+
+static int lua_panic(lua_State *L)
+{
+    log_error("Lua: unprotected error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    return 0; /* LuaJIT aborts the process */
+}
+
+/* LuaJIT's own allocator does the work (it is faster for Lua's many small
+ * objects than malloc: a hook that builds strings ran 19% slower on glibc's);
+ * this only counts and refuses. */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    script_env *e = ud;
+    if (nsize > osize && e->mem_limit && e->mem_used + (nsize - osize) > e->mem_limit) {
+        e->mem_hit = true;
+        return NULL;
+    }
+    void *p = e->base_alloc(e->base_alloc_ud, ptr, osize, nsize);
+    if (p || nsize == 0) {
+        size_t gone = osize < e->mem_used ? osize : e->mem_used;
+        e->mem_used = e->mem_used - gone + nsize;
+    }
+    return p;
+}
+
+static int guarded(lua_State *L, const char *what)
+{
+    script_env *e = script_env_of(L);
+    if (e && e->timeout_ms)
+        return luaL_error(L, "%s is not available with script_timeout set: the limit depends on it", what);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int guarded_sethook(lua_State *L) { return guarded(L, "debug.sethook"); }
+static int guarded_jit_on(lua_State *L) { return guarded(L, "jit.on"); }
+
+/* lib[name] = a closure of wrapper over the original */
+static void wrap(lua_State *L, const char *lib, const char *name, lua_CFunction wrapper)
+{
+    lua_getglobal(L, lib);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, wrapper, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+void script_env_set_memory_limit(script_env *e, int mib)
+{
+    if (e)
+        e->mem_limit = mib > 0 ? (size_t)mib << 20 : 0;
+}
+
 script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t errsz)
 {
     script_env *e = calloc(1, sizeof *e);
@@ -169,7 +245,14 @@ script_env *script_env_new(const char *const *paths, size_t n, char *err, size_t
     }
     e->gen->refs = 1;
     lua_State *L = e->L;
+    lua_atpanic(L, lua_panic);
+    /* count from here on: what the new state holds already is its base */
+    e->base_alloc = lua_getallocf(L, &e->base_alloc_ud);
+    e->mem_used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    lua_setallocf(L, lua_alloc, e);
     luaL_openlibs(L);
+    wrap(L, "debug", "sethook", guarded_sethook);
+    wrap(L, "jit", "on", guarded_jit_on);
     if (lua_cpcall(L, script_setup_api, NULL) != 0) {
         snprintf(err, errsz, "out of memory");
         goto fail;
@@ -317,11 +400,6 @@ void script_env_set_exit(script_env *e, void (*fn)(void *ud, int code), void *ud
         return;
     e->exit_fn = fn;
     e->exit_ud = ud;
-}
-
-bool script_env_has_hook(const script_env *e, enum script_hook h)
-{
-    return e && e->has[h];
 }
 
 void script_env_free(script_env *e)

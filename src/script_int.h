@@ -51,6 +51,11 @@ struct script_env {
     struct worker *worker;   /* for mitm.http.request; NULL outside a worker */
     struct event *watch;     /* hot reload: checks the files every second */
     int timeout_ms;          /* script_timeout; 0 = hooks run unbounded */
+    size_t mem_used;         /* bytes the Lua state holds (our allocator's count) */
+    lua_Alloc base_alloc;    /* LuaJIT's own allocator, which ours calls */
+    void *base_alloc_ud;
+    size_t mem_limit;        /* script_memory_limit in bytes; 0 = none */
+    bool mem_hit;            /* an allocation was refused since the last check */
     struct timespec deadline;
     bool timed_out;          /* the running hook passed its deadline */
     struct script_call *running; /* the call whose coroutine runs now */
@@ -73,6 +78,13 @@ extern const char script_env_key;  /* registry[&script_env_key] = the env */
 script_env *script_env_of(lua_State *L);
 /* The flow's userdata (made once per flow), pushed on L. */
 void script_push_flow(lua_State *L, flow *f);
+/* A connection as a table with mitmproxy's field names (client: its
+ * address is `peername`; server: `address`, and `peername` once resolved). */
+void script_push_conn(lua_State *L, const flow_conn *c, bool client);
+/* Run hook h of the current generation to completion with the value at
+ * the top of L (popped) as its argument; then that value is pushed again
+ * for the caller to read what the hooks changed. */
+void script_run_event(script_env *e, enum script_hook h);
 /* flow.metadata back into f->metadata, when a script read it. */
 void script_sync_metadata(lua_State *L, flow *f);
 /* The C half of `mitm` and the classes (under lua_cpcall), then

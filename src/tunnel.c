@@ -24,10 +24,13 @@
 #include "proxyauth.h"
 #include "socks5.h"
 #include "tls.h"
+#include "tlshello.h"
 #include "tlsopts.h"
 
 static void peer_read_cb(struct bufferevent *bev, void *arg);
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_hello_or_tls(cconn *c);
+static void start_passthrough_or_close(cconn *c);
 
 /* TLS runs as a filter over the socket bufferevent (also when the client
  * did not wait for our answer to CONNECT and its hello is already in our
@@ -82,6 +85,7 @@ static void start_client_tls_or_close(cconn *c)
         client_free(c);
         return;
     }
+    client_event(c, SCRIPT_HOOK_TLS_START_CLIENT, NULL);
     struct bufferevent *wire = c->bev;
     struct bufferevent *b = bufferevent_openssl_filter_new(c->w->base, wire, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                            BEV_OPT_CLOSE_ON_FREE | CLIENT_BEV_OPTS);
@@ -129,7 +133,7 @@ static void peek_cb(evutil_socket_t fd, short what, void *arg)
     event_free(c->peek_ev);
     c->peek_ev = NULL;
     if (b == 0x16) /* TLS handshake record */
-        start_client_tls_or_close(c);
+        client_hello_or_tls(c);
     else
         start_tunnel_plain_or_close(c);
 }
@@ -144,7 +148,7 @@ void tunnel_start_or_close(cconn *c)
         unsigned char b;
         evbuffer_copyout(in, &b, 1);
         if (b == 0x16)
-            start_client_tls_or_close(c);
+            client_hello_or_tls(c);
         else
             start_tunnel_plain_or_close(c);
         return;
@@ -160,6 +164,9 @@ void tunnel_start_or_close(cconn *c)
 /* The tunnel is open: say so in the client's protocol. */
 static void tunnel_reply_ok(cconn *c)
 {
+    if (c->tunnel_replied) /* a tunnel passed through after its ClientHello */
+        return;
+    c->tunnel_replied = true;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->tunnel_kind == TUNNEL_CONNECT) {
         evbuffer_add(out, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
@@ -535,6 +542,7 @@ void tunnel_tls_event_or_close(cconn *c, short what)
         client_set_timeout(c, c->w->sh->o->idle_timeout);
         if (c->wio.bev) /* HTTP/1 reads on during exchanges, as plain */
             bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
+        client_event(c, SCRIPT_HOOK_TLS_ESTABLISHED_CLIENT, NULL);
         if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
             client_start_h2_or_close(c);
         else
@@ -549,5 +557,74 @@ void tunnel_tls_event_or_close(cconn *c, short what)
         ERR_error_string_n(e, es, sizeof es);
     log_info("%s: client TLS handshake failed for %s: %s (does the client trust the mitmlua CA?)", addr,
              c->tunnel_host ? c->tunnel_host : "?", es);
+    char why[300];
+    snprintf(why, sizeof why, "client TLS handshake failed: %s", es);
+    script_conn_event ev = {.error = why};
+    client_event(c, SCRIPT_HOOK_TLS_FAILED_CLIENT, &ev);
     client_free(c);
+}
+
+/* ---- tls_clienthello --------------------------------------------------------
+ *
+ * With a tls_clienthello hook, the ClientHello is read (into the plain
+ * socket's input, where the TLS filter will find it) before any TLS is
+ * spoken, so that the hook sees its server name and ALPN list and may pass
+ * the connection through untouched.  Without one, nothing waits. */
+
+#define HELLO_MAX (5 + 16384)   /* one record: what follows is not read */
+
+static void client_hello_or_tls(cconn *c)
+{
+    if (!script_env_has_hook(c->w->scripts, SCRIPT_HOOK_TLS_CLIENTHELLO)) {
+        start_client_tls_or_close(c);
+        return;
+    }
+    c->state = C_TLS_HELLO;
+    struct timeval tv = {c->w->sh->o->tls_handshake_timeout ? c->w->sh->o->tls_handshake_timeout : 10, 0};
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+    tunnel_hello_read_or_close(c);
+}
+
+/* ignore_connection: the tunnel's bytes go to its target as they are. */
+static void pass_through_or_close(cconn *c)
+{
+    flow *f = flow_new();
+    if (!f || flow_conn_copy(&f->client, &c->info) < 0) {
+        flow_free(f);
+        client_free(c);
+        return;
+    }
+    flowrun_begin(&c->run, f);
+    start_passthrough_or_close(c);
+}
+
+void tunnel_hello_read_or_close(cconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(n < 5 ? n : 5));
+    long need = tlshello_record_size(p, n);
+    if (need == 0 || (need > 0 && (size_t)need > n && n < HELLO_MAX))
+        return; /* more to come */
+    tlshello h = {0};
+    char err[128];
+    script_conn_event ev = {0};
+    const char *alpn[TLSHELLO_MAX_ALPN];
+    if (need > 0 && (size_t)need <= n &&
+        tlshello_parse(evbuffer_pullup(in, need), (size_t)need, &h, err, sizeof err) == 0) {
+        for (size_t i = 0; i < h.nalpn; i++)
+            alpn[i] = h.alpn[i];
+        ev.sni = h.sni[0] ? h.sni : NULL;
+        ev.alpn = alpn;
+        ev.nalpn = h.nalpn;
+    }
+    /* a hello that cannot be read is the handshake's to refuse */
+    bufferevent_disable(c->bev, EV_READ);
+    client_event(c, SCRIPT_HOOK_TLS_CLIENTHELLO, &ev);
+    if (ev.ignore_connection) {
+        pass_through_or_close(c);
+        return;
+    }
+    start_client_tls_or_close(c);
 }

@@ -36,6 +36,7 @@
 #include "h1.h"
 #include "h2.h"
 #include "log.h"
+#include "script.h"
 #include "tls.h"
 #include "tlsopts.h"
 
@@ -66,6 +67,7 @@ struct upstream {
     uint16_t port;
     bool tls;
     bool connected;
+    bool announced;          /* server_connected ran: server_disconnected will */
     bool reusable;
     bool got_bytes;          /* any byte of the current response seen */
     unsigned requests;       /* exchanges sent on this connection */
@@ -95,10 +97,25 @@ static void connect_or_fail(exch *x);
 static void pool_unlink(upstream *u);
 static void pool_link(exch_pool *p, upstream *u);
 
+/* A connection or TLS event of this server connection for the scripts
+ * (flow: the one it was opened for, or NULL). */
+static void server_event(upstream *u, const flow *f, enum script_hook h, const char *error)
+{
+    script_env *e = u->w ? u->w->scripts : NULL;
+    if (!script_env_has_hook(e, h))
+        return;
+    script_conn_event ev = {.client = f ? &f->client : NULL, .server = &u->info, .error = error};
+    script_env_conn_event(e, h, &ev);
+}
+
 static void upstream_free(upstream *u)
 {
     if (!u)
         return;
+    if (u->announced) {
+        u->info.timestamp_end = flow_now();
+        server_event(u, NULL, SCRIPT_HOOK_SERVER_DISCONNECTED, NULL);
+    }
     bevio_detach(&u->wio);
     if (u->bev)
         bufferevent_free(u->bev);
@@ -525,6 +542,8 @@ static void on_connected(exch *x)
     if (u->phase == U_TCP) {
         upstream_record_peer(u->bev, &u->info);
         u->info.timestamp_tcp_setup = now;
+        u->announced = true;
+        server_event(u, x->f, SCRIPT_HOOK_SERVER_CONNECTED, NULL);
         if (u->via_proxy) {
             /* ask the upstream proxy for a tunnel to the real target */
             char hb[300];
@@ -543,6 +562,9 @@ static void on_connected(exch *x)
         SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
         tls_fill_conn_info(ssl, &u->info, true);
         u->info.timestamp_tls_setup = now;
+        /* the handshake ran inside libevent: both events now, in order */
+        server_event(u, x->f, SCRIPT_HOOK_TLS_START_SERVER, NULL);
+        server_event(u, x->f, SCRIPT_HOOK_TLS_ESTABLISHED_SERVER, NULL);
         if (u->info.alpn && strcmp(u->info.alpn, "h2") == 0 && h2_begin(x) < 0) {
             fail_users(u, 500, "out of memory");
             return;
@@ -643,6 +665,28 @@ static void connect_or_fail(exch *x)
             send_request(x);
         return; /* else dispatch_connected sends it */
     }
+    /* server_connect: a hook may send the connection elsewhere or refuse it
+     * (not through an upstream proxy: there the proxy picks the address) */
+    char moved[256] = "";
+    if (script_env_has_hook(w->scripts, SCRIPT_HOOK_SERVER_CONNECT)) {
+        flow_conn to = {.address_host = (char *)host, .address_port = port, .sni = (char *)x->sni, .tls = tls};
+        script_conn_event ev = {.client = &x->f->client, .server = &to};
+        script_env_conn_event(w->scripts, SCRIPT_HOOK_SERVER_CONNECT, &ev);
+        if (ev.refuse) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "server connection refused by a script: %s", ev.refuse);
+            free(ev.refuse);
+            free(ev.new_host);
+            finish_failed(x, 502, msg);
+            return;
+        }
+        if (ev.new_host && o->mode != MODE_UPSTREAM && strlen(ev.new_host) < sizeof moved) {
+            snprintf(moved, sizeof moved, "%s", ev.new_host);
+            conn_host = moved;
+            conn_port = ev.new_port;
+        }
+        free(ev.new_host);
+    }
     if ((u = calloc(1, sizeof *u)) != NULL)
         attach(x, u);
     static const h1_events ev = {h1_on_head, h1_on_body};
@@ -660,8 +704,8 @@ static void connect_or_fail(exch *x)
     if (offer_h2 && x->pool) /* the pool's next streams wait for it */
         pool_link(x->pool, u);
     u->info.timestamp_start = flow_now();
-    flow_strset(&u->info.address_host, host);
-    u->info.address_port = port;
+    flow_strset(&u->info.address_host, *moved ? moved : host);
+    u->info.address_port = *moved ? conn_port : port;
     if (conn_tls) {
         char err[256];
         SSL *ssl = new_ssl(x, err, sizeof err);
@@ -1288,5 +1332,15 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     char msg[512];
     upstream_error_text(x->w->sh->o, u->bev, u->host, u->port, u->connected, u->tls, what, msg, sizeof msg);
+    if (u->tls && !u->connected &&
+        (!strncmp(msg, "upstream certificate", 20) || !strncmp(msg, "TLS handshake", 13))) {
+        /* TCP got through, TLS did not: the events say so before the error */
+        if (!u->announced) {
+            u->announced = true;
+            server_event(u, x->f, SCRIPT_HOOK_SERVER_CONNECTED, NULL);
+        }
+        server_event(u, x->f, SCRIPT_HOOK_TLS_START_SERVER, NULL);
+        server_event(u, x->f, SCRIPT_HOOK_TLS_FAILED_SERVER, msg);
+    }
     fail_users(u, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, msg);
 }

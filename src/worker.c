@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -195,6 +196,7 @@ worker *worker_new(shared *sh, int index, char *err, size_t errsz)
         if (!w->scripts)
             goto fail;
         script_env_set_timeout(w->scripts, o->script_timeout);
+        script_env_set_memory_limit(w->scripts, o->script_memory_limit);
         script_env_set_exit(w->scripts, shared_request_exit, sh);
         script_env_set_worker(w->scripts, w);
     }
@@ -227,6 +229,20 @@ void worker_stop(worker *w)
 {
     if (w && worker_call(w, stop_now, w) < 0)
         log_error("worker %d: cannot ask it to stop", w->index);
+}
+
+int worker_join_free_within(worker *w, int seconds)
+{
+    if (w && w->started) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += seconds;
+        if (pthread_timedjoin_np(w->thread, NULL, &until) != 0)
+            return -1;
+        w->started = false;
+    }
+    worker_join_free(w);
+    return 0;
 }
 
 void worker_join_free(worker *w)

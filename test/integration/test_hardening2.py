@@ -734,5 +734,106 @@ def test_h2_content_length_over_limit_refused_at_headers():
     assert p.stop() == 0
 
 
+# ---- Lua that escapes its limits -------------------------------------------
+
+def _lua(name, text):
+    path = os.path.join(H.tmpdir("lua"), name + ".lua")
+    H.write(path, text)
+    return path
+
+
+@test(timeout=60)
+def test_lua_cannot_lift_script_timeout():
+    s = _lua("escape", """
+local sethook = debug.sethook          -- a reference taken at load time
+function request(flow)
+  local p = flow.request.path
+  if p:find("sethook") then sethook(); while true do end end
+  if p:find("jiton") then jit.on(); local i = 0; while true do i = i + 1 end end
+end
+""")
+    p = H.Proxy(["-s", s, "--set", "script_timeout=200"]).start()
+    for what in ("sethook", "jiton"):
+        r = H.curl(backend().url("/echo?" + what), proxy=p, max_time=10)
+        assert r.status in (200, 502), (what, r)       # the hook stopped: the flow went on
+        assert p.wait_output("%s is not available with script_timeout" %
+                             ("debug.sethook" if what == "sethook" else "jit.on"), stream="stderr"), p.stderr
+    assert H.curl(backend().url("/echo"), proxy=p).status == 200
+    assert p.stop() == 0
+
+
+@test(timeout=60)
+def test_sigterm_ends_a_run_whose_worker_is_stuck():
+    out = os.path.join(H.tmpdir("stuck"), "flows.dump")
+    s = _lua("forever", """
+function request(flow)
+  if flow.request.path:find("forever") then while true do end end
+end
+""")
+    p = H.Proxy(["-s", s, "-w", out], expect_rc=1).start()
+    assert H.curl(backend().url("/echo?first"), proxy=p).status == 200
+    threading.Thread(target=lambda: H.curl(backend().url("/echo?forever"), proxy=p, max_time=15),
+                     daemon=True).start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    rc = p.stop(timeout=15)
+    assert rc == 1 and time.monotonic() - t0 < 10, (rc, time.monotonic() - t0)
+    assert "did not stop within" in p.stderr, p.stderr
+    r = run("-n", "-r", out)
+    assert r.returncode == 0 and b"/echo?first" in r.stdout, r       # the dump was flushed
+
+
+@test(timeout=60)
+def test_lua_memory_limit():
+    s = _lua("hog", """
+function request(flow)
+  if flow.request.path:find("hog") then
+    local t = {}
+    for i = 1, 100000 do t[#t + 1] = string.rep("x", 1000000) .. i end
+  end
+end
+""")
+    p = H.Proxy(["-s", s, "--set", "script_memory_limit=64"]).start()
+    r = H.curl(backend().url("/echo?hog"), proxy=p, max_time=30)
+    assert r.status == 502 and b"script_memory_limit (64 MiB)" in r.body and s.encode() in r.body, r
+    rss = H.rss_kb(p.proc.pid)
+    assert rss < 48 * 1024, rss                 # given back, not kept
+    assert H.curl(backend().url("/echo"), proxy=p).status == 200
+    assert p.stop() == 0
+
+
+@test(timeout=60)
+def test_h2_unread_large_response_held_once():
+    import h2.config
+    import h2.connection
+    import h2.events
+    size = 64 << 20
+    p = H.Proxy(["-q", "--mode", "reverse:" + backend().url("/")]).start()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                       (":path", "/bytes/%d" % size)], end_stream=True)
+    s.sendall(c.data_to_send())
+    s.settimeout(0.5)
+    head, end = False, time.monotonic() + 20
+    while not head and time.monotonic() < end:      # the head, then never a WINDOW_UPDATE
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            continue
+        assert data, "connection closed"
+        head = any(isinstance(ev, h2.events.ResponseReceived) for ev in c.receive_data(data))
+    assert head
+    def hwm():
+        with open("/proc/%d/status" % p.proc.pid) as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) * 1024
+    time.sleep(1)
+    # the body is in memory once (the stream's), not also in the flow
+    assert hwm() < size * 1.5, hwm()
+    s.close()
+    assert p.stop() == 0
+
+
 if __name__ == "__main__":
     H.main()
