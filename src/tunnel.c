@@ -54,8 +54,8 @@ static void cert_probe_cb(void *arg, int err, const char *msg)
 static bool start_cert_probe(cconn *c)
 {
     const opts *o = c->w->sh->o;
-    if (c->upstream_probed || !(o->upstream_cert || o->add_upstream_certs_to_client_chain) || strcmp(o->connection_strategy, "eager") != 0 ||
-        o->mode == MODE_UPSTREAM || !c->tunnel_host)
+    if (c->upstream_probed || !(o->upstream_cert || o->add_upstream_certs_to_client_chain) ||
+        strcmp(o->connection_strategy, "eager") != 0 || o->mode == MODE_UPSTREAM || !c->tunnel_host)
         return false;
     SSL *probe = tlsopts_probe_ssl(shared_client_ctx(c->w->sh), c->tunnel_host);
     if (probe && (c->dial = dial_start(c->w->base, c->w->dns, c->tunnel_host, c->tunnel_port, o->connect_timeout,
