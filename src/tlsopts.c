@@ -468,8 +468,17 @@ static int load_trusted_dir(SSL_CTX *ctx, const char *dir, char *err, size_t err
     return 0;
 }
 
+/* An encrypted key in client_certs fails instead of OpenSSL asking for a
+ * password on the terminal from inside a worker. */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return 0;
+}
+
 int tlsopts_apply_client(SSL_CTX *ctx, const opts *o, char *err, size_t errsz)
 {
+    SSL_CTX_set_default_passwd_cb(ctx, no_password);
     if (apply_versions(ctx, o->tls_version_server_min, o->tls_version_server_max, err, errsz) < 0)
         return -1;
     if (o->ciphers_server && set_ciphers(ctx, o->ciphers_server) < 0) {

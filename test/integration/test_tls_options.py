@@ -194,6 +194,14 @@ def client_certs_directory_picks_host_pem():
     shutil.copy(bundle, os.path.join(d, "127.0.0.1.pem"))
     r = H.curl("https://127.0.0.1:%d/" % nginx()["mtls"], proxy=p, cacert=p.ca())
     assert r.status == 200 and b"client=CN=client for localhost" in r.body, r
+    # a file whose key is encrypted fails the flow, naming the file (no prompt)
+    base = bundle[:-len("-bundle.pem")]
+    enc = os.path.join(H.tmpdir("enc"), "enc.key")
+    H._openssl("pkey", "-in", base + ".key", "-aes256", "-passout", "pass:secret", "-out", enc,
+               cwd=pki().dir)
+    H.write(os.path.join(d, "127.0.0.1.pem"), H.read(base + ".pem") + H.read(enc))
+    r = H.curl("https://127.0.0.1:%d/" % nginx()["mtls"], proxy=p, cacert=p.ca())
+    assert r.status == 502 and b"cannot load client certificate" in r.body and b"127.0.0.1.pem" in r.body, r
 
 
 # ---- TLS versions and ciphers -----------------------------------------------------
