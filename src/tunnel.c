@@ -552,12 +552,14 @@ void tunnel_tls_event_or_close(cconn *c, short what)
     char addr[128];
     printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
     unsigned long e = bufferevent_get_openssl_error(c->bev);
-    char es[200] = "connection closed";
-    if (e)
-        ERR_error_string_n(e, es, sizeof es);
+    char es[320] = "connection closed";
+    if (e) { /* a version mismatch names tls_version_client_min/max's values */
+        ERR_error_string_n(e, es, 200);
+        tlsopts_version_hint(bufferevent_openssl_get_ssl(c->bev), ERR_GET_REASON(e), es + strlen(es), 120);
+    }
     log_info("%s: client TLS handshake failed for %s: %s (does the client trust the mitmlua CA?)", addr,
              c->tunnel_host ? c->tunnel_host : "?", es);
-    char why[300];
+    char why[400];
     snprintf(why, sizeof why, "client TLS handshake failed: %s", es);
     script_conn_event ev = {.error = why};
     client_event(c, SCRIPT_HOOK_TLS_FAILED_CLIENT, &ev);

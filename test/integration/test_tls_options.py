@@ -194,6 +194,8 @@ def client_certs_directory_picks_host_pem():
     shutil.copy(bundle, os.path.join(d, "127.0.0.1.pem"))
     r = H.curl("https://127.0.0.1:%d/" % nginx()["mtls"], proxy=p, cacert=p.ca())
     assert r.status == 200 and b"client=CN=client for localhost" in r.body, r
+    if H.IS_MITMDUMP:
+        return  # it caches a context per client certificate path: a changed file goes unseen
     # a file whose key is encrypted fails the flow, naming the file (no prompt)
     base = bundle[:-len("-bundle.pem")]
     enc = os.path.join(H.tmpdir("enc"), "enc.key")
@@ -233,20 +235,24 @@ def curl_version(r):
 
 @test(timeout=60)
 def tls_version_client_min_max():
+    H.skip_if_mitmdump("mitmdump 8.1.1 applies tls_version_client_* to servers too")
     nginx()
     p = trusting()
     r = get(p, "tls13", args=["--tls-max", "1.2"], verbose=True)
     assert r.status == 200 and curl_version(r).startswith("TLSv1.2"), (r, curl_version(r))
     strict = trusting("--set", "tls_version_client_min=TLS1_3", label="client-min-1.3")
     r = get(strict, "tls13", args=["--tls-max", "1.2"])
-    # the handshake with us failed, after the CONNECT
-    assert r.rc == 35 and "protocol version" in r.stderr and r.body == b"", r
-    assert strict.wait_output("unsupported protocol", stream="stderr"), strict.stderr
+    # the handshake with us failed, after the CONNECT (mitmdump just closes)
+    assert r.rc == 35 and r.body == b"", r
+    if not H.IS_MITMDUMP:
+        assert "protocol version" in r.stderr, r
+        assert strict.wait_output("unsupported protocol (tls_version_client_min/max allow TLS1_3 to UNBOUNDED)",
+                                  stream="stderr"), strict.stderr
     r = get(strict, "tls13", args=["--tlsv1.3"], verbose=True)
     assert r.status == 200 and curl_version(r).startswith("TLSv1.3"), r
     capped = trusting("--set", "tls_version_client_max=TLS1_2", label="client-max-1.2")
     r = get(capped, "tls13", args=["--tlsv1.3"])
-    assert r.rc == 35 and "protocol version" in r.stderr, r
+    assert r.rc == 35 and (H.IS_MITMDUMP or "protocol version" in r.stderr), r
     r = get(capped, "tls13", verbose=True)
     assert r.status == 200 and curl_version(r).startswith("TLSv1.2"), r
 
@@ -279,7 +285,7 @@ def ciphers_client_and_server():
     assert r.status == 200 and r.body.startswith(b"TLSv1.2 ECDHE-ECDSA-AES128-SHA "), r.body
     rsa_only = trusting("--set", "ciphers_server=ECDHE-RSA-AES128-GCM-SHA256", label="ciphers-rsa-only")
     r = get(rsa_only, "tls12")
-    assert r.status == 502 and b"TLS handshake with" in r.body, r
+    assert r.status == 502 and b"handshake failure" in r.body, r
 
 
 # ---- our certificates ---------------------------------------------------------------
@@ -389,7 +395,8 @@ def ssl_verify_upstream_trusted_confdir_plain_and_hashed():
     subprocess.run(["openssl", "rehash", hashed], check=True, capture_output=True, timeout=20)
     untrusting = H.Proxy(label="no-trust").start()
     assert get(untrusting, "tls13").status == 502
-    for d in (plain, hashed):
+    # mitmdump hands the directory to OpenSSL as a CApath: hashed names only
+    for d in (hashed,) if H.IS_MITMDUMP else (plain, hashed):
         p = H.Proxy(["--set", "ssl_verify_upstream_trusted_confdir=" + d], label="trust-" + d).start()
         r = get(p, "tls13")
         assert r.status == 200 and r.body.startswith(b"TLSv1.3 "), (d, r)
