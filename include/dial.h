@@ -9,6 +9,8 @@
 
 struct event_base;
 struct evdns_base;
+struct ssl_st;
+struct stack_st_X509;
 typedef struct dial dial;
 
 /* Called once: err 0 when the target accepted a TCP connection, else an
@@ -20,6 +22,13 @@ typedef void (*dial_cb)(void *arg, int err, const char *msg);
  * one ending in .invalid never resolves (RFC 6761), without asking DNS. */
 dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *host, uint16_t port,
                  int timeout_s, dial_cb cb, void *arg);
+/* upstream_cert: once connected, also do a TLS handshake with ssl (the
+ * dial owns it from now on) and, when the server's certificate verified,
+ * store the certificates it sent in *peer (the caller frees them) before the
+ * callback, which reports success once the TCP connection succeeded,
+ * whatever the handshake did.  The connection then closes.  Call right
+ * after dial_start. */
+void dial_want_tls(dial *d, struct ssl_st *ssl, struct stack_st_X509 **peer);
 /* Abandon a dial in progress (its callback is not called). */
 void dial_cancel(dial *d);
 

@@ -71,6 +71,17 @@ typedef struct opts {
     /* TLS */
     bool ssl_insecure;
     char *ssl_verify_upstream_trusted_ca;
+    char *ssl_verify_upstream_trusted_confdir; /* directory of trusted CAs */
+    char *client_certs;         /* file, or directory of HOST.pem, for mTLS upstream */
+    char **certs;               /* "[domain=]path": our own certificates (tlsopts.c) */
+    size_t ncerts;
+    char *tls_version_client_min, *tls_version_client_max; /* mitmproxy's names */
+    char *tls_version_server_min, *tls_version_server_max;
+    char *ciphers_client;       /* OpenSSL cipher string, or NULL */
+    char *ciphers_server;
+    bool upstream_cert;
+    bool add_upstream_certs_to_client_chain;
+    int key_size;               /* RSA bits of the minted leaves' key */
     /* output */
     int flow_detail;
     char *termlog_verbosity;

@@ -34,6 +34,10 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz);
  * child's DER on first use.  Call before starting threads (it forks). */
 tls_ca *tls_ca_open(const char *confdir, const char *trusted_ca, char *err, size_t errsz);
 void tls_ca_free(tls_ca *ca);   /* after every SSL/SSL_CTX using it is gone */
+/* RSA bits of the leaf key made by the next tls_ca_open or
+ * tls_ca_load_or_create (key_size; default 2048).  Call at start-up,
+ * before threads start. */
+void tls_set_leaf_key_bits(int bits);
 
 X509 *tls_ca_cert(tls_ca *ca);           /* borrowed; NULL if it cannot be made */
 EVP_PKEY *tls_ca_leaf_key(tls_ca *ca);   /* shared by every leaf; borrowed */
@@ -46,6 +50,10 @@ const char *tls_ca_cert_path(const tls_ca *ca);
  * now.  Returns a new reference: X509_free it.  NULL (err set) for a name
  * that cannot go into a certificate. */
 X509 *tls_ca_leaf(tls_ca *ca, const char *host, char *err, size_t errsz);
+/* The same, with the common name and DNS/IP subject alternative names of
+ * `up` (a server's certificate: upstream_cert) added to the SAN; cached
+ * per host and upstream certificate.  up NULL: tls_ca_leaf. */
+X509 *tls_ca_leaf_up(tls_ca *ca, const char *host, X509 *up, char *err, size_t errsz);
 /* Bound the leaf cache (default 1024 entries, minimum 1); evicts at once. */
 void tls_ca_set_cache_max(tls_ca *ca, size_t max);
 size_t tls_ca_cache_count(tls_ca *ca);
@@ -53,10 +61,16 @@ size_t tls_ca_cache_count(tls_ca *ca);
 /* ---- client-facing (we are the server) --------------------------------- */
 
 /* TLS 1.2+.  The certificate is picked per connection in the certificate
- * callback: the client's SNI when it sent a usable one, else the fallback
+ * callback: a `certs` entry matching the host (tlsopts.h), else minted for
+ * the client's SNI when it sent a usable one, else the fallback
  * host set with tls_set_fallback_host (the CONNECT target or the address the
  * client connected to), else "mitmlua".  The SSL_CTX borrows `ca`. */
 SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz);
+/* upstream_cert, add_upstream_certs_to_client_chain: the certificates the
+ * server sent (an eager connection's, its own first), whose names the
+ * minted certificate carries too / which follow ours (tlsopts.h decides).
+ * Takes references, dropped with the SSL.  Before the handshake.  0 or -1. */
+int tls_set_upstream_chain(SSL *ssl, STACK_OF(X509) *chain);
 /* Copies `host` into the SSL (ex_data, freed with the SSL); NULL clears.
  * Call before the handshake.  0 or -1. */
 int tls_set_fallback_host(SSL *ssl, const char *host);

@@ -41,6 +41,7 @@ void client_free(cconn *c)
     if (c->peer)
         bufferevent_free(c->peer);
     dial_cancel(c->dial);
+    sk_X509_pop_free(c->upstream_chain, X509_free);
     if (c->peek_ev)
         event_free(c->peek_ev);
     bevio_detach(&c->wio);   /* before the bufferevent goes */

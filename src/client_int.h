@@ -76,6 +76,8 @@ typedef struct cconn {
     enum tunnel_kind { TUNNEL_CONNECT, TUNNEL_SOCKS5, TUNNEL_TRANSPARENT } tunnel_kind;
     enum socks_step { SOCKS_GREETING, SOCKS_USERPASS, SOCKS_REQUEST } socks_step;
     dial *dial;             /* eager: the target being tried, or NULL */
+    struct stack_st_X509 *upstream_chain; /* eager + upstream_cert: the server's certificates, or NULL */
+    bool upstream_probed;   /* ... and the handshake that looks for it is done */
     char *tunnel_host;
     uint16_t tunnel_port;
     flowrun run;            /* the flow in flight (run.f) and its trip through the pipeline */

@@ -2,6 +2,7 @@
 #include "dial.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +10,20 @@
 #include <sys/socket.h>
 
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 struct dial {
     struct bufferevent *bev;
+    struct event_base *base;
+    SSL *ssl;                /* dial_want_tls: the handshake after connecting */
+    STACK_OF(X509) **peer;   /* where the server's certificates go */
+    bool in_tls;
     struct event *fail_ev;   /* reports a failure found before connecting */
     dial_cb cb;
     void *arg;
@@ -30,6 +38,8 @@ static void dial_free(dial *d)
 {
     if (d->bev)
         bufferevent_free(d->bev);
+    if (!d->in_tls)
+        SSL_free(d->ssl); /* else the TLS bufferevent owned it */
     if (d->fail_ev)
         event_free(d->fail_ev);
     free(d);
@@ -51,10 +61,40 @@ static void fail_cb(evutil_socket_t fd, short what, void *arg)
     dial_done(d, d->err);
 }
 
+/* The TCP connection succeeded already: whatever the handshake does, the
+ * target is reachable; only a verified certificate is handed over. */
+static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    dial *d = arg;
+    if ((what & BEV_EVENT_CONNECTED) && SSL_get_verify_result(d->ssl) == X509_V_OK)
+        *d->peer = X509_chain_up_ref(SSL_get_peer_cert_chain(d->ssl));
+    else
+        ERR_clear_error();
+    d->msg[0] = '\0';
+    dial_done(d, 0);
+}
+
+static bool start_tls(dial *d)
+{
+    struct bufferevent *tb = bufferevent_openssl_filter_new(d->base, d->bev, d->ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!tb)
+        return false;
+    d->in_tls = true;
+    d->bev = tb;
+    bufferevent_setcb(tb, NULL, NULL, tls_event_cb, d);
+    struct timeval tv = {d->timeout_s, 0};
+    bufferevent_set_timeouts(tb, &tv, &tv);
+    bufferevent_enable(tb, EV_READ | EV_WRITE);
+    return true;
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     dial *d = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        if (d->ssl && start_tls(d))
+            return;
         d->msg[0] = '\0';
         dial_done(d, 0);
         return;
@@ -102,6 +142,7 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
         return NULL;
     d->cb = cb;
     d->arg = arg;
+    d->base = base;
     d->port = port;
     d->timeout_s = timeout_s ? timeout_s : 10;
     snprintf(d->host, sizeof d->host, "%s", host);
@@ -132,6 +173,14 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
         return fail_later(d, base, e ? e : EHOSTUNREACH);
     }
     return d;
+}
+
+void dial_want_tls(dial *d, SSL *ssl, STACK_OF(X509) **peer)
+{
+    SSL_free(d->ssl);
+    d->ssl = ssl;
+    d->peer = peer;
+    SSL_set_connect_state(ssl);
 }
 
 void dial_cancel(dial *d)

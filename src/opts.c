@@ -4,6 +4,7 @@
 #include "opts.h"
 
 #include "config.h"
+#include "tlsopts.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -59,6 +60,18 @@ static const opt_desc opt_table[] = {
     {"report_body_limit", OT_SIZE, F(report_body_limit), 0, "Report: bodies longer than this (decoded, e.g. 64k) are cut, with their size shown. 0 = no limit."},
     {"ssl_insecure", OT_BOOL, F(ssl_insecure), 0, "Do not verify upstream server certificates."},
     {"ssl_verify_upstream_trusted_ca", OT_STR, F(ssl_verify_upstream_trusted_ca), 0, "PEM file of extra CAs trusted for upstream verification."},
+    {"ssl_verify_upstream_trusted_confdir", OT_STR, F(ssl_verify_upstream_trusted_confdir), 0, "Directory of trusted CA certificates for upstream verification: PEM files, hashed (c_rehash) names or not; added to the system store."},
+    {"client_certs", OT_STR, F(client_certs), 0, "Client certificate for upstream servers (mTLS): a PEM file with certificate and key, or a directory of HOST.pem files (HOST = the SNI we send, else the server address)."},
+    {"certs", OT_STRLIST, F(certs), F(ncerts), "Our own certificate for matching domains instead of a minted one: \"[domain=]path\", a PEM file with the certificate, its chain and its key; domain may be *.example.com or * (the default) (repeatable)."},
+    {"tls_version_client_min", OT_STR, F(tls_version_client_min), 0, "Lowest TLS version with clients: UNBOUNDED, TLS1, TLS1_1, TLS1_2 or TLS1_3."},
+    {"tls_version_client_max", OT_STR, F(tls_version_client_max), 0, "Highest TLS version with clients: UNBOUNDED, TLS1, TLS1_1, TLS1_2 or TLS1_3."},
+    {"tls_version_server_min", OT_STR, F(tls_version_server_min), 0, "Lowest TLS version with servers: UNBOUNDED, TLS1, TLS1_1, TLS1_2 or TLS1_3."},
+    {"tls_version_server_max", OT_STR, F(tls_version_server_max), 0, "Highest TLS version with servers: UNBOUNDED, TLS1, TLS1_1, TLS1_2 or TLS1_3."},
+    {"ciphers_client", OT_STR, F(ciphers_client), 0, "Ciphers offered to clients, OpenSSL syntax (a TLS 1.3 suite list works too)."},
+    {"ciphers_server", OT_STR, F(ciphers_server), 0, "Ciphers offered to servers, OpenSSL syntax (a TLS 1.3 suite list works too)."},
+    {"upstream_cert", OT_BOOL, F(upstream_cert), 0, "With connection_strategy=eager: add the server certificate's CN and SANs to the minted certificate (the eager connection does a TLS handshake). Lazy: no effect (see the man page)."},
+    {"add_upstream_certs_to_client_chain", OT_BOOL, F(add_upstream_certs_to_client_chain), 0, "With connection_strategy=eager: send the server's certificates after ours. Lazy: no effect (see the man page)."},
+    {"key_size", OT_INT, F(key_size), 0, "RSA bits of the minted certificates' key (1024 to 8192)."},
     {"flow_detail", OT_INT, F(flow_detail), 0, "Console detail: 0 quiet .. 4 everything."},
     {"termlog_verbosity", OT_STR, F(termlog_verbosity), 0, "Log level: error, warn, info, debug."},
     {"console_format", OT_STR, F(console_format), 0, "Console output: text (mitmdump's lines) or jsonl (one JSON object per flow)."},
@@ -127,6 +140,12 @@ void opts_defaults(opts *o)
     o->script_memory_limit = 1024;
     o->block_global = true;
     o->connection_strategy = strdup("lazy");
+    o->tls_version_client_min = strdup("TLS1_2");
+    o->tls_version_client_max = strdup("UNBOUNDED");
+    o->tls_version_server_min = strdup("TLS1_2");
+    o->tls_version_server_max = strdup("UNBOUNDED");
+    o->upstream_cert = true;
+    o->key_size = 2048;
 }
 
 static void strlist_free(char **v, size_t n)
@@ -666,6 +685,10 @@ int opts_parse(opts *o, int argc, char **argv)
     }
     if (o->workers < 1 || o->workers > 256) {
         fprintf(stderr, "mitmlua: invalid value for workers: %d (expected 1 to 256)\n", o->workers);
+        return 2;
+    }
+    if (tlsopts_check(o, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
         return 2;
     }
     if (opts_check_replay(o, err, sizeof err) < 0) {

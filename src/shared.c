@@ -12,6 +12,7 @@
 #include "sink.h"
 #include "sreplay.h"
 #include "tls.h"
+#include "tlsopts.h"
 
 static int load_sreplay(shared *sh, char *err, size_t errsz)
 {
@@ -54,6 +55,8 @@ shared *shared_new(const opts *o, int *status, char *err, size_t errsz)
         /* before any thread starts: tls_ca_open forks.  The TLS contexts
          * come with the first TLS connection; a CA or trusted CA file that
          * cannot be used is still an error now */
+        tls_set_leaf_key_bits(o->key_size);
+        tlsopts_warn(o);
         sh->ca = tls_ca_open(o->confdir, o->ssl_insecure ? NULL : o->ssl_verify_upstream_trusted_ca, err, errsz);
         if (!sh->ca)
             goto fail;
@@ -96,6 +99,11 @@ static SSL_CTX *make_ctx(shared *sh, bool server)
         char err[512];
         tls_client_opts co = {.insecure = sh->o->ssl_insecure, .extra_ca_file = sh->o->ssl_verify_upstream_trusted_ca};
         c = server ? tls_server_ctx_new(sh->ca, err, sizeof err) : tls_client_ctx_new(&co, err, sizeof err);
+        if (c && (server ? tlsopts_apply_server(c, sh->o, err, sizeof err)
+                         : tlsopts_apply_client(c, sh->o, err, sizeof err)) < 0) {
+            SSL_CTX_free(c);
+            c = NULL;
+        }
         if (c)
             atomic_store_explicit(slot, c, memory_order_release);
         else

@@ -46,6 +46,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "tlsopts.h"
 #include "xthread.h"
 
 #define TLS_CACHE_DEFAULT 1024
@@ -106,7 +107,10 @@ typedef struct tls_blob {
     unsigned char p[];
 } tls_blob;
 
-static int ex_fallback_idx = -1, ex_alpn_idx = -1;
+static int ex_fallback_idx = -1, ex_alpn_idx = -1, ex_upcert_idx = -1;
+/* key_size: set once at start-up, before tls_ca_open forks (the child
+ * makes the leaf key) and before any thread starts */
+static int leaf_key_bits = 2048;
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 
 static void ssl_errstr(char *err, size_t errsz, const char *what)
@@ -138,6 +142,11 @@ static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
     free(ptr);
 }
 
+static void ex_chain_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    sk_X509_pop_free(ptr, X509_free);
+}
+
 /* SSL_dup copies ex_data pointers; give the copy its own blob so the two
  * SSLs do not free one allocation twice. */
 static int ex_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx, long argl, void *argp)
@@ -152,6 +161,22 @@ static void ex_init(void)
 {
     ex_fallback_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
     ex_alpn_idx = SSL_get_ex_new_index(0, NULL, NULL, ex_dup, ex_free);
+    ex_upcert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_chain_free);
+}
+
+int tls_set_upstream_chain(SSL *ssl, STACK_OF(X509) *chain)
+{
+    pthread_once(&ex_once, ex_init);
+    STACK_OF(X509) *mine = chain ? X509_chain_up_ref(chain) : NULL;
+    if (!mine)
+        return -1;
+    sk_X509_pop_free(SSL_get_ex_data(ssl, ex_upcert_idx), X509_free);
+    if (SSL_set_ex_data(ssl, ex_upcert_idx, mine) != 1) {
+        SSL_set_ex_data(ssl, ex_upcert_idx, NULL);
+        sk_X509_pop_free(mine, X509_free);
+        return -1;
+    }
+    return 0;
 }
 
 static int ex_replace(SSL *ssl, int idx, tls_blob *b)
@@ -389,7 +414,7 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 
 /* subjectAltName built from ASN.1 objects, not from config text: a host
  * name containing "," or ":" must never turn into extra entries. */
-static int add_san(X509 *x, const char *host, bool is_ip)
+static int add_san(X509 *x, const char *host, bool is_ip, X509 *up)
 {
     int rc = -1;
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
@@ -412,6 +437,8 @@ static int add_san(X509 *x, const char *host, bool is_ip)
     if (!sk_GENERAL_NAME_push(gens, gn))
         goto out;
     gn = NULL;
+    if (up && tlsopts_add_upstream_names(gens, up) < 0) /* upstream_cert */
+        goto out;
     if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1)
         rc = 0;
 out:
@@ -485,7 +512,7 @@ static bool ca_ready(tls_ca *ca)
             ca->leaf_der = NULL;
         }
         if (!ca->leaf_key) /* the child died before sending it */
-            ca->leaf_key = EVP_RSA_gen(2048);
+            ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits);
         atomic_store_explicit(&ca->ready, true, memory_order_release);
     }
     pthread_mutex_unlock(&ca->key_lock);
@@ -493,7 +520,7 @@ static bool ca_ready(tls_ca *ca)
 }
 
 /* `host` is already normalised (host_norm). */
-static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
+static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now, X509 *up)
 {
     X509 *x = X509_new();
     if (!x)
@@ -511,7 +538,7 @@ static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now)
         !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, ca->leaf_key) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
         add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
-        add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip) < 0 ||
+        add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip, up) < 0 ||
         /* keyid from the CA's SKI; issuer+serial only for an imported CA without one */
         add_ext(x, ca->cert, NID_authority_key_identifier, "keyid,issuer") < 0 ||
         !X509_sign(x, ca->key, EVP_sha256())) {
@@ -689,7 +716,7 @@ out:
 static void *keygen_main(void *arg)
 {
     tls_ca *ca = arg;
-    ca->leaf_key = EVP_RSA_gen(2048);
+    ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits);
     return NULL;
 }
 
@@ -780,7 +807,7 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
      * start-up together.  Make it on the side; the first minting waits. */
     if (xthread_start(&ca->keygen, keygen_main, ca) == 0) {
         ca->keygen_running = true;
-    } else if (!(ca->leaf_key = EVP_RSA_gen(2048))) {
+    } else if (!(ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits))) {
         ssl_errstr(err, errsz, "cannot create the leaf key");
         goto fail;
     }
@@ -976,6 +1003,7 @@ void tls_ca_free(tls_ca *ca)
 X509 *tls_ca_cert(tls_ca *ca) { return ca_ready(ca) ? ca->cert : NULL; }
 EVP_PKEY *tls_ca_leaf_key(tls_ca *ca) { return ca_ready(ca) ? ca->leaf_key : NULL; }
 const char *tls_ca_confdir(const tls_ca *ca) { return ca->confdir; }
+void tls_set_leaf_key_bits(int bits) { leaf_key_bits = bits; }
 const char *tls_ca_cert_path(const tls_ca *ca) { return ca->cert_path; }
 
 /* ---- the leaf cache (callers hold ca->lock) ----------------------------- */
@@ -1083,15 +1111,29 @@ size_t tls_ca_cache_count(tls_ca *ca)
 
 X509 *tls_ca_leaf(tls_ca *ca, const char *host_in, char *err, size_t errsz)
 {
-    char host[256];
+    return tls_ca_leaf_up(ca, host_in, NULL, err, errsz);
+}
+
+X509 *tls_ca_leaf_up(tls_ca *ca, const char *host_in, X509 *up, char *err, size_t errsz)
+{
+    char host[256 + 66]; /* with upstream names: "host/<upstream certificate's SHA-256>", the cache key */
     bool is_ip;
-    if (host_norm(host_in, host, sizeof host, &is_ip) < 0) {
+    if (host_norm(host_in, host, 256, &is_ip) < 0) {
         snprintf(err, errsz, "cannot make a certificate for the host name \"%.80s\"", host_in);
         return NULL;
     }
     if (!ca_ready(ca)) {
         ssl_errstr(err, errsz, "cannot load the CA");
         return NULL;
+    }
+    size_t name_len = strlen(host);
+    unsigned char md[32];
+    if (up && X509_digest(up, EVP_sha256(), md, NULL) != 1)
+        up = NULL;
+    if (up) {
+        host[name_len] = '/';
+        for (int i = 0; i < 32; i++)
+            snprintf(host + name_len + 1 + 2 * i, 3, "%02x", md[i]);
     }
     uint64_t h = host_hash(ca, host);
     time_t now = time(NULL);
@@ -1102,7 +1144,10 @@ X509 *tls_ca_leaf(tls_ca *ca, const char *host_in, char *err, size_t errsz)
         return x;
 
     /* mint outside the lock: signing takes a while and other hosts need not wait */
-    if (!(x = mint_leaf(ca, host, is_ip, now))) {
+    char name[256];
+    memcpy(name, host, name_len);
+    name[name_len] = '\0';
+    if (!(x = mint_leaf(ca, name, is_ip, now, up))) {
         ssl_errstr(err, errsz, "cannot mint a certificate");
         return NULL;
     }
@@ -1143,13 +1188,18 @@ static int cert_cb(SSL *ssl, void *arg)
             log_debug("tls: ignoring unusable SNI \"%.80s\"", host);
         host = fb ? (const char *)fb->p : "mitmlua";
     }
-    X509 *leaf = tls_ca_leaf(ca, host, err, sizeof err);
+    int own = tlsopts_use_own_cert(ssl, host);
+    if (own != 0)
+        return own > 0;
+    STACK_OF(X509) *up = SSL_get_ex_data(ssl, ex_upcert_idx);
+    X509 *leaf = tls_ca_leaf_up(ca, host, tlsopts_names_from(ssl, up), err, sizeof err);
     if (!leaf) {
         log_warn("tls: %s", err);
         return 0;
     }
     /* override=1: a second callback (HelloRetryRequest) replaces, not adds */
-    int ok = SSL_use_cert_and_key(ssl, leaf, ca->leaf_key, ca->chain, 1) == 1; /* ready: tls_ca_leaf */
+    int ok = SSL_use_cert_and_key(ssl, leaf, ca->leaf_key, ca->chain, 1) == 1 && /* ready: tls_ca_leaf */
+             tlsopts_add_upstream_chain(ssl, up) == 0;
     X509_free(leaf);
     return ok ? 1 : 0;
 }
@@ -1351,6 +1401,8 @@ int tls_client_prepare(SSL *ssl, const char *host, const char *sni, char *err, s
         ssl_errstr(err, errsz, "cannot set SNI");
         return -1;
     }
+    if (tlsopts_use_client_cert(ssl, send ? send : (sni_ip ? s : h), err, errsz) < 0)
+        return -1;
     if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
         return 0;
     /* the certificate must match the name we asked for, else the address */

@@ -25,6 +25,7 @@
 #include "socks5.h"
 #include "tls.h"
 #include "tlshello.h"
+#include "tlsopts.h"
 
 static void peer_read_cb(struct bufferevent *bev, void *arg);
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -35,14 +36,50 @@ static void start_passthrough_or_close(cconn *c);
  * did not wait for our answer to CONNECT and its hello is already in our
  * input): OpenSSL writes records into the socket's output and bevio writes
  * them out, one writev per loop turn, as on a plain connection. */
+static void start_client_tls_or_close(cconn *c);
+
+static void cert_probe_cb(void *arg, int err, const char *msg)
+{
+    cconn *c = arg;
+    c->dial = NULL;
+    c->upstream_probed = true;
+    start_client_tls_or_close(c);
+}
+
+/* upstream_cert, add_upstream_certs_to_client_chain: with
+ * connection_strategy=eager the server is contacted before the client's
+ * handshake, as in mitmdump, once its ClientHello shows it speaks TLS: a
+ * handshake with the target whose verified certificates lend their names
+ * to the minted one, or follow it.  True when started. */
+static bool start_cert_probe(cconn *c)
+{
+    const opts *o = c->w->sh->o;
+    if (c->upstream_probed || !(o->upstream_cert || o->add_upstream_certs_to_client_chain) ||
+        strcmp(o->connection_strategy, "eager") != 0 || o->mode == MODE_UPSTREAM || !c->tunnel_host)
+        return false;
+    SSL *probe = tlsopts_probe_ssl(shared_client_ctx(c->w->sh), c->tunnel_host);
+    if (probe && (c->dial = dial_start(c->w->base, c->w->dns, c->tunnel_host, c->tunnel_port, o->connect_timeout,
+                                       cert_probe_cb, c))) {
+        dial_want_tls(c->dial, probe, &c->upstream_chain);
+        bufferevent_disable(c->bev, EV_READ); /* the ClientHello waits */
+        c->state = C_DIAL;
+        return true;
+    }
+    SSL_free(probe);
+    return false;
+}
+
 static void start_client_tls_or_close(cconn *c)
 {
     shared *sh = c->w->sh;
+    if (start_cert_probe(c))
+        return;
     client_plain_off(c);
     SSL_CTX *ctx = shared_server_ctx(sh);
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
     if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
+        (c->upstream_chain && tls_set_upstream_chain(ssl, c->upstream_chain) < 0) ||
         (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
         SSL_free(ssl);
         client_free(c);
@@ -515,12 +552,14 @@ void tunnel_tls_event_or_close(cconn *c, short what)
     char addr[128];
     printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
     unsigned long e = bufferevent_get_openssl_error(c->bev);
-    char es[200] = "connection closed";
-    if (e)
-        ERR_error_string_n(e, es, sizeof es);
+    char es[320] = "connection closed";
+    if (e) { /* a version mismatch names tls_version_client_min/max's values */
+        ERR_error_string_n(e, es, 200);
+        tlsopts_version_hint(bufferevent_openssl_get_ssl(c->bev), ERR_GET_REASON(e), es + strlen(es), 120);
+    }
     log_info("%s: client TLS handshake failed for %s: %s (does the client trust the mitmlua CA?)", addr,
              c->tunnel_host ? c->tunnel_host : "?", es);
-    char why[300];
+    char why[400];
     snprintf(why, sizeof why, "client TLS handshake failed: %s", es);
     script_conn_event ev = {.error = why};
     client_event(c, SCRIPT_HOOK_TLS_FAILED_CLIENT, &ev);

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "script.h"
 #include "tls.h"
+#include "tlsopts.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
 /* A response body is allocated whole from its Content-Length up to this
@@ -300,8 +301,10 @@ const char *upstream_error_text(const opts *o, struct bufferevent *bev, const ch
         unsigned long e = bufferevent_get_openssl_error(bev);
         if (e) {
             char es[200];
+            char hint[120];
             ERR_error_string_n(e, es, sizeof es);
-            snprintf(buf, n, "TLS handshake with %s:%u failed: %s", h, port, es);
+            tlsopts_version_hint(ssl, ERR_GET_REASON(e), hint, sizeof hint);
+            snprintf(buf, n, "TLS handshake with %s:%u failed: %s%s", h, port, es, hint);
             return buf;
         }
     }

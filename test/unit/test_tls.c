@@ -16,7 +16,9 @@
 #include <openssl/pkcs12.h>
 #include <openssl/x509v3.h>
 
+#include "opts.h"
 #include "tls.h"
+#include "tlsopts.h"
 #include "t.h"
 
 static char base[64];
@@ -930,6 +932,149 @@ static void concurrency(void)
     tls_ca_set_cache_max(shared, 1024);
 }
 
+/* ---- the TLS options' values (tlsopts) ---------------------------------- */
+
+static void tlsopts_versions(void)
+{
+    int v = -1;
+    T_CHECK(tlsopts_parse_version("UNBOUNDED", &v) == 0 && v == 0);
+    T_CHECK(tlsopts_parse_version("TLS1", &v) == 0 && v == TLS1_VERSION);
+    T_CHECK(tlsopts_parse_version("TLS1_1", &v) == 0 && v == TLS1_1_VERSION);
+    T_CHECK(tlsopts_parse_version("TLS1_2", &v) == 0 && v == TLS1_2_VERSION);
+    T_CHECK(tlsopts_parse_version("TLS1_3", &v) == 0 && v == TLS1_3_VERSION);
+    T_CHECK(tlsopts_parse_version("SSL3", &v) == 0 && v == SSL3_VERSION);
+    v = 7;
+    T_CHECK(tlsopts_parse_version("tls1_2", &v) < 0 && v == 7); /* mitmproxy's names are exact */
+    T_CHECK(tlsopts_parse_version("TLS1_4", &v) < 0 && tlsopts_parse_version("", &v) < 0);
+    T_CHECK(tlsopts_parse_version(NULL, &v) < 0 && tlsopts_parse_version("TLS1_2 ", &v) < 0);
+    T_STREQ(tlsopts_version_name(0), "UNBOUNDED");
+    T_STREQ(tlsopts_version_name(TLS1_3_VERSION), "TLS1_3");
+    T_STREQ(tlsopts_version_name(TLS1_VERSION), "TLS1");
+}
+
+static void tlsopts_cert_specs(void)
+{
+    const char *d, *p;
+    size_t dl;
+    T_CHECK(tlsopts_split_cert_spec("a.test=/x/y.pem", &d, &dl, &p) == 0 && dl == 6 && !strncmp(d, "a.test", dl) &&
+            !strcmp(p, "/x/y.pem"));
+    T_CHECK(tlsopts_split_cert_spec("/x/y.pem", &d, &dl, &p) == 0 && dl == 1 && *d == '*' && !strcmp(p, "/x/y.pem"));
+    T_CHECK(tlsopts_split_cert_spec("*.a.test=c.pem", &d, &dl, &p) == 0 && dl == 8 && !strcmp(p, "c.pem"));
+    /* only the first '=' splits: a path may hold one */
+    T_CHECK(tlsopts_split_cert_spec("a=b=c", &d, &dl, &p) == 0 && dl == 1 && !strcmp(p, "b=c"));
+    T_CHECK(tlsopts_split_cert_spec("=c.pem", &d, &dl, &p) < 0);
+    T_CHECK(tlsopts_split_cert_spec("a.test=", &d, &dl, &p) < 0);
+    T_CHECK(tlsopts_split_cert_spec("", &d, &dl, &p) < 0);
+    /* mitmproxy's asterisk forms: any parent domain, "*" for all */
+    T_CHECK(tlsopts_name_matches("a.test", "a.test") && tlsopts_name_matches("A.Test", "a.TEST"));
+    T_CHECK(tlsopts_name_matches("*.test", "a.test") && tlsopts_name_matches("*.test", "x.a.test"));
+    T_CHECK(tlsopts_name_matches("*.a.test", "x.y.a.test") && tlsopts_name_matches("*", "anything"));
+    T_CHECK(!tlsopts_name_matches("*.a.test", "a.test") && !tlsopts_name_matches("a.test", "b.a.test"));
+    T_CHECK(!tlsopts_name_matches("*.test", "atest") && !tlsopts_name_matches("x*.test", "xa.test"));
+    T_CHECK(!tlsopts_name_matches("*.b.test", "ab.test"));
+}
+
+static int check_with(const char *a, const char *b, char *err, size_t errsz)
+{
+    opts o;
+    opts_defaults(&o);
+    char e2[256];
+    int rc = opts_set(&o, a, e2, sizeof e2) < 0 || (b && opts_set(&o, b, e2, sizeof e2) < 0)
+                 ? -2
+                 : tlsopts_check(&o, err, errsz);
+    opts_free(&o);
+    return rc;
+}
+
+static void tlsopts_option_values(void)
+{
+    char err[512];
+    T_CHECK(check_with("tls_version_client_min=TLS1", "tls_version_client_max=TLS1_3", err, sizeof err) == 0);
+    T_CHECK(check_with("tls_version_server_min=UNBOUNDED", "tls_version_server_max=UNBOUNDED", err, sizeof err) == 0);
+    T_CHECK(check_with("tls_version_server_min=TLS1_3", NULL, err, sizeof err) == 0); /* max UNBOUNDED */
+    T_CHECK(check_with("tls_version_client_min=TLS1_3", "tls_version_client_max=TLS1_2", err, sizeof err) < 0 &&
+            strstr(err, "tls_version_client_min 'TLS1_3' is above tls_version_client_max 'TLS1_2'"));
+    T_CHECK(check_with("tls_version_server_max=TLS2", NULL, err, sizeof err) < 0 &&
+            strstr(err, "tls_version_server_max: 'TLS2'"));
+    T_CHECK(check_with("tls_version_client_min=SSL3", NULL, err, sizeof err) < 0 && strstr(err, "no SSL 3.0"));
+    T_CHECK(check_with("ciphers_client=ECDHE-RSA-AES128-GCM-SHA256:HIGH", NULL, err, sizeof err) == 0);
+    T_CHECK(check_with("ciphers_server=TLS_AES_256_GCM_SHA384", NULL, err, sizeof err) == 0); /* a TLS 1.3 list */
+    T_CHECK(check_with("ciphers_server=BOGUS", NULL, err, sizeof err) < 0 &&
+            strstr(err, "invalid value for ciphers_server: 'BOGUS'"));
+    T_CHECK(check_with("ciphers_client=!ALL", NULL, err, sizeof err) < 0 && strstr(err, "ciphers_client"));
+    T_CHECK(check_with("key_size=4096", NULL, err, sizeof err) == 0);
+    T_CHECK(check_with("key_size=1023", NULL, err, sizeof err) < 0 && strstr(err, "key_size: 1023"));
+    T_CHECK(check_with("key_size=8193", NULL, err, sizeof err) < 0 && strstr(err, "key_size: 8193"));
+    T_CHECK(check_with("key_size=-1", NULL, err, sizeof err) == -2); /* not a whole number: opts_set says so */
+    T_CHECK(check_with("add_upstream_certs_to_client_chain=true", NULL, err, sizeof err) == 0);
+    T_CHECK(check_with("upstream_cert=false", NULL, err, sizeof err) == 0);
+    T_CHECK(check_with("client_certs=/nonexistent/x.pem", NULL, err, sizeof err) < 0 &&
+            strstr(err, "client_certs: '/nonexistent/x.pem'"));
+    T_CHECK(check_with("client_certs=/tmp", NULL, err, sizeof err) == 0); /* a directory of HOST.pem */
+    T_CHECK(check_with("ssl_verify_upstream_trusted_confdir=/nonexistent", NULL, err, sizeof err) < 0 &&
+            strstr(err, "ssl_verify_upstream_trusted_confdir: '/nonexistent'"));
+    T_CHECK(check_with("ssl_verify_upstream_trusted_confdir=/tmp", NULL, err, sizeof err) == 0);
+
+    /* certs and client_certs files: certificate and matching key, in one PEM */
+    char dir[256], both[300], certonly[300], mism[300];
+    path_of(dir, sizeof dir, "tlsopts", NULL);
+    mkdir(dir, 0700);
+    snprintf(both, sizeof both, "%s/both.pem", dir);
+    snprintf(certonly, sizeof certonly, "%s/cert.pem", dir);
+    snprintf(mism, sizeof mism, "%s/mismatch.pem", dir);
+    EVP_PKEY *k1 = EVP_RSA_gen(2048), *k2 = EVP_RSA_gen(2048);
+    X509 *x = X509_new();
+    T_CHECK(k1 && k2 && x);
+    X509_set_version(x, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"own.test", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, k1);
+    T_CHECK(X509_sign(x, k1, EVP_sha256()) > 0);
+    FILE *f = fopen(both, "w");
+    PEM_write_X509(f, x);
+    PEM_write_PrivateKey(f, k1, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    f = fopen(certonly, "w");
+    PEM_write_X509(f, x);
+    fclose(f);
+    f = fopen(mism, "w");
+    PEM_write_X509(f, x);
+    PEM_write_PrivateKey(f, k2, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    char set[400];
+    snprintf(set, sizeof set, "certs=*.own.test=%s", both);
+    T_CHECK(check_with(set, NULL, err, sizeof err) == 0);
+    snprintf(set, sizeof set, "client_certs=%s", both);
+    T_CHECK(check_with(set, NULL, err, sizeof err) == 0);
+    snprintf(set, sizeof set, "certs=%s", certonly);
+    T_CHECK(check_with(set, NULL, err, sizeof err) < 0 && strstr(err, "no (unencrypted) PEM private key"));
+    snprintf(set, sizeof set, "client_certs=%s", mism);
+    T_CHECK(check_with(set, NULL, err, sizeof err) < 0 && strstr(err, "does not match"));
+    snprintf(set, sizeof set, "certs=own.test=%s", dir);
+    T_CHECK(check_with(set, NULL, err, sizeof err) < 0 && strstr(err, "certs:"));
+    /* the client-facing context picks the entry for matching hosts only */
+    opts o;
+    opts_defaults(&o);
+    snprintf(set, sizeof set, "certs=*.own.test=%s", both);
+    T_CHECK(opts_set(&o, set, err, sizeof err) == 0);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    T_CHECK(ctx && tlsopts_apply_server(ctx, &o, err, sizeof err) == 0);
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    T_CHECK(ssl && tlsopts_use_own_cert(ssl, "b.test") == 0);
+    T_CHECK(ssl && tlsopts_use_own_cert(ssl, "a.own.test") == 1 && X509_cmp(SSL_get_certificate(ssl), x) == 0);
+    T_CHECK(ssl && tlsopts_use_own_cert(ssl, "own.test") == 1); /* the certificate's CN registers it too */
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    opts_free(&o);
+    X509_free(x);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+}
+
 int main(void)
 {
     snprintf(base, sizeof base, "/tmp/mitmlua-tls-XXXXXX");
@@ -940,6 +1085,9 @@ int main(void)
     T_RUN(ca_recovery);
     T_RUN(ca_corrupt);
     T_RUN(ca_open);
+    T_RUN(tlsopts_versions);
+    T_RUN(tlsopts_cert_specs);
+    T_RUN(tlsopts_option_values);
     /* the leaf, cache, handshake and thread tests use the CA the way the
      * proxy does: prepared by a child, made on first use */
     char p[256], err[512];
