@@ -51,10 +51,6 @@ int tlsopts_use_own_cert(SSL *ssl, const char *host);
  * or <dir>/<name>.pem when it is a directory and that file exists.
  * 0 (also when there is none), -1 with err when it cannot be loaded. */
 int tlsopts_use_client_cert(SSL *ssl, const char *name, char *err, size_t errsz);
-/* upstream_cert with connection_strategy=eager: an SSL for the eager
- * connection's handshake with `host` (SNI and verification as for the
- * flows' own connections), or NULL. */
-SSL *tlsopts_probe_ssl(SSL_CTX *ctx, const char *host);
 /* From the certificate callback, with the certificates an eager
  * connection's server sent (NULL: none): the one whose names go into the
  * minted certificate, when upstream_cert is on, else NULL; and

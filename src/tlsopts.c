@@ -550,17 +550,6 @@ int tlsopts_use_client_cert(SSL *ssl, const char *name, char *err, size_t errsz)
     return 0;
 }
 
-SSL *tlsopts_probe_ssl(SSL_CTX *ctx, const char *host)
-{
-    char err[256];
-    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
-    if (ssl && tls_client_prepare(ssl, host, NULL, err, sizeof err) < 0) {
-        SSL_free(ssl);
-        ssl = NULL;
-    }
-    return ssl;
-}
-
 X509 *tlsopts_names_from(SSL *ssl, STACK_OF(X509) *chain)
 {
     ctx_data *d = chain ? ctx_data_of(SSL_get_SSL_CTX(ssl), false) : NULL;

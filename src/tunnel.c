@@ -57,7 +57,13 @@ static bool start_cert_probe(cconn *c)
     if (c->upstream_probed || !(o->upstream_cert || o->add_upstream_certs_to_client_chain) ||
         strcmp(o->connection_strategy, "eager") != 0 || o->mode == MODE_UPSTREAM || !c->tunnel_host)
         return false;
-    SSL *probe = tlsopts_probe_ssl(shared_client_ctx(c->w->sh), c->tunnel_host);
+    SSL_CTX *cctx = shared_client_ctx(c->w->sh);
+    SSL *probe = cctx ? SSL_new(cctx) : NULL;
+    char perr[256];
+    if (probe && tls_client_prepare(probe, c->tunnel_host, NULL, perr, sizeof perr) < 0) {
+        SSL_free(probe);
+        probe = NULL;
+    }
     if (probe && (c->dial = dial_start(c->w->base, c->w->dns, c->tunnel_host, c->tunnel_port, o->connect_timeout,
                                        cert_probe_cb, c))) {
         dial_want_tls(c->dial, probe, &c->upstream_chain);
