@@ -123,7 +123,8 @@ static int run_server(const opts *o, shared *sh, creplay *cr)
             mo->listen_port = worker_port(ws[0]);
     }
     /* client replay runs on the first worker's loop, beside live traffic */
-    if (cr && creplay_start(cr, ws[0], o->server ? NULL : replay_finished, NULL) < 0) {
+    bool replay_ends_run = !o->server || (!o->keepserving && !o->nserver_replay);
+    if (cr && creplay_start(cr, ws[0], replay_ends_run ? replay_finished : NULL, NULL) < 0) {
         snprintf(err, sizeof err, "cannot start client replay");
         goto fail;
     }
@@ -179,6 +180,11 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     }
     log_set_level(level_from(o.termlog_verbosity));
+    /* mitmdump (its keepserving addon): -r, -C and -S end the run once they
+     * are done, unless keepserving.  -S keeps serving here: when its last
+     * response has gone is not tracked (README) */
+    if (o.rfile && !o.keepserving && !o.nclient_replay && !o.nserver_replay)
+        o.server = false;
     if (o.print_env) {
         status = print_env(&o);
         opts_free(&o);
