@@ -427,6 +427,37 @@ static int opt_apply(opts *o, const opt_desc *d, const char *v, char *err, size_
     return -1;
 }
 
+/* mitmproxy's None: a string unset, a list emptied, a size limit off
+ * (body_size_limit, stream_large_bodies: 0).  -1 for an option that has no
+ * None. */
+static int opt_set_none(opts *o, const opt_desc *d)
+{
+    char *base = (char *)o;
+    switch (d->type) {
+    case OT_STR: {
+        char **p = (char **)(base + d->off);
+        free(*p);
+        *p = NULL;
+        return 0;
+    }
+    case OT_STRLIST: {
+        char ***lp = (char ***)(base + d->off);
+        size_t *np = (size_t *)(base + d->count_off);
+        strlist_free(*lp, *np);
+        *lp = NULL;
+        *np = 0;
+        return 0;
+    }
+    case OT_SIZE:
+        if (strcmp(d->name, "body_size_limit") != 0 && strcmp(d->name, "stream_large_bodies") != 0)
+            return -1;
+        *(uint64_t *)(base + d->off) = 0;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 /* Is vals (nvals = 0: the value left out) mitmproxy's default for fd? */
 static bool foreign_is_default(const foreign_desc *fd, char *const *vals, size_t nvals)
 {
@@ -489,27 +520,12 @@ int opts_set(opts *o, const char *assignment, char *err, size_t errsz)
     if (!eq) {
         /* mitmproxy: "--set name" sets a boolean to true, a string to None
          * and empties a list */
-        switch (d->type) {
-        case OT_BOOL:
+        if (d->type == OT_BOOL)
             return opt_apply(o, d, "true", err, errsz);
-        case OT_STR: {
-            char **p = (char **)(base + d->off);
-            free(*p);
-            *p = NULL;
+        if (opt_set_none(o, d) == 0)
             return 0;
-        }
-        case OT_STRLIST: {
-            char ***lp = (char ***)(base + d->off);
-            size_t *np = (size_t *)(base + d->count_off);
-            strlist_free(*lp, *np);
-            *lp = NULL;
-            *np = 0;
-            return 0;
-        }
-        default:
-            snprintf(err, errsz, "--set %s: expected %s=VALUE", assignment, d->name);
-            return -1;
-        }
+        snprintf(err, errsz, "--set %s: expected %s=VALUE", assignment, d->name);
+        return -1;
     }
     if (d->type == OT_BOOL && strcmp(eq + 1, "toggle") == 0) {
         bool *b = (bool *)(base + d->off);
@@ -628,12 +644,8 @@ static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bo
         return -1;
     }
     if (!nvals) {
-        if (d->type == OT_STR) {
-            char **p = (char **)(base + d->off);
-            free(*p);
-            *p = NULL;
+        if (opt_set_none(cu->o, d) == 0)
             return 0;
-        }
         snprintf(err, errsz, "%s: expected a value", key);
         return -1;
     }
