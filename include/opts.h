@@ -81,6 +81,7 @@ typedef struct opts {
     bool keepserving;           /* keep the proxy up after -r, -C, -S are done */
     bool proxy_debug;           /* mitmproxy's core debug log: debug log level */
     bool onboarding;            /* answer http://mitm.it/ */
+    char *dumper_default_contentview; /* content view at detail 3, 4 ("auto") */
     char *console_format;       /* "text" (mitmdump's lines) or "jsonl" */
     /* CI */
     char *ready_file;           /* written once the proxy listens */

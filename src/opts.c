@@ -4,6 +4,7 @@
 #include "opts.h"
 
 #include "config.h"
+#include "contentview.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -96,6 +97,7 @@ static const opt_desc opt_table[] = {
     {"save_stream_filter", OT_STR, F(save_stream_filter), 0, "Filter which flows are written to -w and hardump."},
     {"dumper_filter", OT_STR, F(dumper_filter), 0, "Limit which flows are printed on the console."},
     {"proxy_debug", OT_BOOL, F(proxy_debug), 0, "Debug log of the proxy core (the same as termlog_verbosity=debug)."},
+    {"dumper_default_contentview", OT_STR, F(dumper_default_contentview), 0, "Content view for bodies at flow_detail 3 and 4: auto (as mitmproxy's auto view chooses), raw, hex, json, xml/html, url-encoded, multipart form, image, query, protocol buffer, msgpack, grpc/protocol buffer."},
     {"onboarding", OT_BOOL, F(onboarding), 0, "Answer http://mitm.it/ with the onboarding page (CA certificates to download)."},
 };
 #undef F
@@ -129,6 +131,7 @@ void opts_defaults(opts *o)
     o->block_global = true;
     o->connection_strategy = strdup("lazy");
     o->onboarding = true;
+    o->dumper_default_contentview = strdup("auto");
 }
 
 /* ---- mitmproxy's options that mitmlua does not have ----------------------
@@ -155,12 +158,11 @@ static const foreign_desc foreign_table[] = {
     {"client_certs", false, 's', NULL},
     {"command_history", true, 'b', "true"},
     {"connect_addr", false, 's', NULL},
-    {"content_view_lines_cutoff", false, 'i', "512"},
+    {"content_view_lines_cutoff", true, 'i', "512"},   /* the console's; mitmdump cuts at 70 lines */
     {"dns_listen_host", false, 's', NULL},
     {"dns_listen_port", false, 'i', "53"},
     {"dns_mode", false, 's', "regular"},
     {"dns_server", false, 'b', "false"},
-    {"dumper_default_contentview", false, 's', "auto"},
     {"export_preserve_original_ip", true, 'b', "false"},
     {"key_size", false, 'i', "2048"},
     {"normalize_outbound_headers", false, 'b', "true"},
@@ -940,6 +942,13 @@ int opts_parse(opts *o, int argc, char **argv)
     }
     if (o->workers < 1 || o->workers > 256) {
         fprintf(stderr, "mitmlua: invalid value for workers: %d (expected 1 to 256)\n", o->workers);
+        return 2;
+    }
+    int cvk = contentview_known(o->dumper_default_contentview);
+    if (cvk < 1) {
+        fprintf(stderr, cvk == 0 ? "mitmlua: content view '%s' is not implemented by mitmlua (dumper_default_contentview)\n"
+                                 : "mitmlua: invalid value for dumper_default_contentview: '%s' (see --options)\n",
+                o->dumper_default_contentview);
         return 2;
     }
     if (opts_check_replay(o, err, sizeof err) < 0) {

@@ -62,7 +62,10 @@ sink *sink_new(const opts *o, int *status, char *err, size_t errsz)
     bool dump_to_stdout = o->save_stream_file && strcmp(o->save_stream_file, "-") == 0;
     if (o->flow_detail > 0 && (s->printer = printer_new(dump_to_stdout ? stderr : stdout, o->flow_detail,
                                                         o->showhost)))
+    {
         printer_set_jsonl(s->printer, strcmp(o->console_format, "jsonl") == 0);
+        printer_set_contentview(s->printer, o->dumper_default_contentview);
+    }
     return s;
 fail:
     sink_close(s);
