@@ -131,8 +131,10 @@ void cv_endl(cv_text *t)
 
 void cv_copy_lines(cv_text *dst, const cv_text *src)
 {
+    if (!src->p)
+        return;
     const char *s = src->p, *end = src->p + src->len;
-    while (s && s < end && !dst->cut) {
+    while (s < end && !dst->cut) {
         const char *nl = memchr(s, '\n', (size_t)(end - s));
         cv_put(dst, s, (size_t)((nl ? nl : end) - s));
         cv_endl(dst);

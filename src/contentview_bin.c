@@ -528,7 +528,9 @@ static const char *latin1(meta *m, const unsigned char *s, size_t n, size_t *out
 static int png_meta(meta *m, rd *r)
 {
     rd_bytes(r, 8);
-    if (rd_be(r, 4) != 13 || r->bad || memcmp(rd_bytes(r, 4) ? r->p + r->pos - 4 : (const unsigned char *)"", "IHDR", 4))
+    uint64_t ihdr_len = rd_be(r, 4);
+    const unsigned char *ihdr = rd_bytes(r, 4);
+    if (r->bad || ihdr_len != 13 || memcmp(ihdr, "IHDR", 4) != 0)
         return -1;
     uint64_t w = rd_be(r, 4), h = rd_be(r, 4);
     rd_bytes(r, 5 + 4);
