@@ -123,8 +123,13 @@ static void add_headers(struct evbuffer *b, const hdrs *h)
     for (size_t i = 0; i < h->n; i++) {
         evbuffer_add(b, "    ", 4);
         add_bytes_repr(b, h->v[i].name, h->v[i].name_len);
-        evbuffer_add(b, ": ", 2);
-        add_bytes_repr(b, h->v[i].value, h->v[i].value_len);
+        /* mitmdump strips each printed line: no trailing spaces, and an
+         * empty value leaves "name:" */
+        size_t vl = h->v[i].value_len;
+        while (vl && h->v[i].value[vl - 1] == ' ')
+            vl--;
+        evbuffer_add(b, ": ", vl ? 2 : 1);
+        add_bytes_repr(b, h->v[i].value, vl);
         evbuffer_add(b, "\n", 1);
     }
 }
