@@ -133,10 +133,16 @@ $(BUILD)/hookbench: bench/hookbench.c $(LIB_OBJS) $(LLHTTP_OBJS)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
 
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the binary and all
+# three manual pages
+PREFIX ?= /usr/local
 install: all
-	install -d $(DESTDIR)/usr/local/bin $(DESTDIR)/usr/local/share/man/man1
-	install -m 0755 $(BUILD)/mitmlua $(DESTDIR)/usr/local/bin/mitmlua
-	install -m 0644 man/mitmlua.1 $(DESTDIR)/usr/local/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 0755 $(BUILD)/mitmlua $(DESTDIR)$(PREFIX)/bin/mitmlua
+	install -m 0644 man/mitmlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 man/mitmlua-dump.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 man/mitmlua-filter.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 
 clean:
 	rm -rf build build-asan build-fuzz

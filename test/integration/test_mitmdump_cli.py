@@ -260,5 +260,22 @@ def the_three_filters_set_apart():
     assert r.returncode == 2 and "readfile_filter" in r.stderr, r
 
 
+@test(timeout=120)
+def make_install_honours_prefix_and_installs_three_man_pages():
+    if H.IS_MITMDUMP:
+        H.skip("mitmlua's Makefile")
+    root = os.environ.get("MITMLUA_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    build = os.path.relpath(os.path.dirname(os.path.abspath(H.BIN)), root)
+    dest = H.tmpdir("destdir")
+    r = subprocess.run(["make", "-s", "-C", root, "install", "BUILD=" + build, "PREFIX=/opt/mitmlua",
+                        "DESTDIR=" + dest], capture_output=True, text=True, timeout=110)
+    assert r.returncode == 0, r.stderr
+    for f in ("bin/mitmlua", "share/man/man1/mitmlua.1", "share/man/man5/mitmlua-dump.5",
+              "share/man/man7/mitmlua-filter.7"):
+        assert os.path.isfile(os.path.join(dest, "opt/mitmlua", f)), (f, r.stdout)
+    assert os.access(os.path.join(dest, "opt/mitmlua/bin/mitmlua"), os.X_OK)
+
+
 if __name__ == "__main__":
     H.main()
