@@ -36,6 +36,7 @@ typedef struct opts {
     char **scripts;
     size_t nscripts;
     char *save_stream_file;
+    char *save_format;          /* NULL (by the suffix), "mitmlua" or "mitmproxy" */
     char *rfile;
     bool server;                /* false with -n */
     char **client_replay;

@@ -35,6 +35,7 @@ static const opt_desc opt_table[] = {
     {"workers", OT_INT, F(workers), 0, "Worker threads, each with its own event loop and Lua state."},
     {"scripts", OT_STRLIST, F(scripts), F(nscripts), "Lua scripts to run, in order."},
     {"save_stream_file", OT_STR, F(save_stream_file), 0, "Stream flows to FILE (+FILE appends, - is stdout)."},
+    {"save_format", OT_STR, F(save_format), 0, "Format of -w: mitmlua (the native dump) or mitmproxy (mitmproxy 8's flow file, which mitmproxy and mitmweb open); unset: mitmproxy for a name ending in .mitm, else mitmlua."},
     {"rfile", OT_STR, F(rfile), 0, "Read flows from FILE (- is stdin)."},
     {"server", OT_BOOL, F(server), 0, "Start a proxy server (false with -n)."},
     {"client_replay", OT_STRLIST, F(client_replay), F(nclient_replay), "Replay client requests from a saved file."},
@@ -942,6 +943,11 @@ int opts_parse(opts *o, int argc, char **argv)
     }
     if (o->workers < 1 || o->workers > 256) {
         fprintf(stderr, "mitmlua: invalid value for workers: %d (expected 1 to 256)\n", o->workers);
+        return 2;
+    }
+    if (o->save_format && strcmp(o->save_format, "mitmlua") != 0 && strcmp(o->save_format, "mitmproxy") != 0) {
+        fprintf(stderr, "mitmlua: invalid value for save_format: '%s' (expected mitmlua or mitmproxy)\n",
+                o->save_format);
         return 2;
     }
     int cvk = contentview_known(o->dumper_default_contentview);

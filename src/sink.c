@@ -10,6 +10,7 @@
 #include "filter.h"
 #include "har.h"
 #include "log.h"
+#include "mitmout.h"
 #include "printer.h"
 
 struct sink {
@@ -20,6 +21,7 @@ struct sink {
     filter *fail_on;            /* --set fail_on=FILTER, or NULL */
     printer *printer;           /* console, or NULL when quiet */
     dump_writer *dump;          /* -w, or NULL */
+    mitmout_writer *mitm;       /* -w in mitmproxy's format, or NULL */
     har_writer *har;            /* --set hardump=FILE, or NULL */
     pthread_mutex_t har_lock;   /* the HAR writer has one owner at a time */
     /* Run totals, shared on purpose: the exit status and the summary are
@@ -75,7 +77,10 @@ fail:
 int sink_open(sink *s, const opts *o, char *err, size_t errsz)
 {
     char why[512];
-    if (o->save_stream_file && !(s->dump = dump_writer_open(o->save_stream_file, err, errsz)))
+    bool mitm = o->save_format ? !strcmp(o->save_format, "mitmproxy") : mitmout_path_wants(o->save_stream_file);
+    if (o->save_stream_file && mitm && !(s->mitm = mitmout_open(o->save_stream_file, err, errsz)))
+        return -1;
+    if (o->save_stream_file && !mitm && !(s->dump = dump_writer_open(o->save_stream_file, err, errsz)))
         return -1;
     if (o->hardump && !(s->har = har_writer_open(o->hardump, why, sizeof why))) {
         snprintf(err, errsz, "hardump: %s", why);
@@ -121,11 +126,13 @@ void sink_flow(sink *s, const flow *f)
         free(url);
     }
     bool show = s->printer && sink_pass(s, s->dumper, f, "shown");
-    bool save = (s->dump || s->har) && sink_pass(s, s->save, f, "saved");
+    bool save = (s->dump || s->mitm || s->har) && sink_pass(s, s->save, f, "saved");
     if (show)
         printer_flow(s->printer, f);
     if (save && s->dump && dump_writer_add(s->dump, f) < 0)
         log_error("could not queue flow %s for the dump file", f->id);
+    if (save && s->mitm && mitmout_add(s->mitm, f) < 0)
+        log_error("could not write flow %s to the mitmproxy flow file", f->id);
     if (save && s->har) {
         char err[256];
         pthread_mutex_lock(&s->har_lock);
@@ -171,6 +178,10 @@ int sink_close(sink *s)
     char err[512];
     int rc = 0;
     if (s->dump && dump_writer_close(s->dump, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        rc = -1;
+    }
+    if (s->mitm && mitmout_close(s->mitm, err, sizeof err) < 0) {
         fprintf(stderr, "mitmlua: %s\n", err);
         rc = -1;
     }
