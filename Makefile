@@ -16,7 +16,7 @@ LLHTTP_INC  ?= /usr/share/include/llhttp
 # Name core and extra (evdns) instead.  No libevent_pthreads: every event
 # loop belongs to one thread (see worker_call in proxy.h).
 PKGS    = libevent_core libevent_extra openssl luajit libnghttp2 libzstd \
-          libpcre2-8 zlib libbrotlienc libbrotlidec jansson
+          libpcre2-8 zlib libbrotlienc libbrotlidec jansson yaml-0.1
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -82,7 +82,7 @@ unit: $(UNIT_BINS)
 # benchmark use; nothing else is needed on a fresh Debian 12 machine.
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libluajit-5.1-dev \
            luajit node-llhttp libnghttp2-dev libzstd-dev libpcre2-dev zlib1g-dev \
-           libbrotli-dev libjansson-dev curl nginx-light nghttp2-client wrk \
+           libbrotli-dev libjansson-dev libyaml-dev curl nginx-light nghttp2-client wrk \
            python3 python3-websockets python3-h2 mitmproxy clang libclang-rt-14-dev openssl \
            procps iproute2 nftables
 

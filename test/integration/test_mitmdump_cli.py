@@ -151,7 +151,7 @@ def every_mitmdump_option_name_is_accepted():
     r = run(["-n", "--confdir", conf], home=home)
     assert r.returncode == 0, r.stderr
     warned = sorted(re.findall(r"warning: (\w+) is an option of mitmproxy's console", r.stderr))
-    assert warned == ["command_history", "export_preserve_original_ip"], r.stderr
+    assert warned == ["command_history", "content_view_lines_cutoff", "export_preserve_original_ip"], r.stderr
     # and each name alone with --set: accepted or a warning, never "unknown"
     for n in names:
         r = run(["--set", n, "-n"])
