@@ -15,6 +15,7 @@
 
 #include "guard.h"
 #include "log.h"
+#include "printer.h"
 
 void client_free(cconn *c)
 {
@@ -31,6 +32,11 @@ void client_free(cconn *c)
         flowrun_fail(&c->run, "client disconnected");
     }
     flowrun_release(&c->run);
+    if (c->logged_connect) {
+        char addr[300];
+        printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+        log_debug("%s: client disconnect", addr);
+    }
     wsrelay_free(c->ws);
     client_h2_free(c->h2);
     exch_close(&c->x);

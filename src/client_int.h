@@ -90,6 +90,7 @@ typedef struct cconn {
     exch x;                 /* the request's trip upstream; keeps the server connection */
     struct bufferevent *peer; /* the server side of a relay (passthrough, after a 101) */
     bool admitted;          /* counted against max_connections */
+    bool logged_connect;    /* -v printed "client connect": say when it goes */
     bool authed;            /* proxyauth: a CONNECT passed; its tunnel is ours */
     bool auth_failed;       /* proxyauth: this request is answered 407/401 */
     char *auth_cache;       /* proxyauth: credentials that passed last */

@@ -833,7 +833,7 @@ static const flag_desc *flag_by_short(int c)
     return NULL;
 }
 
-static int parse_argv(opts *o, int argc, char **argv, bool *cli, bool *print_options)
+static int parse_argv(opts *o, int argc, char **argv, bool *cli, bool *print_options, bool *verbose)
 {
     char err[512];
     struct option *longopts = make_longopts();
@@ -860,6 +860,7 @@ static int parse_argv(opts *o, int argc, char **argv, bool *cli, bool *print_opt
             free(o->termlog_verbosity);
             o->termlog_verbosity = strdup("debug");
             mark_cli(cli, "termlog_verbosity");
+            *verbose = true;
             break;
         case O_SET:
             if (opts_set(o, optarg, err, sizeof err) < 0) {
@@ -896,9 +897,16 @@ int opts_parse(opts *o, int argc, char **argv)
     char err[512];
     bool print_options = false;
     bool cli[OPT_TABLE_N] = {false};  /* set on the command line: config.yaml must not override */
-    int rc = parse_argv(o, argc, argv, cli, &print_options);
+    bool verbose = false;
+    int rc = parse_argv(o, argc, argv, cli, &print_options, &verbose);
     if (rc != 0)
         return rc;
+    /* mitmdump's -v is flow_detail 2 too (there even over --flow-detail;
+     * here an explicit --flow-detail wins) */
+    if (verbose && !cli[opt_find("flow_detail", 11) - opt_table]) {
+        o->flow_detail = 2;
+        mark_cli(cli, "flow_detail");
+    }
     if (!o->confdir) {
         const char *home = getenv("HOME");
         size_t n = strlen(home ? home : ".") + 16;

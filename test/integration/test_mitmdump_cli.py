@@ -260,6 +260,42 @@ def the_three_filters_set_apart():
     assert r.returncode == 2 and "readfile_filter" in r.stderr, r
 
 
+def connection_lines(text, client_port, backend_port):
+    out = set()
+    for l in text.splitlines():
+        # mitmlua's log lines carry their level, on stderr; mitmdump's not
+        l = re.sub(r"^\[debug\] ", "", l)
+        if l.startswith("127.0.0.1:%d: " % client_port) and re.search(r": (client|server) (connect|disconnect)", l):
+            out.add(l.replace(":%d:" % client_port, ":CLIENT:").replace(str(backend_port), "BACKEND").strip())
+    return out
+
+
+@test(timeout=60)
+def verbose_prints_connection_lines_as_mitmdump():
+    if H.IS_MITMDUMP:
+        H.skip("a differential test runs both programs itself")
+    md = H.need_mitmdump()
+    b = backend()
+    seen = []
+    for binary in (md, H.BIN):
+        p = H.Proxy(["-v"], binary=binary, label=os.path.basename(binary)).start()
+        r = H.curl("http://localhost:%d/bytes/7" % b.port, proxy=p, args=["--local-port", "0"])
+        assert r.status == 200, r
+        H.wait_for(lambda: "server disconnect" in p.stdout + p.stderr, 10)
+        H.wait_for(lambda: (p.stdout + p.stderr).count("client disconnect") >= 2, 10)
+        text = p.stdout + p.stderr
+        m = re.search(r"(?m)^127\.0\.0\.1:(\d+): GET ", text)
+        assert m, text
+        seen.append((connection_lines(text, int(m.group(1)), b.port), text))
+    (want, wtext), (got, gtext) = seen
+    assert want == {"127.0.0.1:CLIENT: client connect", "127.0.0.1:CLIENT: client disconnect",
+                    "127.0.0.1:CLIENT: server connect localhost:BACKEND (127.0.0.1:BACKEND)",
+                    "127.0.0.1:CLIENT: server disconnect localhost:BACKEND (127.0.0.1:BACKEND)"}, (want, wtext)
+    assert got == want, (got, gtext)
+    # and -v prints headers, as mitmdump's does (flow_detail 2)
+    assert "    User-Agent: curl" in gtext, gtext
+
+
 @test(timeout=120)
 def make_install_honours_prefix_and_installs_three_man_pages():
     if H.IS_MITMDUMP:
