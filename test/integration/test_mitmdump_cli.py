@@ -228,6 +228,31 @@ def rfile_with_keepserving_keeps_serving():
 
 
 @test
+def client_replay_without_n_ends_with_the_replay():
+    path = recording()
+    n = len(backend().log)
+    p = H.Proxy(["-C", path]).start()
+    assert p.wait(20) == 0, p.stderr
+    assert len(backend().log) == n + 2, backend().log
+
+
+@test
+def server_replay_ends_when_every_response_was_served():
+    path = recording()
+    p = H.Proxy(["-S", path]).start()
+    for u in ("/bytes/10?x=a", "/bytes/20?x=b"):
+        r = H.curl(backend().url(u), proxy=p)
+        assert r.status == 200 and len(r.body) in (10, 20), r
+    assert p.wait(10) == 0, p.stderr
+    # keepserving, or a response that may be served again and again, keep it up
+    for extra in (["--set", "keepserving=true"], ["--server-replay-nopop"]):
+        p = H.Proxy(["-S", path] + extra).start()
+        for u in ("/bytes/10?x=a", "/bytes/20?x=b"):
+            assert H.curl(backend().url(u), proxy=p).status == 200
+        assert H.curl(backend().url("/bytes/3"), proxy=p).status == 200
+
+
+@test
 def trailing_filter_sets_the_three_filters():
     path = recording()
     lua, log = hook_log_script()
