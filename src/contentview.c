@@ -1310,6 +1310,8 @@ const char *contentview_render(const char *view, const char *content_type, const
                                size_t len, cv_text *out)
 {
     char mt[128];
+    if (!data)
+        data = "";   /* an empty body may have no buffer at all */
     media_type(content_type, mt, sizeof mt);
     cv_reset(out);
     if (!out->max_lines)

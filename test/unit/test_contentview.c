@@ -66,6 +66,8 @@ static void query_and_empty(void)
     T_STREQ(render(NULL, NULL, "q=a+b&flag&x=%41", "", 0, CV_ALL, &t), "Query");
     T_STREQ(t.p, "q:    a b\nflag: \nx:    A\n");
     cv_text_free(&t);
+    T_STREQ(render("json", NULL, NULL, NULL, 0, CV_ALL, &t), "Raw");   /* no buffer: a forced view */
+    cv_text_free(&t);
     T_STREQ(render(NULL, NULL, NULL, "", 0, CV_ALL, &t), "No content");
     T_CHECK(t.lines == 0);
     cv_text_free(&t);
