@@ -16,7 +16,7 @@ LLHTTP_INC  ?= /usr/share/include/llhttp
 # Name core and extra (evdns) instead.  No libevent_pthreads: every event
 # loop belongs to one thread (see worker_call in proxy.h).
 PKGS    = libevent_core libevent_extra openssl luajit libnghttp2 libzstd \
-          libpcre2-8 zlib libbrotlienc libbrotlidec jansson
+          libpcre2-8 zlib libbrotlienc libbrotlidec jansson yaml-0.1
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -91,7 +91,7 @@ unit: $(UNIT_BINS)
 # benchmark use; nothing else is needed on a fresh Debian 12 machine.
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libluajit-5.1-dev \
            luajit node-llhttp libnghttp2-dev libzstd-dev libpcre2-dev zlib1g-dev \
-           libbrotli-dev libjansson-dev curl nginx-light nghttp2-client wrk \
+           libbrotli-dev libjansson-dev libyaml-dev curl nginx-light nghttp2-client wrk \
            python3 python3-websockets python3-h2 mitmproxy clang libclang-rt-14-dev openssl \
            procps iproute2 nftables chromium chromium-driver python3-selenium
 
@@ -142,10 +142,16 @@ $(BUILD)/hookbench: bench/hookbench.c $(LIB_OBJS) $(LLHTTP_OBJS)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(LDFLAGS)
 
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the binary and all
+# three manual pages
+PREFIX ?= /usr/local
 install: all
-	install -d $(DESTDIR)/usr/local/bin $(DESTDIR)/usr/local/share/man/man1
-	install -m 0755 $(BUILD)/mitmlua $(DESTDIR)/usr/local/bin/mitmlua
-	install -m 0644 man/mitmlua.1 $(DESTDIR)/usr/local/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 0755 $(BUILD)/mitmlua $(DESTDIR)$(PREFIX)/bin/mitmlua
+	install -m 0644 man/mitmlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 man/mitmlua-dump.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 man/mitmlua-filter.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,9 +1,9 @@
-/* config.h — the confdir's config.yaml in mitmproxy's format: the YAML
- * subset that mitmproxy itself writes and users write by hand (`key:
- * value`, lists as `- item` lines or `[a, b]`, single- and double-quoted
- * strings, booleans, numbers, null, comments).  Anything beyond that (block
- * scalars, anchors, nested maps) is refused with its line, never guessed.
- * The parser knows nothing of options: it hands each key to a callback. */
+/* config.h — the confdir's config.yaml in mitmproxy's format, read with
+ * libyaml: a mapping of option names to a scalar, null or a list of
+ * scalars, in any YAML spelling (comments, quoted and multi-line strings,
+ * flow or block lists, anchors and aliases).  Nested mappings and lists of
+ * lists are refused with their line and column, never guessed.  The
+ * parser knows nothing of options: it hands each key to a callback. */
 #ifndef MITMLUA_CONFIG_H
 #define MITMLUA_CONFIG_H
 
@@ -16,7 +16,7 @@
 typedef int (*config_cb)(void *ud, const char *key, char **vals, size_t nvals, bool is_list, char *err,
                          size_t errsz);
 
-/* Parse text; errors read "NAME:LINE: why".  0 or -1. */
+/* Parse text; errors read "NAME:LINE:COLUMN: why".  0 or -1. */
 int config_parse(const char *text, const char *name, config_cb cb, void *ud, char *err, size_t errsz);
 
 /* Read and parse a file.  A missing file is not an error (returns 0, as

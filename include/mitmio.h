@@ -1,7 +1,6 @@
 /* mitmio.h — reads mitmproxy's flow files (the tnetstring stream that
  * `mitmdump -w` writes; flow format versions of mitmproxy 7 to 11) into
- * flow.h flows.  Streaming, so pipes work; mitmproxy's format is not
- * written (the native dump is mitmlua's own). */
+ * flow.h flows.  Streaming, so pipes work.  mitmout.h writes the format. */
 #ifndef MITMLUA_MITMIO_H
 #define MITMLUA_MITMIO_H
 

@@ -36,6 +36,7 @@ typedef struct opts {
     char **scripts;
     size_t nscripts;
     char *save_stream_file;
+    char *save_format;          /* NULL (by the suffix), "mitmlua" or "mitmproxy" */
     char *rfile;
     bool server;                /* false with -n */
     char **client_replay;
@@ -87,6 +88,14 @@ typedef struct opts {
     char *termlog_verbosity;
     bool showhost;
     char *filter_expr;          /* trailing filter expression, NULL = all */
+    /* mitmdump's three filters; the trailing expression sets all of them */
+    char *readfile_filter;      /* -r: flows that are read at all (hooks, output) */
+    char *save_stream_filter;   /* -w and hardump: flows that are saved */
+    char *dumper_filter;        /* console: flows that are printed */
+    bool keepserving;           /* keep the proxy up after -r, -C, -S are done */
+    bool proxy_debug;           /* mitmproxy's core debug log: debug log level */
+    bool onboarding;            /* answer http://mitm.it/ */
+    char *dumper_default_contentview; /* content view at detail 3, 4 ("auto") */
     char *console_format;       /* "text" (mitmdump's lines) or "jsonl" */
     /* CI */
     char *ready_file;           /* written once the proxy listens */
@@ -150,6 +159,12 @@ int opts_parse_size(const char *s, uint64_t *out);
 /* Parse "http://host:port" (as used by --mode reverse:/upstream:).  0 or -1. */
 int opts_parse_url(const char *s, opts_url *u, char *err, size_t errsz);
 void opts_url_free(opts_url *u);
+/* What mitmlua does with an option name of mitmproxy's that is not in its
+ * own table: OPTS_UI for the console's and web UI's options (a warning),
+ * OPTS_UNIMPLEMENTED for one that would change behaviour (accepted only at
+ * its default value), OPTS_UNKNOWN for a name mitmproxy does not have. */
+enum opts_foreign { OPTS_UNKNOWN, OPTS_UI, OPTS_UNIMPLEMENTED };
+enum opts_foreign opts_foreign_kind(const char *name);
 
 #define MITMLUA_VERSION "0.1.0"
 

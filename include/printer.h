@@ -16,6 +16,10 @@ printer *printer_new(FILE *out, int flow_detail, bool showhost);
  * log collectors): id, timestamps, duration, client, server, method, url,
  * status, sizes, error, replay, marked, comment, metadata. */
 void printer_set_jsonl(printer *p, bool on);
+/* The content view for bodies at detail 3 and 4 (mitmproxy's name, e.g.
+ * "json", "hex"; NULL or "auto": as mitmproxy's auto view chooses).  The
+ * string must outlive the printer. */
+void printer_set_contentview(printer *p, const char *view);
 /* The JSON object printed in jsonl mode, without the newline.  Caller frees. */
 char *printer_flow_json(const flow *f);
 void printer_free(printer *p);

@@ -1,6 +1,6 @@
-/* sink.h — where finished flows go: the trailing filter, then the console
- * printer, the dump writer (-w) and the HAR writer (hardump); fail_on looks
- * at every flow, filtered or not.  One sink per run, shared by every worker
+/* sink.h — where finished flows go: the console printer (dumper_filter),
+ * the dump writer (-w) and the HAR writer (hardump) (save_stream_filter);
+ * fail_on looks at every flow, filtered or not.  One sink per run, shared by every worker
  * (each consumer is thread-safe or locked here), and the run's totals that
  * the exit status and the summary line are made from. */
 #ifndef MITMLUA_SINK_H
@@ -25,9 +25,10 @@ int sink_open(sink *s, const opts *o, char *err, size_t errsz);
 /* A finished flow (answered, failed or killed): count it, check fail_on,
  * and hand it to the consumers the trailing filter lets it reach. */
 void sink_flow(sink *s, const flow *f);
-/* Does the trailing filter select f: 1 yes (also without a filter), 0 no,
- * -1 it could not answer (a regex gave up; err says which).  Client replay
- * uses it to choose which recorded flows to send. */
+/* Does readfile_filter (the trailing filter's part for flows read from
+ * files) select f: 1 yes (also without a filter), 0 no, -1 it could not
+ * answer (a regex gave up; err says which).  -r uses it to choose which
+ * flows are read, client replay which recorded flows to send. */
 int sink_select(const sink *s, const flow *f, char *err, size_t errsz);
 /* The trailing filter could not answer for some flow (shown and saved
  * anyway): the run's exit status says so. */

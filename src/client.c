@@ -15,6 +15,7 @@
 
 #include "guard.h"
 #include "log.h"
+#include "printer.h"
 
 void client_free(cconn *c)
 {
@@ -31,6 +32,11 @@ void client_free(cconn *c)
         flowrun_fail(&c->run, "client disconnected");
     }
     flowrun_release(&c->run);
+    if (c->logged_connect) {
+        char addr[300];
+        printer_format_address(c->info.address_host, c->info.address_port, addr, sizeof addr);
+        log_debug("%s: client disconnect", addr);
+    }
     if (c->announced) {
         c->info.timestamp_end = flow_now();
         client_event(c, SCRIPT_HOOK_CLIENT_DISCONNECTED, NULL);

@@ -777,6 +777,13 @@ void client_accept(worker *w, evutil_socket_t fd, struct sockaddr *sa)
         client_free(c);
         return;
     }
+    if (log_get_level() >= LOG_DEBUG) {
+        /* mitmdump's connection lines (it prints them at info) */
+        char addr[INET6_ADDRSTRLEN + 16];
+        printer_format_address(ip, port, addr, sizeof addr);
+        log_debug("%s: client connect", addr);
+        c->logged_connect = true;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     static const h1_events cev = {on_request_head, on_request_body};

@@ -95,6 +95,7 @@ typedef struct cconn {
     bool admitted;          /* counted against max_connections */
     bool announced;         /* client_connected ran: client_disconnected will */
     bool tunnel_replied;    /* the client was told its tunnel is open */
+    bool logged_connect;    /* -v printed "client connect": say when it goes */
     bool authed;            /* proxyauth: a CONNECT passed; its tunnel is ours */
     bool auth_failed;       /* proxyauth: this request is answered 407/401 */
     char *auth_cache;       /* proxyauth: credentials that passed last */

@@ -1,352 +1,296 @@
-/* config.c — config.yaml: a deliberately small YAML reader for the flat
- * option files mitmproxy writes.  One pass over lines; each top-level key
- * is handed to the caller with its scalar or list.  Whatever YAML feature
- * it does not know is an error that names the line. */
+/* config.c — config.yaml through libyaml: all of YAML's syntax (comments,
+ * quoted, folded and literal strings, flow and block lists, anchors and
+ * aliases); what the options need of it is a flat mapping of names to a
+ * scalar, null or a list of scalars.  Anything else is an error that names
+ * the line and column. */
 #include "config.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-typedef struct strlist {
+#include <yaml.h>
+
+/* A value under a key, or an anchored one kept for its aliases. */
+typedef struct cval {
     char **v;
     size_t n;
-} strlist;
+    bool is_list, is_null;
+} cval;
 
-static void strlist_free(strlist *l)
+typedef struct anchor {
+    char *name;
+    cval val;
+} anchor;
+
+typedef struct cparse {
+    yaml_parser_t p;
+    const char *name;
+    char *err;
+    size_t errsz;
+    anchor *anchors;
+    size_t nanchors;
+    char **keys;        /* keys seen, for duplicates */
+    size_t nkeys;
+} cparse;
+
+static void cval_free(cval *c)
 {
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-    l->v = NULL;
-    l->n = 0;
+    for (size_t i = 0; i < c->n; i++)
+        free(c->v[i]);
+    free(c->v);
+    memset(c, 0, sizeof *c);
 }
 
-static int strlist_push(strlist *l, char *s)
+static int cval_push(cval *c, const char *s, size_t n)
 {
-    char **nv = s ? realloc(l->v, (l->n + 1) * sizeof *nv) : NULL;
-    if (!nv) {
-        free(s);
+    char **nv = realloc(c->v, (c->n + 1) * sizeof *nv);
+    if (!nv)
         return -1;
-    }
-    l->v = nv;
-    l->v[l->n++] = s;
+    c->v = nv;
+    if (!(c->v[c->n] = strndup(s, n)))
+        return -1;
+    c->n++;
     return 0;
 }
 
-static void append_utf8(char **o, unsigned long cp)
+static int cval_copy(cval *dst, const cval *src)
 {
-    char *p = *o;
-    if (cp < 0x80) {
-        *p++ = (char)cp;
-    } else if (cp < 0x800) {
-        *p++ = (char)(0xc0 | (cp >> 6));
-        *p++ = (char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        *p++ = (char)(0xe0 | (cp >> 12));
-        *p++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-        *p++ = (char)(0x80 | (cp & 0x3f));
-    } else {
-        *p++ = (char)(0xf0 | (cp >> 18));
-        *p++ = (char)(0x80 | ((cp >> 12) & 0x3f));
-        *p++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-        *p++ = (char)(0x80 | (cp & 0x3f));
-    }
-    *o = p;
-}
-
-/* A quoted scalar starting at *pp (on the quote).  On success *pp is past
- * the closing quote and the unquoted text is returned. */
-static char *quoted(const char **pp, char *why, size_t whysz)
-{
-    const char *p = *pp;
-    char q = *p++;
-    char *out = malloc(strlen(p) * 4 + 1), *o = out;
-    if (!out) {
-        snprintf(why, whysz, "out of memory");
-        return NULL;
-    }
-    for (;;) {
-        if (!*p) {
-            snprintf(why, whysz, "unterminated %s-quoted string", q == '"' ? "double" : "single");
-            free(out);
-            return NULL;
-        }
-        if (q == '\'' && *p == '\'') {
-            if (p[1] == '\'') {
-                *o++ = '\'';
-                p += 2;
-                continue;
-            }
-            p++;
-            break;
-        }
-        if (q == '"' && *p == '"') {
-            p++;
-            break;
-        }
-        if (q == '"' && *p == '\\') {
-            char e = p[1];
-            static const char from[] = "0abtnvfre \"/\\N_LP";
-            static const char to[] = "\0\a\b\t\n\v\f\r\x1b \"/\\";
-            const char *f = e ? strchr(from, e) : NULL;
-            if (f && (size_t)(f - from) < sizeof to - 1) {
-                *o++ = to[f - from];
-                p += 2;
-                continue;
-            }
-            int digits = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
-            if (digits) {
-                unsigned long cp = 0;
-                for (int i = 0; i < digits; i++) {
-                    char c = p[2 + i];
-                    if (!isxdigit((unsigned char)c)) {
-                        snprintf(why, whysz, "invalid \\%c escape in double-quoted string", e);
-                        free(out);
-                        return NULL;
-                    }
-                    cp = cp * 16 + (unsigned long)(isdigit((unsigned char)c) ? c - '0' : tolower(c) - 'a' + 10);
-                }
-                if (cp > 0x10ffff) {
-                    snprintf(why, whysz, "invalid code point in double-quoted string");
-                    free(out);
-                    return NULL;
-                }
-                append_utf8(&o, cp);
-                p += 2 + digits;
-                continue;
-            }
-            snprintf(why, whysz, "unknown escape \\%c in double-quoted string", e ? e : ' ');
-            free(out);
-            return NULL;
-        }
-        *o++ = *p++;
-    }
-    *o = '\0';
-    *pp = p;
-    return out;
-}
-
-static const char *skip_ws(const char *p)
-{
-    while (*p == ' ' || *p == '\t')
-        p++;
-    return p;
-}
-
-/* Only whitespace or a comment may follow a value. */
-static bool rest_is_empty(const char *p)
-{
-    p = skip_ws(p);
-    return !*p || *p == '#';
-}
-
-/* A plain (unquoted) scalar: up to a comment (" #") or the end, trimmed.
- * `stop` lists extra terminators (",]" inside a flow list). */
-static char *plain(const char **pp, const char *stop, char *why, size_t whysz)
-{
-    const char *p = *pp, *start = p;
-    if (strchr("|>", *p)) {
-        snprintf(why, whysz, "block scalars (%c) are not supported: quote the value", *p);
-        return NULL;
-    }
-    if (strchr("&*!%@`{", *p)) {
-        snprintf(why, whysz, "'%c' cannot start a plain value: quote the value", *p);
-        return NULL;
-    }
-    while (*p && !strchr(stop, *p) && !(*p == '#' && p > start && (p[-1] == ' ' || p[-1] == '\t')))
-        p++;
-    const char *end = p;
-    while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    *pp = p;
-    return strndup(start, (size_t)(end - start));
-}
-
-static bool is_null(const char *s)
-{
-    return !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
-
-/* "[a, 'b', c]" */
-static int flow_list(const char *p, strlist *out, char *why, size_t whysz)
-{
-    p = skip_ws(p + 1);
-    if (*p == ']')
-        return rest_is_empty(p + 1) ? 0 : (snprintf(why, whysz, "unexpected text after ]"), -1);
-    for (;;) {
-        p = skip_ws(p);
-        char *item = (*p == '"' || *p == '\'') ? quoted(&p, why, whysz) : plain(&p, ",]", why, whysz);
-        if (!item)
+    memset(dst, 0, sizeof *dst);
+    dst->is_list = src->is_list;
+    dst->is_null = src->is_null;
+    for (size_t i = 0; i < src->n; i++)
+        if (cval_push(dst, src->v[i], strlen(src->v[i])) < 0)
             return -1;
-        if (strlist_push(out, item) < 0) {
-            snprintf(why, whysz, "out of memory");
-            return -1;
-        }
-        p = skip_ws(p);
-        if (*p == ',') {
-            p++;
-            continue;
-        }
-        if (*p == ']') {
-            if (!rest_is_empty(p + 1)) {
-                snprintf(why, whysz, "unexpected text after ]");
-                return -1;
-            }
-            return 0;
-        }
-        snprintf(why, whysz, *p ? "expected ',' or ']' in list" : "unterminated list (lists must fit on one line)");
+    return 0;
+}
+
+static int fail_at(cparse *c, yaml_mark_t m, const char *fmt, const char *arg)
+{
+    char why[384];
+    snprintf(why, sizeof why, fmt, arg);
+    snprintf(c->err, c->errsz, "%s:%zu:%zu: %s", c->name, m.line + 1, m.column + 1, why);
+    return -1;
+}
+
+static int next_event(cparse *c, yaml_event_t *ev)
+{
+    if (yaml_parser_parse(&c->p, ev))
+        return 0;
+    const char *problem = c->p.problem ? c->p.problem : "cannot parse";
+    if (c->p.context)
+        snprintf(c->err, c->errsz, "%s:%zu:%zu: YAML: %s %s", c->name, c->p.problem_mark.line + 1,
+                 c->p.problem_mark.column + 1, problem, c->p.context);
+    else
+        snprintf(c->err, c->errsz, "%s:%zu:%zu: YAML: %s", c->name, c->p.problem_mark.line + 1,
+                 c->p.problem_mark.column + 1, problem);
+    return -1;
+}
+
+/* YAML's null: a plain ~, null (any case YAML 1.1 allows) or nothing */
+static bool plain_null(const yaml_event_t *ev)
+{
+    const char *s = (const char *)ev->data.scalar.value;
+    return ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL"));
+}
+
+static int scalar_text(cparse *c, const yaml_event_t *ev, cval *out)
+{
+    if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
+        return fail_at(c, ev->start_mark, "a value holds a NUL character%s", "");
+    if (cval_push(out, (const char *)ev->data.scalar.value, ev->data.scalar.length) < 0)
+        return fail_at(c, ev->start_mark, "out of memory%s", "");
+    return 0;
+}
+
+static const anchor *find_anchor(const cparse *c, const char *name)
+{
+    for (size_t i = c->nanchors; i-- > 0;)
+        if (!strcmp(c->anchors[i].name, name))
+            return &c->anchors[i];
+    return NULL;
+}
+
+static int keep_anchor(cparse *c, const yaml_char_t *name, const cval *v)
+{
+    if (!name)
+        return 0;
+    anchor *na = realloc(c->anchors, (c->nanchors + 1) * sizeof *na);
+    if (!na)
+        return -1;
+    c->anchors = na;
+    anchor *a = &c->anchors[c->nanchors];
+    if (!(a->name = strdup((const char *)name)) || cval_copy(&a->val, v) < 0) {
+        free(a->name);
+        cval_free(&a->val);
         return -1;
     }
+    c->nanchors++;
+    return 0;
 }
 
-/* One scalar value after "key:" or "- ". */
-static char *scalar(const char *p, char *why, size_t whysz)
+/* The items of a sequence whose start event was just read. */
+static int read_list(cparse *c, const yaml_event_t *start, cval *out)
 {
-    char *v;
-    if (*p == '"' || *p == '\'') {
-        if (!(v = quoted(&p, why, whysz)))
-            return NULL;
-        if (!rest_is_empty(p)) {
-            snprintf(why, whysz, "unexpected text after the closing quote");
-            free(v);
-            return NULL;
+    out->is_list = true;
+    for (;;) {
+        yaml_event_t ev;
+        if (next_event(c, &ev) < 0)
+            return -1;
+        int rc = 0;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return keep_anchor(c, start->data.sequence_start.anchor, out) < 0
+                       ? fail_at(c, start->start_mark, "out of memory%s", "") : 0;
         }
-        return v;
+        if (ev.type == YAML_SCALAR_EVENT) {
+            rc = scalar_text(c, &ev, out);
+            if (!rc && ev.data.scalar.anchor) {
+                cval one = {0};
+                rc = cval_push(&one, out->v[out->n - 1], strlen(out->v[out->n - 1])) < 0 ||
+                     keep_anchor(c, ev.data.scalar.anchor, &one) < 0 ? fail_at(c, ev.start_mark, "out of memory%s", "") : 0;
+                cval_free(&one);
+            }
+        } else if (ev.type == YAML_ALIAS_EVENT) {
+            const anchor *a = find_anchor(c, (const char *)ev.data.alias.anchor);
+            if (!a)
+                rc = fail_at(c, ev.start_mark, "unknown alias *%s", (const char *)ev.data.alias.anchor);
+            else if (a->val.is_list || a->val.is_null)
+                rc = fail_at(c, ev.start_mark, "a list item must be a single value, not *%s",
+                             (const char *)ev.data.alias.anchor);
+            else
+                rc = cval_push(out, a->val.v[0], strlen(a->val.v[0])) < 0 ? fail_at(c, ev.start_mark, "out of memory%s", "") : 0;
+        } else {
+            rc = fail_at(c, ev.start_mark, "a list item must be a single value, not a %s",
+                         ev.type == YAML_MAPPING_START_EVENT ? "mapping" : "list");
+        }
+        yaml_event_delete(&ev);
+        if (rc < 0)
+            return -1;
     }
-    return plain(&p, "", why, whysz);
 }
 
-typedef struct pending {
-    char *key;
-    strlist items;
-    bool is_list;      /* "- " lines seen, or [..] */
-    bool null_value;   /* "key:" with nothing yet */
-    int line;
-} pending;
-
-static int flush(pending *pd, const char *name, config_cb cb, void *ud, char *err, size_t errsz)
+/* The value after a key: scalar, null, list or alias. */
+static int read_value(cparse *c, const char *key, cval *out)
 {
-    if (!pd->key)
-        return 0;
-    char why[400];
-    why[0] = '\0';
-    int rc = cb(ud, pd->key, pd->items.v, pd->items.n, pd->is_list, why, sizeof why);
-    if (rc < 0)
-        snprintf(err, errsz, "%s:%d: %s", name, pd->line, why);
-    free(pd->key);
-    strlist_free(&pd->items);
-    memset(pd, 0, sizeof *pd);
+    yaml_event_t ev;
+    if (next_event(c, &ev) < 0)
+        return -1;
+    int rc = 0;
+    switch (ev.type) {
+    case YAML_SCALAR_EVENT:
+        if (plain_null(&ev))
+            out->is_null = true;
+        else
+            rc = scalar_text(c, &ev, out);
+        if (!rc && keep_anchor(c, ev.data.scalar.anchor, out) < 0)
+            rc = fail_at(c, ev.start_mark, "out of memory%s", "");
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        rc = read_list(c, &ev, out);
+        break;
+    case YAML_ALIAS_EVENT: {
+        const anchor *a = find_anchor(c, (const char *)ev.data.alias.anchor);
+        rc = a ? (cval_copy(out, &a->val) < 0 ? fail_at(c, ev.start_mark, "out of memory%s", "") : 0)
+               : fail_at(c, ev.start_mark, "unknown alias *%s", (const char *)ev.data.alias.anchor);
+        break;
+    }
+    default:
+        rc = fail_at(c, ev.start_mark, "%s: expected a value or a list, not a mapping", key);
+        break;
+    }
+    yaml_event_delete(&ev);
     return rc;
+}
+
+static int read_mapping(cparse *c, config_cb cb, void *ud)
+{
+    for (;;) {
+        yaml_event_t ev;
+        if (next_event(c, &ev) < 0)
+            return -1;
+        if (ev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        if (ev.type != YAML_SCALAR_EVENT || plain_null(&ev)) {
+            int rc = fail_at(c, ev.start_mark, "expected an option name%s", "");
+            yaml_event_delete(&ev);
+            return rc;
+        }
+        yaml_mark_t at = ev.start_mark;
+        char *key = strdup((const char *)ev.data.scalar.value);
+        yaml_event_delete(&ev);
+        char **nk = key ? realloc(c->keys, (c->nkeys + 1) * sizeof *nk) : NULL;
+        if (!nk) {
+            free(key);
+            return fail_at(c, at, "out of memory%s", "");
+        }
+        c->keys = nk;
+        for (size_t i = 0; i < c->nkeys; i++)
+            if (!strcmp(c->keys[i], key)) {
+                fail_at(c, at, "duplicate key '%s'", key);
+                free(key);
+                return -1;
+            }
+        c->keys[c->nkeys++] = key;
+        cval v = {0};
+        int rc = read_value(c, key, &v);
+        if (rc == 0) {
+            char why[512] = "";
+            if (cb(ud, key, v.v, v.n, v.is_list, why, sizeof why) < 0)
+                rc = fail_at(c, at, "%s", why);
+        }
+        cval_free(&v);
+        if (rc < 0)
+            return -1;
+    }
 }
 
 int config_parse(const char *text, const char *name, config_cb cb, void *ud, char *err, size_t errsz)
 {
-    pending pd = {0};
-    strlist keys = {0};
-    char why[400];
-    int lineno = 0, rc = -1;
-    const char *p = text;
-    while (*p) {
-        lineno++;
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        char *line = strndup(p, len);
-        p += len + (eol ? 1 : 0);
-        if (!line) {
-            snprintf(err, errsz, "%s: out of memory", name);
-            goto out;
-        }
-        if (len && line[len - 1] == '\r')
-            line[--len] = '\0';
-        const char *s = skip_ws(line);
-        why[0] = '\0';
-        if (!*s || *s == '#' || (lineno == 1 && !strncmp(line, "---", 3) && rest_is_empty(line + 3))) {
-            free(line);
-            continue;
-        }
-        if (*s == '-' && (s[1] == ' ' || s[1] == '\0' || s[1] == '\t')) {
-            /* a list item of the key above */
-            if (!pd.key || (!pd.is_list && !pd.null_value)) {
-                snprintf(why, sizeof why, "list item without a key above it");
-                goto bad;
-            }
-            pd.is_list = true;
-            pd.null_value = false;
-            char *item = scalar(skip_ws(s + 1), why, sizeof why);
-            if (!item)
-                goto bad;
-            if (strlist_push(&pd.items, item) < 0) {
-                snprintf(why, sizeof why, "out of memory");
-                goto bad;
-            }
-            free(line);
-            continue;
-        }
-        if (s != line) {
-            snprintf(why, sizeof why, "unexpected indentation (options are top-level keys)");
-            goto bad;
-        }
-        if (flush(&pd, name, cb, ud, err, errsz) < 0) {
-            free(line);
-            goto out;
-        }
-        const char *colon = line;
-        while (*colon && *colon != ':' && *colon != ' ' && *colon != '#')
-            colon++;
-        if (*colon != ':' || colon == line || (colon[1] && colon[1] != ' ' && colon[1] != '\t')) {
-            snprintf(why, sizeof why, "expected 'option: value'");
-            goto bad;
-        }
-        pd.key = strndup(line, (size_t)(colon - line));
-        pd.line = lineno;
-        if (!pd.key) {
-            snprintf(why, sizeof why, "out of memory");
-            goto bad;
-        }
-        for (size_t i = 0; i < keys.n; i++)
-            if (!strcmp(keys.v[i], pd.key)) {
-                snprintf(why, sizeof why, "duplicate key '%s'", pd.key);
-                goto bad;
-            }
-        if (strlist_push(&keys, strdup(pd.key)) < 0) {
-            snprintf(why, sizeof why, "out of memory");
-            goto bad;
-        }
-        const char *v = skip_ws(colon + 1);
-        if (!*v || *v == '#') {
-            pd.null_value = true;   /* a list may follow */
-        } else if (*v == '[') {
-            pd.is_list = true;
-            if (flow_list(v, &pd.items, why, sizeof why) < 0)
-                goto bad;
-        } else {
-            char *sv = scalar(v, why, sizeof why);
-            if (!sv)
-                goto bad;
-            if (is_null(sv)) {
-                free(sv);
-                pd.null_value = true;
-            } else if (strlist_push(&pd.items, sv) < 0) {
-                snprintf(why, sizeof why, "out of memory");
-                goto bad;
-            }
-        }
-        free(line);
-        continue;
-    bad:
-        free(line);
-        snprintf(err, errsz, "%s:%d: %s", name, lineno, why);
-        goto out;
+    cparse c = {.name = name, .err = err, .errsz = errsz};
+    if (!yaml_parser_initialize(&c.p)) {
+        snprintf(err, errsz, "%s: out of memory", name);
+        return -1;
     }
-    rc = flush(&pd, name, cb, ud, err, errsz);
-out:
-    free(pd.key);
-    strlist_free(&pd.items);
-    strlist_free(&keys);
+    yaml_parser_set_input_string(&c.p, (const unsigned char *)text, strlen(text));
+    int rc = 0, docs = 0;
+    for (bool done = false; !done && rc == 0;) {
+        yaml_event_t ev;
+        if (next_event(&c, &ev) < 0) {
+            rc = -1;
+            break;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT: done = true; break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1)
+                rc = fail_at(&c, ev.start_mark, "more than one YAML document%s", "");
+            break;
+        case YAML_MAPPING_START_EVENT: rc = read_mapping(&c, cb, ud); break;
+        case YAML_SCALAR_EVENT:
+            /* an empty document is no options, as in mitmproxy */
+            if (!plain_null(&ev))
+                rc = fail_at(&c, ev.start_mark, "expected 'option: value' lines%s", "");
+            break;
+        case YAML_SEQUENCE_START_EVENT: rc = fail_at(&c, ev.start_mark, "expected 'option: value' lines, not a list%s", ""); break;
+        default: break;
+        }
+        yaml_event_delete(&ev);
+    }
+    for (size_t i = 0; i < c.nanchors; i++) {
+        free(c.anchors[i].name);
+        cval_free(&c.anchors[i].val);
+    }
+    free(c.anchors);
+    for (size_t i = 0; i < c.nkeys; i++)
+        free(c.keys[i]);
+    free(c.keys);
+    yaml_parser_delete(&c.p);
     return rc;
 }
 

@@ -22,6 +22,7 @@
 #include "rfile.h"
 #include "shared.h"
 #include "sink.h"
+#include "sreplay.h"
 #include "worker.h"
 #include "tls.h"
 
@@ -98,6 +99,39 @@ static void replay_finished(void *ud)
     kill(getpid(), SIGTERM);
 }
 
+/* -C beside -S: the replay's end alone does not end the run */
+static atomic_bool creplay_done;
+
+static void replay_mark_done(void *ud)
+{
+    (void)ud;
+    atomic_store(&creplay_done, true);
+}
+
+/* mitmdump's keepserving addon, for -S: the run ends once every recorded
+ * response was served (and -C is done), checked ten times a second; a
+ * moment more lets the last answer reach its client. */
+static int wait_for_stop(const opts *o, shared *sh, creplay *cr, const sigset_t *set)
+{
+    int sig = 0;
+    if (o->keepserving || !o->nserver_replay || !sh->sreplay) {
+        while (sigwait(set, &sig) != 0)
+            ;
+        return sig;
+    }
+    for (;;) {
+        struct timespec tick = {0, 100 * 1000 * 1000};
+        if ((sig = sigtimedwait(set, NULL, &tick)) > 0)
+            return sig;
+        if ((!cr || atomic_load(&creplay_done)) && sreplay_count(sh->sreplay) == 0) {
+            struct timespec grace = {0, 500 * 1000 * 1000};
+            sig = sigtimedwait(set, NULL, &grace);
+            log_debug("server replay: every recorded response was served");
+            return sig > 0 ? sig : 0;
+        }
+    }
+}
+
 /* Seconds the workers get to stop after SIGTERM/SIGINT: the two of their
  * grace period, and some. */
 #define STOP_WAIT 5
@@ -127,7 +161,9 @@ static int run_server(const opts *o, shared *sh, creplay *cr, bool *stuck)
             mo->listen_port = worker_port(ws[0]);
     }
     /* client replay runs on the first worker's loop, beside live traffic */
-    if (cr && creplay_start(cr, ws[0], o->server ? NULL : replay_finished, NULL) < 0) {
+    bool replay_ends_run = !o->server || (!o->keepserving && !o->nserver_replay);
+    void (*replay_done)(void *) = replay_ends_run ? replay_finished : o->keepserving ? NULL : replay_mark_done;
+    if (cr && creplay_start(cr, ws[0], replay_done, NULL) < 0) {
         snprintf(err, sizeof err, "cannot start client replay");
         goto fail;
     }
@@ -144,9 +180,7 @@ static int run_server(const opts *o, shared *sh, creplay *cr, bool *stuck)
                 o->listen_port);
     if (o->server && o->ready_file && write_ready_file(o, err, sizeof err) < 0)
         goto fail;
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0)
-        ;
+    int sig = wait_for_stop(o, sh, cr, &set);
     log_debug("signal %d: shutting down", sig);
     goto out;
 fail:
@@ -192,6 +226,10 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     }
     log_set_level(level_from(o.termlog_verbosity));
+    /* mitmdump (its keepserving addon): -r, -C and -S end the run once they
+     * are done, unless keepserving (-C and -S: run_server) */
+    if (o.rfile && !o.keepserving && !o.nclient_replay && !o.nserver_replay)
+        o.server = false;
     if (o.print_env) {
         status = print_env(&o);
         opts_free(&o);

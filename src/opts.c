@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "tlsopts.h"
+#include "contentview.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,6 +36,7 @@ static const opt_desc opt_table[] = {
     {"workers", OT_INT, F(workers), 0, "Worker threads, each with its own event loop and Lua state."},
     {"scripts", OT_STRLIST, F(scripts), F(nscripts), "Lua scripts to run, in order."},
     {"save_stream_file", OT_STR, F(save_stream_file), 0, "Stream flows to FILE (+FILE appends, - is stdout)."},
+    {"save_format", OT_STR, F(save_format), 0, "Format of -w: mitmlua (the native dump) or mitmproxy (mitmproxy 8's flow file, which mitmproxy and mitmweb open); unset: mitmproxy for a name ending in .mitm, else mitmlua."},
     {"rfile", OT_STR, F(rfile), 0, "Read flows from FILE (- is stdin)."},
     {"server", OT_BOOL, F(server), 0, "Start a proxy server (false with -n)."},
     {"client_replay", OT_STRLIST, F(client_replay), F(nclient_replay), "Replay client requests from a saved file."},
@@ -107,6 +109,13 @@ static const opt_desc opt_table[] = {
     {"script_memory_limit", OT_INT, F(script_memory_limit), 0, "MiB of memory the Lua state of one worker may hold (default 1024); a hook that needs more fails its flow with 502. 0 = no limit."},
     {"script_timeout", OT_INT, F(script_timeout), 0, "Milliseconds one Lua hook may run before it is stopped and its flow fails; turns LuaJIT's compiler off. 0 = no limit."},
     {"proxyauth", OT_STR, F(proxyauth), 0, "Require proxy authentication: user:pass, any, or @FILE (htpasswd: bcrypt, {SHA}, $5$, $6$)."},
+    {"keepserving", OT_BOOL, F(keepserving), 0, "Continue serving after client replay, server replay or file read (-r, -C, -S without -n end the run when they are done otherwise)."},
+    {"readfile_filter", OT_STR, F(readfile_filter), 0, "Read only matching flows with -r: the others reach neither the hooks nor any output."},
+    {"save_stream_filter", OT_STR, F(save_stream_filter), 0, "Filter which flows are written to -w and hardump."},
+    {"dumper_filter", OT_STR, F(dumper_filter), 0, "Limit which flows are printed on the console."},
+    {"proxy_debug", OT_BOOL, F(proxy_debug), 0, "Debug log of the proxy core (the same as termlog_verbosity=debug)."},
+    {"dumper_default_contentview", OT_STR, F(dumper_default_contentview), 0, "Content view for bodies at flow_detail 3 and 4: auto (as mitmproxy's auto view chooses), raw, hex, json, xml/html, url-encoded, multipart form, image, query, protocol buffer, msgpack, grpc/protocol buffer."},
+    {"onboarding", OT_BOOL, F(onboarding), 0, "Answer http://mitm.it/ with the onboarding page (CA certificates to download)."},
 };
 #undef F
 #define OPT_TABLE_N (sizeof opt_table / sizeof opt_table[0])
@@ -146,6 +155,85 @@ void opts_defaults(opts *o)
     o->tls_version_server_max = strdup("UNBOUNDED");
     o->upstream_cert = true;
     o->key_size = 2048;
+    o->onboarding = true;
+    o->dumper_default_contentview = strdup("auto");
+}
+
+/* ---- mitmproxy's options that mitmlua does not have ----------------------
+ * A config.yaml or a command line written for mitmdump names them.  Those of
+ * the console and web UIs mean nothing headless: a warning.  Any other would
+ * change what the proxy does, so it is accepted only at mitmproxy's default
+ * (a config.yaml that spells the defaults out still works) and is an error
+ * otherwise: never silently ignored. */
+typedef struct foreign_desc {
+    const char *name;
+    bool ui;
+    char type;        /* 'b' bool, 'i' int, 's' string, 'l' list */
+    const char *dflt; /* 's': NULL = None */
+} foreign_desc;
+
+static const foreign_desc foreign_table[] = {
+    /* mitmdump 8.1.1 --options */
+    {"block_list", false, 'l', NULL},
+    {"cert_passphrase", false, 's', NULL},
+    {"command_history", true, 'b', "true"},
+    {"connect_addr", false, 's', NULL},
+    {"content_view_lines_cutoff", true, 'i', "512"},   /* the console's; mitmdump cuts at 70 lines */
+    {"dns_listen_host", false, 's', NULL},
+    {"dns_listen_port", false, 'i', "53"},
+    {"dns_mode", false, 's', "regular"},
+    {"dns_server", false, 'b', "false"},
+    {"export_preserve_original_ip", true, 'b', "false"},
+    {"normalize_outbound_headers", false, 'b', "true"},
+    {"onboarding_host", false, 's', "mitm.it"},
+    {"onboarding_port", false, 'i', "80"},
+    {"rawtcp", false, 'b', "true"},
+    {"validate_inbound_headers", false, 'b', "true"},
+    {"websocket", false, 'b', "true"},
+    /* mitmproxy 9-12 */
+    {"http2_ping_keepalive", false, 'i', "58"},
+    {"http3", false, 'b', "true"},
+    {"keep_alt_svc_header", false, 'b', "false"},
+    {"request_client_cert", false, 'b', "false"},
+    {"store_streamed_bodies", false, 'b', "false"},
+    {"strip_ech", false, 'b', "true"},
+    {"tcp_timeout", false, 'i', "600"},
+    {"udp_hosts", false, 'l', NULL},
+    {"show_ignored_hosts", false, 'b', "false"},
+    {"protobuf_definitions", false, 's', NULL},
+    {"dns_name_servers", false, 'l', NULL},
+    {"dns_use_hosts_file", false, 'b', "true"},
+    {"tls_ecdh_curve_client", false, 's', NULL},
+    {"tls_ecdh_curve_server", false, 's', NULL},
+    {"intercept", true, 's', NULL},
+    {"intercept_active", true, 'b', "false"},
+    {"view_filter", true, 's', NULL},
+    {"view_order", true, 's', "time"},
+    {"view_order_reversed", true, 'b', "false"},
+};
+#define FOREIGN_N (sizeof foreign_table / sizeof foreign_table[0])
+
+static const foreign_desc *foreign_find(const char *name, size_t n)
+{
+    for (size_t i = 0; i < FOREIGN_N; i++)
+        if (strlen(foreign_table[i].name) == n && strncmp(foreign_table[i].name, name, n) == 0)
+            return &foreign_table[i];
+    return NULL;
+}
+
+/* the console's console_* and mitmweb's web_* options, whatever the version */
+static bool foreign_is_ui_prefix(const char *name, size_t n)
+{
+    return (n > 8 && strncmp(name, "console_", 8) == 0) || (n > 4 && strncmp(name, "web_", 4) == 0);
+}
+
+enum opts_foreign opts_foreign_kind(const char *name)
+{
+    size_t n = strlen(name);
+    const foreign_desc *fd = foreign_find(name, n);
+    if (fd)
+        return fd->ui ? OPTS_UI : OPTS_UNIMPLEMENTED;
+    return foreign_is_ui_prefix(name, n) ? OPTS_UI : OPTS_UNKNOWN;
 }
 
 static void strlist_free(char **v, size_t n)
@@ -354,21 +442,110 @@ static int opt_apply(opts *o, const opt_desc *d, const char *v, char *err, size_
     return -1;
 }
 
+/* mitmproxy's None: a string unset, a list emptied, a size limit off
+ * (body_size_limit, stream_large_bodies: 0).  -1 for an option that has no
+ * None. */
+static int opt_set_none(opts *o, const opt_desc *d)
+{
+    char *base = (char *)o;
+    switch (d->type) {
+    case OT_STR: {
+        char **p = (char **)(base + d->off);
+        free(*p);
+        *p = NULL;
+        return 0;
+    }
+    case OT_STRLIST: {
+        char ***lp = (char ***)(base + d->off);
+        size_t *np = (size_t *)(base + d->count_off);
+        strlist_free(*lp, *np);
+        *lp = NULL;
+        *np = 0;
+        return 0;
+    }
+    case OT_SIZE:
+        if (strcmp(d->name, "body_size_limit") != 0 && strcmp(d->name, "stream_large_bodies") != 0)
+            return -1;
+        *(uint64_t *)(base + d->off) = 0;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Is vals (nvals = 0: the value left out) mitmproxy's default for fd? */
+static bool foreign_is_default(const foreign_desc *fd, char *const *vals, size_t nvals)
+{
+    const char *v = nvals ? vals[0] : NULL;
+    switch (fd->type) {
+    case 'b': {
+        bool a, b;
+        return parse_bool(v ? v : "true", &a) == 0 && parse_bool(fd->dflt, &b) == 0 && a == b;
+    }
+    case 'i': {
+        char *end;
+        long x = v ? strtol(v, &end, 10) : -1;
+        return v && end != v && !*end && x == strtol(fd->dflt, NULL, 10);
+    }
+    case 's':
+        if (!fd->dflt)
+            return !v || !*v || !strcmp(v, "null");
+        return v && strcmp(v, fd->dflt) == 0;
+    default:
+        return nvals == 0;
+    }
+}
+
+/* A name not in opt_table: 0 accepted (a UI option warns), -1 with err (an
+ * option mitmlua lacks, at a value other than its default), 1 unknown. */
+static int foreign_apply(const char *name, size_t n, char *const *vals, size_t nvals, char *err, size_t errsz)
+{
+    const foreign_desc *fd = foreign_find(name, n);
+    if ((fd && fd->ui) || (!fd && foreign_is_ui_prefix(name, n))) {
+        fprintf(stderr, "mitmlua: warning: %.*s is an option of mitmproxy's console or web UI; ignored\n", (int)n,
+                name);
+        return 0;
+    }
+    if (!fd)
+        return 1;
+    if (foreign_is_default(fd, vals, nvals))
+        return 0;
+    if (fd->type == 'l')
+        snprintf(err, errsz, "option %s is not implemented by mitmlua (only an empty list is accepted)", fd->name);
+    else
+        snprintf(err, errsz, "option %s is not implemented by mitmlua (only mitmproxy's default, %s, is accepted)",
+                 fd->name, fd->dflt ? fd->dflt : "none");
+    return -1;
+}
+
 int opts_set(opts *o, const char *assignment, char *err, size_t errsz)
 {
     const char *eq = strchr(assignment, '=');
     size_t n = eq ? (size_t)(eq - assignment) : strlen(assignment);
     const opt_desc *d = opt_find(assignment, n);
     if (!d) {
+        char *v = eq ? (char *)eq + 1 : NULL;
+        int rc = foreign_apply(assignment, n, &v, eq ? 1 : 0, err, errsz);
+        if (rc <= 0)
+            return rc;
         snprintf(err, errsz, "unknown option '%.*s' in --set %s (see --options)", (int)n, assignment, assignment);
         return -1;
     }
+    char *base = (char *)o;
     if (!eq) {
-        /* mitmproxy allows "--set flag" for booleans, meaning true */
+        /* mitmproxy: "--set name" sets a boolean to true, a string to None
+         * and empties a list */
         if (d->type == OT_BOOL)
             return opt_apply(o, d, "true", err, errsz);
+        if (opt_set_none(o, d) == 0)
+            return 0;
         snprintf(err, errsz, "--set %s: expected %s=VALUE", assignment, d->name);
         return -1;
+    }
+    if (d->type == OT_BOOL && strcmp(eq + 1, "toggle") == 0) {
+        bool *b = (bool *)(base + d->off);
+        *b = !*b;
+        return 0;
     }
     return opt_apply(o, d, eq + 1, err, errsz);
 }
@@ -444,6 +621,9 @@ static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bo
     config_ud *cu = ud;
     const opt_desc *d = opt_find(key, strlen(key));
     if (!d) {
+        int rc = foreign_apply(key, strlen(key), vals, nvals, err, errsz);
+        if (rc <= 0)
+            return rc;
         snprintf(err, errsz, "unknown option '%s' (see --options)", key);
         return -1;
     }
@@ -479,12 +659,8 @@ static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bo
         return -1;
     }
     if (!nvals) {
-        if (d->type == OT_STR) {
-            char **p = (char **)(base + d->off);
-            free(*p);
-            *p = NULL;
+        if (opt_set_none(cu->o, d) == 0)
             return 0;
-        }
         snprintf(err, errsz, "%s: expected a value", key);
         return -1;
     }
@@ -503,8 +679,10 @@ static void usage(FILE *out)
         "  -m, --mode MODE             regular, reverse:URL, upstream:URL, socks5,\n"
         "                              transparent\n"
         "  -s, --scripts FILE          run a Lua script (repeatable, in order)\n"
-        "  -w, --save-stream-file FILE stream flows to FILE (+FILE appends, - stdout)\n"
-        "  -r, --rfile FILE            read flows from FILE (- is stdin)\n"
+        "  -w, --save-stream-file FILE stream flows to FILE (+FILE appends, - stdout;\n"
+        "                              FILE.mitm: mitmproxy's flow format)\n"
+        "  -r, --rfile FILE            read flows from FILE (- is stdin), then exit\n"
+        "                              unless --keepserving\n"
         "  -n, --no-server             do not start a proxy server\n"
         "  -C, --client-replay FILE    replay client requests from FILE\n"
         "  -S, --server-replay FILE    replay server responses from FILE\n"
@@ -513,17 +691,33 @@ static void usage(FILE *out)
         "      --map-local PATTERN     answer from local files: [/filter]/url-regex/path\n"
         "  -H, --modify-headers PATTERN set headers: [/filter]/name/[@]value\n"
         "  -B, --modify-body PATTERN   replace in bodies: [/filter]/regex/[@]replacement\n"
-        "      --anticache             strip If-Modified-Since and If-None-Match\n"
-        "      --anticomp              ask servers for uncompressed responses\n"
+        "      --[no-]anticache        strip If-Modified-Since and If-None-Match\n"
+        "      --[no-]anticomp         ask servers for uncompressed responses\n"
+        "      --[no-]showhost         use the Host header to build URLs for display\n"
+        "      --[no-]http2            speak HTTP/2 (on by default)\n"
+        "      --[no-]server           start a proxy server (on by default; -n)\n"
+        "      --[no-]ssl-insecure     (-k)\n"
+        "      --[no-]keepserving      keep serving after -r, -C or -S are done\n"
+        "      --[no-]server-replay-kill-extra, --[no-]server-replay-nopop,\n"
+        "      --[no-]server-replay-refresh\n"
+        "                              server replay options (see --options)\n"
+        "      --ignore-hosts REGEX    pass these CONNECT targets through (repeatable)\n"
+        "      --allow-hosts REGEX     intercept only these (repeatable)\n"
+        "      --tcp-hosts REGEX       relay these as raw TCP (repeatable)\n"
+        "      --upstream-auth USER:PASS  credentials for upstream/reverse mode\n"
+        "      --proxyauth SPEC        require proxy authentication: user:pass, any, @htpasswd\n"
+        "      --[no-]rawtcp, --certs, --cert-passphrase, --key-size\n"
+        "                              mitmdump's; only their defaults are accepted\n"
         "      --stickycookie FILTER   replay cookies set by servers to matching requests\n"
         "      --stickyauth FILTER     replay Authorization headers to matching requests\n"
         "      --confdir DIR           CA and config directory (~/.mitmlua)\n"
         "      --set NAME=VALUE        set any option (see --options); CONFDIR/config.yaml\n"
         "                              sets options too (the command line wins)\n"
         "  -q, --quiet                 no console output\n"
-        "  -v, --verbose               more log output\n"
+        "  -v, --verbose               debug log with connection lines; flow detail 2\n"
         "      --flow-detail N         0..4, as mitmdump\n"
         "      --options               print all options and exit\n"
+        "      --commands              (mitmdump's; mitmlua has no commands)\n"
         "      --print-env             print shell exports (proxy, CA bundle) and exit\n"
         "      --version               print the version and exit\n"
         "  -h, --help                  this help\n"
@@ -533,113 +727,199 @@ static void usage(FILE *out)
         "or a failed replay, or the code a script gave mitm.exit().\n");
 }
 
-int opts_parse(opts *o, int argc, char **argv)
+/* Long flags that stand for one option: with a value (val NULL: the
+ * argument) or a fixed one (the --X/--no-X pairs of mitmdump's booleans).
+ * Every flag goes through opts_set, so a flag and --set cannot differ. */
+typedef struct flag_desc {
+    const char *flag;
+    const char *opt;
+    const char *val;
+    char shortopt;
+} flag_desc;
+
+static const flag_desc flag_table[] = {
+    {"listen-port", "listen_port", NULL, 'p'},
+    {"listen-host", "listen_host", NULL, 0},
+    {"mode", "mode", NULL, 'm'},
+    {"scripts", "scripts", NULL, 's'},
+    {"save-stream-file", "save_stream_file", NULL, 'w'},
+    {"rfile", "rfile", NULL, 'r'},
+    {"server", "server", "true", 0},
+    {"no-server", "server", "false", 'n'},
+    {"client-replay", "client_replay", NULL, 'C'},
+    {"server-replay", "server_replay", NULL, 'S'},
+    {"ssl-insecure", "ssl_insecure", "true", 'k'},
+    {"no-ssl-insecure", "ssl_insecure", "false", 0},
+    {"confdir", "confdir", NULL, 0},
+    {"flow-detail", "flow_detail", NULL, 0},
+    {"map-remote", "map_remote", NULL, 'M'},
+    {"map-local", "map_local", NULL, 0},
+    {"modify-headers", "modify_headers", NULL, 'H'},
+    {"modify-body", "modify_body", NULL, 'B'},
+    {"anticache", "anticache", "true", 0},
+    {"no-anticache", "anticache", "false", 0},
+    {"anticomp", "anticomp", "true", 0},
+    {"no-anticomp", "anticomp", "false", 0},
+    {"showhost", "showhost", "true", 0},
+    {"no-showhost", "showhost", "false", 0},
+    {"stickycookie", "stickycookie", NULL, 0},
+    {"stickyauth", "stickyauth", NULL, 0},
+    {"ignore-hosts", "ignore_hosts", NULL, 0},
+    {"allow-hosts", "allow_hosts", NULL, 0},
+    {"tcp-hosts", "tcp_hosts", NULL, 0},
+    {"upstream-auth", "upstream_auth", NULL, 0},
+    {"proxyauth", "proxyauth", NULL, 0},
+    {"rawtcp", "rawtcp", "true", 0},
+    {"no-rawtcp", "rawtcp", "false", 0},
+    {"http2", "http2", "true", 0},
+    {"no-http2", "http2", "false", 0},
+    {"certs", "certs", NULL, 0},
+    {"cert-passphrase", "cert_passphrase", NULL, 0},
+    {"key-size", "key_size", NULL, 0},
+    {"server-replay-kill-extra", "server_replay_kill_extra", "true", 0},
+    {"no-server-replay-kill-extra", "server_replay_kill_extra", "false", 0},
+    {"server-replay-nopop", "server_replay_nopop", "true", 0},
+    {"no-server-replay-nopop", "server_replay_nopop", "false", 0},
+    {"server-replay-refresh", "server_replay_refresh", "true", 0},
+    {"no-server-replay-refresh", "server_replay_refresh", "false", 0},
+    {"keepserving", "keepserving", "true", 0},
+    {"no-keepserving", "keepserving", "false", 0},
+};
+#define FLAG_N (sizeof flag_table / sizeof flag_table[0])
+
+enum { O_SET = 256, O_VERSION, O_OPTIONS, O_COMMANDS, O_PRINT_ENV, O_FLAG = 1000 };
+
+static void mark_cli(bool *cli, const char *name)
 {
-    enum { O_LISTEN_HOST = 256, O_CONFDIR, O_SET, O_FLOW_DETAIL, O_VERSION, O_OPTIONS, O_PRINT_ENV,
-           O_MAP_LOCAL, O_ANTICACHE, O_NO_ANTICACHE, O_ANTICOMP, O_NO_ANTICOMP, O_STICKYCOOKIE,
-           O_STICKYAUTH };
-    static const struct option longopts[] = {
-        {"listen-port", required_argument, NULL, 'p'},
-        {"listen-host", required_argument, NULL, O_LISTEN_HOST},
-        {"mode", required_argument, NULL, 'm'},
-        {"scripts", required_argument, NULL, 's'},
-        {"save-stream-file", required_argument, NULL, 'w'},
-        {"rfile", required_argument, NULL, 'r'},
-        {"no-server", no_argument, NULL, 'n'},
-        {"client-replay", required_argument, NULL, 'C'},
-        {"server-replay", required_argument, NULL, 'S'},
-        {"ssl-insecure", no_argument, NULL, 'k'},
-        {"confdir", required_argument, NULL, O_CONFDIR},
+    const opt_desc *d = opt_find(name, strcspn(name, "="));
+    if (d)
+        cli[d - opt_table] = true;
+}
+
+/* One flag of flag_table, through opts_set. */
+static int apply_flag(opts *o, const flag_desc *fd, const char *arg, bool *cli)
+{
+    char err[512];
+    const char *v = fd->val ? fd->val : arg;
+    size_t n = strlen(fd->opt) + strlen(v) + 2;
+    char *assign = malloc(n);
+    if (!assign)
+        return 2;
+    snprintf(assign, n, "%s=%s", fd->opt, v);
+    int rc = opts_set(o, assign, err, sizeof err);
+    free(assign);
+    if (rc < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        return 2;
+    }
+    mark_cli(cli, fd->opt);
+    return 0;
+}
+
+static struct option *make_longopts(void)
+{
+    static const struct option fixed[] = {
         {"set", required_argument, NULL, O_SET},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
-        {"flow-detail", required_argument, NULL, O_FLOW_DETAIL},
         {"version", no_argument, NULL, O_VERSION},
         {"options", no_argument, NULL, O_OPTIONS},
+        {"commands", no_argument, NULL, O_COMMANDS},
         {"print-env", no_argument, NULL, O_PRINT_ENV},
-        {"map-remote", required_argument, NULL, 'M'},
-        {"map-local", required_argument, NULL, O_MAP_LOCAL},
-        {"modify-headers", required_argument, NULL, 'H'},
-        {"modify-body", required_argument, NULL, 'B'},
-        {"anticache", no_argument, NULL, O_ANTICACHE},
-        {"no-anticache", no_argument, NULL, O_NO_ANTICACHE},
-        {"anticomp", no_argument, NULL, O_ANTICOMP},
-        {"no-anticomp", no_argument, NULL, O_NO_ANTICOMP},
-        {"stickycookie", required_argument, NULL, O_STICKYCOOKIE},
-        {"stickyauth", required_argument, NULL, O_STICKYAUTH},
         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
     };
+    size_t nf = sizeof fixed / sizeof fixed[0];
+    struct option *lo = calloc(nf + FLAG_N + 1, sizeof *lo);
+    if (!lo)
+        return NULL;
+    memcpy(lo, fixed, sizeof fixed);
+    for (size_t i = 0; i < FLAG_N; i++)
+        lo[nf + i] = (struct option){flag_table[i].flag, flag_table[i].val ? no_argument : required_argument, NULL,
+                                     O_FLAG + (int)i};
+    return lo;
+}
+
+static const flag_desc *flag_by_short(int c)
+{
+    for (size_t i = 0; i < FLAG_N; i++)
+        if (flag_table[i].shortopt == c)
+            return &flag_table[i];
+    return NULL;
+}
+
+static int parse_argv(opts *o, int argc, char **argv, bool *cli, bool *print_options, bool *verbose)
+{
     char err[512];
-    bool print_options = false;
-    bool cli[OPT_TABLE_N] = {false};  /* set on the command line: config.yaml must not override */
-    int c;
+    struct option *longopts = make_longopts();
+    int c, rc = 0;
+    if (!longopts)
+        return 2;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "p:m:s:w:r:nC:S:kqvhM:H:B:", longopts, NULL)) != -1) {
-        const char *name = NULL;
-        const char *val = optarg;
+    while (rc == 0 && (c = getopt_long(argc, argv, "p:m:s:w:r:nC:S:kqvhM:H:B:", longopts, NULL)) != -1) {
+        const flag_desc *fd = c >= O_FLAG ? &flag_table[c - O_FLAG] : flag_by_short(c);
+        if (fd) {
+            rc = apply_flag(o, fd, optarg, cli);
+            continue;
+        }
         switch (c) {
-        case 'p': name = "listen_port"; break;
-        case O_LISTEN_HOST: name = "listen_host"; break;
-        case 'm': name = "mode"; break;
-        case 's': name = "scripts"; break;
-        case 'w': name = "save_stream_file"; break;
-        case 'r': name = "rfile"; break;
-        case 'n': name = "server"; val = "false"; break;
-        case 'C': name = "client_replay"; break;
-        case 'S': name = "server_replay"; break;
-        case 'k': name = "ssl_insecure"; val = "true"; break;
-        case O_CONFDIR: name = "confdir"; break;
-        case O_FLOW_DETAIL: name = "flow_detail"; break;
-        case 'M': name = "map_remote"; break;
-        case O_MAP_LOCAL: name = "map_local"; break;
-        case 'H': name = "modify_headers"; break;
-        case 'B': name = "modify_body"; break;
-        case O_ANTICACHE: name = "anticache"; val = "true"; break;
-        case O_NO_ANTICACHE: name = "anticache"; val = "false"; break;
-        case O_ANTICOMP: name = "anticomp"; val = "true"; break;
-        case O_NO_ANTICOMP: name = "anticomp"; val = "false"; break;
-        case O_STICKYCOOKIE: name = "stickycookie"; break;
-        case O_STICKYAUTH: name = "stickyauth"; break;
         case 'q':
             o->flow_detail = 0;
             free(o->termlog_verbosity);
             o->termlog_verbosity = strdup("error");
-            cli[opt_find("flow_detail", 11) - opt_table] = cli[opt_find("termlog_verbosity", 17) - opt_table] = true;
-            continue;
+            mark_cli(cli, "flow_detail");
+            mark_cli(cli, "termlog_verbosity");
+            break;
         case 'v':
             free(o->termlog_verbosity);
             o->termlog_verbosity = strdup("debug");
-            cli[opt_find("termlog_verbosity", 17) - opt_table] = true;
-            continue;
-        case O_SET: {
+            mark_cli(cli, "termlog_verbosity");
+            *verbose = true;
+            break;
+        case O_SET:
             if (opts_set(o, optarg, err, sizeof err) < 0) {
                 fprintf(stderr, "mitmlua: %s\n", err);
-                return 2;
+                rc = 2;
+            } else {
+                mark_cli(cli, optarg);
             }
-            const opt_desc *sd = opt_find(optarg, strcspn(optarg, "="));
-            if (sd)
-                cli[sd - opt_table] = true;
-            continue;
-        }
-        case O_VERSION: printf("mitmlua %s\n", MITMLUA_VERSION); return 1;
-        case O_OPTIONS: print_options = true; continue;
-        case O_PRINT_ENV: o->print_env = true; continue;
-        case 'h': usage(stdout); return 1;
+            break;
+        case O_VERSION: printf("mitmlua %s\n", MITMLUA_VERSION); rc = 1; break;
+        case O_OPTIONS: *print_options = true; break;
+        case O_COMMANDS:
+            printf("mitmlua has no commands: mitmproxy's commands drive its console and web UI.\n");
+            rc = 1;
+            break;
+        case O_PRINT_ENV: o->print_env = true; break;
+        case 'h': usage(stdout); rc = 1; break;
         case ':':
             fprintf(stderr, "mitmlua: option %s needs a value (see --help)\n", argv[optind - 1]);
-            return 2;
+            rc = 2;
+            break;
         default:
             fprintf(stderr, "mitmlua: unknown option '%s' (see --help)\n", argv[optind - 1]);
-            return 2;
+            rc = 2;
+            break;
         }
-        const opt_desc *d = opt_find(name, strlen(name));
-        if (opt_apply(o, d, val, err, sizeof err) < 0) {
-            fprintf(stderr, "mitmlua: %s\n", err);
-            return 2;
-        }
-        cli[d - opt_table] = true;
+    }
+    free(longopts);
+    return rc;
+}
+
+int opts_parse(opts *o, int argc, char **argv)
+{
+    char err[512];
+    bool print_options = false;
+    bool cli[OPT_TABLE_N] = {false};  /* set on the command line: config.yaml must not override */
+    bool verbose = false;
+    int rc = parse_argv(o, argc, argv, cli, &print_options, &verbose);
+    if (rc != 0)
+        return rc;
+    /* mitmdump's -v is flow_detail 2 too (there even over --flow-detail;
+     * here an explicit --flow-detail wins) */
+    if (verbose && !cli[opt_find("flow_detail", 11) - opt_table]) {
+        o->flow_detail = 2;
+        mark_cli(cli, "flow_detail");
     }
     if (!o->confdir) {
         const char *home = getenv("HOME");
@@ -691,6 +971,18 @@ int opts_parse(opts *o, int argc, char **argv)
         fprintf(stderr, "mitmlua: %s\n", err);
         return 2;
     }
+    if (o->save_format && strcmp(o->save_format, "mitmlua") != 0 && strcmp(o->save_format, "mitmproxy") != 0) {
+        fprintf(stderr, "mitmlua: invalid value for save_format: '%s' (expected mitmlua or mitmproxy)\n",
+                o->save_format);
+        return 2;
+    }
+    int cvk = contentview_known(o->dumper_default_contentview);
+    if (cvk < 1) {
+        fprintf(stderr, cvk == 0 ? "mitmlua: content view '%s' is not implemented by mitmlua (dumper_default_contentview)\n"
+                                 : "mitmlua: invalid value for dumper_default_contentview: '%s' (see --options)\n",
+                o->dumper_default_contentview);
+        return 2;
+    }
     if (opts_check_replay(o, err, sizeof err) < 0) {
         fprintf(stderr, "mitmlua: %s\n", err);
         return 2;
@@ -707,6 +999,18 @@ int opts_parse(opts *o, int argc, char **argv)
                 strcat(o->filter_expr, " ");
             strcat(o->filter_expr, argv[i]);
         }
+    }
+    /* mitmdump: the trailing expression sets all three filters (over --set) */
+    if (o->filter_expr) {
+        char **fs[] = {&o->readfile_filter, &o->save_stream_filter, &o->dumper_filter};
+        for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
+            free(*fs[i]);
+            *fs[i] = strdup(o->filter_expr);
+        }
+    }
+    if (o->proxy_debug) {
+        free(o->termlog_verbosity);
+        o->termlog_verbosity = strdup("debug");
     }
     if (print_options) {
         opts_print(o);

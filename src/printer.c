@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "contentview.h"
 #include "encoding.h"
 #include "h1.h"
 
@@ -17,12 +18,18 @@ struct printer {
     int detail;
     bool showhost;
     bool jsonl;
+    const char *view;   /* dumper_default_contentview (owned by the options) */
     pthread_mutex_t lock;
 };
 
 void printer_set_jsonl(printer *p, bool on)
 {
     p->jsonl = on;
+}
+
+void printer_set_contentview(printer *p, const char *view)
+{
+    p->view = view;
 }
 
 printer *printer_new(FILE *out, int flow_detail, bool showhost)
@@ -116,83 +123,50 @@ static void add_headers(struct evbuffer *b, const hdrs *h)
     for (size_t i = 0; i < h->n; i++) {
         evbuffer_add(b, "    ", 4);
         add_bytes_repr(b, h->v[i].name, h->v[i].name_len);
-        evbuffer_add(b, ": ", 2);
-        add_bytes_repr(b, h->v[i].value, h->v[i].value_len);
+        /* mitmdump strips each printed line: no trailing spaces, and an
+         * empty value leaves "name:" */
+        size_t vl = h->v[i].value_len;
+        while (vl && h->v[i].value[vl - 1] == ' ')
+            vl--;
+        evbuffer_add(b, ": ", vl ? 2 : 1);
+        add_bytes_repr(b, h->v[i].value, vl);
         evbuffer_add(b, "\n", 1);
     }
 }
 
-static bool looks_binary(const char *s, size_t n)
+/* The body through mitmproxy's content views (contentview.h): the auto
+ * view's choice, or dumper_default_contentview; at detail 3 only the first
+ * 70 lines, then "(cut off)".  query: a request's query string, which the
+ * Query view shows when the body is empty. */
+static void add_body(printer *p, struct evbuffer *b, const hdrs *h, const bytes *raw, const char *query)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == 0 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t'))
-            return true;
-    }
-    return false;
-}
-
-/* The body as a content view: decoded text lines, or a hex dump for binary
- * data; at detail 3 only the first 70 lines, then "(cut off)". */
-static void add_body(printer *p, struct evbuffer *b, const hdrs *h, const bytes *raw)
-{
-    if (raw->len == 0) {
-        if (p->detail >= 2)
-            evbuffer_add(b, "\n", 1);
-        return;
-    }
     bytes dec = {0};
     const bytes *body = raw;
     const char *ce = hdrs_get(h, "content-encoding", NULL);
     char err[128];
-    if (ce && *ce && encoding_decode(ce, raw->p, raw->len, &dec, err, sizeof err) == 0)
+    if (raw->len && ce && *ce && encoding_decode(ce, raw->p, raw->len, &dec, err, sizeof err) == 0)
         body = &dec;
-    size_t max_lines = p->detail == 3 ? 70 : (size_t)-1, lines = 0;
-    evbuffer_add(b, "\n", 1);
-    bool cut = false;
-    if (!looks_binary(body->p, body->len)) {
-        const char *s = body->p, *end = s + body->len;
-        while (s < end) {
-            if (lines == max_lines) {
-                cut = true;
-                break;
-            }
+    size_t ctl = 0;
+    const char *ctv = hdrs_get(h, "content-type", &ctl);
+    char *ct = ctv ? strndup(ctv, ctl) : NULL;
+    cv_text t = {.max_lines = p->detail == 3 ? 70 : (size_t)-1};
+    contentview_render(p->view, ct, query, body->p, body->len, &t);
+    if (t.lines) {
+        evbuffer_add(b, "\n", 1);
+        for (const char *s = t.p, *end = t.p + t.len; s < end;) {
             const char *nl = memchr(s, '\n', (size_t)(end - s));
-            const char *e = nl ? nl : end;
             evbuffer_add(b, "    ", 4);
-            add_escaped(b, s, (size_t)(e - s) - (e > s && e[-1] == '\r'), false);
+            evbuffer_add(b, s, (size_t)((nl ? nl : end) - s));
             evbuffer_add(b, "\n", 1);
-            lines++;
             s = nl ? nl + 1 : end;
         }
-    } else {
-        for (size_t off = 0; off < body->len; off += 16) {
-            if (lines == max_lines) {
-                cut = true;
-                break;
-            }
-            evbuffer_add_printf(b, "    %010zx:", off);
-            size_t k;
-            for (k = 0; k < 16; k++) {
-                if (off + k < body->len)
-                    evbuffer_add_printf(b, "%s%02x", k % 4 ? "" : " ", (unsigned char)body->p[off + k]);
-                else
-                    evbuffer_add(b, k % 4 ? "  " : "   ", k % 4 ? 2 : 3);
-            }
-            evbuffer_add(b, "  ", 2);
-            for (k = 0; k < 16 && off + k < body->len; k++) {
-                unsigned char c = (unsigned char)body->p[off + k];
-                char ch = c >= 0x20 && c < 0x7f ? (char)c : '.';
-                evbuffer_add(b, &ch, 1);
-            }
-            evbuffer_add(b, "\n", 1);
-            lines++;
-        }
     }
-    if (cut)
+    if (t.cut)
         evbuffer_add(b, "    (cut off)\n", 14);
     if (p->detail >= 2)
         evbuffer_add(b, "\n", 1);
+    cv_text_free(&t);
+    free(ct);
     bytes_free(&dec);
 }
 
@@ -310,29 +284,6 @@ static const char *ws_close_name(int code)
     }
 }
 
-/* mitmproxy's Hex view, which mitmdump uses for binary WebSocket messages:
- * "offset hex-pairs(padded to 47)   ascii", 70 lines at flow_detail 3. */
-static void add_ws_hex(printer *p, struct evbuffer *b, const bytes *c)
-{
-    size_t max_lines = p->detail == 3 ? 70 : (size_t)-1, lines = 0;
-    evbuffer_add(b, "\n", 1);
-    for (size_t off = 0; off < c->len && lines < max_lines; off += 16, lines++) {
-        char hex[48];
-        size_t hl = 0;
-        for (size_t k = 0; k < 16 && off + k < c->len; k++)
-            hl += (size_t)snprintf(hex + hl, sizeof hex - hl, "%s%02x", k ? " " : "",
-                                   (unsigned char)c->p[off + k]);
-        evbuffer_add_printf(b, "    %010zx %-47s   ", off, hex);
-        for (size_t k = 0; k < 16 && off + k < c->len; k++) {
-            unsigned char ch = (unsigned char)c->p[off + k];
-            char o = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
-            evbuffer_add(b, &o, 1);
-        }
-        evbuffer_add(b, "\n", 1);
-    }
-    evbuffer_add(b, "\n", 1);
-}
-
 /* What mitmdump prints live for a WebSocket connection (one line per
  * message, the content from flow_detail 3, then how it closed); mitmlua
  * prints it with the flow when the connection ends. */
@@ -349,10 +300,8 @@ static void add_websocket(printer *p, struct evbuffer *b, const flow *f, const c
                             dir, server);
         add_escaped(b, path, strlen(path), true);
         evbuffer_add(b, "\n", 1);
-        if (p->detail >= 3 && m->content.len && looks_binary(m->content.p, m->content.len))
-            add_ws_hex(p, b, &m->content);
-        else if (p->detail >= 3 && m->content.len)
-            add_body(p, b, &none, &m->content);
+        if (p->detail >= 3 && m->content.len)
+            add_body(p, b, &none, &m->content, NULL);
     }
     int code = f->ws_close_code;
     const char *reason = f->ws_close_reason ? f->ws_close_reason : "";
@@ -431,8 +380,10 @@ void printer_flow(printer *p, const flow *f)
     free(url);
     if (p->detail >= 2)
         add_headers(b, &rq->headers);
-    if (p->detail >= 3)
-        add_body(p, b, &rq->headers, &rq->content);
+    if (p->detail >= 3) {
+        const char *q = rq->path ? strchr(rq->path, '?') : NULL;
+        add_body(p, b, &rq->headers, &rq->content, q ? q + 1 : NULL);
+    }
     if (p->detail >= 2)
         add_trailers(b, &rq->trailers);
     /* response line */
@@ -458,7 +409,7 @@ void printer_flow(printer *p, const flow *f)
         if (p->detail >= 2)
             add_headers(b, &rs->headers);
         if (p->detail >= 3)
-            add_body(p, b, &rs->headers, &rs->content);
+            add_body(p, b, &rs->headers, &rs->content, NULL);
         if (p->detail >= 2)
             add_trailers(b, &rs->trailers);
     }

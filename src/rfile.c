@@ -11,6 +11,7 @@
 #include "flowread.h"
 #include "flowrun.h"
 #include "script.h"
+#include "sink.h"
 
 typedef struct rfile {
     flowrun run;
@@ -76,6 +77,13 @@ static int read_all(shared *sh, flowrun_env *env)
                 fprintf(stderr, "mitmlua: %s: %s\n", o->rfile, err);
             status = 1;
             break;
+        }
+        /* mitmdump: readfile_filter decides which flows are read at all;
+         * the hooks never see the others.  One it cannot answer for is read
+         * (the sink's filters then say so and fail the run). */
+        if (sink_select(sh->sink, f, err, sizeof err) == 0) {
+            flow_free(f);
+            continue;
         }
         rf.busy = true;
         flowrun_begin(&rf.run, f);

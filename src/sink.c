@@ -10,14 +10,19 @@
 #include "filter.h"
 #include "har.h"
 #include "log.h"
+#include "mitmout.h"
 #include "printer.h"
 #include "report.h"
 
 struct sink {
-    filter *filter;             /* trailing filter expression, or NULL */
+    /* mitmdump's three filters (the trailing expression sets all three), or NULL */
+    filter *readfile;           /* flows read from files: -r, -C */
+    filter *save;               /* -w, hardump */
+    filter *dumper;             /* the console */
     filter *fail_on;            /* --set fail_on=FILTER, or NULL */
     printer *printer;           /* console, or NULL when quiet */
     dump_writer *dump;          /* -w, or NULL */
+    mitmout_writer *mitm;       /* -w in mitmproxy's format, or NULL */
     har_writer *har;            /* --set hardump=FILE, or NULL */
     pthread_mutex_t har_lock;   /* the HAR writer has one owner at a time */
     report_writer *report;      /* --set report=FILE, or NULL */
@@ -45,15 +50,28 @@ sink *sink_new(const opts *o, int *status, char *err, size_t errsz)
         *status = 2;
         goto fail;
     }
-    if (o->filter_expr && !(s->filter = filter_compile(o->filter_expr, why, sizeof why))) {
-        snprintf(err, errsz, "invalid filter expression: %s", why);
-        *status = 2;
-        goto fail;
+    struct { const char *expr, *name; filter **out; } fs[] = {
+        {o->readfile_filter, "readfile_filter", &s->readfile},
+        {o->save_stream_filter, "save_stream_filter", &s->save},
+        {o->dumper_filter, "dumper_filter", &s->dumper},
+    };
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
+        if (fs[i].expr && !(*fs[i].out = filter_compile(fs[i].expr, why, sizeof why))) {
+            if (o->filter_expr && !strcmp(fs[i].expr, o->filter_expr))
+                snprintf(err, errsz, "invalid filter expression: %s", why);
+            else
+                snprintf(err, errsz, "invalid %s expression: %s", fs[i].name, why);
+            *status = 2;
+            goto fail;
+        }
     }
     bool dump_to_stdout = o->save_stream_file && strcmp(o->save_stream_file, "-") == 0;
     if (o->flow_detail > 0 && (s->printer = printer_new(dump_to_stdout ? stderr : stdout, o->flow_detail,
                                                         o->showhost)))
+    {
         printer_set_jsonl(s->printer, strcmp(o->console_format, "jsonl") == 0);
+        printer_set_contentview(s->printer, o->dumper_default_contentview);
+    }
     return s;
 fail:
     sink_close(s);
@@ -63,7 +81,10 @@ fail:
 int sink_open(sink *s, const opts *o, char *err, size_t errsz)
 {
     char why[512];
-    if (o->save_stream_file && !(s->dump = dump_writer_open(o->save_stream_file, err, errsz)))
+    bool mitm = o->save_format ? !strcmp(o->save_format, "mitmproxy") : mitmout_path_wants(o->save_stream_file);
+    if (o->save_stream_file && mitm && !(s->mitm = mitmout_open(o->save_stream_file, err, errsz)))
+        return -1;
+    if (o->save_stream_file && !mitm && !(s->dump = dump_writer_open(o->save_stream_file, err, errsz)))
         return -1;
     if (o->hardump && !(s->har = har_writer_open(o->hardump, why, sizeof why))) {
         snprintf(err, errsz, "hardump: %s", why);
@@ -76,6 +97,19 @@ int sink_open(sink *s, const opts *o, char *err, size_t errsz)
         return -1;
     }
     return 0;
+}
+
+/* Does filter fl (NULL: every flow) let f through?  One that cannot answer
+ * lets it through and says so: never a silent "no". */
+static bool sink_pass(sink *s, filter *fl, const flow *f, const char *what)
+{
+    char ferr[512];
+    int m = fl ? filter_eval(fl, f, ferr, sizeof ferr) : 1;
+    if (m < 0) {
+        atomic_fetch_add(&s->n_filter_errors, 1);
+        log_error("%s; flow %s is %s", ferr, f->id, what);
+    }
+    return m != 0;
 }
 
 void sink_flow(sink *s, const flow *f)
@@ -102,17 +136,15 @@ void sink_flow(sink *s, const flow *f)
             log_warn("fail_on matched: %s %s", f->request ? f->request->method : "", url ? url : f->id);
         free(url);
     }
-    if ((m = sink_select(s, f, ferr, sizeof ferr)) <= 0) {
-        if (m == 0)
-            return;
-        atomic_fetch_add(&s->n_filter_errors, 1);
-        log_error("%s; flow %s is shown and saved", ferr, f->id);
-    }
-    if (s->printer)
+    bool show = s->printer && sink_pass(s, s->dumper, f, "shown");
+    bool save = (s->dump || s->mitm || s->har) && sink_pass(s, s->save, f, "saved");
+    if (show)
         printer_flow(s->printer, f);
-    if (s->dump && dump_writer_add(s->dump, f) < 0)
+    if (save && s->dump && dump_writer_add(s->dump, f) < 0)
         log_error("could not queue flow %s for the dump file", f->id);
-    if (s->har) {
+    if (save && s->mitm && mitmout_add(s->mitm, f) < 0)
+        log_error("could not write flow %s to the mitmproxy flow file", f->id);
+    if (save && s->har) {
         char err[256];
         pthread_mutex_lock(&s->har_lock);
         int rc = har_writer_add(s->har, f, err, sizeof err);
@@ -132,7 +164,7 @@ void sink_flow(sink *s, const flow *f)
 
 int sink_select(const sink *s, const flow *f, char *err, size_t errsz)
 {
-    return s->filter ? filter_eval(s->filter, f, err, errsz) : 1;
+    return s->readfile ? filter_eval(s->readfile, f, err, errsz) : 1;
 }
 
 bool sink_filter_errors(const sink *s)
@@ -168,6 +200,10 @@ int sink_close(sink *s)
         fprintf(stderr, "mitmlua: %s\n", err);
         rc = -1;
     }
+    if (s->mitm && mitmout_close(s->mitm, err, sizeof err) < 0) {
+        fprintf(stderr, "mitmlua: %s\n", err);
+        rc = -1;
+    }
     if (s->har && har_writer_close(s->har, err, sizeof err) < 0) {
         fprintf(stderr, "mitmlua: hardump: %s\n", err);
         rc = -1;
@@ -177,7 +213,9 @@ int sink_close(sink *s)
         rc = -1;
     }
     printer_free(s->printer);
-    filter_free(s->filter);
+    filter_free(s->readfile);
+    filter_free(s->save);
+    filter_free(s->dumper);
     filter_free(s->fail_on);
     pthread_mutex_destroy(&s->har_lock);
     pthread_mutex_destroy(&s->report_lock);

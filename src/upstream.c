@@ -36,6 +36,7 @@
 #include "h1.h"
 #include "h2.h"
 #include "log.h"
+#include "printer.h"
 #include "script.h"
 #include "tls.h"
 #include "tlsopts.h"
@@ -81,6 +82,7 @@ struct upstream {
     h2_conn *h2;
     bool broken;             /* the connection failed: no new stream */
     char *sni;               /* the SNI it was opened with (a pool matches it) */
+    char *log_line;          /* -v: "CLIENT: server ... ADDR" once connected */
     exch_pool *pool;         /* the pool that may share it, or NULL */
     upstream *pool_prev, *pool_next;
 };
@@ -123,6 +125,9 @@ static void upstream_free(upstream *u)
     h1_parser_free(u->parser);
     h2_conn_free(u->h2);
     pool_unlink(u);
+    if (u->log_line)
+        log_debug("%s", u->log_line);
+    free(u->log_line);
     free(u->sni);
     free(u->host);
     flow_conn_clear(&u->info);
@@ -535,6 +540,25 @@ static void dispatch_connected(upstream *u)
     upstream_unhold(u);
 }
 
+/* mitmdump's lines: "CLIENT: server connect HOST:PORT (IP:PORT)", the
+ * address in parentheses when it is not the host itself; the disconnect
+ * line is kept for upstream_free. */
+static void log_server_connect(upstream *u, const flow *f)
+{
+    char cl[300], addr[700], ip[300], line[1100];
+    printer_format_address(f ? f->client.address_host : NULL, f ? f->client.address_port : 0, cl, sizeof cl);
+    printer_format_address(u->host, u->port, addr, sizeof addr);
+    if (u->info.peer_host && strcmp(u->info.peer_host, u->host) != 0) {
+        printer_format_address(u->info.peer_host, u->info.peer_port, ip, sizeof ip);
+        size_t l = strlen(addr);
+        snprintf(addr + l, sizeof addr - l, " (%s)", ip);
+    }
+    log_debug("%s: server connect %s", cl, addr);
+    snprintf(line, sizeof line, "%s: server disconnect %s", cl, addr);
+    free(u->log_line);
+    u->log_line = strdup(line);
+}
+
 static void on_connected(exch *x)
 {
     upstream *u = x->up;
@@ -558,6 +582,8 @@ static void on_connected(exch *x)
     }
     u->phase = U_READY;
     u->connected = true;
+    if (log_get_level() >= LOG_DEBUG)
+        log_server_connect(u, x->f);
     if (u->tls) {
         SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
         tls_fill_conn_info(ssl, &u->info, true);

@@ -392,11 +392,12 @@ def options_shows_config_values():
 def config_yaml_errors_name_the_line():
     H.skip_if_mitmdump("our messages")
     cases = [
-        ("anticomp: true\nno_such_option: 1\n", "config.yaml:2: unknown option 'no_such_option'"),
-        ("anticomp: maybe\n", "config.yaml:1: invalid value for anticomp: 'maybe'"),
-        ("map_remote: |x|y\n", "config.yaml:1: block scalars (|) are not supported"),
-        ("listen_port: 1\nmap_remote: just-one\n", "config.yaml:2: map_remote: expected a list"),
-        ("a b c\n", "config.yaml:1: expected 'option: value'"),
+        ("anticomp: true\nno_such_option: 1\n", "config.yaml:2:1: unknown option 'no_such_option'"),
+        ("anticomp: maybe\n", "config.yaml:1:1: invalid value for anticomp: 'maybe'"),
+        ("map_remote: |x|y\n", "config.yaml:1:14: YAML: "),
+        ("listen_port: 1\nmap_remote: just-one\n", "config.yaml:2:1: map_remote: expected a list"),
+        ("a b c\n", "config.yaml:1:1: expected 'option: value'"),
+        ("map_remote:\n  x: 1\n", "config.yaml:2:3: map_remote: expected a value or a list, not a mapping"),
     ]
     for text, want in cases:
         rc, err = run_fail([], confdir=confdir_with(text))

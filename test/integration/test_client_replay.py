@@ -188,7 +188,8 @@ def client_replay_beside_live_traffic_with_hooks():
                   "  if flow.is_replay == 'request' then flow.request.headers['X-Replayed'] = 'yes' end\n"
                   "end\n")
     out = os.path.join(d, "out.mitmlua")
-    p = H.Proxy(["-C", sdump, "-s", lua, "-w", out], label="replay").start()
+    # keepserving: without it, as in mitmdump, the run ends with the replay
+    p = H.Proxy(["-C", sdump, "-s", lua, "-w", out, "--set", "keepserving=true"], label="replay").start()
     assert H.wait_for(lambda: len(staging.log) == 2, timeout=20), staging.log
     assert all(H.header(e["headers"], "x-replayed") == "yes" for e in staging.log), staging.log
     # the server has both requests; the proxy may still be reading the
