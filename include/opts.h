@@ -138,7 +138,7 @@ typedef struct opts {
     int idle_timeout;           /* seconds: client connection waiting for a request */
     int tls_handshake_timeout;  /* seconds: client-side TLS handshake */
     int max_connections;        /* client connections at once; 0 = from RLIMIT_NOFILE */
-    int script_timeout;         /* ms a Lua hook may run; 0 = no limit */
+    int script_timeout;         /* ms a Lua hook may run (default 10000); 0 = no limit */
     int script_memory_limit;    /* MiB a worker's Lua state may hold; 0 = no limit */
     /* access */
     char *proxyauth;            /* user:pass, any or @htpasswd; NULL = open */

@@ -107,7 +107,7 @@ static const opt_desc opt_table[] = {
     {"tls_handshake_timeout", OT_INT, F(tls_handshake_timeout), 0, "Seconds a client has to finish its TLS handshake."},
     {"max_connections", OT_INT, F(max_connections), 0, "Client connections at once; more are accepted and closed at once. 0 = the file descriptor limit allows (at most 10000)."},
     {"script_memory_limit", OT_INT, F(script_memory_limit), 0, "MiB of memory the Lua state of one worker may hold (default 1024); a hook that needs more fails its flow with 502. 0 = no limit."},
-    {"script_timeout", OT_INT, F(script_timeout), 0, "Milliseconds one Lua hook may run before it is stopped and its flow fails; turns LuaJIT's compiler off. 0 = no limit."},
+    {"script_timeout", OT_INT, F(script_timeout), 0, "Milliseconds of Lua one hook may run before it is stopped and its flow fails (default 10000); a limit turns LuaJIT's compiler off. 0 = no limit (and the compiler on)."},
     {"proxyauth", OT_STR, F(proxyauth), 0, "Require proxy authentication: user:pass, any, or @FILE (htpasswd: bcrypt, {SHA}, $5$, $6$)."},
     {"keepserving", OT_BOOL, F(keepserving), 0, "Continue serving after client replay, server replay or file read (-r, -C, -S without -n end the run when they are done otherwise)."},
     {"readfile_filter", OT_STR, F(readfile_filter), 0, "Read only matching flows with -r: the others reach neither the hooks nor any output."},
@@ -145,7 +145,7 @@ void opts_defaults(opts *o)
     o->idle_timeout = 60;
     o->tls_handshake_timeout = 10;
     o->max_connections = 0;
-    o->script_timeout = 0;
+    o->script_timeout = 10000;   /* safe by default; 0 gives the JIT back */
     o->script_memory_limit = 1024;
     o->block_global = true;
     o->connection_strategy = strdup("lazy");

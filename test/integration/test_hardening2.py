@@ -743,6 +743,22 @@ def _lua(name, text):
 
 
 @test(timeout=60)
+def test_script_timeout_is_on_by_default():
+    s = _lua("spin", """
+function request(flow)
+  if flow.request.path:find("spin") then while true do end end
+end
+""")
+    p = H.Proxy(["-s", s]).start()
+    t0 = time.monotonic()
+    r = H.curl(backend().url("/echo?spin"), proxy=p, max_time=30)
+    assert r.status == 502 and b"script_timeout (10000 ms)" in r.body, r
+    assert 9 < time.monotonic() - t0 < 20
+    assert H.curl(backend().url("/echo"), proxy=p).status == 200
+    assert p.stop() == 0
+
+
+@test(timeout=60)
 def test_lua_cannot_lift_script_timeout():
     s = _lua("escape", """
 local sethook = debug.sethook          -- a reference taken at load time
@@ -770,7 +786,8 @@ function request(flow)
   if flow.request.path:find("forever") then while true do end end
 end
 """)
-    p = H.Proxy(["-s", s, "-w", out], expect_rc=1).start()
+    # no time limit (script_timeout=0): only the signal path can end this
+    p = H.Proxy(["-s", s, "-w", out, "--set", "script_timeout=0"], expect_rc=1).start()
     assert H.curl(backend().url("/echo?first"), proxy=p).status == 200
     threading.Thread(target=lambda: H.curl(backend().url("/echo?forever"), proxy=p, max_time=15),
                      daemon=True).start()
