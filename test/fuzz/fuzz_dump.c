@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (dump_encode_flow(f, &b) == 0) {
                 flow *g = NULL;
                 size_t at = record_body(&b);
-                if (dump_decode_flow((const char *)b.p + at, b.len - at, &g, err, sizeof err) != 0)
+                if (dump_decode_flow((const char *)b.p + at, b.len - at, &flow_limits_default, &g, err, sizeof err) != 0)
                     abort();  /* our own encoding does not decode */
                 if (dump_encode_flow(g, &b2) != 0 || b2.len != b.len ||
                     memcmp(b.p, b2.p, b.len) != 0)
