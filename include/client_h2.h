@@ -1,9 +1,9 @@
 /* client_h2.h — an HTTP/2 client connection on a worker.  Each stream is one
- * flow with its own exchange (upstream.c): hooks run on it as on an
- * HTTP/1 flow, the request goes upstream as HTTP/1.1, the response comes
- * back as a stream of the client's connection.  proxy.c keeps owning the
- * client connection; it hands us its events once ALPN chose h2 (or the
- * client opened with the h2c prior-knowledge preface). */
+ * flow that goes through the pipeline (flowrun.h) as an HTTP/1 flow does,
+ * with its own exchange upstream (upstream.c); the response comes back as a
+ * stream of the client's connection.  client.c keeps owning the client
+ * connection; it hands us its events once ALPN chose h2 (or the client
+ * opened with the h2c prior-knowledge preface). */
 #ifndef MITMLUA_CLIENT_H2_H
 #define MITMLUA_CLIENT_H2_H
 

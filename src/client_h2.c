@@ -1,7 +1,7 @@
 /* client_h2.c — the HTTP/2 client side of the proxy: h2.c turns the client's
- * bytes into requests, each stream runs the same path as an HTTP/1 flow
- * (requestheaders, request, the exchange upstream, responseheaders,
- * response) and its answer goes back as frames.
+ * bytes into requests, each stream goes through the pipeline (flowrun.h)
+ * as an HTTP/1 flow does, and answers come back from it (h2_run_next)
+ * to go out as frames.
  *
  * Upstream goes through upstream.c's exchanges, one per stream in flight,
  * as HTTP/1.1 (":authority" becomes Host; h2.c drops the response's
@@ -330,7 +330,7 @@ static void resume_streams(client_h2 *p)
 
 /* ---- requests ----------------------------------------------------------- */
 
-/* Where the request goes, as proxy.c decides it for origin-form HTTP/1
+/* Where the request goes, as client_h1.c decides it for origin-form HTTP/1
  * requests; and the Host header an HTTP/1 server needs.  0 or a status. */
 static int resolve_target(client_h2 *p, flow_request *r, const char **why)
 {

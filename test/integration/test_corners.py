@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Paths no other test reached, one small test each (issue 22): the retry
 of a request sent on a stale keep-alive server connection (upstream.c),
-CONNECT over HTTP/2 and an HTTP/2 request without :authority (h2proxy.c),
+CONNECT over HTTP/2 and an HTTP/2 request without :authority (client_h2.c),
 WebSocket and CONNECT flows that client replay refuses (creplay.c),
 showhost, max_header_size, and the warning about a CA key other users can
 read, which must hold when the proxy runs as root (no access() shortcut)."""
@@ -166,7 +166,7 @@ def http2_request_without_authority_is_refused():
     n = len(b.log)
     p = H.Proxy([]).start()
     # neither :authority nor Host: nghttp2 resets the stream (RFC 9113
-    # 8.3.1) before h2proxy.c sees it, so its own "request without
+    # 8.3.1) before client_h2.c sees it, so its own "request without
     # :authority" 400 is a second line of defence no client reaches
     status, body, reset = h2c_exchange(p.port, [(":method", "GET"), (":scheme", "http"),
                                                 (":path", "/bytes/7")])
