@@ -5,7 +5,6 @@
  * base64.  In: the reverse; timestamps are rebuilt from startedDateTime and
  * the timings. */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -17,6 +16,7 @@
 
 #include "encoding.h"
 #include "har.h"
+#include "outfile.h"
 
 /* The encoding module is developed in parallel; a weak reference lets HAR
  * work (bodies then stay as sent, base64) in a build that lacks it. */
@@ -363,20 +363,11 @@ har_writer *har_writer_open(const char *path, char *err, size_t errsz)
         snprintf(err, errsz, "out of memory");
         return NULL;
     }
-    if (strcmp(path, "-") == 0) {
-        w->fp = stdout;
-    } else {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        w->fp = fd >= 0 ? fdopen(fd, "w") : NULL;
-        if (!w->fp) {
-            snprintf(err, errsz, "%s: %s", path, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            free(w);
-            return NULL;
-        }
-        w->own = 1;
+    if (!(w->fp = outfile_open(path, err, errsz))) {
+        free(w);
+        return NULL;
     }
+    w->own = w->fp != stdout;
     fputs("{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"mitmlua\",\"version\":\"0.1\"},"
           "\"pages\":[],\"entries\":[", w->fp);
     return w;

@@ -9,7 +9,6 @@
  * was eight times larger); the records are escaped all the same, so that
  * the text the page parses could be embedded as it is. */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -22,6 +21,7 @@
 
 #include "encoding.h"
 #include "opts.h"
+#include "outfile.h"
 #include "report.h"
 #include "report_html.h"
 
@@ -362,18 +362,9 @@ report_writer *report_writer_open(const char *path, size_t body_limit, const rep
         w->filter = strdup(info->filter);
     if (info && info->fail_on)
         w->fail_on = strdup(info->fail_on);
-    if (strcmp(path, "-") == 0) {
-        w->out = stdout;
-    } else {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        w->out = fd >= 0 ? fdopen(fd, "w") : NULL;
-        if (!w->out) {
-            snprintf(err, errsz, "%s: %s", path, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            writer_free(w);
-            return NULL;
-        }
+    if (!(w->out = outfile_open(path, err, errsz))) {
+        writer_free(w);
+        return NULL;
     }
     /* unlinked at once: a crash leaves nothing behind */
     if (!(w->tmp = tmpfile())) {
