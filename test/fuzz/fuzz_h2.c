@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "h2.h"
+#include "h2_pump.h"
 
 /* ---- round trip through our own client and server sides ---- */
 
@@ -17,15 +18,6 @@ static void rt_on_request(void *ud, int32_t sid, flow_request *r)
     if (*got)
         flow_request_free(*got);
     *got = r;
-}
-
-static void pump(h2_conn *from, h2_conn *to, struct evbuffer *b)
-{
-    h2_conn_flush(from, b, 0);
-    size_t n = evbuffer_get_length(b);
-    if (n)
-        h2_conn_feed(to, evbuffer_pullup(b, -1), n);
-    evbuffer_drain(b, n);
 }
 
 /* r sent by a client side to a server side: what the server side got, or

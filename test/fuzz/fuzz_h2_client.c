@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "h2.h"
+#include "h2_pump.h"
 
 /* ---- round trip through our own server and client sides ---- */
 
@@ -29,15 +30,6 @@ static void rt_on_response(void *ud, int32_t sid, flow_response *s)
     rt *t = ud;
     flow_response_free(t->got);
     t->got = s;
-}
-
-static void pump(h2_conn *from, h2_conn *to, struct evbuffer *b)
-{
-    h2_conn_flush(from, b, 0);
-    size_t n = evbuffer_get_length(b);
-    if (n)
-        h2_conn_feed(to, evbuffer_pullup(b, -1), n);
-    evbuffer_drain(b, n);
 }
 
 /* s sent by a server side in answer to a GET: what the client side got,
