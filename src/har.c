@@ -16,6 +16,7 @@
 
 #include "encoding.h"
 #include "har.h"
+#include "jsonval.h"
 #include "outfile.h"
 
 /* The encoding module is developed in parallel; a weak reference lets HAR
@@ -75,33 +76,12 @@ static int valid_utf8(const char *s, size_t n)
     return j != NULL;
 }
 
-static json_t *jstrn(const char *s, size_t n)
-{
-    json_t *j = json_stringn(s ? s : "", s ? n : 0);
-    if (!j) { /* header bytes that are not UTF-8: Latin-1 them as browsers do */
-        bytes u = {0};
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[i];
-            unsigned char t[2] = {(unsigned char)(0xc0 | c >> 6), (unsigned char)(0x80 | (c & 0x3f))};
-            bytes_append(&u, c < 0x80 ? (const void *)&s[i] : (const void *)t, c < 0x80 ? 1 : 2);
-        }
-        j = json_stringn(u.p ? u.p : "", u.len);
-        bytes_free(&u);
-    }
-    return j;
-}
-
-static json_t *jstr(const char *s)
-{
-    return jstrn(s, s ? strlen(s) : 0);
-}
-
 static json_t *har_headers(const hdrs *h)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < h->n; i++)
-        json_array_append_new(a, json_pack("{s:o,s:o}", "name", jstrn(h->v[i].name, h->v[i].name_len),
-                                           "value", jstrn(h->v[i].value, h->v[i].value_len)));
+        json_array_append_new(a, json_pack("{s:o,s:o}", "name", jsonval_strn(h->v[i].name, h->v[i].name_len),
+                                           "value", jsonval_strn(h->v[i].value, h->v[i].value_len)));
     return a;
 }
 
@@ -132,7 +112,7 @@ static json_t *pct_decoded(const char *s, size_t n)
         }
         bytes_append(&b, &c, 1);
     }
-    json_t *j = jstrn(b.p ? b.p : "", b.len);
+    json_t *j = jsonval_strn(b.p ? b.p : "", b.len);
     bytes_free(&b);
     return j;
 }
@@ -155,8 +135,8 @@ static json_t *pairs(const char *s, size_t n, char sep, int decode)
             const char *v = eq ? eq + 1 : s + j;
             size_t vl = eq ? (size_t)(s + j - v) : 0;
             json_array_append_new(a, json_pack("{s:o,s:o}", "name",
-                                               decode ? pct_decoded(s + k, nl) : jstrn(s + k, nl),
-                                               "value", decode ? pct_decoded(v, vl) : jstrn(v, vl)));
+                                               decode ? pct_decoded(s + k, nl) : jsonval_strn(s + k, nl),
+                                               "value", decode ? pct_decoded(v, vl) : jsonval_strn(v, vl)));
         }
         i = j + 1;
     }
@@ -198,18 +178,6 @@ static json_t *set_cookies(const hdrs *h)
     return a;
 }
 
-static json_t *base64(const char *p, size_t n)
-{
-    size_t cap = 4 * ((n + 2) / 3) + 1;
-    char *out = malloc(cap);
-    if (!out)
-        return NULL;
-    int k = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)p, (int)n);
-    json_t *j = json_stringn(out, (size_t)(k < 0 ? 0 : k));
-    free(out);
-    return j;
-}
-
 /* content.text is the decoded body: decode per Content-Encoding first. */
 static json_t *har_content(const hdrs *h, const bytes *raw, int with_size, size_t *size_out)
 {
@@ -233,11 +201,11 @@ static json_t *har_content(const hdrs *h, const bytes *raw, int with_size, size_
     json_t *c = json_object();
     if (with_size)
         json_object_set_new(c, "size", json_integer((json_int_t)n));
-    json_object_set_new(c, "mimeType", ct ? jstrn(ct, tl) : json_string(""));
+    json_object_set_new(c, "mimeType", ct ? jsonval_strn(ct, tl) : json_string(""));
     if (n && !memchr(p, 0, n) && valid_utf8(p, n)) {
         json_object_set_new(c, "text", json_stringn(p, n));
     } else if (n) {
-        json_object_set_new(c, "text", base64(p, n));
+        json_object_set_new(c, "text", jsonval_base64(p, n));
         json_object_set_new(c, "encoding", json_string("base64"));
     } else {
         json_object_set_new(c, "text", json_string(""));
@@ -271,8 +239,8 @@ static json_t *entry(const flow *f)
     size_t cookie_len;
     const char *cookie = hdrs_get(&q->headers, "cookie", &cookie_len);
 
-    json_t *req = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:i}", "method", jstr(q->method ? q->method : "GET"),
-                            "url", jstr(url), "httpVersion", jstr(q->http_version ? q->http_version : "HTTP/1.1"),
+    json_t *req = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:i}", "method", jsonval_str(q->method ? q->method : "GET"),
+                            "url", jsonval_str(url), "httpVersion", jsonval_str(q->http_version ? q->http_version : "HTTP/1.1"),
                             "cookies", cookie ? pairs(cookie, cookie_len, ';', 0) : json_array(),
                             "headers", har_headers(&q->headers),
                             "queryString", qm ? pairs(qm + 1, strlen(qm + 1), '&', 1) : json_array(),
@@ -299,10 +267,10 @@ static json_t *entry(const flow *f)
         json_t *content = har_content(&s->headers, &s->content, 1, &n);
         const char *loc = hdrs_get(&s->headers, "location", &ll);
         resp = json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:i}", "status", (json_int_t)s->status_code,
-                         "statusText", jstr(s->reason ? s->reason : ""),
-                         "httpVersion", jstr(s->http_version ? s->http_version : "HTTP/1.1"),
+                         "statusText", jsonval_str(s->reason ? s->reason : ""),
+                         "httpVersion", jsonval_str(s->http_version ? s->http_version : "HTTP/1.1"),
                          "cookies", set_cookies(&s->headers), "headers", har_headers(&s->headers),
-                         "content", content, "redirectURL", loc ? jstrn(loc, ll) : json_string(""),
+                         "content", content, "redirectURL", loc ? jsonval_strn(loc, ll) : json_string(""),
                          "headersSize", (json_int_t)headers_size(&s->headers),
                          "bodySize", (json_int_t)s->content.len);
     } else {
@@ -312,7 +280,7 @@ static json_t *entry(const flow *f)
                          "size", 0, "mimeType", "x-unknown", "redirectURL", "", "headersSize", -1,
                          "bodySize", -1);
         if (f->error && f->error->msg)
-            json_object_set_new(resp, "_error", jstr(f->error->msg));
+            json_object_set_new(resp, "_error", jsonval_str(f->error->msg));
     }
 
     const flow_conn *sc = &f->server;
@@ -332,9 +300,9 @@ static json_t *entry(const flow *f)
     json_t *e = json_pack("{s:s,s:f,s:o,s:o,s:{},s:o}", "startedDateTime", when, "time", total,
                           "request", req, "response", resp, "cache", "timings", timings);
     if (e && sc->peer_host)
-        json_object_set_new(e, "serverIPAddress", jstr(sc->peer_host));
+        json_object_set_new(e, "serverIPAddress", jsonval_str(sc->peer_host));
     if (e && f->comment && *f->comment)
-        json_object_set_new(e, "comment", jstr(f->comment));
+        json_object_set_new(e, "comment", jsonval_str(f->comment));
     return e;
 }
 

@@ -21,6 +21,7 @@
 
 #include "encoding.h"
 #include "opts.h"
+#include "jsonval.h"
 #include "outfile.h"
 #include "report.h"
 #include "report_html.h"
@@ -66,54 +67,19 @@ int report_json_escape(const char *in, size_t n, bytes *out)
 
 /* ---- one flow as JSON -------------------------------------------------- */
 
-static json_t *jstrn(const char *s, size_t n)
-{
-    if (!s)
-        return json_string("");
-    json_t *j = json_stringn(s, n);
-    if (!j) { /* bytes that are not UTF-8: Latin-1 them as browsers do */
-        bytes u = {0};
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[i];
-            unsigned char t[2] = {(unsigned char)(0xc0 | c >> 6), (unsigned char)(0x80 | (c & 0x3f))};
-            if (bytes_append(&u, c < 0x80 ? (const void *)&s[i] : (const void *)t, c < 0x80 ? 1 : 2) < 0)
-                break;
-        }
-        j = json_stringn(u.p ? u.p : "", u.len);
-        bytes_free(&u);
-    }
-    return j;
-}
-
-static json_t *jstr(const char *s)
-{
-    return jstrn(s, s ? strlen(s) : 0);
-}
-
 static void set_str(json_t *o, const char *key, const char *s)
 {
     if (s && *s)
-        json_object_set_new(o, key, jstr(s));
+        json_object_set_new(o, key, jsonval_str(s));
 }
 
 static json_t *headers(const hdrs *h)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < h->n; i++)
-        json_array_append_new(a, json_pack("[o,o]", jstrn(h->v[i].name, h->v[i].name_len),
-                                           jstrn(h->v[i].value, h->v[i].value_len)));
+        json_array_append_new(a, json_pack("[o,o]", jsonval_strn(h->v[i].name, h->v[i].name_len),
+                                           jsonval_strn(h->v[i].value, h->v[i].value_len)));
     return a;
-}
-
-static json_t *base64(const char *p, size_t n)
-{
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    if (!out)
-        return NULL;
-    int k = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)p, (int)n);
-    json_t *j = json_stringn(out, (size_t)(k < 0 ? 0 : k));
-    free(out);
-    return j;
 }
 
 /* Text when the first `limit` bytes are UTF-8 without NUL (cut on a
@@ -157,34 +123,34 @@ static json_t *body(const hdrs *h, const bytes *raw, size_t limit)
     const char *ce = hdrs_get(h, "content-encoding", &cel);
     const char *ct = hdrs_get(h, "content-type", &ctl);
     if (ct)
-        json_object_set_new(o, "ct", jstrn(ct, ctl));
+        json_object_set_new(o, "ct", jsonval_strn(ct, ctl));
     const char *p = raw->p;
     size_t n = raw->len;
     bytes dec = {0};
     if (ce && cel) {
         char coding[128], why[128];
         snprintf(coding, sizeof coding, "%.*s", (int)(cel < 127 ? cel : 127), ce);
-        json_object_set_new(o, "ce", jstr(coding));
+        json_object_set_new(o, "ce", jsonval_str(coding));
         if (encoding_decode_limit(coding, p, n, &dec, REPORT_MAX_DECODE, why, sizeof why) == 0) {
             p = dec.p ? dec.p : "";
             n = dec.len;
             json_object_set_new(o, "z", json_integer((json_int_t)n));
         } else {
-            json_object_set_new(o, "de", jstr(why));
+            json_object_set_new(o, "de", jsonval_str(why));
         }
     }
     int cut = 0;
     json_t *t;
     if (ct && is_image(ct, ctl)) {
         if (n <= limit)
-            json_object_set_new(o, "img", base64(p, n));
+            json_object_set_new(o, "img", jsonval_base64(p, n));
         else
             cut = 1;
     } else if ((t = text_prefix(p, n, limit, &cut))) {
         json_object_set_new(o, "t", t);
     } else {
         cut = n > limit;
-        json_object_set_new(o, "b64", base64(p, cut ? limit : n));
+        json_object_set_new(o, "b64", jsonval_base64(p, cut ? limit : n));
     }
     if (cut)
         json_object_set_new(o, "cut", json_true());
@@ -205,7 +171,7 @@ static json_t *conn(const flow_conn *c, int server)
         char a[300];
         snprintf(a, sizeof a, strchr(c->address_host, ':') ? "[%s]:%u" : "%s:%u", c->address_host,
                  c->address_port);
-        json_object_set_new(o, "a", jstr(a));
+        json_object_set_new(o, "a", jsonval_str(a));
     }
     if (server)
         set_str(o, "ip", c->peer_host);
@@ -231,7 +197,7 @@ static json_t *websocket(const flow *f, double t0, size_t limit)
         int text = t != NULL;
         if (!t) {
             cut = m->content.len > limit;
-            t = base64(c, cut ? limit : m->content.len);
+            t = jsonval_base64(c, cut ? limit : m->content.len);
         }
         /* [from client, text (else base64), time, content, size, cut, dropped] */
         json_array_append_new(a, json_pack("[b,b,o,o,I,b,b]", m->from_client, text, rel(m->timestamp, t0), t,
@@ -260,10 +226,10 @@ static json_t *flow_obj(const flow *f, size_t limit, int fail_on)
         json_object_set_new(o, "ty", json_string("tcp"));
     if (q) {
         char *url = flow_request_url(q);
-        json_object_set_new(o, "m", jstr(q->method));
-        json_object_set_new(o, "u", jstr(url));
+        json_object_set_new(o, "m", jsonval_str(q->method));
+        json_object_set_new(o, "u", jsonval_str(url));
         free(url);
-        json_object_set_new(o, "h", jstr(q->host));
+        json_object_set_new(o, "h", jsonval_str(q->host));
         set_str(o, "hv", q->http_version);
         json_object_set_new(o, "q", headers(&q->headers));
         if (q->trailers.n)
@@ -272,7 +238,7 @@ static json_t *flow_obj(const flow *f, size_t limit, int fail_on)
         if (b)
             json_object_set_new(o, "qb", b);
     } else {
-        json_object_set_new(o, "h", jstr(f->server.address_host));
+        json_object_set_new(o, "h", jsonval_str(f->server.address_host));
     }
     if (s) {
         json_object_set_new(o, "s", json_integer(s->status_code));
@@ -286,7 +252,7 @@ static json_t *flow_obj(const flow *f, size_t limit, int fail_on)
             json_object_set_new(o, "sb", b);
     }
     if (f->error)
-        json_object_set_new(o, "e", jstr(f->error->msg ? f->error->msg : "error"));
+        json_object_set_new(o, "e", jsonval_str(f->error->msg ? f->error->msg : "error"));
     const flow_conn *sc = &f->server;
     json_object_set_new(o, "tm", json_pack("[o,o,o,o,o,o,o,o,o]", rel(sc->timestamp_start, t0),
                                            rel(sc->timestamp_tcp_setup, t0), rel(sc->timestamp_tls_setup, t0),
@@ -300,7 +266,7 @@ static json_t *flow_obj(const flow *f, size_t limit, int fail_on)
         json_object_set_new(o, "ws", websocket(f, t0, limit));
     if (f->metadata && *f->metadata && strcmp(f->metadata, "{}") != 0) {
         json_t *md = json_loads(f->metadata, JSON_DECODE_ANY, NULL);
-        json_object_set_new(o, "md", md ? md : jstr(f->metadata));
+        json_object_set_new(o, "md", md ? md : jsonval_str(f->metadata));
     }
     set_str(o, "mk", f->marked);
     set_str(o, "cm", f->comment);
@@ -492,9 +458,9 @@ static int write_page(report_writer *w)
                                   (json_int_t)w->n, "body_limit", (json_int_t)w->limit, "created",
                                   flow_now(), "incomplete", w->failed);
             if (m && w->filter)
-                json_object_set_new(m, "filter", jstr(w->filter));
+                json_object_set_new(m, "filter", jsonval_str(w->filter));
             if (m && w->fail_on)
-                json_object_set_new(m, "fail_on", jstr(w->fail_on));
+                json_object_set_new(m, "fail_on", jsonval_str(w->fail_on));
             int rc = m ? put_escaped_json(w->out, m) : -1;
             json_decref(m);
             if (rc < 0)
