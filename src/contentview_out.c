@@ -156,23 +156,28 @@ static char repr_quote(const char *s, size_t n)
     return memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
 }
 
+/* One byte as Python's repr writes it inside quotes q. */
+static void repr_byte(cv_text *t, unsigned char c, char q)
+{
+    char buf[8];
+    if (c == '\\' || c == (unsigned char)q)
+        snprintf(buf, sizeof buf, "\\%c", c);
+    else if (c == '\t' || c == '\n' || c == '\r')
+        snprintf(buf, sizeof buf, "\\%c", c == '\t' ? 't' : c == '\n' ? 'n' : 'r');
+    else if (c < 0x20 || c >= 0x7f)
+        snprintf(buf, sizeof buf, "\\x%02x", c);
+    else
+        snprintf(buf, sizeof buf, "%c", c);
+    cv_puts(t, buf);
+}
+
 void cv_repr_bytes(cv_text *t, const char *s, size_t n)
 {
-    char q = repr_quote(s, n), buf[8];
+    char q = repr_quote(s, n);
     cv_put(t, "b", 1);
     cv_put(t, &q, 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\\' || c == (unsigned char)q)
-            snprintf(buf, sizeof buf, "\\%c", c);
-        else if (c == '\t' || c == '\n' || c == '\r')
-            snprintf(buf, sizeof buf, "\\%c", c == '\t' ? 't' : c == '\n' ? 'n' : 'r');
-        else if (c < 0x20 || c >= 0x7f)
-            snprintf(buf, sizeof buf, "\\x%02x", c);
-        else
-            snprintf(buf, sizeof buf, "%c", c);
-        cv_puts(t, buf);
-    }
+    for (size_t i = 0; i < n; i++)
+        repr_byte(t, (unsigned char)s[i], q);
     cv_put(t, &q, 1);
 }
 
@@ -193,15 +198,7 @@ void cv_repr_str(cv_text *t, const char *s, size_t n)
             i += l;
             continue;
         }
-        if (c == '\\' || c == (unsigned char)q)
-            snprintf(buf, sizeof buf, "\\%c", c);
-        else if (c == '\t' || c == '\n' || c == '\r')
-            snprintf(buf, sizeof buf, "\\%c", c == '\t' ? 't' : c == '\n' ? 'n' : 'r');
-        else if (c < 0x20 || c >= 0x7f)
-            snprintf(buf, sizeof buf, "\\x%02x", c);
-        else
-            snprintf(buf, sizeof buf, "%c", c);
-        cv_puts(t, buf);
+        repr_byte(t, c, q);
         i++;
     }
     cv_put(t, &q, 1);
