@@ -15,6 +15,7 @@
 #include "guard.h"
 #include "h1.h"
 #include "hostmatch.h"
+#include "linger.h"
 #include "script.h"
 #include "shared.h"
 
@@ -47,6 +48,7 @@ typedef struct worker {
     char *upstream_auth_line; /* the same as a Proxy-Authorization line, or "" */
     char reverse_host[320];  /* reverse mode: the Host value for the target */
     struct cconn *conns;     /* client connections (client.h) */
+    linger_set lingering;    /* server sides finishing their last writes */
     h1_limits req_limits;
     h1_limits resp_limits;
     guard_admit admit;       /* max_connections */

@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 
 #include "flow.h"
+#include "linger.h"
 #include "script.h"
 
 typedef struct wsrelay wsrelay;
@@ -25,13 +26,15 @@ typedef void (*wsrelay_done_fn)(void *owner);
  * event loop, so done() never runs from inside this call).
  * scripts may be NULL.  NULL on ENOMEM: nothing was taken then. */
 wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, flow *f,
-                       script_env *scripts, uint64_t max_message, wsrelay_done_fn done, void *owner);
+                       script_env *scripts, uint64_t max_message, linger_set *lingering,
+                       wsrelay_done_fn done, void *owner);
 /* The owner ends the relay before it is over (the proxy shuts down): the
  * flow is marked as ended abnormally (1006, an error naming `why`) and
  * websocket_end runs; done() is not called.  No-op once over. */
 void wsrelay_interrupt(wsrelay *r, const char *why);
-/* Frees the server bufferevent (after its output drained, when the relay
- * ended normally) and the parsers; never the client bufferevent. */
+/* Frees the server bufferevent (when the relay ended normally, it lingers
+ * in `lingering` until its output drained) and the parsers; never the
+ * client bufferevent. */
 void wsrelay_free(wsrelay *r);
 
 #endif

@@ -599,7 +599,7 @@ static void exchange_done_or_close(cconn *c)
             c->state = C_RELAY;
             client_plain_off(c);   /* the relay's callbacks from now on */
             c->ws = wsrelay_start(c->bev, c->peer, c->run.f, c->w->scripts, c->w->sh->o->body_size_limit,
-                                  ws_relay_done, c);
+                                  &c->w->lingering, ws_relay_done, c);
             if (!c->ws) {
                 client_free(c);
                 return;

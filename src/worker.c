@@ -252,6 +252,7 @@ void worker_join_free(worker *w)
     if (w->started)
         pthread_join(w->thread, NULL);
     client_close_all(w);
+    linger_set_free(&w->lingering);
     if (w->scripts)
         script_env_free(w->scripts);
     hostmatch_free(w->ignore_hosts);

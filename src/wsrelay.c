@@ -30,6 +30,7 @@ struct wsrelay {
     script_env *scripts;
     wsrelay_done_fn done;
     void *owner;
+    linger_set *lingering;    /* where the server side finishes writing */
     bool over;
 };
 
@@ -210,7 +211,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, flow *f,
-                       script_env *scripts, uint64_t max_message, wsrelay_done_fn done, void *owner)
+                       script_env *scripts, uint64_t max_message, linger_set *lingering,
+                       wsrelay_done_fn done, void *owner)
 {
     wsrelay *r = calloc(1, sizeof *r);
     if (!r)
@@ -229,6 +231,7 @@ wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, f
     r->scripts = scripts;
     r->done = done;
     r->owner = owner;
+    r->lingering = lingering;
     f->websocket = true;
     for (int s = 0; s < 2; s++) {
         bufferevent_set_timeouts(r->bev[s], NULL, NULL);
@@ -257,33 +260,16 @@ void wsrelay_interrupt(wsrelay *r, const char *why)
     run_hook(r, SCRIPT_HOOK_WEBSOCKET_END);
 }
 
-/* The server connection outlives the relay until our last frames (a close)
- * are written, or a few seconds pass. */
-static void orphan_write_cb(struct bufferevent *bev, void *arg)
-{
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_free(bev);
-}
-
-static void orphan_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    bufferevent_free(bev);
-}
-
 void wsrelay_free(wsrelay *r)
 {
     if (!r)
         return;
-    struct bufferevent *s = r->bev[1];
-    if (r->over && evbuffer_get_length(bufferevent_get_output(s)) > 0) {
-        struct timeval tv = {5, 0};
-        bufferevent_disable(s, EV_READ);
-        bufferevent_setcb(s, NULL, orphan_write_cb, orphan_event_cb, NULL);
-        bufferevent_setwatermark(s, EV_WRITE, 0, 0);
-        bufferevent_set_timeouts(s, NULL, &tv);
-    } else {
-        bufferevent_free(s);
-    }
+    /* the server connection outlives the relay until our last frames (a
+     * close) are written, or a few seconds pass */
+    if (r->over)
+        linger_add(r->lingering, r->bev[1], 5);
+    else
+        bufferevent_free(r->bev[1]);
     ws_parser_free(r->parser[0]);
     ws_parser_free(r->parser[1]);
     free(r);

@@ -501,6 +501,11 @@ class HugeFrameServer:
             hs = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                   b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
             huge = b"\x82\x7f" + struct.pack(">Q", 2 ** 63 - 1) + b"x" * 100
+            if self.mode == "deaf":       # never reads again; holds the line open
+                c.sendall(hs)
+                self.got.append("deaf")
+                time.sleep(20)
+                return
             if self.mode == "together":   # the frame in the handshake's packet, then EOF
                 c.sendall(hs + huge)
                 self.got.append("closed")
@@ -614,6 +619,44 @@ def huge_frame(mode, how, pki, tls):
             bad.append((i, "server", g))
     assert not bad, "%s %s: %d of %d sides without a 1009 close: %r" % (how, mode, len(bad), 2 * n, bad[:6])
     p.stop()
+
+
+@test(timeout=60)
+def test_websocket_server_side_lingering_at_shutdown():
+    """A relay ended by the client while the server reads nothing: the
+    server side lingers to write what is queued for it.  Stopping the
+    proxy then still frees it (the ASan build would report a leak) and the
+    proxy exits 0 at once, not after the linger's five seconds."""
+    srv = HugeFrameServer("deaf")
+    p = H.Proxy(["-q"]).start()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(("GET http://127.0.0.1:%d/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n" % (srv.port, srv.port)).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        assert d, buf
+        buf += d
+    assert b" 101 " in buf.split(b"\r\n")[0], buf
+    # 16 MB of masked messages: far more than the kernel buffers and the
+    # relay's high mark hold, so some stay queued in the proxy
+    msg = b"\x82\xfe" + struct.pack(">H", 65000) + b"\0\0\0\0" + b"m" * 65000
+    s.settimeout(0.5)
+    sent = 0
+    try:
+        for _ in range(256):
+            s.sendall(msg)
+            sent += 1
+    except OSError:
+        pass
+    assert sent > 16, sent   # the relay read and queued a good part
+    s.close()
+    time.sleep(0.5)          # the relay ends; the server side lingers
+    t0 = time.time()
+    assert p.stop() == 0, p.describe()
+    assert time.time() - t0 < 4, time.time() - t0
 
 
 # ---- the host a request names, and HTTP/2 connection errors --------------
