@@ -13,7 +13,8 @@ typedef struct har_writer har_writer;
 /* path "-" = stdout.  Writes the log header at once, entries as added, the
  * closing brackets at close.  Not thread-safe: one owner. */
 har_writer *har_writer_open(const char *path, char *err, size_t errsz);
-/* Flows without a request (TCP) are skipped (HAR has no form for them). */
+/* Flows without a request (TCP) are skipped (HAR has no form for them);
+ * closing warns with their count. */
 int har_writer_add(har_writer *w, const flow *f, char *err, size_t errsz);
 int har_writer_close(har_writer *w, char *err, size_t errsz);
 

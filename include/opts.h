@@ -104,6 +104,7 @@ typedef struct opts {
     /* HTTP */
     bool keep_host_header;
     bool http2;              /* offer h2 to clients (ALPN, h2c prior knowledge) and TLS servers */
+    bool rawtcp;             /* non-HTTP bytes in a tunnel: a TCP flow (tunnel.c) */
     char **ignore_hosts;        /* TLS passthrough for these host:port regexes */
     size_t nignore_hosts;
     char **allow_hosts;         /* intercept only these; pass the rest through */

@@ -38,6 +38,11 @@ enum script_hook {
     SCRIPT_HOOK_WEBSOCKET_START, /* after the 101: the connection is a WebSocket */
     SCRIPT_HOOK_WEBSOCKET_END,   /* closed; flow.websocket.close_code is set */
     SCRIPT_HOOK_DONE,
+    /* a raw TCP flow (flow.type "tcp", its messages in flow.messages) */
+    SCRIPT_HOOK_TCP_START,
+    SCRIPT_HOOK_TCP_MESSAGE,     /* flow.messages[#flow.messages] is new */
+    SCRIPT_HOOK_TCP_END,
+    SCRIPT_HOOK_TCP_ERROR,       /* instead of tcp_end: flow.error says why */
     /* connection and TLS events (script_env_conn_event) */
     SCRIPT_HOOK_CLIENT_CONNECTED,
     SCRIPT_HOOK_CLIENT_DISCONNECTED,

@@ -71,6 +71,10 @@ struct exch {
     bool upgraded;       /* set before done(): the server switched protocols */
     bool streaming;      /* this response's body is being streamed */
     bool head_failed;    /* ops->head refused the response */
+    bool opening;        /* exch_open: a connection for a raw relay, no request */
+    const char *open_host; /* ... to this target (the owner's string) */
+    uint16_t open_port;
+    bool open_tls;
     exch_pool *pool;     /* see exch_share; NULL: the connection is ours alone */
 
     /* upstream.c's own: the users of one connection, and this exchange's
@@ -93,6 +97,16 @@ void exch_init(exch *x, worker *w, const exch_ops *ops, void *owner);
  * to fill).  Ends in exactly one call of ops->done or ops->failed, possibly
  * before exch_start returns. */
 void exch_start(exch *x, flow *f);
+/* A connection to host:port (TLS when tls, with x->sni) for a raw TCP
+ * relay, opened as an exchange's would be: the server_connect hook, the
+ * upstream proxy's tunnel in upstream mode, TLS verified as configured,
+ * the server events.  Ends in exactly one call of ops->done (f->server
+ * filled in; exch_relay_bev gives the connection) or ops->failed. */
+void exch_open(exch *x, flow *f, const char *host, uint16_t port, bool tls);
+/* After exch_open's done: the server connection's bufferevent, for the
+ * owner to set its own callbacks on.  The exch still owns it: exch_close
+ * frees it (and tells the scripts the server disconnected). */
+struct bufferevent *exch_relay_bev(exch *x);
 /* Stop or restart reading the response (a streaming owner whose client
  * is slower than the server).  Over HTTP/2 the stream's flow-control
  * window stays shut instead, so the connection's other streams go on. */

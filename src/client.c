@@ -22,6 +22,9 @@ void client_free(cconn *c)
     if (c->run.f && c->ws) { /* a WebSocket cut short: still one finished flow */
         wsrelay_interrupt(c->ws, "WebSocket: connection closed by the proxy");
         flowrun_finish(&c->run);
+    } else if (c->run.f && c->tcp) { /* so is a raw TCP flow */
+        tcprelay_interrupt(c->tcp, "connection closed by the proxy");
+        flowrun_finish(&c->run);
     } else if (c->run.f && c->run.f->type == FLOW_TCP) {
         /* a passed-through tunnel ends: a connection-level flow */
         c->run.f->client.timestamp_end = c->run.f->server.timestamp_end = flow_now();
@@ -42,6 +45,7 @@ void client_free(cconn *c)
         client_event(c, SCRIPT_HOOK_CLIENT_DISCONNECTED, NULL);
     }
     wsrelay_free(c->ws);
+    tcprelay_free(c->tcp);
     client_h2_free(c->h2);
     exch_close(&c->x);
     if (c->peer)
@@ -233,7 +237,8 @@ void client_close_idle(worker *w)
         next = c->next;
         if ((c->state == C_READ_REQ && !c->run.f) || c->state == C_TUNNEL_PEEK || c->state == C_TLS_HELLO ||
             c->state == C_LINGER ||
-            c->state == C_RELAY || c->state == C_SOCKS || c->state == C_DIAL ||
+            c->state == C_RELAY || c->state == C_SOCKS || c->state == C_DIAL || c->state == C_TCP_DETECT ||
+            c->state == C_TCP_OPEN || c->state == C_TCP ||
             (c->state == C_H2 && client_h2_idle(c->h2)))
             client_free(c);
     }

@@ -653,6 +653,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         tunnel_hello_read_or_close(c);
     else if (c->state == C_SOCKS)
         tunnel_socks_read_or_close(c);
+    else if (c->state == C_TCP_DETECT)
+        tunnel_detect_read_or_close(c);
 }
 
 static void client_write_cb(struct bufferevent *bev, void *arg)
@@ -706,6 +708,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
      * for nobody. */
     if (c->state == C_TLS_HANDSHAKE) {
         tunnel_tls_event_or_close(c, what);
+        return;
+    }
+    if (c->state == C_TCP_DETECT) {
+        tunnel_detect_event_or_close(c, what);
         return;
     }
     if (what & BEV_EVENT_CONNECTED)

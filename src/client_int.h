@@ -23,6 +23,7 @@
 #include "client_h2.h"
 #include "dial.h"
 #include "flowrun.h"
+#include "tcprelay.h"
 #include "h1.h"
 #include "upstream.h"
 #include "worker.h"
@@ -50,6 +51,9 @@ enum cstate {
     C_CLOSING,         /* last bytes draining, then free */
     C_LINGER,          /* written and shut down; discarding input until EOF */
     C_H2,              /* HTTP/2: client_h2.c has the connection's events */
+    C_TCP_DETECT,      /* rawtcp: reading the tunnel's first bytes: HTTP or not? */
+    C_TCP_OPEN,        /* a raw TCP flow: its server connection is opening */
+    C_TCP,             /* ... and relayed (tcprelay.c has both sides' events) */
 };
 
 struct cconn;
@@ -102,6 +106,7 @@ typedef struct cconn {
     double head_since;      /* when the current request's first byte came */
     wsrelay *ws;            /* after a WebSocket 101: owns the server side */
     client_h2 *h2;          /* in C_H2 */
+    tcprelay *tcp;          /* in C_TCP */
 } cconn;
 
 /* ---- client.c ---- */
@@ -151,5 +156,9 @@ void tunnel_hello_read_or_close(cconn *c);
 void tunnel_tls_event_or_close(cconn *c, short what);
 /* Copy bytes both ways between the client and c->peer from now on. */
 void tunnel_start_relay(cconn *c);
+/* C_TCP_DETECT: more of the tunnel's first bytes arrived. */
+void tunnel_detect_read_or_close(cconn *c);
+/* C_TCP_DETECT: the client went quiet (a server-first protocol), or away. */
+void tunnel_detect_event_or_close(cconn *c, short what);
 
 #endif

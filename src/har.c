@@ -17,6 +17,7 @@
 #include "encoding.h"
 #include "har.h"
 #include "jsonval.h"
+#include "log.h"
 #include "outfile.h"
 
 /* The encoding module is developed in parallel; a weak reference lets HAR
@@ -322,6 +323,7 @@ struct har_writer {
     FILE *fp;
     int own;
     size_t n;
+    size_t skipped;   /* TCP flows: HAR has no form for them */
 };
 
 har_writer *har_writer_open(const char *path, char *err, size_t errsz)
@@ -343,8 +345,10 @@ har_writer *har_writer_open(const char *path, char *err, size_t errsz)
 
 int har_writer_add(har_writer *w, const flow *f, char *err, size_t errsz)
 {
-    if (!f->request)
+    if (!f->request) {
+        w->skipped++;
         return 0;
+    }
     char *s = har_entry_json(f);
     if (!s) {
         snprintf(err, errsz, "har: cannot build the entry of flow %s", f->id);
@@ -361,6 +365,9 @@ int har_writer_close(har_writer *w, char *err, size_t errsz)
     if (!w)
         return 0;
     fputs("]}}\n", w->fp);
+    if (w->skipped)   /* said, not silently left out */
+        log_warn("HAR: %zu TCP flow%s not written (HAR has no form for them)", w->skipped,
+                 w->skipped == 1 ? "" : "s");
     int rc = fflush(w->fp) == 0 && !ferror(w->fp) ? 0 : -1;
     if (rc < 0)
         snprintf(err, errsz, "har: write: %s", strerror(errno));

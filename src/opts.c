@@ -88,6 +88,7 @@ static const opt_desc opt_table[] = {
     {"upstream_auth", OT_STR, F(upstream_auth), 0, "user:pass sent as Proxy-Authorization: Basic to the upstream proxy (upstream mode, plain requests and CONNECT) or as Authorization (reverse mode)."},
     {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
     {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2: with clients (h2 in ALPN, h2c prior knowledge) and with TLS servers that pick h2 in ALPN."},
+    {"rawtcp", OT_BOOL, F(rawtcp), 0, "Relay what is not HTTP inside a tunnel as a TCP flow (else it is refused as a bad request)."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"map_remote", OT_STRLIST, F(map_remote), F(nmap_remote), "Map remote resources to another remote URL: \"[/flow-filter]/url-regex/replacement\", any separator character (-M, repeatable)."},
     {"map_local", OT_STRLIST, F(map_local), F(nmap_local), "Map remote resources to a local file or directory: \"[/flow-filter]/url-regex/file-or-directory-path\" (repeatable)."},
@@ -130,6 +131,7 @@ void opts_defaults(opts *o)
     o->workers = 1;
     o->server = true;
     o->http2 = true;
+    o->rawtcp = true;
     o->flow_detail = 1;
     o->termlog_verbosity = strdup("info");
     o->console_format = strdup("text");
@@ -187,7 +189,6 @@ static const foreign_desc foreign_table[] = {
     {"normalize_outbound_headers", false, 'b', "true"},
     {"onboarding_host", false, 's', "mitm.it"},
     {"onboarding_port", false, 'i', "80"},
-    {"rawtcp", false, 'b', "true"},
     {"validate_inbound_headers", false, 'b', "true"},
     {"websocket", false, 'b', "true"},
     /* mitmproxy 9-12 */

@@ -326,12 +326,54 @@ static void add_websocket(printer *p, struct evbuffer *b, const flow *f, const c
     evbuffer_add(b, "\n", 1);
 }
 
+/* What mitmdump prints live for a raw TCP flow (one line per message, the
+ * content from flow_detail 3, an error); mitmlua prints it with the flow
+ * when the connection ends. */
+static void add_tcp(printer *p, struct evbuffer *b, const flow *f)
+{
+    char client[128], server[128];
+    printer_format_address(f->client.address_host, f->client.address_port, client, sizeof client);
+    printer_format_address(f->server.address_host, f->server.address_port, server, sizeof server);
+    hdrs none = {0};
+    for (size_t i = 0; i < f->ws_n; i++) {
+        const flow_ws_message *m = &f->ws_msgs[i];
+        const char *dir = m->from_client ? "->" : "<-";
+        evbuffer_add_printf(b, "%s %s tcp %s %s\n", client, dir, dir, server);
+        if (p->detail >= 3 && m->content.len)
+            add_body(p, b, &none, &m->content, NULL);
+    }
+    if (f->error && f->error->msg) {
+        evbuffer_add_printf(b, "Error in TCP connection to %s: ", server);
+        add_escaped(b, f->error->msg, strlen(f->error->msg), true);
+        evbuffer_add(b, "\n", 1);
+    }
+}
+
+static void print_out(printer *p, struct evbuffer *b)
+{
+    size_t len = evbuffer_get_length(b);
+    const char *data = (const char *)evbuffer_pullup(b, -1);
+    pthread_mutex_lock(&p->lock);
+    fwrite(data, 1, len, p->out);
+    fflush(p->out);
+    pthread_mutex_unlock(&p->lock);
+}
+
 void printer_flow(printer *p, const flow *f)
 {
     if (!p || p->detail == 0)
         return;
     if (p->jsonl) {
         print_jsonl(p, f);
+        return;
+    }
+    if (f->type == FLOW_TCP && (f->ws_n || f->error)) {
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            return;
+        add_tcp(p, b, f);
+        print_out(p, b);
+        evbuffer_free(b);
         return;
     }
     if (!f->request) /* mitmdump shows nothing for passed-through connections */
@@ -420,11 +462,6 @@ void printer_flow(printer *p, const flow *f)
         add_escaped(b, f->error->msg, strlen(f->error->msg), true);
         evbuffer_add(b, "\n", 1);
     }
-    size_t len = evbuffer_get_length(b);
-    const char *data = (const char *)evbuffer_pullup(b, -1);
-    pthread_mutex_lock(&p->lock);
-    fwrite(data, 1, len, p->out);
-    fflush(p->out);
-    pthread_mutex_unlock(&p->lock);
+    print_out(p, b);
     evbuffer_free(b);
 }

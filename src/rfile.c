@@ -41,6 +41,28 @@ static void rfile_next(flowrun *r, enum flowrun_verdict v, int status, const cha
 
 static const flowrun_ops rfile_ops = {rfile_next};
 
+/* A TCP flow read back sees mitmproxy's event sequence: tcp_start, one
+ * tcp_message per message (each the last of flow.messages when it runs),
+ * then tcp_end or tcp_error.  These hooks cannot wait. */
+static void tcp_events(script_env *s, flow *f)
+{
+    if (!s)
+        return;
+    size_t n = f->ws_n;
+    f->ws_n = 0;
+    if (script_env_has_hook(s, SCRIPT_HOOK_TCP_START))
+        script_env_run(s, SCRIPT_HOOK_TCP_START, f);
+    for (size_t i = 0; i < n && !f->killed; i++) {
+        f->ws_n = i + 1;
+        if (script_env_has_hook(s, SCRIPT_HOOK_TCP_MESSAGE))
+            script_env_run(s, SCRIPT_HOOK_TCP_MESSAGE, f);
+    }
+    f->ws_n = n;
+    enum script_hook last = f->error ? SCRIPT_HOOK_TCP_ERROR : SCRIPT_HOOK_TCP_END;
+    if (!f->killed && script_env_has_hook(s, last))
+        script_env_run(s, last, f);
+}
+
 /* mitm.exit() while reading a file: remember the status; the loop stops. */
 static void read_exit(void *ud, int code)
 {
@@ -83,6 +105,15 @@ static int read_all(shared *sh, flowrun_env *env)
          * (the sink's filters then say so and fail the run). */
         if (sink_select(sh->sink, f, err, sizeof err) == 0) {
             flow_free(f);
+            continue;
+        }
+        if (f->type == FLOW_TCP) {
+            flowrun_begin(&rf.run, f);
+            tcp_events(env->scripts, f);
+            if (f->killed)
+                flowrun_release(&rf.run);   /* as a killed HTTP flow: not recorded */
+            else
+                flowrun_finish(&rf.run);
             continue;
         }
         rf.busy = true;

@@ -63,6 +63,7 @@ static const char *const hook_names[SCRIPT_HOOK__COUNT] = {
     "load", "connect", "requestheaders", "request", "responseheaders",
     "response", "error", "websocket_message", "websocket_start",
     "websocket_end", "done",
+    "tcp_start", "tcp_message", "tcp_end", "tcp_error",
     "client_connected", "client_disconnected", "server_connect", "server_connected",
     "server_disconnected", "tls_clienthello", "tls_start_client", "tls_start_server",
     "tls_established_client", "tls_established_server", "tls_failed_client", "tls_failed_server",
@@ -825,13 +826,13 @@ static lmsg *new_msg(lua_State *L, enum part part, lflow *lf, int flow_idx)
     return m;
 }
 
-/* ---- WebSocket messages ------------------------------------------------- */
+/* ---- WebSocket and TCP messages ------------------------------------------ */
 
 static flow_ws_message *wsmsg_of(lua_State *L, lwsmsg *w)
 {
     flow *f = flow_of(L, w->lf);
     if (w->idx >= f->ws_n)
-        luaL_error(L, "WebSocket message is gone");
+        luaL_error(L, "message is gone");
     return &f->ws_msgs[w->idx];
 }
 
@@ -873,13 +874,13 @@ static int wsmsg_newindex(lua_State *L)
             m->dropped = true;
         return 0;
     }
-    return luaL_error(L, "WebSocket message has no writable field '%s'", k);
+    return luaL_error(L, "message has no writable field '%s'", k);
 }
 
-static void push_websocket(lua_State *L, int flow_idx, lflow *lf)
+/* The flow's messages (WebSocket or TCP) as a new table of objects. */
+static void push_messages(lua_State *L, int flow_idx, lflow *lf)
 {
     flow *f = lf->f;
-    lua_newtable(L);
     lua_newtable(L);
     for (size_t i = 0; i < f->ws_n; i++) {
         lwsmsg *w = lua_newuserdata(L, sizeof *w);
@@ -889,6 +890,13 @@ static void push_websocket(lua_State *L, int flow_idx, lflow *lf)
         fam_join(L, flow_idx);
         lua_rawseti(L, -2, (int)i + 1);
     }
+}
+
+static void push_websocket(lua_State *L, int flow_idx, lflow *lf)
+{
+    flow *f = lf->f;
+    lua_newtable(L);
+    push_messages(L, flow_idx, lf);
     lua_setfield(L, -2, "messages");
     if (f->ws_close_code) {
         lua_pushinteger(L, f->ws_close_code);
@@ -1122,6 +1130,13 @@ static int flow_index(lua_State *L)
             lua_pushnil(L);
         else
             push_websocket(L, 1, lf);
+    } else if (!strcmp(k, "type")) {
+        lua_pushstring(L, f->type == FLOW_TCP ? "tcp" : "http");
+    } else if (!strcmp(k, "messages")) { /* mitmproxy's TCPFlow.messages */
+        if (f->type == FLOW_TCP)
+            push_messages(L, 1, lf);
+        else
+            lua_pushnil(L);
     } else if (!strcmp(k, "metadata")) {
         push_metadata(L, 1, lf);
     } else if (!strcmp(k, "marked")) {

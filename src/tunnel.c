@@ -27,10 +27,19 @@
 #include "tlshello.h"
 #include "tlsopts.h"
 
+/* rawtcp: how long a silent client in a tunnel is waited for before its
+ * connection is taken for a server-first protocol, and how much of a TCP
+ * flow's messages is kept in the flow (tcprelay.h). */
+#define TUNNEL_SERVER_FIRST_MS 1000
+#define TUNNEL_TCP_KEEP_MAX ((size_t)64 << 20)
+
 static void peer_read_cb(struct bufferevent *bev, void *arg);
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_hello_or_tls(cconn *c);
 static void start_passthrough_or_close(cconn *c);
+static bool rawtcp_applies(const cconn *c);
+static void detect_or_close(cconn *c);
+static void tcp_start_or_close(cconn *c);
 
 /* TLS runs as a filter over the socket bufferevent (also when the client
  * did not wait for our answer to CONNECT and its hello is already in our
@@ -114,6 +123,10 @@ static void start_tunnel_plain_or_close(cconn *c)
 {
     c->tunnel_tls = false;
     c->in_tunnel = c->w->sh->o->mode != MODE_REVERSE;   /* see reverse_accept_or_close */
+    if (rawtcp_applies(c)) {
+        detect_or_close(c);
+        return;
+    }
     c->state = C_READ_REQ;
     bufferevent_enable(c->bev, EV_READ);
     c->up->serve_or_close(c);
@@ -124,7 +137,12 @@ static void peek_cb(evutil_socket_t fd, short what, void *arg)
     cconn *c = arg;
     unsigned char b;
     if (what & EV_TIMEOUT) {
-        client_free(c);
+        event_free(c->peek_ev);
+        c->peek_ev = NULL;
+        if (rawtcp_applies(c))  /* a silent client: the server may speak first */
+            tcp_start_or_close(c);
+        else
+            client_free(c);
         return;
     }
     ssize_t n = recv(fd, &b, 1, MSG_PEEK);
@@ -163,6 +181,8 @@ void tunnel_start_or_close(cconn *c)
     c->state = C_TUNNEL_PEEK;
     c->peek_ev = event_new(c->w->base, c->fd, EV_READ, peek_cb, c);
     struct timeval tv = {c->w->sh->o->idle_timeout ? c->w->sh->o->idle_timeout : 60, 0};
+    if (rawtcp_applies(c))
+        tv = (struct timeval){0, TUNNEL_SERVER_FIRST_MS * 1000};
     if (!c->peek_ev || event_add(c->peek_ev, &tv) < 0)
         client_free(c);
 }
@@ -551,6 +571,8 @@ void tunnel_tls_event_or_close(cconn *c, short what)
         client_event(c, SCRIPT_HOOK_TLS_ESTABLISHED_CLIENT, NULL);
         if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
             client_start_h2_or_close(c);
+        else if (rawtcp_applies(c) && !(c->info.alpn && strcmp(c->info.alpn, "http/1.1") == 0))
+            detect_or_close(c);   /* an HTTP ALPN settles it; without one, the bytes tell */
         else
             c->up->serve_or_close(c);
         return;
@@ -635,4 +657,133 @@ void tunnel_hello_read_or_close(cconn *c)
         return;
     }
     start_client_tls_or_close(c);
+}
+
+/* ---- raw TCP (rawtcp) -------------------------------------------------------
+ *
+ * In a tunnel, whatever is not HTTP (after TLS was taken off, or without
+ * TLS) is relayed as a TCP flow, as mitmdump's rawtcp does: the client's
+ * first three bytes decide (an HTTP method is letters), and a client that
+ * says nothing for TUNNEL_SERVER_FIRST_MS is taken to wait for the server
+ * to speak first (SMTP, IMAP, MySQL) — where mitmdump 8 would wait for it
+ * forever.  A slow HTTP client past that wait is relayed as TCP too: it
+ * still works, without interception. */
+
+static bool rawtcp_applies(const cconn *c)
+{
+    return c->w->sh->o->rawtcp && c->w->sh->o->mode != MODE_REVERSE && c->tunnel_host;
+}
+
+static void detect_or_close(cconn *c)
+{
+    c->state = C_TCP_DETECT;
+    struct timeval tv = {0, TUNNEL_SERVER_FIRST_MS * 1000};
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+    tunnel_detect_read_or_close(c);
+}
+
+void tunnel_detect_read_or_close(cconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (evbuffer_get_length(in) < 3)
+        return;
+    const unsigned char *p = evbuffer_pullup(in, 3);
+    bool http = true;
+    for (int i = 0; i < 3; i++)
+        if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z')))
+            http = false;
+    if (!http) {
+        tcp_start_or_close(c);
+        return;
+    }
+    c->state = C_READ_REQ;
+    client_set_timeout(c, c->w->sh->o->idle_timeout);
+    c->up->serve_or_close(c);
+}
+
+void tunnel_detect_event_or_close(cconn *c, short what)
+{
+    if ((what & BEV_EVENT_TIMEOUT) && !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+        tcp_start_or_close(c);   /* fewer than three bytes, or none: not HTTP */
+        return;
+    }
+    client_free(c);
+}
+
+static void tcp_opened(exch *x);
+static void tcp_open_failed(exch *x, int status, const char *msg);
+static const exch_ops tcp_exch_ops = {.done = tcp_opened, .failed = tcp_open_failed};
+
+/* A TCP flow that could not begin (killed by tcp_start, no server): its
+ * error, tcp_error, recorded; the client is closed. */
+static void tcp_fail_or_close(cconn *c, const char *msg)
+{
+    flow *f = c->run.f;
+    if (!f->error)
+        flow_set_error(f, msg);
+    f->client.timestamp_end = f->server.timestamp_end = flow_now();
+    if (script_env_has_hook(c->w->scripts, SCRIPT_HOOK_TCP_ERROR))
+        script_env_run(c->w->scripts, SCRIPT_HOOK_TCP_ERROR, f);
+    flowrun_finish(&c->run);
+    client_close_after_write(c);
+}
+
+/* The tunnel carries something else than HTTP: a TCP flow begins
+ * (tcp_start), then its server connection opens as an exchange's would. */
+static void tcp_start_or_close(cconn *c)
+{
+    flow *f = flow_new();
+    if (!f || flow_conn_copy(&f->client, &c->info) < 0 ||
+        flow_strset(&f->server.address_host, c->tunnel_host) < 0) {
+        flow_free(f);
+        client_free(c);
+        return;
+    }
+    f->type = FLOW_TCP;
+    f->server.address_port = c->tunnel_port;
+    f->server.timestamp_start = flow_now();
+    flowrun_begin(&c->run, f);
+    client_plain_off(c);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    bufferevent_disable(c->bev, EV_READ);   /* the relay reads, once it runs */
+    c->state = C_TCP_OPEN;
+    if (script_env_has_hook(c->w->scripts, SCRIPT_HOOK_TCP_START))
+        script_env_run(c->w->scripts, SCRIPT_HOOK_TCP_START, f);
+    if (f->killed) {
+        tcp_fail_or_close(c, "Connection killed.");
+        return;
+    }
+    exch_close(&c->x);
+    exch_init(&c->x, c->w, &tcp_exch_ops, c);
+    c->x.sni = c->tunnel_tls ? c->info.sni : NULL;
+    exch_open(&c->x, f, c->tunnel_host, c->tunnel_port, c->tunnel_tls);
+}
+
+static void tcp_relay_done(void *owner)
+{
+    cconn *c = owner;
+    flowrun_finish(&c->run);
+    tcprelay_free(c->tcp);
+    c->tcp = NULL;
+    exch_close(&c->x);   /* the server connection ends with the flow */
+    bufferevent_setcb(c->bev, c->up->read, c->up->write, c->up->event, c);
+    c->linger = true;    /* the client may still be sending */
+    client_close_after_write(c);
+}
+
+static void tcp_opened(exch *x)
+{
+    cconn *c = x->owner;
+    struct bufferevent *server = exch_relay_bev(x);
+    c->state = C_TCP;
+    if (!server ||
+        !(c->tcp = tcprelay_start(c->bev, server, c->run.f, c->w->scripts, TUNNEL_TCP_KEEP_MAX, tcp_relay_done, c)))
+        client_free(c);
+}
+
+static void tcp_open_failed(exch *x, int status, const char *msg)
+{
+    (void)status;
+    tcp_fail_or_close(x->owner, msg);
 }

@@ -375,6 +375,11 @@ static void send_request(exch *x)
     flow_request *r = f->request;
     const opts *o = x->w->sh->o;
     fill_server_info(x);
+    if (x->opening) {   /* exch_open: the connection is all that was asked */
+        bufferevent_set_timeouts(u->bev, NULL, NULL);
+        finish_done(x);
+        return;
+    }
     u->requests++;
     u->got_bytes = false;
     if (u->h2) {
@@ -483,6 +488,12 @@ static SSL *new_ssl(exch *x, char *err, size_t errsz)
         return NULL;
     }
     if (tls_client_prepare(ssl, x->up->host, x->sni, err, errsz) < 0) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* a raw relay's protocol is not HTTP: offer none (NULL clears the list) */
+    if (x->opening && SSL_set_alpn_protos(ssl, NULL, 0) != 0) {
+        snprintf(err, errsz, "cannot clear ALPN");
         SSL_free(ssl);
         return NULL;
     }
@@ -641,11 +652,36 @@ static void on_proxy_connect_done(exch *x)
 
 void exch_start(exch *x, flow *f)
 {
+    x->opening = false;
     x->f = f;
     x->upgraded = false;
     x->streaming = false;
     x->head_failed = false;
     connect_or_fail(x);
+}
+
+void exch_open(exch *x, flow *f, const char *host, uint16_t port, bool tls)
+{
+    exch_close(x);
+    x->opening = true;
+    x->open_host = host;
+    x->open_port = port;
+    x->open_tls = tls;
+    x->in_tunnel = true;   /* in upstream mode: through the proxy's tunnel */
+    x->f = f;
+    x->upgraded = false;
+    x->streaming = false;
+    x->head_failed = false;
+    connect_or_fail(x);
+}
+
+struct bufferevent *exch_relay_bev(exch *x)
+{
+    if (!x->up)
+        return NULL;
+    bevio_detach(&x->up->wio);   /* the relay's writes are libevent's */
+    x->up->reusable = false;
+    return x->up->bev;
 }
 
 static void connect_or_fail(exch *x)
@@ -654,9 +690,9 @@ static void connect_or_fail(exch *x)
     const opts *o = w->sh->o;
     flow_request *r = x->f->request;
     /* where the request goes (target) and where the TCP connection goes */
-    const char *host = r->host, *conn_host = r->host;
-    uint16_t port = r->port, conn_port = r->port;
-    bool tls = strcmp(r->scheme, "https") == 0, conn_tls = tls;
+    const char *host = x->opening ? x->open_host : r->host, *conn_host = host;
+    uint16_t port = x->opening ? x->open_port : r->port, conn_port = port;
+    bool tls = x->opening ? x->open_tls : strcmp(r->scheme, "https") == 0, conn_tls = tls;
     bool via_proxy = false;
     if (o->mode == MODE_UPSTREAM) {
         conn_host = o->mode_url.host;
@@ -674,7 +710,7 @@ static void connect_or_fail(exch *x)
      * forwards absolute-form requests), and never for an Upgrade request:
      * HTTP/2 has no protocol switch (RFC 9113 §8.6), so a WebSocket
      * handshake needs an HTTP/1.1 connection. */
-    bool upgrade = hdrs_get(&r->headers, "upgrade", NULL) != NULL;
+    bool upgrade = x->opening || hdrs_get(&r->headers, "upgrade", NULL) != NULL;
     bool offer_h2 = o->http2 && tls && (via_proxy || o->mode != MODE_UPSTREAM) && !upgrade;
     upstream *u = x->up;
     if (u && u->port == port && u->tls == tls && strcmp(u->host, host) == 0 &&

@@ -1,0 +1,229 @@
+/* tcprelay.c — see tcprelay.h.
+ *
+ * Side 0 is the client, side 1 the server.  A message is what one read
+ * brought: TCP has no message boundaries, and mitmproxy records the same
+ * way (one message per chunk it received). */
+#include "tcprelay.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "log.h"
+
+/* A side whose peer has this much queued and unsent stops being read until
+ * the queue drains below the low mark (as in wsrelay.c). */
+#define TCPRELAY_HIGH ((size_t)1 << 20)
+#define TCPRELAY_LOW ((size_t)256 << 10)
+
+struct tcprelay {
+    struct bufferevent *bev[2];
+    flow *f;
+    script_env *scripts;
+    size_t keep_max, kept;
+    bool eof[2];          /* side s has sent everything it will send */
+    bool shut_pending[2]; /* shut down writing to side s once its output drained */
+    bool end_pending;     /* end once the server's output drained (TLS: no half-close) */
+    bool paused[2];       /* not reading side s: its peer's output is full */
+    bool over;
+    tcprelay_done_fn done;
+    void *owner;
+};
+
+static int side_of(const tcprelay *r, struct bufferevent *bev)
+{
+    return bev == r->bev[0] ? 0 : 1;
+}
+
+static bool is_tls(struct bufferevent *bev)
+{
+    return bufferevent_openssl_get_ssl(bev) != NULL;
+}
+
+static void run_hook(tcprelay *r, enum script_hook h)
+{
+    if (r->scripts && script_env_has_hook(r->scripts, h))
+        script_env_run(r->scripts, h, r->f);
+}
+
+/* The relay is over: tcp_end, or tcp_error with err; the owner takes over. */
+static void finish(tcprelay *r, const char *err)
+{
+    if (r->over)
+        return;
+    r->over = true;
+    for (int s = 0; s < 2; s++) {
+        bufferevent_disable(r->bev[s], EV_READ);
+        bufferevent_setwatermark(r->bev[s], EV_WRITE, 0, 0);
+    }
+    flow *f = r->f;
+    f->client.timestamp_end = f->server.timestamp_end = flow_now();
+    if (err && !f->error)
+        flow_set_error(f, err);
+    run_hook(r, f->error ? SCRIPT_HOOK_TCP_ERROR : SCRIPT_HOOK_TCP_END);
+    r->done(r->owner); /* may free r */
+}
+
+/* Everything side s sent so far: one message, through the hook, onwards.
+ * -1 when the relay ended. */
+static int pump(tcprelay *r, int s)
+{
+    struct evbuffer *in = bufferevent_get_input(r->bev[s]);
+    size_t n = evbuffer_get_length(in);
+    if (n == 0)
+        return 0;
+    flow *f = r->f;
+    flow_ws_message *m = flow_ws_add(f, s == 0, false, evbuffer_pullup(in, (ev_ssize_t)n), n);
+    evbuffer_drain(in, n);
+    if (!m) {
+        finish(r, "out of memory recording a TCP message");
+        return -1;
+    }
+    run_hook(r, SCRIPT_HOOK_TCP_MESSAGE);
+    if (f->killed) {
+        finish(r, "Connection killed.");
+        return -1;
+    }
+    m = &f->ws_msgs[f->ws_n - 1];   /* the hook may have grown the array */
+    if (!m->dropped && m->content.len &&
+        evbuffer_add(bufferevent_get_output(r->bev[1 - s]), m->content.p, m->content.len) < 0) {
+        finish(r, "out of memory relaying a TCP message");
+        return -1;
+    }
+    r->kept += m->content.len;
+    if (r->kept > r->keep_max) {
+        if (r->kept - m->content.len <= r->keep_max)
+            log_debug("TCP flow %s: more than %zu bytes; later messages are kept without content", f->id,
+                      r->keep_max);
+        bytes_free(&m->content);
+    }
+    return 0;
+}
+
+static void shut_write(tcprelay *r, int t)
+{
+    r->shut_pending[t] = false;
+    if (shutdown(bufferevent_getfd(r->bev[t]), SHUT_WR) < 0)
+        log_debug("TCP flow %s: half-close: %s", r->f->id, strerror(errno));
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    tcprelay *r = arg;
+    int s = side_of(r, bev);
+    if (r->over || pump(r, s) < 0)
+        return;
+    if (evbuffer_get_length(bufferevent_get_output(r->bev[1 - s])) > TCPRELAY_HIGH) {
+        r->paused[s] = true;
+        bufferevent_disable(bev, EV_READ);
+    }
+}
+
+/* Side t's output drained (below the low mark, or empty). */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    tcprelay *r = arg;
+    int t = side_of(r, bev);
+    if (r->over)
+        return;
+    bool empty = evbuffer_get_length(bufferevent_get_output(bev)) == 0;
+    if (empty && r->shut_pending[t])
+        shut_write(r, t);
+    if (empty && r->end_pending && t == 1) {
+        finish(r, NULL);
+        return;
+    }
+    if (r->paused[1 - t] && !r->eof[1 - t]) {
+        r->paused[1 - t] = false;
+        bufferevent_enable(r->bev[1 - t], EV_READ);
+        bufferevent_trigger(r->bev[1 - t], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    tcprelay *r = arg;
+    if (r->over || !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+        return;
+    int s = side_of(r, bev), t = 1 - s;
+    if (pump(r, s) < 0) /* what it sent before it closed */
+        return;
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        char msg[300];
+        int e = EVUTIL_SOCKET_ERROR();
+        snprintf(msg, sizeof msg, "%s connection: %s", s == 0 ? "client" : "server",
+                 (what & BEV_EVENT_TIMEOUT) ? "timed out" : e ? evutil_socket_error_to_string(e) : "closed");
+        finish(r, msg);
+        return;
+    }
+    r->eof[s] = true;
+    bufferevent_disable(bev, EV_READ);
+    if (r->eof[t]) {
+        finish(r, NULL);
+        return;
+    }
+    if (is_tls(r->bev[t])) {
+        /* no half-close over TLS here: the owner flushes the client's
+         * output when it closes; the server's is flushed first */
+        if (t == 1 && evbuffer_get_length(bufferevent_get_output(r->bev[1])) > 0)
+            r->end_pending = true;
+        else
+            finish(r, NULL);
+        return;
+    }
+    /* the peer hears the EOF after what was sent before it */
+    if (evbuffer_get_length(bufferevent_get_output(r->bev[t])) == 0)
+        shut_write(r, t);
+    else
+        r->shut_pending[t] = true;
+}
+
+tcprelay *tcprelay_start(struct bufferevent *client, struct bufferevent *server, flow *f, script_env *scripts,
+                         size_t keep_max, tcprelay_done_fn done, void *owner)
+{
+    tcprelay *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->bev[0] = client;
+    r->bev[1] = server;
+    r->f = f;
+    r->scripts = scripts;
+    r->keep_max = keep_max;
+    r->done = done;
+    r->owner = owner;
+    for (int s = 0; s < 2; s++) {
+        bufferevent_set_timeouts(r->bev[s], NULL, NULL);
+        bufferevent_setcb(r->bev[s], read_cb, write_cb, event_cb, r);
+        bufferevent_setwatermark(r->bev[s], EV_READ, 0, 0);
+        bufferevent_setwatermark(r->bev[s], EV_WRITE, TCPRELAY_LOW, 0);
+        bufferevent_enable(r->bev[s], EV_READ | EV_WRITE);
+        /* bytes that came before the relay (the ones that told us this is
+         * not HTTP, a server's greeting) go through from the event loop */
+        if (evbuffer_get_length(bufferevent_get_input(r->bev[s])))
+            bufferevent_trigger(r->bev[s], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    }
+    return r;
+}
+
+void tcprelay_interrupt(tcprelay *r, const char *why)
+{
+    if (r->over)
+        return;
+    r->over = true;
+    flow *f = r->f;
+    f->client.timestamp_end = f->server.timestamp_end = flow_now();
+    if (!f->error)
+        flow_set_error(f, why);
+    run_hook(r, SCRIPT_HOOK_TCP_ERROR);
+}
+
+void tcprelay_free(tcprelay *r)
+{
+    free(r);
+}
