@@ -7,8 +7,9 @@ mitmdump runs with upstream_cert=false and connection_strategy=lazy, the
 way mitmlua contacts servers (only once a request needs one; see
 man/mitmlua.1, EVENTS).  The two disconnect events at the end of a
 connection come in whichever order the sockets close: they are compared as a
-set.  mitmlua has no tcp_* events yet: a connection passed through by
-tls_clienthello is compared up to where mitmdump's TCP events begin.
+set.  A raw TCP flow (rawtcp) is compared with its tcp_* events; a
+connection passed through by tls_clienthello is compared up to the hook
+(mitmdump connects to its server there, mitmlua after it).
 
 Also: what a server_connect hook changes (the address, refusing) and what
 tls_clienthello sees (SNI, ALPN) and decides (ignore_connection)."""
@@ -20,12 +21,13 @@ import time
 import harness as H
 from harness import test, fixture
 from backend import Backend
+from tcpserver import RedisLike, resp
 
 EVENTS = ["client_connected", "client_disconnected", "server_connect", "server_connected",
           "server_disconnected", "tls_clienthello", "tls_start_client", "tls_start_server",
           "tls_established_client", "tls_established_server", "tls_failed_client",
           "tls_failed_server", "http_connect", "requestheaders", "request", "responseheaders",
-          "response", "error"]
+          "response", "error", "tcp_start", "tcp_message", "tcp_end", "tcp_error"]
 DISCONNECTS = {"client_disconnected", "server_disconnected"}
 
 PY_ADDON = '''
@@ -181,6 +183,25 @@ def server_tls_fails():
 
 
 @test(timeout=60)
+def raw_tcp_in_a_tunnel():
+    srv = RedisLike()
+
+    def go(p):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (srv.port, srv.port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        s.sendall(resp("PING"))
+        assert s.recv(100) == b"+PONG\r\n"
+        s.close()   # (mitmdump 8.1.1 does not pass a half-close on)
+    seq = compare("raw tcp", go)
+    assert seq[:5] == ["client_connected", "http_connect", "tcp_start", "server_connect",
+                       "server_connected"], seq
+    assert seq.count("tcp_message") == 2 and "tcp_end" in seq, seq
+
+
+@test(timeout=60)
 def clienthello_ignore_connection_passes_through():
     # the backend's own certificate reaches the client: not intercepted
     url = "https://ignored.test:%d/echo" % tls_backend().port
@@ -190,7 +211,6 @@ def clienthello_ignore_connection_passes_through():
                    args=["--connect-to", "ignored.test:%d:127.0.0.1:%d" % (tls_backend().port,
                                                                           tls_backend().port)])
         assert r.status == 200, r
-    # mitmdump relays it as a TCP flow; mitmlua has no tcp_* events yet, and
     # mitmdump connects to the server at tls_clienthello (a passthrough
     # needs its server), which mitmlua does after the hook: compared up to it
     md, ml = sides()
