@@ -107,6 +107,7 @@ typedef struct cconn {
     wsrelay *ws;            /* after a WebSocket 101: owns the server side */
     client_h2 *h2;          /* in C_H2 */
     tcprelay *tcp;          /* in C_TCP */
+    bool tcp_forced;        /* tcp_hosts matched: a TCP flow whatever is sent */
 } cconn;
 
 /* ---- client.c ---- */

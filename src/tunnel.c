@@ -95,7 +95,9 @@ static void start_client_tls_or_close(cconn *c)
     static const unsigned char h2_alpn[] = "\x02h2\x08http/1.1";
     if (!ssl || tls_set_fallback_host(ssl, c->tunnel_host) < 0 ||
         (c->upstream_chain && tls_set_upstream_chain(ssl, c->upstream_chain) < 0) ||
-        (sh->o->http2 && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
+        /* tcp_hosts: the server side offers no ALPN, so h2 is not offered
+         * to the client either (HTTP/1.1 relayed as bytes still works) */
+        (sh->o->http2 && !c->tcp_forced && tls_set_alpn_allowed(ssl, h2_alpn, sizeof h2_alpn - 1) < 0)) {
         SSL_free(ssl);
         client_free(c);
         return;
@@ -123,6 +125,10 @@ static void start_tunnel_plain_or_close(cconn *c)
 {
     c->tunnel_tls = false;
     c->in_tunnel = c->w->sh->o->mode != MODE_REVERSE;   /* see reverse_accept_or_close */
+    if (c->tcp_forced) {
+        tcp_start_or_close(c);
+        return;
+    }
     if (rawtcp_applies(c)) {
         detect_or_close(c);
         return;
@@ -297,9 +303,11 @@ static void tunnel_open_or_close(cconn *c)
     worker *w = c->w;
     const char *h = c->tunnel_host;
     uint16_t p = c->tunnel_port;
+    /* tcp_hosts, as mitmproxy's: TLS still comes off, then whatever the
+     * client sends is a TCP flow (tcp_wanted) */
+    c->tcp_forced = hostmatch_any_host(w->tcp_hosts, h, p);
     if (hostmatch_any(w->ignore_hosts, h, p) ||
-        (hostmatch_count(w->allow_hosts) && !hostmatch_any(w->allow_hosts, h, p)) ||
-        hostmatch_any_host(w->tcp_hosts, h, p)) {
+        (hostmatch_count(w->allow_hosts) && !hostmatch_any(w->allow_hosts, h, p))) {
         if (!c->run.f) {  /* socks5 / transparent: no CONNECT flow to turn into a TCP flow */
             flow *f = flow_new();
             if (!f) {
@@ -569,7 +577,9 @@ void tunnel_tls_event_or_close(cconn *c, short what)
         if (c->wio.bev) /* HTTP/1 reads on during exchanges, as plain */
             bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
         client_event(c, SCRIPT_HOOK_TLS_ESTABLISHED_CLIENT, NULL);
-        if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
+        if (c->tcp_forced || (c->info.sni && hostmatch_any_host(c->w->tcp_hosts, c->info.sni, c->tunnel_port)))
+            tcp_start_or_close(c);   /* tcp_hosts: the target's name or the SNI */
+        else if (c->info.alpn && strcmp(c->info.alpn, "h2") == 0)
             client_start_h2_or_close(c);
         else if (rawtcp_applies(c) && !(c->info.alpn && strcmp(c->info.alpn, "http/1.1") == 0))
             detect_or_close(c);   /* an HTTP ALPN settles it; without one, the bytes tell */

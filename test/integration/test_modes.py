@@ -258,14 +258,25 @@ def tcp_hosts_are_relayed_raw():
 def tcp_hosts_in_socks5_mode():
     only_mitmlua()
     b = tls_backend()
-    p = H.Proxy(["--mode", "socks5", "--set", "tcp_hosts=localhost"]).start()
-    # TLS is relayed end to end: the backend's own certificate arrives
-    r = socks_curl(p, "https://localhost:%d/bytes/11" % b.port, cacert=pki().ca_cert)
+    dump = os.path.join(H.tmpdir("tcp"), "flows.mitmlua")
+    p = H.Proxy(["--mode", "socks5", "--set", "tcp_hosts=localhost", "-w", dump,
+                 "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+    # as in mitmproxy, TLS comes off first (the proxy's CA signs), then the
+    # plaintext is relayed as TCP: the HTTP request inside is bytes, no flow
+    r = socks_curl(p, "https://localhost:%d/bytes/11" % b.port, cacert=p.ca())
     assert r.rc == 0 and r.body == payload(11), r
-    # a relayed target that refuses: the SOCKS5 reply says so (0x05)
+    # a relayed target that refuses (lazy: SOCKS5 said yes before): closed
     m, rep, s = socks_connect(p.port, req_domain("localhost", H.free_port()))
+    assert m == b"\x05\x00" and rep[:2] == b"\x05\x00", rep
+    s.settimeout(10)
+    assert s.recv(10) == b""
     s.close()
-    assert m == b"\x05\x00" and rep[:2] == b"\x05\x05", rep
+    assert p.stop() == 0
+    flows = read_dump(dump)
+    assert [f["type"] for f in flows] == ["tcp", "tcp"], flows
+    back = subprocess.run([H.BIN, "-n", "-r", dump, "--set", "flow_detail=3"], capture_output=True,
+                          timeout=10).stdout.decode()
+    assert "GET /bytes/11 HTTP/1.1" in back, back   # the plaintext was recorded
 
 
 @test
