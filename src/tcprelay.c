@@ -198,6 +198,10 @@ tcprelay *tcprelay_start(struct bufferevent *client, struct bufferevent *server,
     r->done = done;
     r->owner = owner;
     for (int s = 0; s < 2; s++) {
+        /* a TLS peer that closes without close_notify has still ended
+         * its stream: an EOF, as over plain TCP, not an error */
+        if (is_tls(r->bev[s]))
+            bufferevent_openssl_set_allow_dirty_shutdown(r->bev[s], 1);
         bufferevent_set_timeouts(r->bev[s], NULL, NULL);
         bufferevent_setcb(r->bev[s], read_cb, write_cb, event_cb, r);
         bufferevent_setwatermark(r->bev[s], EV_READ, 0, 0);

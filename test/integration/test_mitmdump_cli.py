@@ -59,7 +59,7 @@ def help_flags():
 
 
 # flags mitmlua knows but implements only at mitmproxy's default
-UNIMPLEMENTED = {"--certs": "certs", "--cert-passphrase": "cert_passphrase", "--no-rawtcp": "rawtcp"}
+UNIMPLEMENTED = {"--certs": "certs", "--cert-passphrase": "cert_passphrase"}
 
 
 def value_for(flag, meta, files):
@@ -164,7 +164,7 @@ def every_mitmdump_option_name_is_accepted():
 @test
 def unimplemented_options_are_errors_naming_them():
     # (the TLS options are implemented: test_tls_options.py)
-    for args, name in ((["--set", "connect_addr=127.0.0.2"], "connect_addr"), (["--no-rawtcp"], "rawtcp"),
+    for args, name in ((["--set", "connect_addr=127.0.0.2"], "connect_addr"),
                        (["--set", "validate_inbound_headers=false"], "validate_inbound_headers"),
                        (["--set", "websocket=false"], "websocket")):
         r = run(args + ["-n"])
@@ -179,9 +179,9 @@ def unimplemented_options_are_errors_naming_them():
     home = H.tmpdir("home")
     conf = os.path.join(home, "conf")
     os.makedirs(conf)
-    H.write(os.path.join(conf, "config.yaml"), "flow_detail: 2\nrawtcp: false\n")
+    H.write(os.path.join(conf, "config.yaml"), "flow_detail: 2\nwebsocket: false\n")
     r = run(["-n", "--confdir", conf], home=home)
-    assert r.returncode == 2 and "rawtcp" in r.stderr, r
+    assert r.returncode == 2 and "websocket" in r.stderr, r
 
 
 @fixture
