@@ -44,9 +44,13 @@
 /* Response bodies from this size on are lent to the stream, not copied. */
 #define H2P_LEND_MIN (16 * 1024)
 
-/* Kept server connections per client connection: enough for a browser's
- * burst to one origin, few enough that an idle client holds little. */
-#define H2P_IDLE_MAX 8
+/* Kept server connections per client connection: as many as its streams
+ * have needed at once (an HTTP/1.1 server connection carries one request
+ * at a time, so fewer would close and reopen connections on every burst:
+ * with 20 streams in flight and 8 kept, a third of the requests paid for
+ * a new connection), at least a browser's burst to one origin, and never
+ * more than the streams we grant (an idle client holds that many). */
+#define H2P_IDLE_MIN 8
 
 typedef struct h2ps h2ps;
 
@@ -79,6 +83,8 @@ struct client_h2 {
     h2ps *streams;
     h2px *idle;
     size_t nidle;
+    size_t nbusy;       /* slots lent to streams now */
+    size_t keep;        /* idle slots kept: the most lent at once (H2P_IDLE_MIN..) */
     exch_pool *pool;    /* HTTP/2 server connections the slots share */
     int depth;          /* inside h2.c: closing must wait */
     bool over;          /* no more input: close once the output is out */
@@ -115,6 +121,8 @@ static h2px *slot_get(client_h2 *p, h2ps *s)
     px->next = NULL;
     px->s = s;
     s->px = px;
+    if (++p->nbusy > p->keep)
+        p->keep = p->nbusy;
     return px;
 }
 
@@ -127,8 +135,9 @@ static void slot_put(client_h2 *p, h2ps *s)
         return;
     s->px = NULL;
     px->s = NULL;
+    p->nbusy--;
     exch_release_unless_reusable(&px->x);
-    if (p->nidle >= H2P_IDLE_MAX) {
+    if (p->nidle >= p->keep) {
         exch_close(&px->x);
         free(px);
         return;
@@ -145,6 +154,7 @@ static void slot_drop(h2ps *s)
 {
     if (!s->px)
         return;
+    s->p->nbusy--;
     exch_close(&s->px->x);
     free(s->px);
     s->px = NULL;
@@ -512,6 +522,7 @@ client_h2 *client_h2_new(worker *w, struct bufferevent *bev, const client_h2_ori
         client_h2_free(p);
         return NULL;
     }
+    p->keep = H2P_IDLE_MIN;
     /* write_cb fires when our queue runs low, to produce more frames */
     bufferevent_setwatermark(bev, EV_WRITE, H2P_OUT_HIGH / 4, 0);
     return p;
