@@ -120,20 +120,85 @@ static void nvlist_free(nvlist *l)
     free(l->names);
 }
 
-/* Fields HTTP/2 forbids (RFC 9113 §8.2.2): they describe one hop of
- * HTTP/1 and must not cross into a multiplexed connection. */
-static bool connection_specific(const hdrs *h, const hdr_field *f, bool request)
+/* The fields a Connection header names (RFC 9110 §7.6.1), gathered once
+ * per message: nginx sends "Connection: keep-alive" with every response,
+ * and looking through the header for each of its fields cost more than
+ * the rest of the conversion. */
+#define CONN_TOKENS_MAX 16
+typedef struct conn_tokens {
+    size_t n;
+    bool overflow;          /* more than fit: ask hdrs_has_token */
+    struct { const char *p; size_t len; } t[CONN_TOKENS_MAX];
+} conn_tokens;
+
+static void conn_tokens_of(const hdrs *h, conn_tokens *ct)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                      "transfer-encoding", "upgrade"};
-    for (size_t i = 0; i < sizeof hop / sizeof *hop; i++)
-        if (strcasecmp(f->name, hop[i]) == 0)
+    ct->n = 0;
+    ct->overflow = false;
+    for (ssize_t i = hdrs_find(h, "connection", 0); i >= 0; i = hdrs_find(h, "connection", (size_t)i + 1)) {
+        const char *p = h->v[i].value, *end = p + h->v[i].value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *b = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *e = p;
+            while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            if (e == b)
+                continue;
+            if (ct->n == CONN_TOKENS_MAX) {
+                ct->overflow = true;
+                return;
+            }
+            ct->t[ct->n].p = b;
+            ct->t[ct->n++].len = (size_t)(e - b);
+        }
+    }
+}
+
+/* Fields HTTP/2 forbids (RFC 9113 §8.2.2): they describe one hop of
+ * HTTP/1 and must not cross into a multiplexed connection.  Called for
+ * every field of every message, twice: the length picks the one name to
+ * compare. */
+static bool connection_specific(const hdrs *h, const hdr_field *f, bool request, const conn_tokens *ct)
+{
+    const char *n = f->name;
+    switch (f->name_len) {
+    case 2:
+        if (strcasecmp(n, "te") == 0)
+            return !(f->value_len == 8 && strncasecmp(f->value, "trailers", 8) == 0);
+        break;
+    case 4:
+        if (request && strcasecmp(n, "host") == 0)
+            return true; /* it travels as :authority */
+        break;
+    case 7:
+        if (strcasecmp(n, "upgrade") == 0)
             return true;
-    if (strcasecmp(f->name, "te") == 0)
-        return !(f->value_len == 8 && strncasecmp(f->value, "trailers", 8) == 0);
-    if (request && strcasecmp(f->name, "host") == 0)
-        return true; /* it travels as :authority */
-    return hdrs_has_token(h, "connection", f->name);
+        break;
+    case 10:
+        if (strcasecmp(n, "connection") == 0 || strcasecmp(n, "keep-alive") == 0)
+            return true;
+        break;
+    case 16:
+        if (strcasecmp(n, "proxy-connection") == 0)
+            return true;
+        break;
+    case 17:
+        if (strcasecmp(n, "transfer-encoding") == 0)
+            return true;
+        break;
+    default:
+        break;
+    }
+    if (ct->overflow)
+        return hdrs_has_token(h, "connection", n);
+    for (size_t i = 0; i < ct->n; i++)
+        if (ct->t[i].len == f->name_len && strncasecmp(ct->t[i].p, n, f->name_len) == 0)
+            return true;
+    return false;
 }
 
 static void nv_put(nvlist *l, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -161,9 +226,11 @@ static int nvlist_build(h2_conn *c, nvlist *l, size_t extra, const hdrs *h, bool
         return -1;
     }
     char *p = l->names;
+    conn_tokens ct;
+    conn_tokens_of(h, &ct);
     for (size_t i = 0; i < h->n; i++) {
         const hdr_field *f = &h->v[i];
-        if (!trailers && connection_specific(h, f, request))
+        if (!trailers && connection_specific(h, f, request, &ct))
             continue;
         for (size_t k = 0; k < f->name_len; k++)
             p[k] = (char)tolower((unsigned char)f->name[k]);
@@ -181,7 +248,7 @@ static int nvlist_build(h2_conn *c, nvlist *l, size_t extra, const hdrs *h, bool
     p = l->names;
     for (size_t i = 0; i < h->n && l->n < extra + regular; i++) {
         const hdr_field *f = &h->v[i];
-        if (!trailers && connection_specific(h, f, request))
+        if (!trailers && connection_specific(h, f, request, &ct))
             continue;
         nv_put(l, p, f->name_len, f->value, f->value_len);
         p += f->name_len + 1;
