@@ -137,6 +137,7 @@ typedef struct opts {
     int connect_timeout;        /* seconds */
     int read_timeout;           /* seconds: upstream response; client mid-request */
     int idle_timeout;           /* seconds: client connection waiting for a request */
+    int tcp_timeout;            /* seconds: a TCP flow with no bytes either way (0: none) */
     int tls_handshake_timeout;  /* seconds: client-side TLS handshake */
     int max_connections;        /* client connections at once; 0 = from RLIMIT_NOFILE */
     int script_timeout;         /* ms a Lua hook may run (default 10000); 0 = no limit */

@@ -22,13 +22,19 @@ typedef struct tcprelay tcprelay;
  * own callbacks on both bufferevents again. */
 typedef void (*tcprelay_done_fn)(void *owner);
 
+typedef struct tcprelay_limits {
+    size_t keep_max;   /* message contents kept in the flow, in all; later
+                        * messages are relayed and shown to the hook, and
+                        * kept without their content */
+    int idle_s;        /* tcp_timeout: nothing either way for this long ends
+                        * the relay (tcp_end); 0: never */
+} tcprelay_limits;
+
 /* Starts relaying; bytes already read on either side are handled from the
- * event loop, so done() never runs from inside this call.  Message contents
- * are kept in the flow up to keep_max bytes in all; later messages are
- * still relayed and shown to the hook, and kept without their content.
- * scripts may be NULL.  NULL on ENOMEM. */
+ * event loop, so done() never runs from inside this call.  scripts may be
+ * NULL.  NULL on ENOMEM. */
 tcprelay *tcprelay_start(struct bufferevent *client, struct bufferevent *server, flow *f, script_env *scripts,
-                         size_t keep_max, tcprelay_done_fn done, void *owner);
+                         const tcprelay_limits *lim, tcprelay_done_fn done, void *owner);
 /* The owner ends the relay before it is over (the proxy shuts down): the
  * flow's error names `why` and tcp_error runs; done() is not called.
  * No-op once over. */

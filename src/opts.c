@@ -105,6 +105,7 @@ static const opt_desc opt_table[] = {
     {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},
     {"read_timeout", OT_INT, F(read_timeout), 0, "Seconds an upstream may stay silent before 504; a client between bytes of a request, and for a whole header section, before 408."},
     {"idle_timeout", OT_INT, F(idle_timeout), 0, "Seconds a client connection may wait for its next request (keep-alive) before it is closed."},
+    {"tcp_timeout", OT_INT, F(tcp_timeout), 0, "Seconds a raw TCP flow may carry nothing either way before both its connections are closed (0: never)."},
     {"tls_handshake_timeout", OT_INT, F(tls_handshake_timeout), 0, "Seconds a client has to finish its TLS handshake."},
     {"max_connections", OT_INT, F(max_connections), 0, "Client connections at once; more are accepted and closed at once. 0 = the file descriptor limit allows (at most 10000)."},
     {"script_memory_limit", OT_INT, F(script_memory_limit), 0, "MiB of memory the Lua state of one worker may hold (default 1024); a hook that needs more fails its flow with 502. 0 = no limit."},
@@ -145,6 +146,7 @@ void opts_defaults(opts *o)
     o->server_replay_extra = strdup("forward");
     o->client_replay_concurrency = 1;
     o->idle_timeout = 60;
+    o->tcp_timeout = 600;
     o->tls_handshake_timeout = 10;
     o->max_connections = 0;
     o->script_timeout = 10000;   /* safe by default; 0 gives the JIT back */
@@ -198,7 +200,6 @@ static const foreign_desc foreign_table[] = {
     {"request_client_cert", false, 'b', "false"},
     {"store_streamed_bodies", false, 'b', "false"},
     {"strip_ech", false, 'b', "true"},
-    {"tcp_timeout", false, 'i', "600"},
     {"udp_hosts", false, 'l', NULL},
     {"show_ignored_hosts", false, 'b', "false"},
     {"protobuf_definitions", false, 's', NULL},

@@ -27,6 +27,9 @@ struct tcprelay {
     flow *f;
     script_env *scripts;
     size_t keep_max, kept;
+    int idle_s;
+    struct event *idle;   /* tcp_timeout; re-armed lazily: active stamps the last bytes */
+    double active;
     bool eof[2];          /* side s has sent everything it will send */
     bool shut_pending[2]; /* shut down writing to side s once its output drained */
     bool end_pending;     /* end once the server's output drained (TLS: no half-close) */
@@ -58,6 +61,8 @@ static void finish(tcprelay *r, const char *err)
     if (r->over)
         return;
     r->over = true;
+    if (r->idle)
+        event_del(r->idle);
     for (int s = 0; s < 2; s++) {
         bufferevent_disable(r->bev[s], EV_READ);
         bufferevent_setwatermark(r->bev[s], EV_WRITE, 0, 0);
@@ -78,6 +83,7 @@ static int pump(tcprelay *r, int s)
     size_t n = evbuffer_get_length(in);
     if (n == 0)
         return 0;
+    r->active = flow_now();
     flow *f = r->f;
     flow_ws_message *m = flow_ws_add(f, s == 0, false, evbuffer_pullup(in, (ev_ssize_t)n), n);
     evbuffer_drain(in, n);
@@ -184,17 +190,49 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         r->shut_pending[t] = true;
 }
 
+/* The timer is not re-armed per message (an event_add per read costs more
+ * than the timer saves): when it fires it looks at the last bytes' time
+ * and waits again for what is left, so a relay ends idle_s (to the second)
+ * after its last bytes. */
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    tcprelay *r = arg;
+    if (r->over)
+        return;
+    double quiet = flow_now() - r->active;
+    if (quiet < r->idle_s) {
+        struct timeval tv = {r->idle_s - (int)quiet, 0};
+        event_add(r->idle, &tv);
+        return;
+    }
+    log_info("TCP flow %s: closing after %d s without a byte either way (tcp_timeout)", r->f->id, r->idle_s);
+    finish(r, NULL);
+}
+
 tcprelay *tcprelay_start(struct bufferevent *client, struct bufferevent *server, flow *f, script_env *scripts,
-                         size_t keep_max, tcprelay_done_fn done, void *owner)
+                         const tcprelay_limits *lim, tcprelay_done_fn done, void *owner)
 {
     tcprelay *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->idle_s = lim->idle_s;
+    r->active = flow_now();
+    if (r->idle_s > 0) {
+        struct timeval tv = {r->idle_s, 0};
+        if (!(r->idle = evtimer_new(bufferevent_get_base(client), idle_cb, r)) || event_add(r->idle, &tv) < 0) {
+            if (r->idle)
+                event_free(r->idle);
+            free(r);
+            return NULL;
+        }
+    }
     r->bev[0] = client;
     r->bev[1] = server;
     r->f = f;
     r->scripts = scripts;
-    r->keep_max = keep_max;
+    r->keep_max = lim->keep_max;
     r->done = done;
     r->owner = owner;
     for (int s = 0; s < 2; s++) {
@@ -229,5 +267,9 @@ void tcprelay_interrupt(tcprelay *r, const char *why)
 
 void tcprelay_free(tcprelay *r)
 {
+    if (!r)
+        return;
+    if (r->idle)
+        event_free(r->idle);
     free(r);
 }

@@ -787,8 +787,8 @@ static void tcp_opened(exch *x)
     cconn *c = x->owner;
     struct bufferevent *server = exch_relay_bev(x);
     c->state = C_TCP;
-    if (!server ||
-        !(c->tcp = tcprelay_start(c->bev, server, c->run.f, c->w->scripts, TUNNEL_TCP_KEEP_MAX, tcp_relay_done, c)))
+    tcprelay_limits lim = {TUNNEL_TCP_KEEP_MAX, c->w->sh->o->tcp_timeout};
+    if (!server || !(c->tcp = tcprelay_start(c->bev, server, c->run.f, c->w->scripts, &lim, tcp_relay_done, c)))
         client_free(c);
 }
 

@@ -247,6 +247,25 @@ def refused_server_is_a_tcp_error():
 
 
 @test(timeout=60)
+def tcp_timeout_closes_a_quiet_flow():
+    only_mitmlua()
+    srv = RedisLike()
+    p, log = hooks_proxy(["--set", "tcp_timeout=1"])
+    s = tunnel(p, srv.port)
+    s.sendall(resp("PING"))
+    assert recv_reply(s) == b"+PONG\r\n"
+    s.settimeout(10)
+    t0 = time.monotonic()
+    assert s.recv(10) == b""         # closed by the proxy, about a second later
+    assert 0.8 < time.monotonic() - t0 < 6, time.monotonic() - t0
+    s.close()
+    ev = events(log)
+    assert ev[-1] == "end 2", ev      # an idle end is an end, not an error
+    assert p.stop() == 0
+    assert "tcp_timeout" in p.stderr, p.stderr
+
+
+@test(timeout=60)
 def rawtcp_off_refuses_what_is_not_http():
     only_mitmlua()
     srv = RedisLike()
