@@ -304,7 +304,7 @@ static void tunnel_open_or_close(cconn *c)
     const char *h = c->tunnel_host;
     uint16_t p = c->tunnel_port;
     /* tcp_hosts, as mitmproxy's: TLS still comes off, then whatever the
-     * client sends is a TCP flow (tcp_wanted) */
+     * client sends is a TCP flow (tcp_forced) */
     c->tcp_forced = hostmatch_any_host(w->tcp_hosts, h, p);
     if (hostmatch_any(w->ignore_hosts, h, p) ||
         (hostmatch_count(w->allow_hosts) && !hostmatch_any(w->allow_hosts, h, p))) {
