@@ -2,8 +2,8 @@
  * are parsed (ws.h), every data message is recorded into the flow, shown to
  * the `websocket_message` hook and forwarded (or dropped), control frames
  * pass through, and the relay ends on the close handshake or when either
- * side goes away.  It takes the server bufferevent and the callbacks of the
- * client bufferevent; the owner keeps the client bufferevent and the flow. */
+ * side goes away.  It takes the callbacks of both bufferevents while it
+ * runs; the owner keeps them and the flow. */
 #ifndef MITMLUA_WSRELAY_H
 #define MITMLUA_WSRELAY_H
 
@@ -11,7 +11,6 @@
 #include <event2/bufferevent.h>
 
 #include "flow.h"
-#include "linger.h"
 #include "script.h"
 
 typedef struct wsrelay wsrelay;
@@ -26,15 +25,13 @@ typedef void (*wsrelay_done_fn)(void *owner);
  * event loop, so done() never runs from inside this call).
  * scripts may be NULL.  NULL on ENOMEM: nothing was taken then. */
 wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, flow *f,
-                       script_env *scripts, uint64_t max_message, linger_set *lingering,
-                       wsrelay_done_fn done, void *owner);
+                       script_env *scripts, uint64_t max_message, wsrelay_done_fn done, void *owner);
 /* The owner ends the relay before it is over (the proxy shuts down): the
  * flow is marked as ended abnormally (1006, an error naming `why`) and
  * websocket_end runs; done() is not called.  No-op once over. */
 void wsrelay_interrupt(wsrelay *r, const char *why);
-/* Frees the server bufferevent (when the relay ended normally, it lingers
- * in `lingering` until its output drained) and the parsers; never the
- * client bufferevent. */
+/* Frees the relay; never the bufferevents, which stay the owner's (done()
+ * is where it lets go of the server's, or lets it finish writing). */
 void wsrelay_free(wsrelay *r);
 
 #endif

@@ -577,12 +577,19 @@ static void deliver_response_or_close(cconn *c)
     response_queued(c);
 }
 
-/* The WebSocket connection closed: its flow is finished now. */
+/* The WebSocket connection closed: its flow is finished now, and the
+ * server connection ends with it (after our last frames, a close, were
+ * written to it: it lingers on the worker for that). */
 static void ws_relay_done(void *owner)
 {
     cconn *c = owner;
     c->run.f->client.timestamp_end = c->run.f->server.timestamp_end = flow_now();
     flowrun_finish(&c->run);
+    struct bufferevent *srv = exch_relay_bev(&c->x);
+    if (srv && evbuffer_get_length(bufferevent_get_output(srv)) > 0)
+        linger_add(&c->w->lingering, exch_take_bev(&c->x), 5);
+    else
+        exch_close(&c->x);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     /* the client may still be sending: closing with its bytes unread would
      * reset the connection and lose the close frame still queued for it */
@@ -593,20 +600,20 @@ static void ws_relay_done(void *owner)
 /* Response written: next request, a protocol switch, or the end. */
 static void exchange_done_or_close(cconn *c)
 {
+    struct bufferevent *srv;
+    if (c->upgrade_after_write && c->run.f && c->run.f->websocket && (srv = exch_relay_bev(&c->x))) {
+        /* the exchange keeps the server connection, so that the scripts
+         * hear it disconnect when the WebSocket ends, not at its 101 */
+        c->upgrade_after_write = false;
+        c->state = C_RELAY;
+        client_plain_off(c);   /* the relay's callbacks from now on */
+        c->ws = wsrelay_start(c->bev, srv, c->run.f, c->w->scripts, c->w->sh->o->body_size_limit, ws_relay_done, c);
+        if (!c->ws)
+            client_free(c);
+        return;
+    }
     if (c->upgrade_after_write && (c->peer = exch_take_bev(&c->x))) {
         c->upgrade_after_write = false;
-        if (c->run.f && c->run.f->websocket) {
-            c->state = C_RELAY;
-            client_plain_off(c);   /* the relay's callbacks from now on */
-            c->ws = wsrelay_start(c->bev, c->peer, c->run.f, c->w->scripts, c->w->sh->o->body_size_limit,
-                                  &c->w->lingering, ws_relay_done, c);
-            if (!c->ws) {
-                client_free(c);
-                return;
-            }
-            c->peer = NULL; /* the relay owns it */
-            return;
-        }
         tunnel_start_relay(c);
         return;
     }

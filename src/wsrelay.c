@@ -30,7 +30,6 @@ struct wsrelay {
     script_env *scripts;
     wsrelay_done_fn done;
     void *owner;
-    linger_set *lingering;    /* where the server side finishes writing */
     bool over;
 };
 
@@ -211,8 +210,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, flow *f,
-                       script_env *scripts, uint64_t max_message, linger_set *lingering,
-                       wsrelay_done_fn done, void *owner)
+                       script_env *scripts, uint64_t max_message, wsrelay_done_fn done, void *owner)
 {
     wsrelay *r = calloc(1, sizeof *r);
     if (!r)
@@ -231,7 +229,6 @@ wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, f
     r->scripts = scripts;
     r->done = done;
     r->owner = owner;
-    r->lingering = lingering;
     f->websocket = true;
     for (int s = 0; s < 2; s++) {
         bufferevent_set_timeouts(r->bev[s], NULL, NULL);
@@ -264,12 +261,6 @@ void wsrelay_free(wsrelay *r)
 {
     if (!r)
         return;
-    /* the server connection outlives the relay until our last frames (a
-     * close) are written, or a few seconds pass */
-    if (r->over)
-        linger_add(r->lingering, r->bev[1], 5);
-    else
-        bufferevent_free(r->bev[1]);
     ws_parser_free(r->parser[0]);
     ws_parser_free(r->parser[1]);
     free(r);

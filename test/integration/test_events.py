@@ -27,7 +27,8 @@ EVENTS = ["client_connected", "client_disconnected", "server_connect", "server_c
           "server_disconnected", "tls_clienthello", "tls_start_client", "tls_start_server",
           "tls_established_client", "tls_established_server", "tls_failed_client",
           "tls_failed_server", "http_connect", "requestheaders", "request", "responseheaders",
-          "response", "error", "tcp_start", "tcp_message", "tcp_end", "tcp_error"]
+          "response", "error", "tcp_start", "tcp_message", "tcp_end", "tcp_error",
+          "websocket_start", "websocket_message", "websocket_end"]
 DISCONNECTS = {"client_disconnected", "server_disconnected"}
 
 PY_ADDON = '''
@@ -199,6 +200,80 @@ def raw_tcp_in_a_tunnel():
     assert seq[:5] == ["client_connected", "http_connect", "tcp_start", "server_connect",
                        "server_connected"], seq
     assert seq.count("tcp_message") == 2 and "tcp_end" in seq, seq
+
+
+class WsEcho:
+    """A WebSocket server in a few lines: the handshake, then each frame
+    echoed (unmasked), a close answered with a close."""
+
+    def __init__(self):
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        import base64
+        import hashlib
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            def one(c):
+                with c:
+                    c.settimeout(10)
+                    buf = b""
+                    while b"\r\n\r\n" not in buf:
+                        buf += c.recv(4096)
+                    key = [l.split(b":", 1)[1].strip() for l in buf.split(b"\r\n")
+                           if l.lower().startswith(b"sec-websocket-key:")][0]
+                    acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+                    while True:
+                        head = c.recv(2)
+                        if len(head) < 2:
+                            return
+                        n = head[1] & 0x7f
+                        mask = c.recv(4)
+                        data = bytes(b ^ mask[i % 4] for i, b in enumerate(c.recv(n)))
+                        c.sendall(bytes([head[0], n]) + data)
+                        if head[0] & 0x0f == 8:
+                            return
+            threading.Thread(target=one, args=(c,), daemon=True).start()
+
+
+def ws_frame(op, payload):
+    mask = b"\x01\x02\x03\x04"
+    return bytes([0x80 | op, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@test(timeout=60)
+def websocket_through_the_proxy():
+    srv = WsEcho()
+
+    def go(p):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        s.sendall(b"GET http://127.0.0.1:%d/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n" % (srv.port, srv.port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        s.sendall(ws_frame(1, b"hello"))
+        assert s.recv(100) == b"\x81\x05hello"
+        s.sendall(ws_frame(8, b"\x03\xe8"))
+        assert s.recv(100)[:1] == b"\x88"
+        s.close()
+    seq = compare("websocket", go)
+    assert "websocket_start" in seq and seq.count("websocket_message") == 2, seq
+    # the server connection ends with the WebSocket, not at its 101
+    assert seq.index("websocket_end") < seq.index("server_disconnected"), seq
 
 
 @test(timeout=60)
