@@ -95,6 +95,7 @@ typedef struct opts {
     bool keepserving;           /* keep the proxy up after -r, -C, -S are done */
     bool proxy_debug;           /* mitmproxy's core debug log: debug log level */
     bool onboarding;            /* answer http://mitm.it/ */
+    char *onboarding_host;      /* ... under this host name (mitm.it) */
     char *dumper_default_contentview; /* content view at detail 3, 4 ("auto") */
     char *console_format;       /* "text" (mitmdump's lines) or "jsonl" */
     /* CI */
@@ -114,6 +115,7 @@ typedef struct opts {
     bool block_global;          /* refuse clients from public addresses */
     bool block_private;         /* refuse clients from private addresses */
     char *upstream_auth;        /* user:pass for the upstream proxy, or NULL */
+    bool http_connect_send_host_header; /* upstream mode: Host in our CONNECTs */
     char *connection_strategy;  /* "lazy" or "eager" */
     /* flow-changing addons (addons.c), mitmproxy's syntax */
     char **map_remote;          /* -M "[/filter]/url-regex/replacement" */

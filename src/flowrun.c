@@ -184,7 +184,7 @@ static void request_phase(flowrun *r)
         verdict(r, f->response ? FLOWRUN_ANSWERED : FLOWRUN_FORWARD, 0, NULL);
         return;
     }
-    if (sh->o->onboarding && f->request->host && onboard_is_host(f->request->host)) {
+    if (sh->o->onboarding && f->request->host && onboard_is_host(sh->o->onboarding_host, f->request->host)) {
         char err[256] = "mitm.it: no answer";
         flow_response *resp = NULL;
         if (onboard_handle(sh->o->confdir, f->request->path, &resp, err, sizeof err) == 0 && resp) {

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#define OPTS_LISTEN_PORT_DEFAULT 8080
+
 enum opt_type { OT_STR, OT_INT, OT_BOOL, OT_SIZE, OT_STRLIST, OT_MODE };
 
 typedef struct opt_desc {
@@ -86,6 +88,7 @@ static const opt_desc opt_table[] = {
     {"block_global", OT_BOOL, F(block_global), 0, "Refuse connections from public IP addresses (loopback is always allowed)."},
     {"block_private", OT_BOOL, F(block_private), 0, "Refuse connections from private IP addresses (loopback is always allowed)."},
     {"upstream_auth", OT_STR, F(upstream_auth), 0, "user:pass sent as Proxy-Authorization: Basic to the upstream proxy (upstream mode, plain requests and CONNECT) or as Authorization (reverse mode)."},
+    {"http_connect_send_host_header", OT_BOOL, F(http_connect_send_host_header), 0, "Upstream mode: send a Host header with the CONNECT requests mitmlua sends to the upstream proxy (as mitmproxy 11+; mitmproxy 8 sent none)."},
     {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
     {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2: with clients (h2 in ALPN, h2c prior knowledge) and with TLS servers that pick h2 in ALPN."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
@@ -116,6 +119,7 @@ static const opt_desc opt_table[] = {
     {"proxy_debug", OT_BOOL, F(proxy_debug), 0, "Debug log of the proxy core (the same as termlog_verbosity=debug)."},
     {"dumper_default_contentview", OT_STR, F(dumper_default_contentview), 0, "Content view for bodies at flow_detail 3 and 4: auto (as mitmproxy's auto view chooses), raw, hex, json, xml/html, url-encoded, multipart form, image, query, protocol buffer, msgpack, grpc/protocol buffer."},
     {"onboarding", OT_BOOL, F(onboarding), 0, "Answer http://mitm.it/ with the onboarding page (CA certificates to download)."},
+    {"onboarding_host", OT_STR, F(onboarding_host), 0, "Host name the onboarding page is served under (default mitm.it)."},
 };
 #undef F
 #define OPT_TABLE_N (sizeof opt_table / sizeof opt_table[0])
@@ -124,7 +128,7 @@ void opts_defaults(opts *o)
 {
     memset(o, 0, sizeof *o);
     o->listen_host = strdup("127.0.0.1");
-    o->listen_port = 8080;
+    o->listen_port = OPTS_LISTEN_PORT_DEFAULT;
     o->mode_spec = strdup("regular");
     o->mode = MODE_REGULAR;
     o->workers = 1;
@@ -156,6 +160,8 @@ void opts_defaults(opts *o)
     o->upstream_cert = true;
     o->key_size = 2048;
     o->onboarding = true;
+    o->onboarding_host = strdup("mitm.it");
+    o->http_connect_send_host_header = true;
     o->dumper_default_contentview = strdup("auto");
 }
 
@@ -185,7 +191,6 @@ static const foreign_desc foreign_table[] = {
     {"dns_server", false, 'b', "false"},
     {"export_preserve_original_ip", true, 'b', "false"},
     {"normalize_outbound_headers", false, 'b', "true"},
-    {"onboarding_host", false, 's', "mitm.it"},
     {"onboarding_port", false, 'i', "80"},
     {"rawtcp", false, 'b', "true"},
     {"validate_inbound_headers", false, 'b', "true"},
@@ -443,8 +448,8 @@ static int opt_apply(opts *o, const opt_desc *d, const char *v, char *err, size_
 }
 
 /* mitmproxy's None: a string unset, a list emptied, a size limit off
- * (body_size_limit, stream_large_bodies: 0).  -1 for an option that has no
- * None. */
+ * (body_size_limit, stream_large_bodies: 0), listen_port 8080.  -1 for an
+ * option that has no None. */
 static int opt_set_none(opts *o, const opt_desc *d)
 {
     char *base = (char *)o;
@@ -467,6 +472,12 @@ static int opt_set_none(opts *o, const opt_desc *d)
         if (strcmp(d->name, "body_size_limit") != 0 && strcmp(d->name, "stream_large_bodies") != 0)
             return -1;
         *(uint64_t *)(base + d->off) = 0;
+        return 0;
+    case OT_INT:
+        /* mitmproxy 11+: None is the mode's default port */
+        if (strcmp(d->name, "listen_port") != 0)
+            return -1;
+        *(int *)(base + d->off) = OPTS_LISTEN_PORT_DEFAULT;
         return 0;
     default:
         return -1;
@@ -654,6 +665,9 @@ static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bo
     }
     if (cu->cli[d - opt_table])
         return 0;
+    /* mitmproxy 11+ writes mode as a list of modes; mitmlua runs one */
+    if (is_list && d->type == OT_MODE && nvals == 1)
+        return opt_apply(cu->o, d, vals[0], err, errsz);
     if (is_list) {
         snprintf(err, errsz, "%s: expected a single value, not a list", key);
         return -1;

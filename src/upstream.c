@@ -40,6 +40,7 @@
 #include "script.h"
 #include "tls.h"
 #include "tlsopts.h"
+#include "upconnect.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
 /* A response body is allocated whole from its Content-Length up to this
@@ -570,10 +571,12 @@ static void on_connected(exch *x)
         server_event(u, x->f, SCRIPT_HOOK_SERVER_CONNECTED, NULL);
         if (u->via_proxy) {
             /* ask the upstream proxy for a tunnel to the real target */
-            char hb[300];
-            const char *h = flow_host_for_url(u->host, hb, sizeof hb);
-            evbuffer_add_printf(bufferevent_get_output(u->bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n",
-                                h, u->port, h, u->port, x->w->upstream_auth_line);
+            char err[300];
+            if (upconnect_write(x->w, x->f ? &x->f->client : NULL, u->host, u->port, bufferevent_get_output(u->bev),
+                                err, sizeof err) < 0) {
+                fail_users(u, 502, err);
+                return;
+            }
             u->phase = U_PROXY_CONNECT;
             u->connect_resp = flow_response_new();
             h1_parser_begin_response(u->parser, u->connect_resp, true);
