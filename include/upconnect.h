@@ -14,9 +14,12 @@
 #include "flow.h"
 #include "worker.h"
 
-/* Append the CONNECT request head for host:port to out.  `client` is the
- * client connection the tunnel serves (NULL when none, e.g. a script's own
- * request).  0, or -1 with err (nothing was written). */
+/* Append the CONNECT request head for host:port to out, after the scripts'
+ * http_connect_upstream hooks saw it (and may have changed its headers).
+ * `client` is the client connection the tunnel serves (NULL when none, e.g.
+ * a script's own request).  0, or -1 with err (nothing was written): out of
+ * memory, a hook that ran past script_timeout or killed the flow, a header a
+ * hook made invalid. */
 int upconnect_write(worker *w, const flow_conn *client, const char *host, uint16_t port, struct evbuffer *out,
                     char *err, size_t errsz);
 

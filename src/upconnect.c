@@ -1,12 +1,14 @@
 /* upconnect.c — the CONNECT request to an upstream proxy (upconnect.h): a
- * request of its own, never recorded, written with the HTTP/1 serialiser so
- * that every header is checked on the way out. */
+ * flow of its own that the http_connect_upstream hook sees and may change,
+ * never recorded, written with the HTTP/1 serialiser so that every header
+ * is checked on the way out. */
 #include "upconnect.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "h1.h"
+#include "script.h"
 
 /* The CONNECT request as mitmproxy's HttpUpstreamProxy makes it. */
 static flow_request *upconnect_request(const worker *w, const char *host, uint16_t port)
@@ -31,18 +33,43 @@ fail:
     return NULL;
 }
 
-int upconnect_write(worker *w, const flow_conn *client, const char *host, uint16_t port, struct evbuffer *out,
-                    char *err, size_t errsz)
+/* mitmproxy's http_connect_upstream: the request as an HTTP flow between
+ * the client and the upstream proxy, never recorded; the hooks run to
+ * completion (they cannot wait: the connection is being set up).  0, or -1
+ * with err when a hook failed past its limits or killed the flow. */
+static int upconnect_hook(worker *w, const flow_conn *client, flow *f, char *err, size_t errsz)
 {
-    (void)client;
-    flow_request *r = upconnect_request(w, host, port);
-    if (!r) {
+    const opts *o = w->sh->o;
+    if ((client && flow_conn_copy(&f->client, client) < 0) ||
+        flow_strset(&f->server.address_host, o->mode_url.host) < 0) {
         snprintf(err, errsz, "out of memory");
         return -1;
     }
-    int rc = h1_write_request_head(out, r, false);
+    f->server.address_port = o->mode_url.port;
+    int rc = script_env_run(w->scripts, SCRIPT_HOOK_HTTP_CONNECT_UPSTREAM, f);
     if (rc < 0)
+        snprintf(err, errsz, "%s", f->error && f->error->msg ? f->error->msg : "http_connect_upstream hook failed");
+    else if (f->killed)
+        snprintf(err, errsz, "CONNECT to the upstream proxy killed by a script");
+    script_env_forget(w->scripts, f);
+    return rc < 0 || f->killed ? -1 : 0;
+}
+
+int upconnect_write(worker *w, const flow_conn *client, const char *host, uint16_t port, struct evbuffer *out,
+                    char *err, size_t errsz)
+{
+    flow *f = flow_new();
+    if (!f || !(f->request = upconnect_request(w, host, port))) {
+        flow_free(f);
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    if (script_env_has_hook(w->scripts, SCRIPT_HOOK_HTTP_CONNECT_UPSTREAM))
+        rc = upconnect_hook(w, client, f, err, errsz);
+    /* the serialiser refuses a header a hook made invalid (CR, LF, ...) */
+    if (rc == 0 && (rc = h1_write_request_head(out, f->request, false)) < 0)
         snprintf(err, errsz, "cannot write the CONNECT request to the upstream proxy for %s:%u", host, port);
-    flow_request_free(r);
+    flow_free(f);
     return rc;
 }

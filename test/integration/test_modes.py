@@ -395,6 +395,109 @@ def upstream_auth_without_colon_is_a_usage_error():
     assert r.returncode == 2 and b"upstream_auth" in r.stderr and len(r.stderr.splitlines()) == 1, r
 
 
+# ---- http_connect_upstream ---------------------------------------------------------
+
+def connects(up):
+    return [h for h in up.heads if h.startswith("CONNECT ")]
+
+
+def tunnel_both_ways(p, b, tb):
+    """Through p: an intercepted tunnel (curl --proxytunnel, plain HTTP
+    inside) and one that ignore_hosts passes through (TLS end to end)."""
+    r = H.curl(b.url("/echo"), proxy=p, args=["--proxytunnel"])
+    assert r.rc == 0 and r.status == 200, r
+    inner = dict((k.lower(), v) for k, v in json.loads(r.body)["headers"])
+    r2 = H.curl("https://localhost:%d/bytes/5" % tb.port, proxy=p, cacert=pki().ca_cert)
+    assert r2.rc == 0 and r2.body == payload(5), r2
+    return inner
+
+
+@test
+def http_connect_upstream_hook_sets_headers_of_our_connect():
+    only_mitmlua()
+    b, tb = backend(), tls_backend()
+    up = RecordingUpstreamProxy()
+    log = os.path.join(H.tmpdir("hcu"), "seen")
+    s = H.script("hcu", lua='''
+function http_connect_upstream(flow)
+  local r = flow.request
+  local f = io.open(%s, "a")
+  f:write(r.method, " ", r.host, ":", r.port, " ", r.headers["Proxy-Authorization"] or "-", " ",
+          flow.server_conn.address[2], "\\n")
+  f:close()
+  r.headers["X-Upstream-Token"] = "t-" .. r.port
+end
+''' % H.lua_quote(log), py="")
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "-s", s, "--set", "upstream_auth=u:pw",
+                 "--set", "ignore_hosts=:%d$" % tb.port]).start()
+    inner = tunnel_both_ways(p, b, tb)
+    assert "x-upstream-token" not in inner, inner   # on the CONNECT only
+    auth = "Basic " + base64.b64encode(b"u:pw").decode()
+    heads = connects(up)
+    assert len(heads) == 2, up.heads
+    for h, (host, port) in zip(heads, (("127.0.0.1", b.port), ("localhost", tb.port))):
+        assert h.startswith("CONNECT %s:%d HTTP/1.1\r\n" % (host, port)), h
+        for line in ("Host: %s:%d" % (host, port), "Proxy-Authorization: " + auth, "X-Upstream-Token: t-%d" % port):
+            assert "\r\n%s\r\n" % line in h, (line, h)
+    # the hook saw mitmproxy's flow: the CONNECT to the target, upstream_auth
+    # already on it, the upstream proxy as the server
+    assert H.read(log).splitlines() == ["CONNECT 127.0.0.1:%d %s %d" % (b.port, auth, up.port),
+                                        "CONNECT localhost:%d %s %d" % (tb.port, auth, up.port)], H.read(log)
+
+
+@test
+def without_the_hook_our_connect_is_unchanged():
+    only_mitmlua()
+    b, tb = backend(), tls_backend()
+    for extra, host_line in (([], True), (["--set", "http_connect_send_host_header=false"], False)):
+        up = RecordingUpstreamProxy()
+        p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "--set", "ignore_hosts=:%d$" % tb.port]
+                    + extra).start()
+        tunnel_both_ways(p, b, tb)
+        want = ["CONNECT %s HTTP/1.1\r\n%s\r\n" % (a, "Host: %s\r\n" % a if host_line else "")
+                for a in ("127.0.0.1:%d" % b.port, "localhost:%d" % tb.port)]
+        assert connects(up) == want, (extra, up.heads)
+        p.stop()
+
+
+@test
+def http_connect_upstream_reaches_a_real_upstream_proxy():
+    """mitmlua in regular mode as the upstream proxy: its connect hook
+    records the CONNECT headers it got."""
+    only_mitmlua()
+    b = backend()
+    log = os.path.join(H.tmpdir("hcu"), "upstream-saw")
+    rec = H.script("rec", lua='''
+function connect(flow)
+  local f = io.open(%s, "a")
+  for name, value in flow.request.headers:items() do f:write(name, ": ", value, "\\n") end
+  f:close()
+end
+''' % H.lua_quote(log), py="")
+    upstream = H.Proxy(["-s", rec], label="upstream").start()
+    s = H.script("hcu", lua='''
+function http_connect_upstream(flow)
+  flow.request.headers["X-Upstream-Token"] = "secret-1"
+end
+''', py="")
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % upstream.port, "-s", s]).start()
+    r = H.curl(b.url("/bytes/7"), proxy=p, args=["--proxytunnel"])
+    assert r.rc == 0 and r.body == payload(7), r
+    assert H.read(log).splitlines() == ["Host: 127.0.0.1:%d" % b.port, "X-Upstream-Token: secret-1"], H.read(log)
+
+
+@test
+def http_connect_upstream_kill_fails_the_tunnel():
+    only_mitmlua()
+    b = backend()
+    up = RecordingUpstreamProxy()
+    s = H.script("hcu", lua="function http_connect_upstream(flow) flow:kill() end\n", py="")
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "-s", s]).start()
+    r = H.curl(b.url("/bytes/7"), proxy=p, args=["--proxytunnel"])
+    assert r.status == 502 and b"killed by a script" in r.body, r
+    assert connects(up) == [], up.heads
+
+
 # ---- connection_strategy ----------------------------------------------------------
 
 def connect_status(p, target):
