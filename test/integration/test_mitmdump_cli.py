@@ -232,7 +232,9 @@ def rfile_with_keepserving_keeps_serving():
 def client_replay_without_n_ends_with_the_replay():
     path = recording()
     n = len(backend().log)
-    p = H.Proxy(["-C", path]).start()
+    # spawned, not started: the replay may be over (and the proxy gone)
+    # before a wait for its port would see it listen
+    p = H.Proxy(["-C", path]).spawn()
     assert p.wait(20) == 0, p.stderr
     assert len(backend().log) == n + 2, backend().log
 
