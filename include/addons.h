@@ -1,5 +1,5 @@
 /* addons.h — mitmdump's built-in flow-changing options, in C: anticache,
- * anticomp, map_remote (-M), map_local, modify_body (-B), modify_headers
+ * anticomp, block_list, map_remote (-M), map_local, modify_body (-B), modify_headers
  * (-H), stickyauth and stickycookie.  They run before the Lua hooks
  * (request side before `request`, response side before `response`), in
  * mitmproxy's addon order.
@@ -24,6 +24,12 @@ typedef struct addons addons;
  * error (err[0] == '\0') when no option is set: nothing to do. */
 addons *addons_new(const opts *o, char *err, size_t errsz);
 void addons_free(addons *a);
+
+/* block_list, first of the request addons (before server replay, as in
+ * mitmproxy's addon order): a matching request gets an empty response with
+ * the rule's status (f->response), or with 444 is killed (f->killed); both
+ * set metadata "blocklisted".  a may be NULL. */
+void addons_block(addons *a, flow *f);
 
 /* A complete request, before the Lua `request` hook.  Returns true when an
  * addon answered it (map_local: f->response is set, 200 or 404): send that

@@ -126,6 +126,8 @@ typedef struct opts {
     size_t nmodify_headers;
     char **modify_body;         /* -B "[/filter]/regex/[@]replacement" */
     size_t nmodify_body;
+    char **block_list;          /* "/filter/status" (444: kill) */
+    size_t nblock_list;
     bool anticache;
     bool anticomp;
     char *stickycookie;         /* filter, or NULL */

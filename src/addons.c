@@ -1,5 +1,5 @@
 /* addons.c — mitmdump's everyday flow-changing options (anticache, anticomp,
- * map_remote, map_local, modify_body, modify_headers, stickyauth,
+ * block_list, map_remote, map_local, modify_body, modify_headers, stickyauth,
  * stickycookie) with mitmproxy 8's semantics, run before the Lua hooks.
  * Everything compiled here is read-only once workers run; the sticky
  * state is the one shared, locked part. */
@@ -19,6 +19,7 @@
 
 #include "encoding.h"
 #include "filter.h"
+#include "h1.h"
 #include "log.h"
 #include "spec.h"
 
@@ -43,6 +44,14 @@ typedef struct header_rule {    /* modify_headers */
     bytes value;                /* unless from_file */
     char *file;                 /* "@path": read at each use, as mitmproxy */
 } header_rule;
+
+typedef struct block_rule {     /* block_list */
+    filter *flt;
+    int status;                 /* ADDONS_NO_RESPONSE: kill, answer nothing */
+} block_rule;
+
+/* mitmproxy's NO_RESPONSE: block_list's status that closes the connection */
+#define ADDONS_NO_RESPONSE 444
 
 typedef struct body_rule {      /* modify_body */
     spec sp;
@@ -78,6 +87,8 @@ struct addons {
     size_t nheaders;
     body_rule *body;
     size_t nbody;
+    block_rule *block;
+    size_t nblock;
     filter *stickycookie, *stickyauth;
     /* shared by every worker: mitmproxy has one jar per process */
     pthread_mutex_t lock;
@@ -269,6 +280,34 @@ static filter *compile_filter(const char *opt, const char *expr, char *err, size
     return f;
 }
 
+/* block_list: "/flow-filter/status-code", any separator character, exactly
+ * two parts (mitmproxy's parse_spec). */
+static int compile_block(block_rule *r, const char *text, char *err, size_t errsz)
+{
+    const char *rem = text[0] ? text + 1 : text, *sep = text[0] ? strchr(rem, text[0]) : NULL;
+    if (!sep || strchr(sep + 1, text[0])) {
+        snprintf(err, errsz, "block_list: invalid spec '%s': expected /flow-filter/status-code", text);
+        return -1;
+    }
+    char *end;
+    long st = strtol(sep + 1, &end, 10);
+    if (!isdigit((unsigned char)sep[1]) || *end || st < 100 || st > 999) {
+        snprintf(err, errsz, "block_list: invalid spec '%s': invalid HTTP status code: %s", text, sep + 1);
+        return -1;
+    }
+    r->status = (int)st;
+    char *expr = strndup(rem, (size_t)(sep - rem));
+    if (!expr) {
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    char ferr[400];
+    if (!(r->flt = filter_compile(expr, ferr, sizeof ferr)))
+        snprintf(err, errsz, "block_list: invalid spec '%s': invalid filter '%s': %s", text, expr, ferr);
+    free(expr);
+    return r->flt ? 0 : -1;
+}
+
 #define COMPILE_LIST(field, nfield, src, nsrc, fn)                  \
     do {                                                            \
         if (nsrc) {                                                 \
@@ -287,7 +326,7 @@ addons *addons_new(const opts *o, char *err, size_t errsz)
 {
     err[0] = '\0';
     if (!o->anticache && !o->anticomp && !o->nmap_remote && !o->nmap_local && !o->nmodify_headers &&
-        !o->nmodify_body && !o->stickycookie && !o->stickyauth)
+        !o->nmodify_body && !o->stickycookie && !o->stickyauth && !o->nblock_list)
         return NULL;
     addons *a = calloc(1, sizeof *a);
     if (!a)
@@ -300,6 +339,7 @@ addons *addons_new(const opts *o, char *err, size_t errsz)
     COMPILE_LIST(local, nlocal, o->map_local, o->nmap_local, compile_local);
     COMPILE_LIST(headers, nheaders, o->modify_headers, o->nmodify_headers, compile_header);
     COMPILE_LIST(body, nbody, o->modify_body, o->nmodify_body, compile_body);
+    COMPILE_LIST(block, nblock, o->block_list, o->nblock_list, compile_block);
     if (o->stickycookie && !(a->stickycookie = compile_filter("stickycookie", o->stickycookie, err, errsz)))
         goto fail;
     if (o->stickyauth && !(a->stickyauth = compile_filter("stickyauth", o->stickyauth, err, errsz)))
@@ -338,6 +378,9 @@ void addons_free(addons *a)
         spec_template_free(a->body[i].tpl);
         free(a->body[i].file);
     }
+    for (size_t i = 0; i < a->nblock; i++)
+        filter_free(a->block[i].flt);
+    free(a->block);
     free(a->remote);
     free(a->local);
     free(a->headers);
@@ -1176,6 +1219,26 @@ static void stickycookie_request(addons *a, flow *f)
 }
 
 /* ---- entry points ------------------------------------------------------------ */
+
+void addons_block(addons *a, flow *f)
+{
+    if (!a || !f->request || f->response || f->error)
+        return;
+    /* every rule that matches applies, as mitmproxy's loop does: a later
+     * status replaces an earlier one; any 444 kills */
+    for (size_t i = 0; i < a->nblock; i++) {
+        block_rule *r = &a->block[i];
+        if (!addon_filter(r->flt, "block_list", f))
+            continue;
+        mark_metadata(f, "blocklisted");
+        if (r->status == ADDONS_NO_RESPONSE) {
+            f->killed = true;
+            continue;
+        }
+        flow_response_free(f->response);
+        f->response = make_response(r->status, h1_reason(r->status));
+    }
+}
 
 bool addons_request(addons *a, flow *f)
 {

@@ -162,9 +162,14 @@ static void request_phase(flowrun *r)
         if (hook_ended_phase(r))
             return;
         if (!r->hooks_only) {
+            addons_block(sh->addons, f);
+            if (f->killed) {
+                verdict(r, FLOWRUN_KILLED, 0, NULL);
+                return;
+            }
             /* server replay matches the request as the client sent it,
              * before map_remote rewrites it (mitmproxy's addon order) */
-            if (sh->sreplay && sreplay_request(sh->sreplay, f) == SREPLAY_KILLED) {
+            if (sh->sreplay && !f->response && sreplay_request(sh->sreplay, f) == SREPLAY_KILLED) {
                 verdict(r, FLOWRUN_KILLED, 0, NULL);
                 return;
             }

@@ -96,6 +96,7 @@ static const opt_desc opt_table[] = {
     {"map_local", OT_STRLIST, F(map_local), F(nmap_local), "Map remote resources to a local file or directory: \"[/flow-filter]/url-regex/file-or-directory-path\" (repeatable)."},
     {"modify_headers", OT_STRLIST, F(modify_headers), F(nmodify_headers), "Set headers: \"[/flow-filter]/header-name/[@]header-value\"; @ reads the value from a file; an empty value removes the header (-H, repeatable)."},
     {"modify_body", OT_STRLIST, F(modify_body), F(nmodify_body), "Replace in bodies: \"[/flow-filter]/regex/[@]replacement\"; @ reads the replacement from a file (-B, repeatable)."},
+    {"block_list", OT_STRLIST, F(block_list), F(nblock_list), "Answer matching requests with an empty response of this status, or kill them with 444: \"/flow-filter/status-code\", any separator character (repeatable)."},
     {"anticache", OT_BOOL, F(anticache), 0, "Strip out request headers that might cause the server to return 304-not-modified."},
     {"anticomp", OT_BOOL, F(anticomp), 0, "Try to convince servers to send us un-compressed data."},
     {"stickycookie", OT_STR, F(stickycookie), 0, "Set sticky cookie filter. Matched against requests."},
@@ -180,7 +181,6 @@ typedef struct foreign_desc {
 
 static const foreign_desc foreign_table[] = {
     /* mitmdump 8.1.1 --options */
-    {"block_list", false, 'l', NULL},
     {"cert_passphrase", false, 's', NULL},
     {"command_history", true, 'b', "true"},
     {"connect_addr", false, 's', NULL},
