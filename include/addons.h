@@ -40,4 +40,9 @@ bool addons_request(addons *a, flow *f);
  * Lua `response` hook.  a may be NULL. */
 void addons_response(addons *a, flow *f);
 
+/* Reverse mode, unless keep_alt_svc_header (mitmproxy's update_alt_svc):
+ * every host:port in the Alt-Svc header (fields joined into one) becomes
+ * :port, the proxy's own port, so that clients stay on the proxy. */
+void addons_alt_svc(flow_response *resp, int port);
+
 #endif

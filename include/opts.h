@@ -104,6 +104,7 @@ typedef struct opts {
     bool print_env;             /* --print-env: print exports and exit */
     /* HTTP */
     bool keep_host_header;
+    bool keep_alt_svc_header;   /* reverse mode: leave Alt-Svc as the server sent it */
     bool http2;              /* offer h2 to clients (ALPN, h2c prior knowledge) and TLS servers */
     char **ignore_hosts;        /* TLS passthrough for these host:port regexes */
     size_t nignore_hosts;

@@ -1267,6 +1267,54 @@ bool addons_request(addons *a, flow *f)
     return answered;
 }
 
+static bool alt_svc_host_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '.' || c == '-';
+}
+
+/* re.sub(r"([a-zA-Z0-9.-]*:\d{1,5})", ":PORT", v): a match is a run of
+ * host characters ending in ':' and 1 to 5 digits; a run that does not end
+ * so cannot hold a match either, so it is copied whole. */
+static void alt_svc_rewrite(const char *v, size_t n, int port, bytes *out)
+{
+    char p[16];
+    int plen = snprintf(p, sizeof p, ":%d", port);
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && alt_svc_host_char(v[j]))
+            j++;
+        if (j + 1 < n && v[j] == ':' && isdigit((unsigned char)v[j + 1])) {
+            size_t k = j + 1;
+            while (k < n && k < j + 6 && isdigit((unsigned char)v[k]))
+                k++;
+            bytes_append(out, p, (size_t)plen);
+            i = k;
+            continue;
+        }
+        size_t upto = j < n ? j + 1 : n;
+        bytes_append(out, v + i, upto - i);
+        i = upto;
+    }
+}
+
+void addons_alt_svc(flow_response *resp, int port)
+{
+    hdrs *h = &resp->headers;
+    bytes joined = {0}, out = {0};
+    for (ssize_t i = hdrs_find(h, "alt-svc", 0); i >= 0; i = hdrs_find(h, "alt-svc", (size_t)i + 1)) {
+        if (joined.len)
+            bytes_append(&joined, ", ", 2);
+        bytes_append(&joined, h->v[i].value, h->v[i].value_len);
+    }
+    if (hdrs_find(h, "alt-svc", 0) >= 0) {
+        alt_svc_rewrite(joined.p ? joined.p : "", joined.len, port, &out);
+        hdrs_set(h, "alt-svc", out.p ? out.p : "", out.len);
+    }
+    bytes_free(&joined);
+    bytes_free(&out);
+}
+
 void addons_response(addons *a, flow *f)
 {
     if (!a || !f->response || f->error)

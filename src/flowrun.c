@@ -303,9 +303,16 @@ int flowrun_requestheaders(flowrun *r)
 int flowrun_responseheaders(flowrun *r)
 {
     script_env *e = r->env->scripts;
-    if (!e || !r->f || !script_env_has_hook(e, SCRIPT_HOOK_RESPONSEHEADERS))
-        return 0;
-    return script_env_run(e, SCRIPT_HOOK_RESPONSEHEADERS, r->f);
+    int rc = 0;
+    if (e && r->f && script_env_has_hook(e, SCRIPT_HOOK_RESPONSEHEADERS))
+        rc = script_env_run(e, SCRIPT_HOOK_RESPONSEHEADERS, r->f);
+    /* mitmproxy's update_alt_svc runs after the scripts: a reverse proxy's
+     * clients must not be sent around it to the server */
+    const opts *o = r->env->sh->o;
+    if (!r->hooks_only && r->f && r->f->response && o->mode == MODE_REVERSE && !o->keep_alt_svc_header &&
+        r->env->listen_port > 0)
+        addons_alt_svc(r->f->response, r->env->listen_port);
+    return rc;
 }
 
 bool flowrun_waiting(const flowrun *r)

@@ -92,6 +92,7 @@ static const opt_desc opt_table[] = {
     {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
     {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2: with clients (h2 in ALPN, h2c prior knowledge) and with TLS servers that pick h2 in ALPN."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
+    {"keep_alt_svc_header", OT_BOOL, F(keep_alt_svc_header), 0, "Reverse mode: keep Alt-Svc headers as the server sent them (by default each host:port in them becomes the proxy's port, so that clients do not bypass the proxy)."},
     {"map_remote", OT_STRLIST, F(map_remote), F(nmap_remote), "Map remote resources to another remote URL: \"[/flow-filter]/url-regex/replacement\", any separator character (-M, repeatable)."},
     {"map_local", OT_STRLIST, F(map_local), F(nmap_local), "Map remote resources to a local file or directory: \"[/flow-filter]/url-regex/file-or-directory-path\" (repeatable)."},
     {"modify_headers", OT_STRLIST, F(modify_headers), F(nmodify_headers), "Set headers: \"[/flow-filter]/header-name/[@]header-value\"; @ reads the value from a file; an empty value removes the header (-H, repeatable)."},
@@ -198,7 +199,6 @@ static const foreign_desc foreign_table[] = {
     /* mitmproxy 9-12 */
     {"http2_ping_keepalive", false, 'i', "58"},
     {"http3", false, 'b', "true"},
-    {"keep_alt_svc_header", false, 'b', "false"},
     {"request_client_cert", false, 'b', "false"},
     {"store_streamed_bodies", false, 'b', "false"},
     {"strip_ech", false, 'b', "true"},

@@ -193,6 +193,7 @@ worker *worker_new(shared *sh, int index, char *err, size_t errsz)
         script_env_set_worker(w->scripts, w);
     }
     flowrun_env_init(&w->run, sh, w->scripts, w->base);
+    w->run.listen_port = w->port;
     script_env_watch(w->scripts);
     return w;
 fail:

@@ -389,6 +389,27 @@ def upstream_auth_in_reverse_mode_is_authorization():
 
 
 @test
+def reverse_mode_points_alt_svc_at_the_proxy():
+    """mitmproxy's update_alt_svc (keep_alt_svc_header=false): each
+    host:port in Alt-Svc becomes the proxy's port; fields are joined."""
+    only_mitmlua()
+    b = backend()
+    q = "/headers?Alt-Svc=h3%3D%22alt.example%3A8443%22%3B%20ma%3D60&Alt-Svc=h2%3D%22%3A443%22"
+    p = H.Proxy(["--mode", "reverse:http://127.0.0.1:%d" % b.port]).start()
+    r = H.curl(p.url + q)
+    assert r.status == 200, r
+    assert [v for k, v in r.headers if k.lower() == "alt-svc"] == \
+        ['h3=":%d"; ma=60, h2=":%d"' % (p.port, p.port)], r.headers
+    # kept as sent with keep_alt_svc_header, and outside reverse mode
+    for args, url in ((["--mode", "reverse:http://127.0.0.1:%d" % b.port, "--set", "keep_alt_svc_header=true"],
+                       None), ([], b.url(q))):
+        p2 = H.Proxy(args).start()
+        r = H.curl(url or p2.url + q, proxy=None if url is None else p2)
+        assert [v for k, v in r.headers if k.lower() == "alt-svc"] == ['h3="alt.example:8443"; ma=60',
+                                                                       'h2=":443"'], (args, r.headers)
+
+
+@test
 def upstream_auth_without_colon_is_a_usage_error():
     only_mitmlua()
     r = subprocess.run([H.BIN, "--set", "upstream_auth=nocolon"], capture_output=True, timeout=10)
