@@ -80,6 +80,9 @@ typedef struct opts {
     char *tls_version_server_min, *tls_version_server_max;
     char *ciphers_client;       /* OpenSSL cipher string, or NULL */
     char *ciphers_server;
+    char *tls_ecdh_curve_client;  /* the one key-exchange group offered, or NULL */
+    char *tls_ecdh_curve_server;
+    char *cert_passphrase;      /* decrypts the keys in `certs` files, or NULL */
     bool upstream_cert;
     bool add_upstream_certs_to_client_chain;
     int key_size;               /* RSA bits of the minted leaves' key */

@@ -73,6 +73,9 @@ static const opt_desc opt_table[] = {
     {"tls_version_server_max", OT_STR, F(tls_version_server_max), 0, "Highest TLS version with servers: UNBOUNDED, TLS1, TLS1_1, TLS1_2 or TLS1_3."},
     {"ciphers_client", OT_STR, F(ciphers_client), 0, "Ciphers offered to clients, OpenSSL syntax (a TLS 1.3 suite list works too)."},
     {"ciphers_server", OT_STR, F(ciphers_server), 0, "Ciphers offered to servers, OpenSSL syntax (a TLS 1.3 suite list works too)."},
+    {"tls_ecdh_curve_client", OT_STR, F(tls_ecdh_curve_client), 0, "The one elliptic curve for the ECDHE key exchange with clients, e.g. secp384r1 or prime256v1 (OpenSSL's names); unset: OpenSSL's defaults."},
+    {"tls_ecdh_curve_server", OT_STR, F(tls_ecdh_curve_server), 0, "The one elliptic curve for the ECDHE key exchange with servers, as tls_ecdh_curve_client."},
+    {"cert_passphrase", OT_STR, F(cert_passphrase), 0, "Passphrase of the encrypted private keys in the certs files (config.yaml keeps it out of the process list)."},
     {"upstream_cert", OT_BOOL, F(upstream_cert), 0, "With connection_strategy=eager: add the server certificate's CN and SANs to the minted certificate (the eager connection does a TLS handshake). Lazy: no effect (see the man page)."},
     {"add_upstream_certs_to_client_chain", OT_BOOL, F(add_upstream_certs_to_client_chain), 0, "With connection_strategy=eager: send the server's certificates after ours. Lazy: no effect (see the man page)."},
     {"key_size", OT_INT, F(key_size), 0, "RSA bits of the minted certificates' key (1024 to 8192)."},
@@ -182,7 +185,6 @@ typedef struct foreign_desc {
 
 static const foreign_desc foreign_table[] = {
     /* mitmdump 8.1.1 --options */
-    {"cert_passphrase", false, 's', NULL},
     {"command_history", true, 'b', "true"},
     {"connect_addr", false, 's', NULL},
     {"content_view_lines_cutoff", true, 'i', "512"},   /* the console's; mitmdump cuts at 70 lines */
@@ -208,8 +210,6 @@ static const foreign_desc foreign_table[] = {
     {"protobuf_definitions", false, 's', NULL},
     {"dns_name_servers", false, 'l', NULL},
     {"dns_use_hosts_file", false, 'b', "true"},
-    {"tls_ecdh_curve_client", false, 's', NULL},
-    {"tls_ecdh_curve_server", false, 's', NULL},
     {"intercept", true, 's', NULL},
     {"intercept_active", true, 'b', "false"},
     {"view_filter", true, 's', NULL},
@@ -720,8 +720,10 @@ static void usage(FILE *out)
         "      --tcp-hosts REGEX       relay these as raw TCP (repeatable)\n"
         "      --upstream-auth USER:PASS  credentials for upstream/reverse mode\n"
         "      --proxyauth SPEC        require proxy authentication: user:pass, any, @htpasswd\n"
-        "      --[no-]rawtcp, --certs, --cert-passphrase, --key-size\n"
-        "                              mitmdump's; only their defaults are accepted\n"
+        "      --certs [DOMAIN=]PATH   our own certificate instead of a minted one\n"
+        "      --cert-passphrase PASS  decrypts the keys of --certs files\n"
+        "      --key-size BITS         RSA bits of minted certificates (2048)\n"
+        "      --[no-]rawtcp           mitmdump's; only its default is accepted\n"
         "      --stickycookie FILTER   replay cookies set by servers to matching requests\n"
         "      --stickyauth FILTER     replay Authorization headers to matching requests\n"
         "      --confdir DIR           CA and config directory (~/.mitmlua)\n"

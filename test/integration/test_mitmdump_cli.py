@@ -58,8 +58,10 @@ def help_flags():
     return flags
 
 
-# flags mitmlua knows but implements only at mitmproxy's default
-UNIMPLEMENTED = {"--certs": "certs", "--cert-passphrase": "cert_passphrase", "--no-rawtcp": "rawtcp"}
+# flags that fail with the placeholder value, with an error naming the
+# option: rawtcp is implemented only at mitmproxy's default; --certs is
+# implemented, and "x" is a file it cannot read
+UNIMPLEMENTED = {"--certs": "certs", "--no-rawtcp": "rawtcp"}
 
 
 def value_for(flag, meta, files):
