@@ -121,6 +121,7 @@ typedef struct opts {
     char *upstream_auth;        /* user:pass for the upstream proxy, or NULL */
     bool http_connect_send_host_header; /* upstream mode: Host in our CONNECTs */
     char *connection_strategy;  /* "lazy" or "eager" */
+    char *connect_addr;         /* local address of connections to servers, or NULL */
     /* flow-changing addons (addons.c), mitmproxy's syntax */
     char **map_remote;          /* -M "[/filter]/url-regex/replacement" */
     size_t nmap_remote;

@@ -4,6 +4,7 @@
 #include "opts.h"
 
 #include "config.h"
+#include "dial.h"
 #include "tlsopts.h"
 #include "contentview.h"
 
@@ -92,6 +93,7 @@ static const opt_desc opt_table[] = {
     {"block_private", OT_BOOL, F(block_private), 0, "Refuse connections from private IP addresses (loopback is always allowed)."},
     {"upstream_auth", OT_STR, F(upstream_auth), 0, "user:pass sent as Proxy-Authorization: Basic to the upstream proxy (upstream mode, plain requests and CONNECT) or as Authorization (reverse mode)."},
     {"http_connect_send_host_header", OT_BOOL, F(http_connect_send_host_header), 0, "Upstream mode: send a Host header with the CONNECT requests mitmlua sends to the upstream proxy (as mitmproxy 11+; mitmproxy 8 sent none)."},
+    {"connect_addr", OT_STR, F(connect_addr), 0, "Local IP address to connect to servers (and the upstream proxy) from; the server's name is then resolved in that address's family."},
     {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
     {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2: with clients (h2 in ALPN, h2c prior knowledge) and with TLS servers that pick h2 in ALPN."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
@@ -186,7 +188,6 @@ typedef struct foreign_desc {
 static const foreign_desc foreign_table[] = {
     /* mitmdump 8.1.1 --options */
     {"command_history", true, 'b', "true"},
-    {"connect_addr", false, 's', NULL},
     {"content_view_lines_cutoff", true, 'i', "512"},   /* the console's; mitmdump cuts at 70 lines */
     {"dns_listen_host", false, 's', NULL},
     {"dns_listen_port", false, 'i', "53"},
@@ -591,8 +592,9 @@ void opts_print(const opts *o)
     }
 }
 
-/* Values of the replay options that a string or int cannot constrain. */
-static int opts_check_replay(const opts *o, char *err, size_t errsz)
+/* Values of the replay options and connect_addr that a string or int cannot
+ * constrain. */
+static int opts_check_values(const opts *o, char *err, size_t errsz)
 {
     const char *x = o->server_replay_extra ? o->server_replay_extra : "forward";
     if (strcmp(x, "forward") != 0 && strcmp(x, "kill") != 0) {
@@ -602,6 +604,12 @@ static int opts_check_replay(const opts *o, char *err, size_t errsz)
             snprintf(err, errsz, "invalid value for server_replay_extra: '%s' (expected forward, kill or a status 200-599)", x);
             return -1;
         }
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (o->connect_addr && dial_source_parse(o->connect_addr, &ss, &sslen) < 0) {
+        snprintf(err, errsz, "invalid value for connect_addr: '%s' (expected an IPv4 or IPv6 address)", o->connect_addr);
+        return -1;
     }
     const char *c = o->client_replay_compare;
     if (c && strcmp(c, "status") != 0 && strcmp(c, "headers") != 0 && strcmp(c, "body") != 0) {
@@ -999,7 +1007,7 @@ int opts_parse(opts *o, int argc, char **argv)
                 o->dumper_default_contentview);
         return 2;
     }
-    if (opts_check_replay(o, err, sizeof err) < 0) {
+    if (opts_check_values(o, err, sizeof err) < 0) {
         fprintf(stderr, "mitmlua: %s\n", err);
         return 2;
     }

@@ -33,6 +33,7 @@
 #include <openssl/err.h>
 
 #include "bevio.h"
+#include "dial.h"
 #include "h1.h"
 #include "h2.h"
 #include "log.h"
@@ -339,7 +340,10 @@ int upstream_connect(worker *w, struct bufferevent *bev, const char *host, uint1
     /* RFC 6761 §6.3: names under .localhost are loopback, without DNS */
     if (hl > 10 && strcasecmp(host + hl - 10, ".localhost") == 0)
         host = "127.0.0.1";
-    if (bufferevent_socket_connect_hostname(bev, w->dns, AF_UNSPEC, host, port) < 0) {
+    int family = AF_UNSPEC;
+    if (w->sh->o->connect_addr && dial_bind_source(bev, w->sh->o->connect_addr, &family, err, errsz) < 0)
+        return -1;
+    if (bufferevent_socket_connect_hostname(bev, w->dns, family, host, port) < 0) {
         upstream_error_text(w->sh->o, bev, host, port, false, false, BEV_EVENT_ERROR, err, errsz);
         return -1;
     }

@@ -166,7 +166,7 @@ def every_mitmdump_option_name_is_accepted():
 @test
 def unimplemented_options_are_errors_naming_them():
     # (the TLS options are implemented: test_tls_options.py)
-    for args, name in ((["--set", "connect_addr=127.0.0.2"], "connect_addr"), (["--no-rawtcp"], "rawtcp"),
+    for args, name in ((["--set", "http3=false"], "http3"), (["--no-rawtcp"], "rawtcp"),
                        (["--set", "validate_inbound_headers=false"], "validate_inbound_headers"),
                        (["--set", "websocket=false"], "websocket")):
         r = run(args + ["-n"])

@@ -23,7 +23,7 @@ UI = {"command_history", "content_view_lines_cutoff", "export_preserve_original_
       "intercept_active", "view_filter", "view_order", "view_order_reversed"}
 UI_PREFIXES = ("console_", "web_")
 # behaviour mitmlua does not have: only mitmproxy's default is accepted
-UNIMPLEMENTED = {"connect_addr", "dns_name_servers", "dns_use_hosts_file",
+UNIMPLEMENTED = {"dns_name_servers", "dns_use_hosts_file",
                  "http2_ping_keepalive", "http3", "normalize_outbound_headers",
                  "protobuf_definitions", "rawtcp", "request_client_cert", "show_ignored_hosts",
                  "store_streamed_bodies", "strip_ech", "tcp_timeout", "udp_hosts", "validate_inbound_headers", "websocket"}

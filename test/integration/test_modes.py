@@ -288,6 +288,7 @@ class RecordingUpstreamProxy:
     def __init__(self, force=None):
         self.force = force   # (host, port): every target goes there
         self.heads = []
+        self.peers = []      # the address each connection came from
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -300,6 +301,7 @@ class RecordingUpstreamProxy:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            self.peers.append(c.getpeername()[0])
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
     def serve(self, c):
@@ -517,6 +519,33 @@ def http_connect_upstream_kill_fails_the_tunnel():
     r = H.curl(b.url("/bytes/7"), proxy=p, args=["--proxytunnel"])
     assert r.status == 502 and b"killed by a script" in r.body, r
     assert connects(up) == [], up.heads
+
+
+# ---- connect_addr ---------------------------------------------------------------
+
+@test
+def connect_addr_is_the_source_of_server_connections():
+    only_mitmlua()
+    b = Backend().start()    # its own log
+    p = H.Proxy(["--set", "connect_addr=127.0.0.2"]).start()
+    assert H.curl(b.url("/bytes/3"), proxy=p).status == 200
+    up = RecordingUpstreamProxy(force=("127.0.0.1", b.port))
+    u = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "--set", "connect_addr=127.0.0.3"]).start()
+    assert H.curl(b.url("/bytes/4"), proxy=u, args=["--proxytunnel"]).status == 200
+    # the backend sees us, then the upstream proxy; the upstream proxy sees us
+    assert [e["client"][0] for e in b.log] == ["127.0.0.2", "127.0.0.1"], b.log
+    assert up.peers == ["127.0.0.3"], up.peers
+    # without it: the system's choice (127.0.0.1 towards 127.0.0.1)
+    d = H.Proxy(label="default").start()
+    assert H.curl(b.url("/bytes/5"), proxy=d).status == 200
+    assert b.log[-1]["client"][0] == "127.0.0.1", b.log
+    # an address the host does not have fails the flow, and a non-address
+    # is a usage error
+    x = H.Proxy(["--set", "connect_addr=192.0.2.1"], label="unbindable").start()
+    r = H.curl(b.url("/bytes/6"), proxy=x)
+    assert r.status == 502 and b"connect_addr" in r.body, r
+    rc = subprocess.run([H.BIN, "-n", "--set", "connect_addr=localhost"], capture_output=True, timeout=10)
+    assert rc.returncode == 2 and b"connect_addr" in rc.stderr and len(rc.stderr.splitlines()) == 1, rc
 
 
 # ---- connection_strategy ----------------------------------------------------------
