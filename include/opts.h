@@ -83,6 +83,7 @@ typedef struct opts {
     char *tls_ecdh_curve_client;  /* the one key-exchange group offered, or NULL */
     char *tls_ecdh_curve_server;
     char *cert_passphrase;      /* decrypts the keys in `certs` files, or NULL */
+    bool request_client_cert;   /* send clients a CertificateRequest */
     bool upstream_cert;
     bool add_upstream_certs_to_client_chain;
     int key_size;               /* RSA bits of the minted leaves' key */

@@ -77,6 +77,7 @@ static const opt_desc opt_table[] = {
     {"tls_ecdh_curve_client", OT_STR, F(tls_ecdh_curve_client), 0, "The one elliptic curve for the ECDHE key exchange with clients, e.g. secp384r1 or prime256v1 (OpenSSL's names); unset: OpenSSL's defaults."},
     {"tls_ecdh_curve_server", OT_STR, F(tls_ecdh_curve_server), 0, "The one elliptic curve for the ECDHE key exchange with servers, as tls_ecdh_curve_client."},
     {"cert_passphrase", OT_STR, F(cert_passphrase), 0, "Passphrase of the encrypted private keys in the certs files (config.yaml keeps it out of the process list)."},
+    {"request_client_cert", OT_BOOL, F(request_client_cert), 0, "Ask clients for a TLS client certificate (CertificateRequest); any certificate, or none, is accepted."},
     {"upstream_cert", OT_BOOL, F(upstream_cert), 0, "With connection_strategy=eager: add the server certificate's CN and SANs to the minted certificate (the eager connection does a TLS handshake). Lazy: no effect (see the man page)."},
     {"add_upstream_certs_to_client_chain", OT_BOOL, F(add_upstream_certs_to_client_chain), 0, "With connection_strategy=eager: send the server's certificates after ours. Lazy: no effect (see the man page)."},
     {"key_size", OT_INT, F(key_size), 0, "RSA bits of the minted certificates' key (1024 to 8192)."},
@@ -202,7 +203,6 @@ static const foreign_desc foreign_table[] = {
     /* mitmproxy 9-12 */
     {"http2_ping_keepalive", false, 'i', "58"},
     {"http3", false, 'b', "true"},
-    {"request_client_cert", false, 'b', "false"},
     {"store_streamed_bodies", false, 'b', "false"},
     {"strip_ech", false, 'b', "true"},
     {"tcp_timeout", false, 'i', "600"},

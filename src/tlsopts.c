@@ -419,8 +419,18 @@ static int apply_versions(SSL_CTX *ctx, const char *min_s, const char *max_s, ch
     return 0;
 }
 
+/* request_client_cert: whatever certificate the client sends, or none, is
+ * taken (mitmproxy's accept-all verify): the point is to ask for one. */
+static int accept_any_cert(int ok, X509_STORE_CTX *store)
+{
+    (void)ok, (void)store;
+    return 1;
+}
+
 int tlsopts_apply_server(SSL_CTX *ctx, const opts *o, char *err, size_t errsz)
 {
+    if (o->request_client_cert)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_cert);
     if (apply_versions(ctx, o->tls_version_client_min, o->tls_version_client_max, err, errsz) < 0)
         return -1;
     if (o->key_size < 2048 && SSL_CTX_get_security_level(ctx) > 1)

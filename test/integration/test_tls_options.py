@@ -376,6 +376,37 @@ def tls_ecdh_curve_client_and_server():
         srv.wait()
 
 
+def asks_for_client_cert(p):
+    r = subprocess.run(["openssl", "s_client", "-proxy", "%s:%d" % (p.host, p.port), "-connect", "a.test:443",
+                        "-servername", "a.test", "-CAfile", p.ca()], input=b"", capture_output=True, timeout=30)
+    out = r.stdout.decode("latin-1")
+    assert "Verify return code: 0 (ok)" in out, out   # the handshake went through
+    return "Requested Signature Algorithms" in out    # printed for a CertificateRequest
+
+
+@test(timeout=60)
+def request_client_cert_asks_clients_for_one():
+    H.skip_if_mitmdump("mitmdump 8.1.1 has no request_client_cert")
+    assert not asks_for_client_cert(H.Proxy(label="default").start())
+    p = H.Proxy(["--set", "request_client_cert=true"]).start()
+    assert asks_for_client_cert(p)      # and a client without one goes on
+    # a client that sends one is accepted, whoever signed it
+    bundle, _ = client_cert(H.PKI("some other CA"))
+    closed = H.free_port()
+    with socket.create_connection((p.host, p.port), timeout=10) as s:
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % closed)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        ctx = ssl.create_default_context(cafile=p.ca())
+        ctx.load_cert_chain(bundle)
+        with ctx.wrap_socket(s, server_hostname="a.test") as t:
+            # an answer inside the tunnel (502: nothing listens there) shows
+            # the proxy took the certificate (TLS 1.3 would refuse it late)
+            t.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert t.recv(100).startswith(b"HTTP/1.1 502"), "no answer through the tunnel"
+
+
 @test(timeout=90)
 def key_size_of_minted_certificates():
     H.skip_if_mitmdump("mitmdump applies key_size when it creates the CA only")
