@@ -141,6 +141,7 @@ typedef struct opts {
     /* limits and timeouts */
     uint64_t body_size_limit;   /* 0 = no limit */
     uint64_t stream_large_bodies; /* responses larger than this are streamed; 0 = never */
+    bool store_streamed_bodies; /* ... and kept whole all the same */
     uint64_t max_header_size;
     int max_headers;
     int connect_timeout;        /* seconds */

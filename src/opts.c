@@ -110,6 +110,7 @@ static const opt_desc opt_table[] = {
     {"stickyauth", OT_STR, F(stickyauth), 0, "Set sticky auth filter. Matched against requests."},
     {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
     {"stream_large_bodies", OT_SIZE, F(stream_large_bodies), 0, "Response bodies larger than this (e.g. 5m) are passed on as they arrive instead of kept: hooks and the dump see the head only. 0 = keep every body."},
+    {"store_streamed_bodies", OT_BOOL, F(store_streamed_bodies), 0, "Keep the bodies of streamed responses (stream_large_bodies) too, for the response hook and the recordings, whatever their size."},
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
     {"max_headers", OT_INT, F(max_headers), 0, "Most header fields in one message."},
     {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},
@@ -203,7 +204,6 @@ static const foreign_desc foreign_table[] = {
     /* mitmproxy 9-12 */
     {"http2_ping_keepalive", false, 'i', "58"},
     {"http3", false, 'b', "true"},
-    {"store_streamed_bodies", false, 'b', "false"},
     {"strip_ech", false, 'b', "true"},
     {"tcp_timeout", false, 'i', "600"},
     {"udp_hosts", false, 'l', NULL},

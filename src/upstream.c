@@ -409,7 +409,9 @@ static void send_request(exch *x)
 }
 
 /* Switch this response to streaming: the head goes out now, with what
- * was buffered of the body, and nothing more is kept. */
+ * was buffered of the body, and nothing more is kept — unless
+ * store_streamed_bodies, which keeps the whole body for the hooks and the
+ * recording (stream_kept), whatever its size. */
 static void start_stream(exch *x)
 {
     flow_response *r = x->f->response;
@@ -417,7 +419,18 @@ static void start_stream(exch *x)
     x->ops->stream_head(x);
     if (r->content.len)
         x->ops->stream_data(x, r->content.p, r->content.len);
-    bytes_free(&r->content);
+    if (!x->w->sh->o->store_streamed_bodies)
+        bytes_free(&r->content);
+}
+
+/* Bytes of a streamed body: passed on, and kept with store_streamed_bodies.
+ * -1 when out of memory. */
+static int stream_kept(exch *x, const char *p, size_t n)
+{
+    x->ops->stream_data(x, p, n);
+    if (x->w->sh->o->store_streamed_bodies && x->f && x->f->response)
+        return bytes_append(&x->f->response->content, p, n);
+    return 0;
 }
 
 static bool stream_wanted(const exch *x, uint64_t size)
@@ -462,10 +475,8 @@ static int h1_on_body(void *ud, const char *at, size_t n)
     if (u->phase == U_PROXY_CONNECT)
         return -1; /* a 2xx to CONNECT has no body; anything else is refused */
     exch *x = u->users;
-    if (x->streaming) {
-        x->ops->stream_data(x, at, n);
-        return 0;
-    }
+    if (x->streaming)
+        return stream_kept(x, at, n);
     bytes *b = &x->f->response->content;
     if (bytes_append(b, at, n) < 0)
         return -1;
@@ -899,7 +910,8 @@ static int h2_on_data(void *ud, int32_t sid, const uint8_t *data, size_t n)
         start_stream(x);
     if (!x->streaming)
         return 0; /* into the flow: h2.c reopens the window itself */
-    x->ops->stream_data(x, (const char *)data, n);
+    if (stream_kept(x, (const char *)data, n) < 0)
+        log_error("store_streamed_bodies: out of memory: the body kept of %s is cut", x->f->request->host);
     /* the owner took the bytes; if that filled its client's buffer it
      * paused us, and the server's window stays shut until it resumes */
     if (x->paused)

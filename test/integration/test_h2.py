@@ -598,6 +598,19 @@ def reverse_to_origin(*args):
                     "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert] + list(args)).start()
 
 
+@test(timeout=60)
+def store_streamed_bodies_from_an_h2_server():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    p = reverse_to_origin("--set", "stream_large_bodies=1m", "--set", "store_streamed_bodies=true",
+                          "--set", "console_format=jsonl")
+    size = 3 * 1024 * 1024
+    r = H.curl(p.url + "/bytes/%d" % size)
+    assert r.rc == 0 and r.status == 200 and len(r.body) == size, r
+    assert H.wait_for(lambda: p.stdout.strip(), 10)
+    f = json.loads(p.stdout.splitlines()[0])
+    assert f["server_alpn"] == "h2" and f["response_size"] == size, f
+
+
 @test(timeout=90)
 def upstream_h2_flow_control_with_a_slow_client():
     H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
