@@ -201,7 +201,7 @@ static const foreign_desc foreign_table[] = {
     {"rawtcp", false, 'b', "true"},
     {"validate_inbound_headers", false, 'b', "true"},
     {"websocket", false, 'b', "true"},
-    /* mitmproxy 9-12 */
+    /* mitmproxy 9-12 (test/data/mitmproxy-options-11-12.tsv has 11/12's names) */
     {"http2_ping_keepalive", false, 'i', "58"},
     {"http3", false, 'b', "true"},
     {"strip_ech", false, 'b', "true"},
