@@ -86,6 +86,8 @@ struct upstream {
     char *sni;               /* the SNI it was opened with (a pool matches it) */
     char *log_line;          /* -v: "CLIENT: server ... ADDR" once connected */
     exch_pool *pool;         /* the pool that may share it, or NULL */
+    struct event *ping_ev;   /* http2_ping_keepalive's timer */
+    double last_active;      /* HTTP/2: when a frame last went either way */
     upstream *pool_prev, *pool_next;
 };
 
@@ -121,6 +123,8 @@ static void upstream_free(upstream *u)
         server_event(u, NULL, SCRIPT_HOOK_SERVER_DISCONNECTED, NULL);
     }
     bevio_detach(&u->wio);
+    if (u->ping_ev)
+        event_free(u->ping_ev);
     if (u->bev)
         bufferevent_free(u->bev);
     flow_response_free(u->connect_resp);
@@ -511,6 +515,7 @@ static SSL *new_ssl(exch *x, char *err, size_t errsz)
 }
 
 static int h2_begin(exch *x);
+static void h2_keepalive_start(upstream *u);
 static upstream *pool_find(const exch *x, const char *host, uint16_t port, bool tls, bool via_proxy);
 
 static void upstream_hold(upstream *u);
@@ -613,6 +618,8 @@ static void on_connected(exch *x)
             fail_users(u, 500, "out of memory");
             return;
         }
+        if (u->h2)
+            h2_keepalive_start(u);
     }
     dispatch_connected(u);
 }
@@ -982,7 +989,36 @@ static int h2_begin(exch *x)
 /* Queue what the session has for the server.  0 or -1. */
 static int h2_pump(upstream *u)
 {
+    u->last_active = flow_now();
     return h2_conn_flush(u->h2, bufferevent_get_output(u->bev), H2_OUT_HIGH);
+}
+
+/* http2_ping_keepalive (mitmproxy's): a connection idle that long gets a
+ * PING, so that a server or a middlebox that drops idle connections keeps
+ * it for the exchanges to come; checked again when it would next be due. */
+static void h2_keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    upstream *u = arg;
+    int every = u->w->sh->o->http2_ping_keepalive;
+    double idle = flow_now() - u->last_active;
+    if (idle + 1 > every && !u->broken && h2_ping(u->h2) == 0) {
+        log_debug("send HTTP/2 keep-alive PING to %s:%u", u->host, u->port);
+        h2_pump(u);
+        idle = 0;
+    }
+    struct timeval tv = {every - (int)idle > 1 ? every - (int)idle : 1, 0};
+    event_add(u->ping_ev, &tv);
+}
+
+static void h2_keepalive_start(upstream *u)
+{
+    int every = u->w->sh->o->http2_ping_keepalive;
+    u->last_active = flow_now();
+    if (every <= 0 || !(u->ping_ev = event_new(u->w->base, -1, 0, h2_keepalive_cb, u)))
+        return;
+    struct timeval tv = {every, 0};
+    event_add(u->ping_ev, &tv);
 }
 
 /* read_timeout runs while some stream waits for a server that may send:
@@ -1200,6 +1236,7 @@ static void h2_read(upstream *u)
 {
     struct evbuffer *in = bufferevent_get_input(u->bev);
     int rc = 0;
+    u->last_active = flow_now();
     upstream_hold(u);
     while (rc == 0 && evbuffer_get_length(in)) {
         size_t n = evbuffer_get_contiguous_space(in);

@@ -24,7 +24,7 @@ UI = {"command_history", "content_view_lines_cutoff", "export_preserve_original_
 UI_PREFIXES = ("console_", "web_")
 # behaviour mitmlua does not have: only mitmproxy's default is accepted
 UNIMPLEMENTED = {"dns_name_servers", "dns_use_hosts_file",
-                 "http2_ping_keepalive", "http3", "normalize_outbound_headers",
+                 "http3", "normalize_outbound_headers",
                  "protobuf_definitions", "rawtcp", "show_ignored_hosts",
                  "strip_ech", "tcp_timeout", "udp_hosts", "validate_inbound_headers", "websocket"}
 
