@@ -200,8 +200,9 @@ static void request_phase(flowrun *r)
         verdict(r, FLOWRUN_FAILED, 500, err);
         return;
     }
-    /* hooks must see plain WebSocket messages: no permessage-deflate */
-    if (ws_is_upgrade_request(&f->request->headers))
+    /* hooks must see plain WebSocket messages: no permessage-deflate (with
+     * websocket=false the messages are not read, and the offer stays) */
+    if (sh->o->websocket && ws_is_upgrade_request(&f->request->headers))
         ws_strip_extensions(&f->request->headers);
     verdict(r, FLOWRUN_FORWARD, 0, NULL);
 }

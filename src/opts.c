@@ -97,6 +97,7 @@ static const opt_desc opt_table[] = {
     {"connect_addr", OT_STR, F(connect_addr), 0, "Local IP address to connect to servers (and the upstream proxy) from; the server's name is then resolved in that address's family."},
     {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
     {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2: with clients (h2 in ALPN, h2c prior knowledge) and with TLS servers that pick h2 in ALPN."},
+    {"websocket", OT_BOOL, F(websocket), 0, "Read WebSocket connections message by message (websocket hooks, the flow's messages); false relays them as bytes after the 101."},
     {"http2_ping_keepalive", OT_INT, F(http2_ping_keepalive), 0, "Send a PING on an HTTP/2 connection to a server idle for this many seconds, so that it stays open (default 58). 0 = never."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
     {"keep_alt_svc_header", OT_BOOL, F(keep_alt_svc_header), 0, "Reverse mode: keep Alt-Svc headers as the server sent them (by default each host:port in them becomes the proxy's port, so that clients do not bypass the proxy)."},
@@ -173,6 +174,7 @@ void opts_defaults(opts *o)
     o->onboarding_host = strdup("mitm.it");
     o->http_connect_send_host_header = true;
     o->http2_ping_keepalive = 58;
+    o->websocket = true;
     o->dumper_default_contentview = strdup("auto");
 }
 
@@ -202,7 +204,6 @@ static const foreign_desc foreign_table[] = {
     {"onboarding_port", false, 'i', "80"},
     {"rawtcp", false, 'b', "true"},
     {"validate_inbound_headers", false, 'b', "true"},
-    {"websocket", false, 'b', "true"},
     /* mitmproxy 9-12 (test/data/mitmproxy-options-11-12.tsv has 11/12's names) */
     {"http3", false, 'b', "true"},
     {"strip_ech", false, 'b', "true"},

@@ -168,12 +168,12 @@ def unimplemented_options_are_errors_naming_them():
     # (the TLS options are implemented: test_tls_options.py)
     for args, name in ((["--set", "http3=false"], "http3"), (["--no-rawtcp"], "rawtcp"),
                        (["--set", "validate_inbound_headers=false"], "validate_inbound_headers"),
-                       (["--set", "websocket=false"], "websocket")):
+                       (["--set", "strip_ech=false"], "strip_ech")):
         r = run(args + ["-n"])
         errs = [l for l in r.stderr.splitlines() if l.strip()]
         assert r.returncode == 2 and len(errs) == 1 and name in errs[0] and "not implemented" in errs[0], (args, r)
     # at the default they are accepted; a UI option warns and is ignored
-    r = run(["-n", "--set", "key_size=2048", "--set", "websocket=true", "--set", "web_port=9000",
+    r = run(["-n", "--set", "key_size=2048", "--set", "rawtcp=true", "--set", "web_port=9000",
              "--set", "console_layout=single"])
     assert r.returncode == 0, r.stderr
     assert "web_port" in r.stderr and "console_layout" in r.stderr, r.stderr

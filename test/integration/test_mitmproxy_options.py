@@ -26,7 +26,7 @@ UI_PREFIXES = ("console_", "web_")
 UNIMPLEMENTED = {"dns_name_servers", "dns_use_hosts_file",
                  "http3", "normalize_outbound_headers",
                  "protobuf_definitions", "rawtcp", "show_ignored_hosts",
-                 "strip_ech", "tcp_timeout", "udp_hosts", "validate_inbound_headers", "websocket"}
+                 "strip_ech", "tcp_timeout", "udp_hosts", "validate_inbound_headers"}
 
 
 def options():
