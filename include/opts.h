@@ -100,6 +100,7 @@ typedef struct opts {
     bool proxy_debug;           /* mitmproxy's core debug log: debug log level */
     bool onboarding;            /* answer http://mitm.it/ */
     char *onboarding_host;      /* ... under this host name (mitm.it) */
+    int onboarding_port;        /* ... on this port only; 0 = any (mitmproxy 9+) */
     char *dumper_default_contentview; /* content view at detail 3, 4 ("auto") */
     char *console_format;       /* "text" (mitmdump's lines) or "jsonl" */
     /* CI */

@@ -189,7 +189,8 @@ static void request_phase(flowrun *r)
         verdict(r, f->response ? FLOWRUN_ANSWERED : FLOWRUN_FORWARD, 0, NULL);
         return;
     }
-    if (sh->o->onboarding && f->request->host && onboard_is_host(sh->o->onboarding_host, f->request->host)) {
+    if (sh->o->onboarding && f->request->host && onboard_is_host(sh->o->onboarding_host, f->request->host) &&
+        (!sh->o->onboarding_port || f->request->port == sh->o->onboarding_port)) {
         char err[256] = "mitm.it: no answer";
         flow_response *resp = NULL;
         if (onboard_handle(sh->o->confdir, f->request->path, &resp, err, sizeof err) == 0 && resp) {

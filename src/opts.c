@@ -131,6 +131,7 @@ static const opt_desc opt_table[] = {
     {"dumper_default_contentview", OT_STR, F(dumper_default_contentview), 0, "Content view for bodies at flow_detail 3 and 4: auto (as mitmproxy's auto view chooses), raw, hex, json, xml/html, url-encoded, multipart form, image, query, protocol buffer, msgpack, grpc/protocol buffer."},
     {"onboarding", OT_BOOL, F(onboarding), 0, "Answer http://mitm.it/ with the onboarding page (CA certificates to download)."},
     {"onboarding_host", OT_STR, F(onboarding_host), 0, "Host name the onboarding page is served under (default mitm.it)."},
+    {"onboarding_port", OT_INT, F(onboarding_port), 0, "Serve the onboarding page for requests to this port only (mitmproxy 8's option, whose default was 80); 0 = any port (the default, as mitmproxy 9+)."},
 };
 #undef F
 #define OPT_TABLE_N (sizeof opt_table / sizeof opt_table[0])
@@ -201,7 +202,6 @@ static const foreign_desc foreign_table[] = {
     {"dns_server", false, 'b', "false"},
     {"export_preserve_original_ip", true, 'b', "false"},
     {"normalize_outbound_headers", false, 'b', "true"},
-    {"onboarding_port", false, 'i', "80"},
     {"rawtcp", false, 'b', "true"},
     {"validate_inbound_headers", false, 'b', "true"},
     /* mitmproxy 9-12 (test/data/mitmproxy-options-11-12.tsv has 11/12's names) */

@@ -173,14 +173,32 @@ def a_config_yaml_of_every_default_is_accepted():
         ("regular", "8080", "mitm.it", "true"), o
 
 
+def offline_proxy(*args, label="proxy"):
+    """A proxy that connects to no server (a server_connect hook refuses
+    every one): a request it forwards gets 502, and nothing leaves the host."""
+    s = H.script("offline", lua='function server_connect(data) data.server.error = "offline test" end\n', py="")
+    return H.Proxy(["-s", s] + list(args), label=label).start()
+
+
+def onboarding_served(p, url):
+    r = H.curl(url, proxy=p)
+    if r.status == 200 and b"BEGIN CERTIFICATE" in r.body:
+        return True
+    assert r.status == 502 and b"offline test" in r.body, r   # forwarded
+    return False
+
+
 @test
-def onboarding_host_moves_the_onboarding_page():
-    p = H.Proxy(["--set", "onboarding_host=certs.test"]).start()
-    r = H.curl("http://certs.test/cert/pem", proxy=p)
-    assert r.status == 200 and b"BEGIN CERTIFICATE" in r.body, r
-    # mitm.it is then an ordinary host: forwarded (and not resolvable here)
-    r = H.curl("http://mitm.it/cert/pem", proxy=p)
-    assert r.status != 200 and b"BEGIN CERTIFICATE" not in r.body, r
+def onboarding_host_and_port():
+    p = offline_proxy("--set", "onboarding_host=certs.test")
+    assert onboarding_served(p, "http://certs.test/cert/pem")
+    assert not onboarding_served(p, "http://mitm.it/cert/pem")   # an ordinary host now
+    # mitmproxy 8's onboarding_port: that port only (default: any, as 9+)
+    q = offline_proxy("--set", "onboarding_port=80", label="port-80")
+    assert onboarding_served(q, "http://mitm.it/cert/pem")
+    assert not onboarding_served(q, "http://mitm.it:8000/cert/pem")
+    d = offline_proxy(label="any-port")
+    assert onboarding_served(d, "http://mitm.it:8000/cert/pem")
 
 
 if __name__ == "__main__":
