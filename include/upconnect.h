@@ -2,8 +2,9 @@
  * (upstream mode) for a tunnel to a target, for intercepted connections
  * (upstream.c) and passed-through ones (tunnel.c) alike.  Built as mitmproxy
  * 11+ builds it: "CONNECT host:port HTTP/1.1", a Host header unless
- * http_connect_send_host_header is off, and Proxy-Authorization from
- * upstream_auth. */
+ * http_connect_send_host_header is off, then the scripts'
+ * http_connect_upstream hooks, then Proxy-Authorization from upstream_auth
+ * (mitmproxy's addon order: scripts before upstream_auth). */
 #ifndef MITMLUA_UPCONNECT_H
 #define MITMLUA_UPCONNECT_H
 
@@ -15,7 +16,8 @@
 #include "worker.h"
 
 /* Append the CONNECT request head for host:port to out, after the scripts'
- * http_connect_upstream hooks saw it (and may have changed its headers).
+ * http_connect_upstream hooks saw it (and may have changed its headers)
+ * and upstream_auth's header was set.
  * `client` is the client connection the tunnel serves (NULL when none, e.g.
  * a script's own request).  0, or -1 with err (nothing was written): out of
  * memory, a hook that ran past script_timeout or killed the flow, a header a

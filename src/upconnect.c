@@ -24,9 +24,6 @@ static flow_request *upconnect_request(const worker *w, const char *host, uint16
     r->timestamp_start = r->timestamp_end = flow_now();
     if (w->sh->o->http_connect_send_host_header && hdrs_set(&r->headers, "Host", authority, strlen(authority)) < 0)
         goto fail;
-    if (w->upstream_auth &&
-        hdrs_set(&r->headers, "Proxy-Authorization", w->upstream_auth, strlen(w->upstream_auth)) < 0)
-        goto fail;
     return r;
 fail:
     flow_request_free(r);
@@ -67,6 +64,13 @@ int upconnect_write(worker *w, const flow_conn *client, const char *host, uint16
     int rc = 0;
     if (script_env_has_hook(w->scripts, SCRIPT_HOOK_HTTP_CONNECT_UPSTREAM))
         rc = upconnect_hook(w, client, f, err, errsz);
+    /* upstream_auth after the scripts, as mitmproxy's addon order has it:
+     * its Proxy-Authorization replaces one a hook set */
+    if (rc == 0 && w->upstream_auth &&
+        hdrs_set(&f->request->headers, "Proxy-Authorization", w->upstream_auth, strlen(w->upstream_auth)) < 0) {
+        snprintf(err, errsz, "out of memory");
+        rc = -1;
+    }
     /* the serialiser refuses a header a hook made invalid (CR, LF, ...) */
     if (rc == 0 && (rc = h1_write_request_head(out, f->request, false)) < 0)
         snprintf(err, errsz, "cannot write the CONNECT request to the upstream proxy for %s:%u", host, port);
