@@ -190,6 +190,7 @@ def onboarding_served(p, url):
 
 @test
 def onboarding_host_and_port():
+    H.skip_if_mitmdump("the offline script is Lua")
     p = offline_proxy("--set", "onboarding_host=certs.test")
     assert onboarding_served(p, "http://certs.test/cert/pem")
     assert not onboarding_served(p, "http://mitm.it/cert/pem")   # an ordinary host now
