@@ -609,6 +609,10 @@ static int opts_check_values(const opts *o, char *err, size_t errsz)
     }
     struct sockaddr_storage ss;
     socklen_t sslen;
+    if (o->onboarding_port > 65535) {
+        snprintf(err, errsz, "invalid value for onboarding_port: %d (expected 0 to 65535)", o->onboarding_port);
+        return -1;
+    }
     if (o->connect_addr && dial_source_parse(o->connect_addr, &ss, &sslen) < 0) {
         snprintf(err, errsz, "invalid value for connect_addr: '%s' (expected an IPv4 or IPv6 address)", o->connect_addr);
         return -1;
