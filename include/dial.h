@@ -1,12 +1,16 @@
 /* dial.h — connection_strategy=eager: find out whether a tunnel's target
  * can be reached before the client is told the tunnel is open (HTTP 200 to
  * CONNECT, SOCKS5 success).  The test connection is closed once it has
- * succeeded; the tunnel's requests open their own, as in lazy mode. */
+ * succeeded; the tunnel's requests open their own, as in lazy mode.  Also
+ * the small helpers of connections to servers (connect_addr, Basic auth). */
 #ifndef MITMLUA_DIAL_H
 #define MITMLUA_DIAL_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
+struct bufferevent;
 struct event_base;
 struct evdns_base;
 struct ssl_st;
@@ -31,6 +35,14 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
 void dial_want_tls(dial *d, struct ssl_st *ssl, struct stack_st_X509 **peer);
 /* Abandon a dial in progress (its callback is not called). */
 void dial_cancel(dial *d);
+
+/* connect_addr: the local IP address (IPv4, IPv6 with or without
+ * brackets) connections to servers are made from.  0 with *ss and *len
+ * (port 0), or -1 when it is not one. */
+int dial_source_parse(const char *addr, struct sockaddr_storage *ss, socklen_t *len);
+/* Give bev (not yet connected) a socket bound to that address, and set
+ * *family to its family, for the name to be resolved in.  -1 with err. */
+int dial_bind_source(struct bufferevent *bev, const char *addr, int *family, char *err, size_t errsz);
 
 /* "Basic base64(user:pass)" for Proxy-Authorization / Authorization;
  * caller frees; NULL when out of memory. */

@@ -31,6 +31,7 @@ typedef struct flowrun_env {
     script_env *scripts;          /* NULL without -s */
     struct event_base *base;
     struct flowrun *held;         /* flows intercepted, waiting for flow:resume() */
+    int listen_port;              /* the proxy's port (reverse mode's Alt-Svc), 0: none */
 } flowrun_env;
 
 enum flowrun_verdict {

@@ -145,6 +145,8 @@ const char *h2_error_name(uint32_t code);
 int h2_reset_stream(h2_conn *c, int32_t sid, uint32_t code);
 /* Graceful shutdown: GOAWAY with the last stream id; open streams finish. */
 int h2_conn_shutdown(h2_conn *c);
+/* Queue a PING (keep-alive: the peer's answer is all it takes). */
+int h2_ping(h2_conn *c);
 
 /* Does `data` start with the client connection preface ("PRI * HTTP/2.0")?
  * 1 yes, 0 cannot tell yet (a prefix of it), -1 no. */

@@ -9,12 +9,14 @@
 
 #include "flow.h"
 
-/* The host the proxy answers itself instead of forwarding (as mitmproxy). */
+/* The host the proxy answers itself instead of forwarding (as mitmproxy),
+ * unless onboarding_host names another. */
 #define ONBOARD_HOST "mitm.it"
 
-/* true when a request for `host` belongs to the onboarding app
- * (case-insensitive; a trailing dot is allowed). */
-bool onboard_is_host(const char *host);
+/* true when a request for `host` belongs to the onboarding app served under
+ * `app_host` (NULL: ONBOARD_HOST) (case-insensitive; a trailing dot is
+ * allowed). */
+bool onboard_is_host(const char *app_host, const char *host);
 
 /* Build the response to `path` (origin-form, query allowed) on mitm.it:
  *   /          the HTML page          /cert/pem  mitmlua-ca-cert.pem

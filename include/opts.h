@@ -80,6 +80,10 @@ typedef struct opts {
     char *tls_version_server_min, *tls_version_server_max;
     char *ciphers_client;       /* OpenSSL cipher string, or NULL */
     char *ciphers_server;
+    char *tls_ecdh_curve_client;  /* the one key-exchange group offered, or NULL */
+    char *tls_ecdh_curve_server;
+    char *cert_passphrase;      /* decrypts the keys in `certs` files, or NULL */
+    bool request_client_cert;   /* send clients a CertificateRequest */
     bool upstream_cert;
     bool add_upstream_certs_to_client_chain;
     int key_size;               /* RSA bits of the minted leaves' key */
@@ -95,6 +99,8 @@ typedef struct opts {
     bool keepserving;           /* keep the proxy up after -r, -C, -S are done */
     bool proxy_debug;           /* mitmproxy's core debug log: debug log level */
     bool onboarding;            /* answer http://mitm.it/ */
+    char *onboarding_host;      /* ... under this host name (mitm.it) */
+    int onboarding_port;        /* ... on this port only; 0 = any (mitmproxy 9+) */
     char *dumper_default_contentview; /* content view at detail 3, 4 ("auto") */
     char *console_format;       /* "text" (mitmdump's lines) or "jsonl" */
     /* CI */
@@ -103,8 +109,11 @@ typedef struct opts {
     bool print_env;             /* --print-env: print exports and exit */
     /* HTTP */
     bool keep_host_header;
+    bool keep_alt_svc_header;   /* reverse mode: leave Alt-Svc as the server sent it */
     bool http2;              /* offer h2 to clients (ALPN, h2c prior knowledge) and TLS servers */
     bool rawtcp;             /* non-HTTP bytes in a tunnel: a TCP flow (tunnel.c) */
+    bool websocket;             /* read WebSocket messages after an Upgrade (else relay bytes) */
+    int http2_ping_keepalive;   /* seconds idle before an h2 server connection is PINGed; 0 = never */
     char **ignore_hosts;        /* TLS passthrough for these host:port regexes */
     size_t nignore_hosts;
     char **allow_hosts;         /* intercept only these; pass the rest through */
@@ -115,7 +124,9 @@ typedef struct opts {
     bool block_global;          /* refuse clients from public addresses */
     bool block_private;         /* refuse clients from private addresses */
     char *upstream_auth;        /* user:pass for the upstream proxy, or NULL */
+    bool http_connect_send_host_header; /* upstream mode: Host in our CONNECTs */
     char *connection_strategy;  /* "lazy" or "eager" */
+    char *connect_addr;         /* local address of connections to servers, or NULL */
     /* flow-changing addons (addons.c), mitmproxy's syntax */
     char **map_remote;          /* -M "[/filter]/url-regex/replacement" */
     size_t nmap_remote;
@@ -125,6 +136,8 @@ typedef struct opts {
     size_t nmodify_headers;
     char **modify_body;         /* -B "[/filter]/regex/[@]replacement" */
     size_t nmodify_body;
+    char **block_list;          /* "/filter/status" (444: kill) */
+    size_t nblock_list;
     bool anticache;
     bool anticomp;
     char *stickycookie;         /* filter, or NULL */
@@ -132,6 +145,7 @@ typedef struct opts {
     /* limits and timeouts */
     uint64_t body_size_limit;   /* 0 = no limit */
     uint64_t stream_large_bodies; /* responses larger than this are streamed; 0 = never */
+    bool store_streamed_bodies; /* ... and kept whole all the same */
     uint64_t max_header_size;
     int max_headers;
     int connect_timeout;        /* seconds */

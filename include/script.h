@@ -56,6 +56,10 @@ enum script_hook {
     SCRIPT_HOOK_TLS_ESTABLISHED_SERVER,
     SCRIPT_HOOK_TLS_FAILED_CLIENT,
     SCRIPT_HOOK_TLS_FAILED_SERVER,
+    /* upstream mode: the CONNECT we send the upstream proxy, as an HTTP
+     * flow of its own whose request headers the hook may change
+     * (upconnect.c; script_env_run) */
+    SCRIPT_HOOK_HTTP_CONNECT_UPSTREAM,
     SCRIPT_HOOK__COUNT
 };
 

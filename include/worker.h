@@ -45,7 +45,6 @@ typedef struct worker {
     hostmatch *allow_hosts;
     hostmatch *tcp_hosts;
     char *upstream_auth;     /* "Basic …" from upstream_auth, or NULL */
-    char *upstream_auth_line; /* the same as a Proxy-Authorization line, or "" */
     char reverse_host[320];  /* reverse mode: the Host value for the target */
     struct cconn *conns;     /* client connections (client.h) */
     linger_set lingering;    /* server sides finishing their last writes */

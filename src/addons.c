@@ -1,5 +1,5 @@
 /* addons.c — mitmdump's everyday flow-changing options (anticache, anticomp,
- * map_remote, map_local, modify_body, modify_headers, stickyauth,
+ * block_list, map_remote, map_local, modify_body, modify_headers, stickyauth,
  * stickycookie) with mitmproxy 8's semantics, run before the Lua hooks.
  * Everything compiled here is read-only once workers run; the sticky
  * state is the one shared, locked part. */
@@ -19,6 +19,7 @@
 
 #include "encoding.h"
 #include "filter.h"
+#include "h1.h"
 #include "log.h"
 #include "spec.h"
 
@@ -43,6 +44,14 @@ typedef struct header_rule {    /* modify_headers */
     bytes value;                /* unless from_file */
     char *file;                 /* "@path": read at each use, as mitmproxy */
 } header_rule;
+
+typedef struct block_rule {     /* block_list */
+    filter *flt;
+    int status;                 /* ADDONS_NO_RESPONSE: kill, answer nothing */
+} block_rule;
+
+/* mitmproxy's NO_RESPONSE: block_list's status that closes the connection */
+#define ADDONS_NO_RESPONSE 444
 
 typedef struct body_rule {      /* modify_body */
     spec sp;
@@ -78,6 +87,8 @@ struct addons {
     size_t nheaders;
     body_rule *body;
     size_t nbody;
+    block_rule *block;
+    size_t nblock;
     filter *stickycookie, *stickyauth;
     /* shared by every worker: mitmproxy has one jar per process */
     pthread_mutex_t lock;
@@ -269,6 +280,34 @@ static filter *compile_filter(const char *opt, const char *expr, char *err, size
     return f;
 }
 
+/* block_list: "/flow-filter/status-code", any separator character, exactly
+ * two parts (mitmproxy's parse_spec). */
+static int compile_block(block_rule *r, const char *text, char *err, size_t errsz)
+{
+    const char *rem = text[0] ? text + 1 : text, *sep = text[0] ? strchr(rem, text[0]) : NULL;
+    if (!sep || strchr(sep + 1, text[0])) {
+        snprintf(err, errsz, "block_list: invalid spec '%s': expected /flow-filter/status-code", text);
+        return -1;
+    }
+    char *end;
+    long st = strtol(sep + 1, &end, 10);
+    if (!isdigit((unsigned char)sep[1]) || *end || st < 100 || st > 999) {
+        snprintf(err, errsz, "block_list: invalid spec '%s': invalid HTTP status code: %s", text, sep + 1);
+        return -1;
+    }
+    r->status = (int)st;
+    char *expr = strndup(rem, (size_t)(sep - rem));
+    if (!expr) {
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    char ferr[400];
+    if (!(r->flt = filter_compile(expr, ferr, sizeof ferr)))
+        snprintf(err, errsz, "block_list: invalid spec '%s': invalid filter '%s': %s", text, expr, ferr);
+    free(expr);
+    return r->flt ? 0 : -1;
+}
+
 #define COMPILE_LIST(field, nfield, src, nsrc, fn)                  \
     do {                                                            \
         if (nsrc) {                                                 \
@@ -287,7 +326,7 @@ addons *addons_new(const opts *o, char *err, size_t errsz)
 {
     err[0] = '\0';
     if (!o->anticache && !o->anticomp && !o->nmap_remote && !o->nmap_local && !o->nmodify_headers &&
-        !o->nmodify_body && !o->stickycookie && !o->stickyauth)
+        !o->nmodify_body && !o->stickycookie && !o->stickyauth && !o->nblock_list)
         return NULL;
     addons *a = calloc(1, sizeof *a);
     if (!a)
@@ -300,6 +339,7 @@ addons *addons_new(const opts *o, char *err, size_t errsz)
     COMPILE_LIST(local, nlocal, o->map_local, o->nmap_local, compile_local);
     COMPILE_LIST(headers, nheaders, o->modify_headers, o->nmodify_headers, compile_header);
     COMPILE_LIST(body, nbody, o->modify_body, o->nmodify_body, compile_body);
+    COMPILE_LIST(block, nblock, o->block_list, o->nblock_list, compile_block);
     if (o->stickycookie && !(a->stickycookie = compile_filter("stickycookie", o->stickycookie, err, errsz)))
         goto fail;
     if (o->stickyauth && !(a->stickyauth = compile_filter("stickyauth", o->stickyauth, err, errsz)))
@@ -338,6 +378,9 @@ void addons_free(addons *a)
         spec_template_free(a->body[i].tpl);
         free(a->body[i].file);
     }
+    for (size_t i = 0; i < a->nblock; i++)
+        filter_free(a->block[i].flt);
+    free(a->block);
     free(a->remote);
     free(a->local);
     free(a->headers);
@@ -1177,6 +1220,26 @@ static void stickycookie_request(addons *a, flow *f)
 
 /* ---- entry points ------------------------------------------------------------ */
 
+void addons_block(addons *a, flow *f)
+{
+    if (!a || !f->request || f->response || f->error)
+        return;
+    /* every rule that matches applies, as mitmproxy's loop does: a later
+     * status replaces an earlier one; any 444 kills */
+    for (size_t i = 0; i < a->nblock; i++) {
+        block_rule *r = &a->block[i];
+        if (!addon_filter(r->flt, "block_list", f))
+            continue;
+        mark_metadata(f, "blocklisted");
+        if (r->status == ADDONS_NO_RESPONSE) {
+            f->killed = true;
+            continue;
+        }
+        flow_response_free(f->response);
+        f->response = make_response(r->status, h1_reason(r->status));
+    }
+}
+
 bool addons_request(addons *a, flow *f)
 {
     if (!a || !f->request)
@@ -1202,6 +1265,54 @@ bool addons_request(addons *a, flow *f)
     if (a->stickycookie)
         stickycookie_request(a, f);
     return answered;
+}
+
+static bool alt_svc_host_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '.' || c == '-';
+}
+
+/* re.sub(r"([a-zA-Z0-9.-]*:\d{1,5})", ":PORT", v): a match is a run of
+ * host characters ending in ':' and 1 to 5 digits; a run that does not end
+ * so cannot hold a match either, so it is copied whole. */
+static void alt_svc_rewrite(const char *v, size_t n, int port, bytes *out)
+{
+    char p[16];
+    int plen = snprintf(p, sizeof p, ":%d", port);
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && alt_svc_host_char(v[j]))
+            j++;
+        if (j + 1 < n && v[j] == ':' && isdigit((unsigned char)v[j + 1])) {
+            size_t k = j + 1;
+            while (k < n && k < j + 6 && isdigit((unsigned char)v[k]))
+                k++;
+            bytes_append(out, p, (size_t)plen);
+            i = k;
+            continue;
+        }
+        size_t upto = j < n ? j + 1 : n;
+        bytes_append(out, v + i, upto - i);
+        i = upto;
+    }
+}
+
+void addons_alt_svc(flow_response *resp, int port)
+{
+    hdrs *h = &resp->headers;
+    bytes joined = {0}, out = {0};
+    for (ssize_t i = hdrs_find(h, "alt-svc", 0); i >= 0; i = hdrs_find(h, "alt-svc", (size_t)i + 1)) {
+        if (joined.len)
+            bytes_append(&joined, ", ", 2);
+        bytes_append(&joined, h->v[i].value, h->v[i].value_len);
+    }
+    if (hdrs_find(h, "alt-svc", 0) >= 0) {
+        alt_svc_rewrite(joined.p ? joined.p : "", joined.len, port, &out);
+        hdrs_set(h, "alt-svc", out.p ? out.p : "", out.len);
+    }
+    bytes_free(&joined);
+    bytes_free(&out);
 }
 
 void addons_response(addons *a, flow *f)

@@ -495,8 +495,9 @@ static void response_queued(cconn *c)
 {
     flow *f = c->run.f;
     flow_response *resp = f->response;
-    /* a WebSocket flow is finished when the connection closes (wsrelay) */
-    if (c->upgrade_after_write && ws_is_upgrade_request(&f->request->headers) &&
+    /* a WebSocket flow is finished when the connection closes (wsrelay);
+     * with websocket=false the switched connection is relayed as bytes */
+    if (c->upgrade_after_write && c->w->sh->o->websocket && ws_is_upgrade_request(&f->request->headers) &&
         ws_is_upgrade_response(resp->status_code, &resp->headers)) {
         f->websocket = true;
     } else {

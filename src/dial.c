@@ -1,13 +1,16 @@
 /* dial.c — see dial.h. */
 #include "dial.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -199,4 +202,49 @@ char *dial_basic_auth(const char *userpass)
     memcpy(out, "Basic ", 6);
     EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)userpass, (int)n);
     return out;
+}
+
+int dial_source_parse(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char buf[64];
+    size_t n = strlen(addr);
+    if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']' && n - 2 < sizeof buf) {
+        memcpy(buf, addr + 1, n - 2);
+        buf[n - 2] = '\0';
+        addr = buf;
+    }
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        *len = sizeof *v4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        *len = sizeof *v6;
+        return 0;
+    }
+    return -1;
+}
+
+int dial_bind_source(struct bufferevent *bev, const char *addr, int *family, char *err, size_t errsz)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (dial_source_parse(addr, &ss, &len) < 0) {
+        snprintf(err, errsz, "invalid connect_addr '%s'", addr);
+        return -1;
+    }
+    evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (fd < 0 || evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || bufferevent_setfd(bev, fd) < 0) {
+        snprintf(err, errsz, "cannot connect from connect_addr %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *family = ss.ss_family;
+    return 0;
 }

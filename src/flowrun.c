@@ -162,9 +162,14 @@ static void request_phase(flowrun *r)
         if (hook_ended_phase(r))
             return;
         if (!r->hooks_only) {
+            addons_block(sh->addons, f);
+            if (f->killed) {
+                verdict(r, FLOWRUN_KILLED, 0, NULL);
+                return;
+            }
             /* server replay matches the request as the client sent it,
              * before map_remote rewrites it (mitmproxy's addon order) */
-            if (sh->sreplay && sreplay_request(sh->sreplay, f) == SREPLAY_KILLED) {
+            if (sh->sreplay && !f->response && sreplay_request(sh->sreplay, f) == SREPLAY_KILLED) {
                 verdict(r, FLOWRUN_KILLED, 0, NULL);
                 return;
             }
@@ -184,7 +189,8 @@ static void request_phase(flowrun *r)
         verdict(r, f->response ? FLOWRUN_ANSWERED : FLOWRUN_FORWARD, 0, NULL);
         return;
     }
-    if (sh->o->onboarding && f->request->host && onboard_is_host(f->request->host)) {
+    if (sh->o->onboarding && f->request->host && onboard_is_host(sh->o->onboarding_host, f->request->host) &&
+        (!sh->o->onboarding_port || f->request->port == sh->o->onboarding_port)) {
         char err[256] = "mitm.it: no answer";
         flow_response *resp = NULL;
         if (onboard_handle(sh->o->confdir, f->request->path, &resp, err, sizeof err) == 0 && resp) {
@@ -195,8 +201,9 @@ static void request_phase(flowrun *r)
         verdict(r, FLOWRUN_FAILED, 500, err);
         return;
     }
-    /* hooks must see plain WebSocket messages: no permessage-deflate */
-    if (ws_is_upgrade_request(&f->request->headers))
+    /* hooks must see plain WebSocket messages: no permessage-deflate (with
+     * websocket=false the messages are not read, and the offer stays) */
+    if (sh->o->websocket && ws_is_upgrade_request(&f->request->headers))
         ws_strip_extensions(&f->request->headers);
     verdict(r, FLOWRUN_FORWARD, 0, NULL);
 }
@@ -298,9 +305,16 @@ int flowrun_requestheaders(flowrun *r)
 int flowrun_responseheaders(flowrun *r)
 {
     script_env *e = r->env->scripts;
-    if (!e || !r->f || !script_env_has_hook(e, SCRIPT_HOOK_RESPONSEHEADERS))
-        return 0;
-    return script_env_run(e, SCRIPT_HOOK_RESPONSEHEADERS, r->f);
+    int rc = 0;
+    if (e && r->f && script_env_has_hook(e, SCRIPT_HOOK_RESPONSEHEADERS))
+        rc = script_env_run(e, SCRIPT_HOOK_RESPONSEHEADERS, r->f);
+    /* mitmproxy's update_alt_svc runs after the scripts: a reverse proxy's
+     * clients must not be sent around it to the server */
+    const opts *o = r->env->sh->o;
+    if (!r->hooks_only && r->f && r->f->response && o->mode == MODE_REVERSE && !o->keep_alt_svc_header &&
+        r->env->listen_port > 0)
+        addons_alt_svc(r->f->response, r->env->listen_port);
+    return rc;
 }
 
 bool flowrun_waiting(const flowrun *r)

@@ -552,6 +552,13 @@ int h2_conn_shutdown(h2_conn *c)
     return nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0) < 0 ? -1 : 0;
 }
 
+int h2_ping(h2_conn *c)
+{
+    /* any 8 octets: mitmproxy sends "00000000" */
+    static const uint8_t data[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
+    return nghttp2_submit_ping(c->s, NGHTTP2_FLAG_NONE, data) < 0 ? -1 : 0;
+}
+
 /* ---- receiving ---------------------------------------------------------- */
 
 /* Server side: answer a request ourselves (the caller never sees it). */

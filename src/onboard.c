@@ -149,14 +149,16 @@ static void onboard_err(char *err, size_t errsz, const char *fmt, ...)
     va_end(ap);
 }
 
-bool onboard_is_host(const char *host)
+bool onboard_is_host(const char *app_host, const char *host)
 {
     if (!host)
         return false;
+    if (!app_host)
+        app_host = ONBOARD_HOST;
     size_t n = strlen(host);
     if (n && host[n - 1] == '.')
         n--;
-    return n == strlen(ONBOARD_HOST) && strncasecmp(host, ONBOARD_HOST, n) == 0;
+    return n && n == strlen(app_host) && strncasecmp(host, app_host, n) == 0;
 }
 
 static int onboard_hdr(flow_response *r, const char *name, const char *value)

@@ -4,6 +4,7 @@
 #include "opts.h"
 
 #include "config.h"
+#include "dial.h"
 #include "tlsopts.h"
 #include "contentview.h"
 
@@ -17,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#define OPTS_LISTEN_PORT_DEFAULT 8080
 
 enum opt_type { OT_STR, OT_INT, OT_BOOL, OT_SIZE, OT_STRLIST, OT_MODE };
 
@@ -71,6 +74,10 @@ static const opt_desc opt_table[] = {
     {"tls_version_server_max", OT_STR, F(tls_version_server_max), 0, "Highest TLS version with servers: UNBOUNDED, TLS1, TLS1_1, TLS1_2 or TLS1_3."},
     {"ciphers_client", OT_STR, F(ciphers_client), 0, "Ciphers offered to clients, OpenSSL syntax (a TLS 1.3 suite list works too)."},
     {"ciphers_server", OT_STR, F(ciphers_server), 0, "Ciphers offered to servers, OpenSSL syntax (a TLS 1.3 suite list works too)."},
+    {"tls_ecdh_curve_client", OT_STR, F(tls_ecdh_curve_client), 0, "The one elliptic curve for the ECDHE key exchange with clients, e.g. secp384r1 or prime256v1 (OpenSSL's names); unset: OpenSSL's defaults."},
+    {"tls_ecdh_curve_server", OT_STR, F(tls_ecdh_curve_server), 0, "The one elliptic curve for the ECDHE key exchange with servers, as tls_ecdh_curve_client."},
+    {"cert_passphrase", OT_STR, F(cert_passphrase), 0, "Passphrase of the encrypted private keys in the certs files (config.yaml keeps it out of the process list)."},
+    {"request_client_cert", OT_BOOL, F(request_client_cert), 0, "Ask clients for a TLS client certificate (CertificateRequest); any certificate, or none, is accepted."},
     {"upstream_cert", OT_BOOL, F(upstream_cert), 0, "With connection_strategy=eager: add the server certificate's CN and SANs to the minted certificate (the eager connection does a TLS handshake). Lazy: no effect (see the man page)."},
     {"add_upstream_certs_to_client_chain", OT_BOOL, F(add_upstream_certs_to_client_chain), 0, "With connection_strategy=eager: send the server's certificates after ours. Lazy: no effect (see the man page)."},
     {"key_size", OT_INT, F(key_size), 0, "RSA bits of the minted certificates' key (1024 to 8192)."},
@@ -86,20 +93,27 @@ static const opt_desc opt_table[] = {
     {"block_global", OT_BOOL, F(block_global), 0, "Refuse connections from public IP addresses (loopback is always allowed)."},
     {"block_private", OT_BOOL, F(block_private), 0, "Refuse connections from private IP addresses (loopback is always allowed)."},
     {"upstream_auth", OT_STR, F(upstream_auth), 0, "user:pass sent as Proxy-Authorization: Basic to the upstream proxy (upstream mode, plain requests and CONNECT) or as Authorization (reverse mode)."},
+    {"http_connect_send_host_header", OT_BOOL, F(http_connect_send_host_header), 0, "Upstream mode: send a Host header with the CONNECT requests mitmlua sends to the upstream proxy (as mitmproxy 11+; mitmproxy 8 sent none)."},
+    {"connect_addr", OT_STR, F(connect_addr), 0, "Local IP address to connect to servers (and the upstream proxy) from; the server's name is then resolved in that address's family."},
     {"connection_strategy", OT_STR, F(connection_strategy), 0, "lazy: connect to a tunnel's target when the first request needs it; eager: connect before answering CONNECT/SOCKS5 and refuse (502, SOCKS error) when it cannot be reached."},
     {"http2", OT_BOOL, F(http2), 0, "Speak HTTP/2: with clients (h2 in ALPN, h2c prior knowledge) and with TLS servers that pick h2 in ALPN."},
     {"rawtcp", OT_BOOL, F(rawtcp), 0, "Relay what is not HTTP inside a tunnel as a TCP flow (else it is refused as a bad request)."},
+    {"websocket", OT_BOOL, F(websocket), 0, "Read WebSocket connections message by message (websocket hooks, the flow's messages); false relays them as bytes after the 101."},
+    {"http2_ping_keepalive", OT_INT, F(http2_ping_keepalive), 0, "Send a PING on an HTTP/2 connection to a server idle for this many seconds, so that it stays open (default 58). 0 = never."},
     {"keep_host_header", OT_BOOL, F(keep_host_header), 0, "Reverse mode: keep the client's Host header."},
+    {"keep_alt_svc_header", OT_BOOL, F(keep_alt_svc_header), 0, "Reverse mode: keep Alt-Svc headers as the server sent them (by default each host:port in them becomes the proxy's port, so that clients do not bypass the proxy)."},
     {"map_remote", OT_STRLIST, F(map_remote), F(nmap_remote), "Map remote resources to another remote URL: \"[/flow-filter]/url-regex/replacement\", any separator character (-M, repeatable)."},
     {"map_local", OT_STRLIST, F(map_local), F(nmap_local), "Map remote resources to a local file or directory: \"[/flow-filter]/url-regex/file-or-directory-path\" (repeatable)."},
     {"modify_headers", OT_STRLIST, F(modify_headers), F(nmodify_headers), "Set headers: \"[/flow-filter]/header-name/[@]header-value\"; @ reads the value from a file; an empty value removes the header (-H, repeatable)."},
     {"modify_body", OT_STRLIST, F(modify_body), F(nmodify_body), "Replace in bodies: \"[/flow-filter]/regex/[@]replacement\"; @ reads the replacement from a file (-B, repeatable)."},
+    {"block_list", OT_STRLIST, F(block_list), F(nblock_list), "Answer matching requests with an empty response of this status, or kill them with 444: \"/flow-filter/status-code\", any separator character (repeatable)."},
     {"anticache", OT_BOOL, F(anticache), 0, "Strip out request headers that might cause the server to return 304-not-modified."},
     {"anticomp", OT_BOOL, F(anticomp), 0, "Try to convince servers to send us un-compressed data."},
     {"stickycookie", OT_STR, F(stickycookie), 0, "Set sticky cookie filter. Matched against requests."},
     {"stickyauth", OT_STR, F(stickyauth), 0, "Set sticky auth filter. Matched against requests."},
     {"body_size_limit", OT_SIZE, F(body_size_limit), 0, "Largest body kept in memory (e.g. 64m); larger ones are refused with 413/502. 0 = no limit."},
     {"stream_large_bodies", OT_SIZE, F(stream_large_bodies), 0, "Response bodies larger than this (e.g. 5m) are passed on as they arrive instead of kept: hooks and the dump see the head only. 0 = keep every body."},
+    {"store_streamed_bodies", OT_BOOL, F(store_streamed_bodies), 0, "Keep the bodies of streamed responses (stream_large_bodies) too, for the response hook and the recordings, whatever their size."},
     {"max_header_size", OT_SIZE, F(max_header_size), 0, "Largest request or response header block; larger ones get 431 (request) or 502."},
     {"max_headers", OT_INT, F(max_headers), 0, "Most header fields in one message."},
     {"connect_timeout", OT_INT, F(connect_timeout), 0, "Seconds to connect (and handshake) to an upstream before 504."},
@@ -118,6 +132,8 @@ static const opt_desc opt_table[] = {
     {"proxy_debug", OT_BOOL, F(proxy_debug), 0, "Debug log of the proxy core (the same as termlog_verbosity=debug)."},
     {"dumper_default_contentview", OT_STR, F(dumper_default_contentview), 0, "Content view for bodies at flow_detail 3 and 4: auto (as mitmproxy's auto view chooses), raw, hex, json, xml/html, url-encoded, multipart form, image, query, protocol buffer, msgpack, grpc/protocol buffer."},
     {"onboarding", OT_BOOL, F(onboarding), 0, "Answer http://mitm.it/ with the onboarding page (CA certificates to download)."},
+    {"onboarding_host", OT_STR, F(onboarding_host), 0, "Host name the onboarding page is served under (default mitm.it)."},
+    {"onboarding_port", OT_INT, F(onboarding_port), 0, "Serve the onboarding page for requests to this port only (mitmproxy 8's option, whose default was 80); 0 = any port (the default, as mitmproxy 9+)."},
 };
 #undef F
 #define OPT_TABLE_N (sizeof opt_table / sizeof opt_table[0])
@@ -126,7 +142,7 @@ void opts_defaults(opts *o)
 {
     memset(o, 0, sizeof *o);
     o->listen_host = strdup("127.0.0.1");
-    o->listen_port = 8080;
+    o->listen_port = OPTS_LISTEN_PORT_DEFAULT;
     o->mode_spec = strdup("regular");
     o->mode = MODE_REGULAR;
     o->workers = 1;
@@ -160,6 +176,10 @@ void opts_defaults(opts *o)
     o->upstream_cert = true;
     o->key_size = 2048;
     o->onboarding = true;
+    o->onboarding_host = strdup("mitm.it");
+    o->http_connect_send_host_header = true;
+    o->http2_ping_keepalive = 58;
+    o->websocket = true;
     o->dumper_default_contentview = strdup("auto");
 }
 
@@ -178,10 +198,7 @@ typedef struct foreign_desc {
 
 static const foreign_desc foreign_table[] = {
     /* mitmdump 8.1.1 --options */
-    {"block_list", false, 'l', NULL},
-    {"cert_passphrase", false, 's', NULL},
     {"command_history", true, 'b', "true"},
-    {"connect_addr", false, 's', NULL},
     {"content_view_lines_cutoff", true, 'i', "512"},   /* the console's; mitmdump cuts at 70 lines */
     {"dns_listen_host", false, 's', NULL},
     {"dns_listen_port", false, 'i', "53"},
@@ -189,24 +206,15 @@ static const foreign_desc foreign_table[] = {
     {"dns_server", false, 'b', "false"},
     {"export_preserve_original_ip", true, 'b', "false"},
     {"normalize_outbound_headers", false, 'b', "true"},
-    {"onboarding_host", false, 's', "mitm.it"},
-    {"onboarding_port", false, 'i', "80"},
     {"validate_inbound_headers", false, 'b', "true"},
-    {"websocket", false, 'b', "true"},
-    /* mitmproxy 9-12 */
-    {"http2_ping_keepalive", false, 'i', "58"},
+    /* mitmproxy 9-12 (test/data/mitmproxy-options-11-12.tsv has 11/12's names) */
     {"http3", false, 'b', "true"},
-    {"keep_alt_svc_header", false, 'b', "false"},
-    {"request_client_cert", false, 'b', "false"},
-    {"store_streamed_bodies", false, 'b', "false"},
     {"strip_ech", false, 'b', "true"},
     {"udp_hosts", false, 'l', NULL},
     {"show_ignored_hosts", false, 'b', "false"},
     {"protobuf_definitions", false, 's', NULL},
     {"dns_name_servers", false, 'l', NULL},
     {"dns_use_hosts_file", false, 'b', "true"},
-    {"tls_ecdh_curve_client", false, 's', NULL},
-    {"tls_ecdh_curve_server", false, 's', NULL},
     {"intercept", true, 's', NULL},
     {"intercept_active", true, 'b', "false"},
     {"view_filter", true, 's', NULL},
@@ -445,8 +453,8 @@ static int opt_apply(opts *o, const opt_desc *d, const char *v, char *err, size_
 }
 
 /* mitmproxy's None: a string unset, a list emptied, a size limit off
- * (body_size_limit, stream_large_bodies: 0).  -1 for an option that has no
- * None. */
+ * (body_size_limit, stream_large_bodies: 0), listen_port 8080.  -1 for an
+ * option that has no None. */
 static int opt_set_none(opts *o, const opt_desc *d)
 {
     char *base = (char *)o;
@@ -469,6 +477,12 @@ static int opt_set_none(opts *o, const opt_desc *d)
         if (strcmp(d->name, "body_size_limit") != 0 && strcmp(d->name, "stream_large_bodies") != 0)
             return -1;
         *(uint64_t *)(base + d->off) = 0;
+        return 0;
+    case OT_INT:
+        /* mitmproxy 11+: None is the mode's default port */
+        if (strcmp(d->name, "listen_port") != 0)
+            return -1;
+        *(int *)(base + d->off) = OPTS_LISTEN_PORT_DEFAULT;
         return 0;
     default:
         return -1;
@@ -582,8 +596,9 @@ void opts_print(const opts *o)
     }
 }
 
-/* Values of the replay options that a string or int cannot constrain. */
-static int opts_check_replay(const opts *o, char *err, size_t errsz)
+/* Values of the replay options and connect_addr that a string or int cannot
+ * constrain. */
+static int opts_check_values(const opts *o, char *err, size_t errsz)
 {
     const char *x = o->server_replay_extra ? o->server_replay_extra : "forward";
     if (strcmp(x, "forward") != 0 && strcmp(x, "kill") != 0) {
@@ -593,6 +608,16 @@ static int opts_check_replay(const opts *o, char *err, size_t errsz)
             snprintf(err, errsz, "invalid value for server_replay_extra: '%s' (expected forward, kill or a status 200-599)", x);
             return -1;
         }
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (o->onboarding_port > 65535) {
+        snprintf(err, errsz, "invalid value for onboarding_port: %d (expected 0 to 65535)", o->onboarding_port);
+        return -1;
+    }
+    if (o->connect_addr && dial_source_parse(o->connect_addr, &ss, &sslen) < 0) {
+        snprintf(err, errsz, "invalid value for connect_addr: '%s' (expected an IPv4 or IPv6 address)", o->connect_addr);
+        return -1;
     }
     const char *c = o->client_replay_compare;
     if (c && strcmp(c, "status") != 0 && strcmp(c, "headers") != 0 && strcmp(c, "body") != 0) {
@@ -656,6 +681,9 @@ static int config_apply(void *ud, const char *key, char **vals, size_t nvals, bo
     }
     if (cu->cli[d - opt_table])
         return 0;
+    /* mitmproxy 11+ writes mode as a list of modes; mitmlua runs one */
+    if (is_list && d->type == OT_MODE && nvals == 1)
+        return opt_apply(cu->o, d, vals[0], err, errsz);
     if (is_list) {
         snprintf(err, errsz, "%s: expected a single value, not a list", key);
         return -1;
@@ -708,8 +736,10 @@ static void usage(FILE *out)
         "      --tcp-hosts REGEX       relay these as raw TCP (repeatable)\n"
         "      --upstream-auth USER:PASS  credentials for upstream/reverse mode\n"
         "      --proxyauth SPEC        require proxy authentication: user:pass, any, @htpasswd\n"
-        "      --[no-]rawtcp, --certs, --cert-passphrase, --key-size\n"
-        "                              mitmdump's; only their defaults are accepted\n"
+        "      --certs [DOMAIN=]PATH   our own certificate instead of a minted one\n"
+        "      --cert-passphrase PASS  decrypts the keys of --certs files\n"
+        "      --key-size BITS         RSA bits of minted certificates (2048)\n"
+        "      --[no-]rawtcp           relay what is not HTTP in a tunnel as a TCP flow (on)\n"
         "      --stickycookie FILTER   replay cookies set by servers to matching requests\n"
         "      --stickyauth FILTER     replay Authorization headers to matching requests\n"
         "      --confdir DIR           CA and config directory (~/.mitmlua)\n"
@@ -985,7 +1015,7 @@ int opts_parse(opts *o, int argc, char **argv)
                 o->dumper_default_contentview);
         return 2;
     }
-    if (opts_check_replay(o, err, sizeof err) < 0) {
+    if (opts_check_values(o, err, sizeof err) < 0) {
         fprintf(stderr, "mitmlua: %s\n", err);
         return 2;
     }

@@ -67,6 +67,7 @@ static const char *const hook_names[SCRIPT_HOOK__COUNT] = {
     "client_connected", "client_disconnected", "server_connect", "server_connected",
     "server_disconnected", "tls_clienthello", "tls_start_client", "tls_start_server",
     "tls_established_client", "tls_established_server", "tls_failed_client", "tls_failed_server",
+    "http_connect_upstream",
 };
 
 const char *script_hook_name(enum script_hook h) { return hook_names[h]; }

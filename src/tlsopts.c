@@ -160,10 +160,11 @@ static int add_cert_names(own_cert *c)
     return rc;
 }
 
-/* A PEM file with a certificate, the chain after it and its private key.
- * `what` names the option in messages. */
-static int load_pem_bundle(const char *path, const char *what, X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
-                           char *err, size_t errsz)
+/* A PEM file with a certificate, the chain after it and its private key,
+ * encrypted with `pass` (NULL: unencrypted).  `what` names the option in
+ * messages. */
+static int load_pem_bundle(const char *path, const char *what, const char *pass, X509 **cert, EVP_PKEY **key,
+                           STACK_OF(X509) **chain, char *err, size_t errsz)
 {
     *cert = NULL;
     *key = NULL;
@@ -182,10 +183,12 @@ static int load_pem_bundle(const char *path, const char *what, X509 **cert, EVP_
     }
     ERR_clear_error();
     rewind(f);
-    *key = PEM_read_PrivateKey(f, NULL, NULL, (void *)"");
+    /* a passphrase given as the callback's argument, never asked for */
+    *key = PEM_read_PrivateKey(f, NULL, NULL, (void *)(pass ? pass : ""));
     ERR_clear_error();
     fclose(f);
     const char *why = !*cert ? "no PEM certificate in it"
+                    : !*key && pass ? "no PEM private key in it that cert_passphrase decrypts"
                     : !*key ? "no (unencrypted) PEM private key in it"
                     : X509_check_private_key(*cert, *key) != 1 ? "its private key does not match its certificate"
                     : NULL;
@@ -202,7 +205,7 @@ static int load_pem_bundle(const char *path, const char *what, X509 **cert, EVP_
     return -1;
 }
 
-static int load_own_cert(const char *spec, own_cert *c, char *err, size_t errsz)
+static int load_own_cert(const char *spec, const char *pass, own_cert *c, char *err, size_t errsz)
 {
     const char *dom, *path;
     size_t dl;
@@ -211,7 +214,7 @@ static int load_own_cert(const char *spec, own_cert *c, char *err, size_t errsz)
         snprintf(err, errsz, "invalid value for certs: '%s' (expected [domain=]path)", spec);
         return -1;
     }
-    if (load_pem_bundle(path, "certs", &c->cert, &c->key, &c->chain, err, errsz) < 0)
+    if (load_pem_bundle(path, "certs", pass, &c->cert, &c->key, &c->chain, err, errsz) < 0)
         return -1;
     if (add_name(c, dom, dl) < 0 || add_cert_names(c) < 0) {
         own_cert_free(c);
@@ -289,9 +292,20 @@ static int set_ciphers(SSL_CTX *ctx, const char *s)
     return -1;
 }
 
+/* tls_ecdh_curve_*: one curve, as mitmproxy's set_tmp_ecdh offers one (a
+ * list of OpenSSL's is refused: the option names a curve) */
+static int set_curve(SSL_CTX *ctx, const char *name)
+{
+    if (!*name || strchr(name, ':') || SSL_CTX_set1_groups_list(ctx, name) != 1) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
 static int check_ciphers(const opts *o, char *err, size_t errsz)
 {
-    if (!o->ciphers_client && !o->ciphers_server)
+    if (!o->ciphers_client && !o->ciphers_server && !o->tls_ecdh_curve_client && !o->tls_ecdh_curve_server)
         return 0;
     SSL_CTX *ctx = SSL_CTX_new(TLS_method());
     int rc = 0;
@@ -305,6 +319,13 @@ static int check_ciphers(const opts *o, char *err, size_t errsz)
             snprintf(err, errsz, "invalid value for %s: '%s' (no cipher OpenSSL knows in it)", names[i], vals[i]);
             rc = -1;
         }
+    const char *cnames[2] = {"tls_ecdh_curve_client", "tls_ecdh_curve_server"},
+               *curves[2] = {o->tls_ecdh_curve_client, o->tls_ecdh_curve_server};
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (curves[i] && set_curve(ctx, curves[i]) < 0) {
+            snprintf(err, errsz, "invalid value for %s: '%s' (not a curve OpenSSL knows)", cnames[i], curves[i]);
+            rc = -1;
+        }
     SSL_CTX_free(ctx);
     return rc;
 }
@@ -314,7 +335,7 @@ static int check_files(const opts *o, char *err, size_t errsz)
     struct stat st;
     for (size_t i = 0; i < o->ncerts; i++) {
         own_cert c;
-        if (load_own_cert(o->certs[i], &c, err, errsz) < 0)
+        if (load_own_cert(o->certs[i], o->cert_passphrase, &c, err, errsz) < 0)
             return -1;
         own_cert_free(&c);
     }
@@ -327,7 +348,7 @@ static int check_files(const opts *o, char *err, size_t errsz)
             X509 *x;
             EVP_PKEY *k;
             STACK_OF(X509) *ch;
-            if (load_pem_bundle(o->client_certs, "client_certs", &x, &k, &ch, err, errsz) < 0)
+            if (load_pem_bundle(o->client_certs, "client_certs", NULL, &x, &k, &ch, err, errsz) < 0)
                 return -1;
             X509_free(x);
             EVP_PKEY_free(k);
@@ -398,14 +419,28 @@ static int apply_versions(SSL_CTX *ctx, const char *min_s, const char *max_s, ch
     return 0;
 }
 
+/* request_client_cert: whatever certificate the client sends, or none, is
+ * taken (mitmproxy's accept-all verify): the point is to ask for one. */
+static int accept_any_cert(int ok, X509_STORE_CTX *store)
+{
+    (void)ok, (void)store;
+    return 1;
+}
+
 int tlsopts_apply_server(SSL_CTX *ctx, const opts *o, char *err, size_t errsz)
 {
+    if (o->request_client_cert)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_cert);
     if (apply_versions(ctx, o->tls_version_client_min, o->tls_version_client_max, err, errsz) < 0)
         return -1;
     if (o->key_size < 2048 && SSL_CTX_get_security_level(ctx) > 1)
         SSL_CTX_set_security_level(ctx, 1);
     if (o->ciphers_client && set_ciphers(ctx, o->ciphers_client) < 0) {
         snprintf(err, errsz, "invalid value for ciphers_client: '%s'", o->ciphers_client);
+        return -1;
+    }
+    if (o->tls_ecdh_curve_client && set_curve(ctx, o->tls_ecdh_curve_client) < 0) {
+        snprintf(err, errsz, "invalid value for tls_ecdh_curve_client: '%s'", o->tls_ecdh_curve_client);
         return -1;
     }
     if (!o->ncerts && !o->upstream_cert && !o->add_upstream_certs_to_client_chain)
@@ -420,7 +455,7 @@ int tlsopts_apply_server(SSL_CTX *ctx, const opts *o, char *err, size_t errsz)
         return -1;
     }
     for (; d->ncerts < o->ncerts; d->ncerts++)
-        if (load_own_cert(o->certs[d->ncerts], &d->certs[d->ncerts], err, errsz) < 0)
+        if (load_own_cert(o->certs[d->ncerts], o->cert_passphrase, &d->certs[d->ncerts], err, errsz) < 0)
             return -1; /* the context's free frees what was loaded */
     return 0;
 }
@@ -483,6 +518,10 @@ int tlsopts_apply_client(SSL_CTX *ctx, const opts *o, char *err, size_t errsz)
         return -1;
     if (o->ciphers_server && set_ciphers(ctx, o->ciphers_server) < 0) {
         snprintf(err, errsz, "invalid value for ciphers_server: '%s'", o->ciphers_server);
+        return -1;
+    }
+    if (o->tls_ecdh_curve_server && set_curve(ctx, o->tls_ecdh_curve_server) < 0) {
+        snprintf(err, errsz, "invalid value for tls_ecdh_curve_server: '%s'", o->tls_ecdh_curve_server);
         return -1;
     }
     if (!o->ssl_insecure && o->ssl_verify_upstream_trusted_confdir &&

@@ -26,6 +26,7 @@
 #include "tls.h"
 #include "tlshello.h"
 #include "tlsopts.h"
+#include "upconnect.h"
 
 /* rawtcp: how long a silent client in a tunnel is waited for before its
  * connection is taken for a server-first protocol, and how much of a TCP
@@ -535,11 +536,17 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
             /* ask the upstream proxy for a tunnel; the target's address is
              * the proxy's to know, so the flow keeps the target's name */
             f->server.timestamp_tcp_setup = flow_now();
-            char hb[300];
-            const char *h = flow_host_for_url(c->tunnel_host, hb, sizeof hb);
-            evbuffer_add_printf(bufferevent_get_output(bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n", h,
-                                c->tunnel_port, h, c->tunnel_port, c->w->upstream_auth_line);
-            c->state = C_PASSTHROUGH_PROXY;
+            char why[300];
+            if (upconnect_write(c->w, &c->info, c->tunnel_host, c->tunnel_port, bufferevent_get_output(bev), why,
+                                sizeof why) == 0) {
+                c->state = C_PASSTHROUGH_PROXY;
+                return;
+            }
+            flow_set_error(f, why);
+            bufferevent_free(c->peer);
+            c->peer = NULL;
+            tunnel_reply_error(c, 502, why);
+            client_close_after_write(c);
             return;
         }
         if (what & BEV_EVENT_CONNECTED) {

@@ -33,6 +33,7 @@
 #include <openssl/err.h>
 
 #include "bevio.h"
+#include "dial.h"
 #include "h1.h"
 #include "h2.h"
 #include "log.h"
@@ -40,6 +41,7 @@
 #include "script.h"
 #include "tls.h"
 #include "tlsopts.h"
+#include "upconnect.h"
 
 #define BEV_OPTS (BEV_OPT_DEFER_CALLBACKS)
 /* A response body is allocated whole from its Content-Length up to this
@@ -84,6 +86,8 @@ struct upstream {
     char *sni;               /* the SNI it was opened with (a pool matches it) */
     char *log_line;          /* -v: "CLIENT: server ... ADDR" once connected */
     exch_pool *pool;         /* the pool that may share it, or NULL */
+    struct event *ping_ev;   /* http2_ping_keepalive's timer */
+    double last_active;      /* HTTP/2: when a frame last went either way */
     upstream *pool_prev, *pool_next;
 };
 
@@ -119,6 +123,8 @@ static void upstream_free(upstream *u)
         server_event(u, NULL, SCRIPT_HOOK_SERVER_DISCONNECTED, NULL);
     }
     bevio_detach(&u->wio);
+    if (u->ping_ev)
+        event_free(u->ping_ev);
     if (u->bev)
         bufferevent_free(u->bev);
     flow_response_free(u->connect_resp);
@@ -338,7 +344,10 @@ int upstream_connect(worker *w, struct bufferevent *bev, const char *host, uint1
     /* RFC 6761 §6.3: names under .localhost are loopback, without DNS */
     if (hl > 10 && strcasecmp(host + hl - 10, ".localhost") == 0)
         host = "127.0.0.1";
-    if (bufferevent_socket_connect_hostname(bev, w->dns, AF_UNSPEC, host, port) < 0) {
+    int family = AF_UNSPEC;
+    if (w->sh->o->connect_addr && dial_bind_source(bev, w->sh->o->connect_addr, &family, err, errsz) < 0)
+        return -1;
+    if (bufferevent_socket_connect_hostname(bev, w->dns, family, host, port) < 0) {
         upstream_error_text(w->sh->o, bev, host, port, false, false, BEV_EVENT_ERROR, err, errsz);
         return -1;
     }
@@ -409,7 +418,9 @@ static void send_request(exch *x)
 }
 
 /* Switch this response to streaming: the head goes out now, with what
- * was buffered of the body, and nothing more is kept. */
+ * was buffered of the body, and nothing more is kept — unless
+ * store_streamed_bodies, which keeps the whole body for the hooks and the
+ * recording (stream_kept), whatever its size. */
 static void start_stream(exch *x)
 {
     flow_response *r = x->f->response;
@@ -417,7 +428,18 @@ static void start_stream(exch *x)
     x->ops->stream_head(x);
     if (r->content.len)
         x->ops->stream_data(x, r->content.p, r->content.len);
-    bytes_free(&r->content);
+    if (!x->w->sh->o->store_streamed_bodies)
+        bytes_free(&r->content);
+}
+
+/* Bytes of a streamed body: passed on, and kept with store_streamed_bodies.
+ * -1 when out of memory. */
+static int stream_kept(exch *x, const char *p, size_t n)
+{
+    x->ops->stream_data(x, p, n);
+    if (x->w->sh->o->store_streamed_bodies && x->f && x->f->response)
+        return bytes_append(&x->f->response->content, p, n);
+    return 0;
 }
 
 static bool stream_wanted(const exch *x, uint64_t size)
@@ -462,10 +484,8 @@ static int h1_on_body(void *ud, const char *at, size_t n)
     if (u->phase == U_PROXY_CONNECT)
         return -1; /* a 2xx to CONNECT has no body; anything else is refused */
     exch *x = u->users;
-    if (x->streaming) {
-        x->ops->stream_data(x, at, n);
-        return 0;
-    }
+    if (x->streaming)
+        return stream_kept(x, at, n);
     bytes *b = &x->f->response->content;
     if (bytes_append(b, at, n) < 0)
         return -1;
@@ -506,6 +526,7 @@ static SSL *new_ssl(exch *x, char *err, size_t errsz)
 }
 
 static int h2_begin(exch *x);
+static void h2_keepalive_start(upstream *u);
 static upstream *pool_find(const exch *x, const char *host, uint16_t port, bool tls, bool via_proxy);
 
 static void upstream_hold(upstream *u);
@@ -581,10 +602,12 @@ static void on_connected(exch *x)
         server_event(u, x->f, SCRIPT_HOOK_SERVER_CONNECTED, NULL);
         if (u->via_proxy) {
             /* ask the upstream proxy for a tunnel to the real target */
-            char hb[300];
-            const char *h = flow_host_for_url(u->host, hb, sizeof hb);
-            evbuffer_add_printf(bufferevent_get_output(u->bev), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n",
-                                h, u->port, h, u->port, x->w->upstream_auth_line);
+            char err[300];
+            if (upconnect_write(x->w, x->f ? &x->f->client : NULL, u->host, u->port, bufferevent_get_output(u->bev),
+                                err, sizeof err) < 0) {
+                fail_users(u, 502, err);
+                return;
+            }
             u->phase = U_PROXY_CONNECT;
             u->connect_resp = flow_response_new();
             h1_parser_begin_response(u->parser, u->connect_resp, true);
@@ -606,6 +629,8 @@ static void on_connected(exch *x)
             fail_users(u, 500, "out of memory");
             return;
         }
+        if (u->h2)
+            h2_keepalive_start(u);
     }
     dispatch_connected(u);
 }
@@ -928,7 +953,8 @@ static int h2_on_data(void *ud, int32_t sid, const uint8_t *data, size_t n)
         start_stream(x);
     if (!x->streaming)
         return 0; /* into the flow: h2.c reopens the window itself */
-    x->ops->stream_data(x, (const char *)data, n);
+    if (stream_kept(x, (const char *)data, n) < 0)
+        log_error("store_streamed_bodies: out of memory: the body kept of %s is cut", x->f->request->host);
     /* the owner took the bytes; if that filled its client's buffer it
      * paused us, and the server's window stays shut until it resumes */
     if (x->paused)
@@ -999,7 +1025,36 @@ static int h2_begin(exch *x)
 /* Queue what the session has for the server.  0 or -1. */
 static int h2_pump(upstream *u)
 {
+    u->last_active = flow_now();
     return h2_conn_flush(u->h2, bufferevent_get_output(u->bev), H2_OUT_HIGH);
+}
+
+/* http2_ping_keepalive (mitmproxy's): a connection idle that long gets a
+ * PING, so that a server or a middlebox that drops idle connections keeps
+ * it for the exchanges to come; checked again when it would next be due. */
+static void h2_keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    upstream *u = arg;
+    int every = u->w->sh->o->http2_ping_keepalive;
+    double idle = flow_now() - u->last_active;
+    if (idle + 1 > every && !u->broken && h2_ping(u->h2) == 0) {
+        log_debug("send HTTP/2 keep-alive PING to %s:%u", u->host, u->port);
+        h2_pump(u);
+        idle = 0;
+    }
+    struct timeval tv = {every - (int)idle > 1 ? every - (int)idle : 1, 0};
+    event_add(u->ping_ev, &tv);
+}
+
+static void h2_keepalive_start(upstream *u)
+{
+    int every = u->w->sh->o->http2_ping_keepalive;
+    u->last_active = flow_now();
+    if (every <= 0 || !(u->ping_ev = event_new(u->w->base, -1, 0, h2_keepalive_cb, u)))
+        return;
+    struct timeval tv = {every, 0};
+    event_add(u->ping_ev, &tv);
 }
 
 /* read_timeout runs while some stream waits for a server that may send:
@@ -1217,6 +1272,7 @@ static void h2_read(upstream *u)
 {
     struct evbuffer *in = bufferevent_get_input(u->bev);
     int rc = 0;
+    u->last_active = flow_now();
     upstream_hold(u);
     while (rc == 0 && evbuffer_get_length(in)) {
         size_t n = evbuffer_get_contiguous_space(in);

@@ -145,15 +145,7 @@ worker *worker_new(shared *sh, int index, char *err, size_t errsz)
     w->tcp_hosts = w->allow_hosts ? hostmatch_new(o->tcp_hosts, o->ntcp_hosts, "tcp_hosts", err, errsz) : NULL;
     if (!w->tcp_hosts)
         goto fail;
-    if (o->upstream_auth) {
-        w->upstream_auth = dial_basic_auth(o->upstream_auth);
-        size_t n = w->upstream_auth ? strlen(w->upstream_auth) + 32 : 0;
-        if (n && (w->upstream_auth_line = malloc(n)))
-            snprintf(w->upstream_auth_line, n, "Proxy-Authorization: %s\r\n", w->upstream_auth);
-    } else {
-        w->upstream_auth_line = strdup("");
-    }
-    if (!w->upstream_auth_line) {
+    if (o->upstream_auth && !(w->upstream_auth = dial_basic_auth(o->upstream_auth))) {
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
@@ -201,6 +193,7 @@ worker *worker_new(shared *sh, int index, char *err, size_t errsz)
         script_env_set_worker(w->scripts, w);
     }
     flowrun_env_init(&w->run, sh, w->scripts, w->base);
+    w->run.listen_port = w->port;
     script_env_watch(w->scripts);
     return w;
 fail:
@@ -260,7 +253,6 @@ void worker_join_free(worker *w)
     guard_listener_free(w->guard);
     hostmatch_free(w->tcp_hosts);
     free(w->upstream_auth);
-    free(w->upstream_auth_line);
     if (w->listener)
         evconnlistener_free(w->listener);
     if (w->wake_ev)

@@ -52,6 +52,7 @@ class H2Server:
         self.port = self.sock.getsockname()[1]
         self.log = []          # (alpn, method, path) of every request
         self.conns = 0         # connections accepted (TLS done)
+        self.pings = 0         # PING frames received (not ACKs)
         self.counts = {}
         self.sent = 0          # DATA bytes sent, as the peer's windows allowed
         self.lock = threading.Lock()
@@ -173,6 +174,8 @@ class H2Conn:
                 if st is not None:
                     self.flush()
                     self.answer(ev.stream_id, st)
+            elif isinstance(ev, h2.events.PingReceived):
+                self.server.pings += 1   # the h2 library queues the ACK
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.done = True
         self.flush()

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """mitmdump's flow-changing options: map_remote (-M), map_local,
 modify_headers (-H), modify_body (-B), anticache, anticomp, stickycookie,
-stickyauth, and CONFDIR/config.yaml, end to end with curl and backend.py.
+stickyauth, block_list (mitmproxy 9+), and CONFDIR/config.yaml, end to end with curl and backend.py.
 
 Also runs against mitmdump (PROXY=mitmdump) where the behaviour is the
 same; the differences (Host keeps the port after -M, our error messages)
@@ -303,6 +303,46 @@ def stickyauth_replays_authorization():
     H.curl(a.url("/echo?login"), proxy=p, headers=["Authorization: Basic dTpw"])
     H.curl(a.url("/echo?later"), proxy=p)
     assert hdr(last(a, "/echo?later"), "Authorization") == "Basic dTpw"
+
+
+# ---- block_list (mitmproxy 9+; not in mitmdump 8.1.1) -----------------------
+
+
+@test
+def block_list_answers_or_kills_matching_requests():
+    H.skip_if_mitmdump("mitmdump 8.1.1 has no block_list")
+    a = Backend().start()   # its own: the log must hold this test's requests only
+    seen = os.path.join(H.tmpdir("block"), "seen")
+    s = H.script("seen", lua='''
+function request(flow)
+  local f = io.open(%s, "a")
+  f:write(flow.request.path, " ", tostring(flow.response and flow.response.status_code), " ",
+          tostring(flow.metadata.blocklisted), "\\n")
+  f:close()
+end
+''' % H.lua_quote(seen), py="")
+    p = proxy("-s", s, "--set", "block_list=|~u /blocked|403", "--set", "block_list=#~u /kill#444")
+    r = H.curl(a.url("/blocked/x"), proxy=p)
+    assert r.rc == 0 and r.status == 403 and r.body == b"", r
+    assert H.header(r.headers, "Server").startswith("mitmlua"), r.headers
+    r = H.curl(a.url("/kill"), proxy=p)
+    assert r.rc != 0 and r.status is None, r          # no answer at all
+    echo(H.curl(a.url("/echo"), proxy=p))
+    assert a.paths() == ["/echo"], a.paths()           # the blocked never left
+    # the request hook saw the blocked flow answered and marked (the killed
+    # one ended before the hooks)
+    assert H.read(seen).splitlines() == ["/blocked/x 403 true", "/echo nil nil"], H.read(seen)
+
+
+@test
+def block_list_bad_specs_are_usage_errors():
+    H.skip_if_mitmdump("our messages")
+    for spec, why in (("/~u x", "expected /flow-filter/status-code"), ("/~u x/404/y", "expected"),
+                      ("/~u x/abc", "invalid HTTP status code: abc"), ("/~c x/404", "invalid filter"),
+                      ("", "expected")):
+        rc, err = run_fail(["--set", "block_list=" + spec])
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and "block_list" in lines[0] and why in lines[0], (spec, rc, err)
 
 
 # ---- bad values ------------------------------------------------------------

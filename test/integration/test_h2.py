@@ -603,6 +603,49 @@ def reverse_to_origin(*args):
                     "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert] + list(args)).start()
 
 
+@test(timeout=60)
+def store_streamed_bodies_from_an_h2_server():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    p = reverse_to_origin("--set", "stream_large_bodies=1m", "--set", "store_streamed_bodies=true",
+                          "--set", "console_format=jsonl")
+    size = 3 * 1024 * 1024
+    r = H.curl(p.url + "/bytes/%d" % size)
+    assert r.rc == 0 and r.status == 200 and len(r.body) == size, r
+    assert H.wait_for(lambda: p.stdout.strip(), 10)
+    f = json.loads(p.stdout.splitlines()[0])
+    assert f["server_alpn"] == "h2" and f["response_size"] == size, f
+
+
+@test(timeout=60)
+def http2_ping_keepalive_pings_an_idle_server_connection():
+    H.skip_if_mitmdump(MITMDUMP_UPSTREAM)
+    from h2server import H2Server
+    o = H2Server(pki().cert, pki().key).start()   # its own PING count
+    p = H.Proxy(["--mode", "reverse:https://localhost:%d" % o.port, "--set", "http2_ping_keepalive=1",
+                 "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+    c = H.Conn("127.0.0.1", p.port)
+    c.send(b"GET /bytes/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert c.response()[0] == 200
+    assert o.pings == 0, o.pings          # just busy: no PING
+    # idle: PINGs, about one a second, on the connection kept for the client
+    assert H.wait_for(lambda: o.pings >= 2, timeout=6), o.pings
+    c.send(b"GET /bytes/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert c.response()[0] == 200
+    assert o.conns == 1 and len(o.log) == 2, (o.conns, o.log)
+    c.close()
+    o.pings = 0
+    # 0 turns them off
+    q = H.Proxy(["--mode", "reverse:https://localhost:%d" % o.port, "--set", "http2_ping_keepalive=0",
+                 "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert], label="no-ping").start()
+    c = H.Conn("127.0.0.1", q.port)
+    c.send(b"GET /bytes/10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert c.response()[0] == 200
+    time.sleep(2.5)
+    assert o.pings == 0, o.pings
+    c.close()
+    o.stop()
+
+
 @test(timeout=90)
 def upstream_h2_flow_control_with_a_slow_client():
     H.skip_if_mitmdump(MITMDUMP_UPSTREAM)

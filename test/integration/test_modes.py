@@ -299,6 +299,7 @@ class RecordingUpstreamProxy:
     def __init__(self, force=None):
         self.force = force   # (host, port): every target goes there
         self.heads = []
+        self.peers = []      # the address each connection came from
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -311,6 +312,7 @@ class RecordingUpstreamProxy:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            self.peers.append(c.getpeername()[0])
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
     def serve(self, c):
@@ -400,10 +402,177 @@ def upstream_auth_in_reverse_mode_is_authorization():
 
 
 @test
+def reverse_mode_points_alt_svc_at_the_proxy():
+    """mitmproxy's update_alt_svc (keep_alt_svc_header=false): each
+    host:port in Alt-Svc becomes the proxy's port; fields are joined."""
+    only_mitmlua()
+    b = backend()
+    q = "/headers?Alt-Svc=h3%3D%22alt.example%3A8443%22%3B%20ma%3D60&Alt-Svc=h2%3D%22%3A443%22"
+    p = H.Proxy(["--mode", "reverse:http://127.0.0.1:%d" % b.port]).start()
+    r = H.curl(p.url + q)
+    assert r.status == 200, r
+    assert [v for k, v in r.headers if k.lower() == "alt-svc"] == \
+        ['h3=":%d"; ma=60, h2=":%d"' % (p.port, p.port)], r.headers
+    # kept as sent with keep_alt_svc_header, and outside reverse mode
+    for args, url in ((["--mode", "reverse:http://127.0.0.1:%d" % b.port, "--set", "keep_alt_svc_header=true"],
+                       None), ([], b.url(q))):
+        p2 = H.Proxy(args).start()
+        r = H.curl(url or p2.url + q, proxy=None if url is None else p2)
+        assert [v for k, v in r.headers if k.lower() == "alt-svc"] == ['h3="alt.example:8443"; ma=60',
+                                                                       'h2=":443"'], (args, r.headers)
+
+
+@test
 def upstream_auth_without_colon_is_a_usage_error():
     only_mitmlua()
     r = subprocess.run([H.BIN, "--set", "upstream_auth=nocolon"], capture_output=True, timeout=10)
     assert r.returncode == 2 and b"upstream_auth" in r.stderr and len(r.stderr.splitlines()) == 1, r
+
+
+# ---- http_connect_upstream ---------------------------------------------------------
+
+def connects(up):
+    return [h for h in up.heads if h.startswith("CONNECT ")]
+
+
+def tunnel_both_ways(p, b, tb):
+    """Through p: an intercepted tunnel (curl --proxytunnel, plain HTTP
+    inside) and one that ignore_hosts passes through (TLS end to end).
+    mitmdump 8.1.1 intercepts the second one too in upstream mode: there,
+    only the first."""
+    r = H.curl(b.url("/echo"), proxy=p, args=["--proxytunnel"])
+    assert r.rc == 0 and r.status == 200, r
+    inner = dict((k.lower(), v) for k, v in json.loads(r.body)["headers"])
+    if not H.IS_MITMDUMP:
+        r2 = H.curl("https://localhost:%d/bytes/5" % tb.port, proxy=p, cacert=pki().ca_cert)
+        assert r2.rc == 0 and r2.body == payload(5), r2
+    return inner
+
+
+@test
+def http_connect_upstream_hook_sets_headers_of_our_connect():
+    """The same script's Python form passes against mitmdump 8.1.1, but for
+    the Host header (mitmproxy 11+'s http_connect_send_host_header)."""
+    b, tb = backend(), tls_backend()
+    up = RecordingUpstreamProxy()
+    log = os.path.join(H.tmpdir("hcu"), "seen")
+    s = H.script("hcu", lua='''
+function http_connect_upstream(flow)
+  local r = flow.request
+  local f = io.open(%s, "a")
+  f:write(r.method, " ", r.host, ":", r.port, " ", r.headers["Proxy-Authorization"] or "-", " ",
+          flow.server_conn.address[2], "\\n")
+  f:close()
+  r.headers["X-Upstream-Token"] = "t-" .. r.port
+end
+''' % H.lua_quote(log), py='''
+def http_connect_upstream(flow):
+    r = flow.request
+    with open(%r, "a") as f:
+        f.write("%%s %%s:%%d %%s %%d\\n" %% (r.method, r.host, r.port, r.headers.get("Proxy-Authorization", "-"),
+                                          flow.server_conn.address[1]))
+    r.headers["X-Upstream-Token"] = "t-%%d" %% r.port
+''' % log)
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "-s", s, "--set", "upstream_auth=u:pw",
+                 "--set", "ignore_hosts=^localhost:"]).start()
+    inner = tunnel_both_ways(p, b, tb)
+    assert "x-upstream-token" not in inner, inner   # on the CONNECT only
+    auth = "Basic " + base64.b64encode(b"u:pw").decode()
+    heads = connects(up)
+    n = 1 if H.IS_MITMDUMP else 2
+    assert len(heads) == n, up.heads
+    for h, (host, port) in zip(heads, (("127.0.0.1", b.port), ("localhost", tb.port))):
+        assert h.startswith("CONNECT %s:%d HTTP/1.1\r\n" % (host, port)), h
+        want = ["Proxy-Authorization: " + auth, "X-Upstream-Token: t-%d" % port]
+        if not H.IS_MITMDUMP:
+            want.append("Host: %s:%d" % (host, port))
+        for line in want:
+            assert "\r\n%s\r\n" % line in h, (line, h)
+    # the hook saw mitmproxy's flow: the CONNECT to the target, the upstream
+    # proxy as the server, and not yet upstream_auth's header (mitmproxy runs
+    # the scripts' hooks before its upstream_auth addon)
+    assert H.read(log).splitlines() == ["CONNECT 127.0.0.1:%d - %d" % (b.port, up.port),
+                                        "CONNECT localhost:%d - %d" % (tb.port, up.port)][:n], H.read(log)
+
+
+@test
+def without_the_hook_our_connect_is_unchanged():
+    only_mitmlua()
+    b, tb = backend(), tls_backend()
+    for extra, host_line in (([], True), (["--set", "http_connect_send_host_header=false"], False)):
+        up = RecordingUpstreamProxy()
+        p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "--set", "ignore_hosts=^localhost:"]
+                    + extra).start()
+        tunnel_both_ways(p, b, tb)
+        want = ["CONNECT %s HTTP/1.1\r\n%s\r\n" % (a, "Host: %s\r\n" % a if host_line else "")
+                for a in ("127.0.0.1:%d" % b.port, "localhost:%d" % tb.port)]
+        assert connects(up) == want, (extra, up.heads)
+        p.stop()
+
+
+@test
+def http_connect_upstream_reaches_a_real_upstream_proxy():
+    """mitmlua in regular mode as the upstream proxy: its connect hook
+    records the CONNECT headers it got."""
+    only_mitmlua()
+    b = backend()
+    log = os.path.join(H.tmpdir("hcu"), "upstream-saw")
+    rec = H.script("rec", lua='''
+function connect(flow)
+  local f = io.open(%s, "a")
+  for name, value in flow.request.headers:items() do f:write(name, ": ", value, "\\n") end
+  f:close()
+end
+''' % H.lua_quote(log), py="")
+    upstream = H.Proxy(["-s", rec], label="upstream").start()
+    s = H.script("hcu", lua='''
+function http_connect_upstream(flow)
+  flow.request.headers["X-Upstream-Token"] = "secret-1"
+end
+''', py="")
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % upstream.port, "-s", s]).start()
+    r = H.curl(b.url("/bytes/7"), proxy=p, args=["--proxytunnel"])
+    assert r.rc == 0 and r.body == payload(7), r
+    assert H.read(log).splitlines() == ["Host: 127.0.0.1:%d" % b.port, "X-Upstream-Token: secret-1"], H.read(log)
+
+
+@test
+def http_connect_upstream_kill_fails_the_tunnel():
+    only_mitmlua()
+    b = backend()
+    up = RecordingUpstreamProxy()
+    s = H.script("hcu", lua="function http_connect_upstream(flow) flow:kill() end\n", py="")
+    p = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "-s", s]).start()
+    r = H.curl(b.url("/bytes/7"), proxy=p, args=["--proxytunnel"])
+    assert r.status == 502 and b"killed by a script" in r.body, r
+    assert connects(up) == [], up.heads
+
+
+# ---- connect_addr ---------------------------------------------------------------
+
+@test
+def connect_addr_is_the_source_of_server_connections():
+    only_mitmlua()
+    b = Backend().start()    # its own log
+    p = H.Proxy(["--set", "connect_addr=127.0.0.2"]).start()
+    assert H.curl(b.url("/bytes/3"), proxy=p).status == 200
+    up = RecordingUpstreamProxy(force=("127.0.0.1", b.port))
+    u = H.Proxy(["--mode", "upstream:http://127.0.0.1:%d" % up.port, "--set", "connect_addr=127.0.0.3"]).start()
+    assert H.curl(b.url("/bytes/4"), proxy=u, args=["--proxytunnel"]).status == 200
+    # the backend sees us, then the upstream proxy; the upstream proxy sees us
+    assert [e["client"][0] for e in b.log] == ["127.0.0.2", "127.0.0.1"], b.log
+    assert up.peers == ["127.0.0.3"], up.peers
+    # without it: the system's choice (127.0.0.1 towards 127.0.0.1)
+    d = H.Proxy(label="default").start()
+    assert H.curl(b.url("/bytes/5"), proxy=d).status == 200
+    assert b.log[-1]["client"][0] == "127.0.0.1", b.log
+    # an address the host does not have fails the flow, and a non-address
+    # is a usage error
+    x = H.Proxy(["--set", "connect_addr=192.0.2.1"], label="unbindable").start()
+    r = H.curl(b.url("/bytes/6"), proxy=x)
+    assert r.status == 502 and b"connect_addr" in r.body, r
+    rc = subprocess.run([H.BIN, "-n", "--set", "connect_addr=localhost"], capture_output=True, timeout=10)
+    assert rc.returncode == 2 and b"connect_addr" in rc.stderr and len(rc.stderr.splitlines()) == 1, rc
 
 
 # ---- connection_strategy ----------------------------------------------------------

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """stream_large_bodies: responses above the size are passed on as they
 arrive (Content-Length, chunked, close-delimited), byte for byte, keep-alive
-still works after them, the flow keeps only the head, smaller responses are
-kept whole, and a client that reads slowly makes the proxy pause the server
+still works after them, the flow keeps only the head (the whole body with
+store_streamed_bodies), smaller responses are kept whole, and a client that reads slowly makes the proxy pause the server
 instead of buffering the whole body."""
 import hashlib
 import json
@@ -70,6 +70,30 @@ def small_bodies_are_kept():
     assert r.status == 200 and len(r.body) == 512 * 1024
     f = flows(p, before + 1)[before]
     assert f["response_size"] == 512 * 1024, f
+
+
+@test
+def store_streamed_bodies_keeps_them_for_hooks_and_the_flow():
+    if H.Proxy().is_mitmdump:
+        H.skip("the flows are read from mitmlua's console_format=jsonl")
+    seen = os.path.join(H.tmpdir("store"), "seen")
+    s = H.script("seen", lua='''
+function response(flow)
+  local f = io.open(%s, "a")
+  local c = flow.response.raw_content
+  f:write(#c, " ", c:byte(1), " ", c:byte(#c), "\\n")
+  f:close()
+end
+''' % H.lua_quote(seen), py="")
+    p = H.Proxy(["--set", "stream_large_bodies=1m", "--set", "store_streamed_bodies=true",
+                 "--set", "console_format=jsonl", "-s", s]).start()
+    for path, size in (("/bytes/%d", 5 * MB), ("/chunked/%d", 3 * MB)):
+        r = H.curl(backend().url(path % size), proxy=p)
+        assert r.rc == 0 and r.status == 200 and sha(r.body) == sha(payload(size)), r
+    fl = flows(p, 2)
+    assert [f["response_size"] for f in fl] == [5 * MB, 3 * MB], fl
+    want = ["%d %d %d" % (n, payload(n)[0], payload(n)[-1]) for n in (5 * MB, 3 * MB)]
+    assert H.read(seen).splitlines() == want, H.read(seen)
 
 
 def sanitized():

@@ -316,6 +316,97 @@ def certs_our_own_certificate():
     assert hashlib.sha256(got).hexdigest() == want
 
 
+@test(timeout=60)
+def cert_passphrase_decrypts_certs_keys():
+    H.skip_if_mitmdump("our messages")
+    own_pki = H.PKI("own certs CA")
+    cert, key = own_pki.leaf(dns=("own.test",), ips=())
+    enc = os.path.join(own_pki.dir, "own-enc.key")
+    H._openssl("pkey", "-in", key, "-aes256", "-passout", "pass:s3cret", "-out", enc, cwd=own_pki.dir)
+    bundle = os.path.join(own_pki.dir, "own-enc-bundle.pem")
+    H.write(bundle, H.read(cert) + H.read(enc))
+    rc, err = run_bad("certs=own.test=" + bundle)
+    assert rc == 2 and "no (unencrypted) PEM private key" in err, err
+    rc, err = run_bad("certs=own.test=" + bundle, "cert_passphrase=wrong")
+    assert rc == 2 and "certs" in err and "cert_passphrase" in err and len(err.strip().splitlines()) == 1, err
+    p = H.Proxy(["--set", "certs=own.test=" + bundle, "--set", "cert_passphrase=s3cret"]).start()
+    got = presented(p, "own.test:443", "own.test", verify=own_pki.ca_cert)
+    assert got == der_of(cert)
+
+
+def handshake_with_curve(p, curve):
+    """A TLS handshake through p offering only `curve`: True when it works."""
+    with socket.create_connection((p.host, p.port), timeout=10) as s:
+        s.sendall(b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        ctx = ssl.create_default_context(cafile=p.ca())
+        ctx.set_ecdh_curve(curve)
+        try:
+            with ctx.wrap_socket(s, server_hostname="a.test"):
+                return True
+        except ssl.SSLError:
+            return False
+
+
+@test(timeout=60)
+def tls_ecdh_curve_client_and_server():
+    H.skip_if_mitmdump("mitmdump 8.1.1 has no tls_ecdh_curve_*")
+    p = H.Proxy(["--set", "tls_ecdh_curve_client=secp384r1"]).start()
+    assert handshake_with_curve(p, "secp384r1")
+    assert not handshake_with_curve(p, "prime256v1")
+    d = H.Proxy(label="default-curves").start()
+    assert handshake_with_curve(d, "prime256v1") and handshake_with_curve(d, "secp384r1")
+    # towards servers: an openssl s_server that speaks P-256 only
+    port = H.free_port()
+    srv = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", pki().cert, "-key", pki().key,
+                            "-groups", "P-256", "-www", "-quiet"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(srv.kill)
+    try:
+        assert H.wait_for(lambda: _connects(port), 10)
+        url = "https://localhost:%d/" % port
+        for curve, ok in (("prime256v1", True), ("secp384r1", False)):
+            q = trusting("--set", "tls_ecdh_curve_server=" + curve, label="curve-" + curve)
+            r = H.curl(url, proxy=q, cacert=q.ca())
+            assert (r.status == 200) == ok and (ok or r.status == 502), (curve, r)
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def asks_for_client_cert(p):
+    r = subprocess.run(["openssl", "s_client", "-proxy", "%s:%d" % (p.host, p.port), "-connect", "a.test:443",
+                        "-servername", "a.test", "-CAfile", p.ca()], input=b"", capture_output=True, timeout=30)
+    out = r.stdout.decode("latin-1")
+    assert "Verify return code: 0 (ok)" in out, out   # the handshake went through
+    return "Requested Signature Algorithms" in out    # printed for a CertificateRequest
+
+
+@test(timeout=60)
+def request_client_cert_asks_clients_for_one():
+    H.skip_if_mitmdump("mitmdump 8.1.1 has no request_client_cert")
+    assert not asks_for_client_cert(H.Proxy(label="default").start())
+    p = H.Proxy(["--set", "request_client_cert=true"]).start()
+    assert asks_for_client_cert(p)      # and a client without one goes on
+    # a client that sends one is accepted, whoever signed it
+    bundle, _ = client_cert(H.PKI("some other CA"))
+    closed = H.free_port()
+    with socket.create_connection((p.host, p.port), timeout=10) as s:
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % closed)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        ctx = ssl.create_default_context(cafile=p.ca())
+        ctx.load_cert_chain(bundle)
+        with ctx.wrap_socket(s, server_hostname="a.test") as t:
+            # an answer inside the tunnel (502: nothing listens there) shows
+            # the proxy took the certificate (TLS 1.3 would refuse it late)
+            t.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert t.recv(100).startswith(b"HTTP/1.1 502"), "no answer through the tunnel"
+
+
 @test(timeout=90)
 def key_size_of_minted_certificates():
     H.skip_if_mitmdump("mitmdump applies key_size when it creates the CA only")
@@ -415,6 +506,8 @@ def bad_values_are_usage_errors():
         ("tls_version_client_max=SSL3", "tls_version_client_max: 'SSL3'"),
         ("ciphers_client=NO-SUCH-CIPHER", "ciphers_client: 'NO-SUCH-CIPHER'"),
         ("ciphers_server=ALSO-NONE", "ciphers_server: 'ALSO-NONE'"),
+        ("tls_ecdh_curve_client=nocurve", "tls_ecdh_curve_client: 'nocurve'"),
+        ("tls_ecdh_curve_server=P-256:P-384", "tls_ecdh_curve_server: 'P-256:P-384'"),
         ("key_size=512", "key_size: 512"),
         ("key_size=big", "key_size: 'big'"),
         ("certs=/nonexistent/c.pem", "certs: cannot read '/nonexistent/c.pem'"),

@@ -167,6 +167,26 @@ def messages_through_connect_and_dump():
 
 
 @test
+def websocket_false_relays_bytes():
+    """mitmproxy's websocket=false: the 101 is a flow; what follows is
+    relayed untouched (permessage-deflate reaches the server), no
+    messages are read."""
+    p = start_proxy("--set", "websocket=false")
+
+    async def go():
+        async with connect(p, echo()) as ws:
+            await ws.send("hello text")
+            assert await ws.recv() == "hello text"
+            await ws.send("extensions?")
+            return await ws.recv()
+    ext = run(go())
+    assert "permessage-deflate" in ext, ext
+    assert H.wait_for(lambda: "<< 101 Switching Protocols" in p.stdout), p.stdout
+    assert p.stop() == 0
+    assert "WebSocket" not in p.stdout, p.stdout
+
+
+@test
 def wss_hook_rewrites_and_drops():
     lua = """
 function websocket_message(flow)

@@ -452,6 +452,36 @@ static void test_sticky(void)
     opts_free(&o);
 }
 
+/* Expected values from Python: re.sub(r"([a-zA-Z0-9.-]*:\d{1,5})", ":8080", v) */
+static void test_alt_svc(void)
+{
+    static const char *const cases[][2] = {
+        {"h3=\":443\"; ma=2592000,h3-29=\":443\"", "h3=\":8080\"; ma=2592000,h3-29=\":8080\""},
+        {"h2=\"alt.example.com:8443\"", "h2=\":8080\""},
+        {"clear", "clear"},
+        {"h3=\"a:123456\"", "h3=\":80806\""},
+        {"x=\"[::1]:443\"", "x=\"[::8080]:8080\""},
+        {"a:b:1", "a::8080"},
+        {":", ":"},
+        {"h3=\":\"", "h3=\":\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        flow_response *r = flow_response_new();
+        T_CHECK(hdrs_add(&r->headers, "Alt-Svc", 7, cases[i][0], strlen(cases[i][0])) == 0);
+        addons_alt_svc(r, 8080);
+        T_STREQ(hdrs_get(&r->headers, "alt-svc", NULL), cases[i][1]);
+        flow_response_free(r);
+    }
+    /* several fields become one, joined as mitmproxy's headers[...] reads them */
+    flow_response *r = flow_response_new();
+    hdrs_add(&r->headers, "Alt-Svc", 7, "h3=\":443\"", 9);
+    hdrs_add(&r->headers, "alt-svc", 7, "clear", 5);
+    addons_alt_svc(r, 1);
+    T_STREQ(hdrs_get(&r->headers, "alt-svc", NULL), "h3=\":1\", clear");
+    T_CHECK(hdrs_find(&r->headers, "alt-svc", 1) < 0);
+    flow_response_free(r);
+}
+
 int main(void)
 {
     T_RUN(test_spec_split);
@@ -463,5 +493,6 @@ int main(void)
     T_RUN(test_new_errors);
     T_RUN(test_modify);
     T_RUN(test_sticky);
+    T_RUN(test_alt_svc);
     T_DONE();
 }

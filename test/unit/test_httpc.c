@@ -289,7 +289,6 @@ static void sw_init(shared_w *s, bool insecure, const char *trusted_ca)
     s->w.sh = &s->sh;
     s->w.base = base;
     s->w.dns = dns;
-    s->w.upstream_auth_line = (char *)"";
     s->w.resp_limits = (h1_limits){.max_head = s->o.max_header_size, .max_headers = (size_t)s->o.max_headers,
                                    .max_body = s->o.body_size_limit};
 }

@@ -229,14 +229,16 @@ static void missing_or_bad_files(void)
 
 static void host_match(void)
 {
-    T_CHECK(onboard_is_host("mitm.it"));
-    T_CHECK(onboard_is_host("MITM.IT"));
-    T_CHECK(onboard_is_host("mitm.it."));
-    T_CHECK(!onboard_is_host("mitm.it.evil.com"));
-    T_CHECK(!onboard_is_host("xmitm.it"));
-    T_CHECK(!onboard_is_host("mitm.i"));
-    T_CHECK(!onboard_is_host(""));
-    T_CHECK(!onboard_is_host(NULL));
+    T_CHECK(onboard_is_host(NULL, "mitm.it"));
+    T_CHECK(onboard_is_host(NULL, "MITM.IT"));
+    T_CHECK(onboard_is_host(NULL, "mitm.it."));
+    T_CHECK(!onboard_is_host(NULL, "mitm.it.evil.com"));
+    T_CHECK(!onboard_is_host(NULL, "xmitm.it"));
+    T_CHECK(!onboard_is_host(NULL, "mitm.i"));
+    T_CHECK(!onboard_is_host(NULL, ""));
+    T_CHECK(!onboard_is_host(NULL, NULL));
+    T_CHECK(onboard_is_host("certs.test", "CERTS.test."));
+    T_CHECK(!onboard_is_host("certs.test", "mitm.it"));
 }
 
 int main(void)
