@@ -112,6 +112,7 @@ typedef struct opts {
     bool keep_alt_svc_header;   /* reverse mode: leave Alt-Svc as the server sent it */
     bool http2;              /* offer h2 to clients (ALPN, h2c prior knowledge) and TLS servers */
     bool rawtcp;             /* non-HTTP bytes in a tunnel: a TCP flow (tunnel.c) */
+    bool show_ignored_hosts; /* passed-through tunnels are TCP flows too */
     bool websocket;             /* read WebSocket messages after an Upgrade (else relay bytes) */
     int http2_ping_keepalive;   /* seconds idle before an h2 server connection is PINGed; 0 = never */
     char **ignore_hosts;        /* TLS passthrough for these host:port regexes */

@@ -26,11 +26,14 @@ void client_free(cconn *c)
         tcprelay_interrupt(c->tcp, "connection closed by the proxy");
         flowrun_finish(&c->run);
     } else if (c->run.f && c->run.f->type == FLOW_TCP) {
-        /* a passed-through tunnel ends: a connection-level flow */
+        /* a passed-through tunnel ends, or a TCP flow that was opening */
         c->run.f->client.timestamp_end = c->run.f->server.timestamp_end = flow_now();
         if (!c->run.f->server.timestamp_tcp_setup && !c->run.f->error)
             flow_set_error(c->run.f, "client disconnected");
-        flowrun_finish(&c->run);
+        if (c->state == C_TCP_OPEN || c->w->sh->o->show_ignored_hosts)
+            flowrun_finish(&c->run);
+        else
+            flowrun_release(&c->run);   /* mitmproxy keeps no flow of an ignored connection */
     } else if (c->run.f) {
         flowrun_fail(&c->run, "client disconnected");
     }

@@ -41,6 +41,7 @@ static void start_passthrough_or_close(cconn *c);
 static bool rawtcp_applies(const cconn *c);
 static void detect_or_close(cconn *c);
 static void tcp_start_or_close(cconn *c);
+static void passthrough_relay_or_close(cconn *c);
 
 /* TLS runs as a filter over the socket bufferevent (also when the client
  * did not wait for our answer to CONNECT and its hello is already in our
@@ -501,7 +502,7 @@ static void passthrough_proxy_answer(cconn *c, struct evbuffer *in)
     }
     evbuffer_drain(in, (size_t)end.pos + 4);
     tunnel_reply_ok(c);
-    tunnel_start_relay(c);
+    passthrough_relay_or_close(c);
 }
 
 static void peer_read_cb(struct bufferevent *bev, void *arg)
@@ -553,7 +554,7 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
             f->server.timestamp_tcp_setup = flow_now();
             upstream_record_peer(bev, &f->server);
             tunnel_reply_ok(c);
-            tunnel_start_relay(c);
+            passthrough_relay_or_close(c);
             return;
         }
         char msg[512];
@@ -783,6 +784,10 @@ static void tcp_relay_done(void *owner)
     flowrun_finish(&c->run);
     tcprelay_free(c->tcp);
     c->tcp = NULL;
+    if (c->peer) {       /* a passed-through tunnel's (show_ignored_hosts) */
+        linger_add(&c->w->lingering, c->peer, 5);
+        c->peer = NULL;
+    }
     exch_close(&c->x);   /* the server connection ends with the flow */
     bufferevent_setcb(c->bev, c->up->read, c->up->write, c->up->event, c);
     c->linger = true;    /* the client may still be sending */
@@ -796,6 +801,29 @@ static void tcp_opened(exch *x)
     c->state = C_TCP;
     tcprelay_limits lim = {TUNNEL_TCP_KEEP_MAX, c->w->sh->o->tcp_timeout};
     if (!server || !(c->tcp = tcprelay_start(c->bev, server, c->run.f, c->w->scripts, &lim, tcp_relay_done, c)))
+        client_free(c);
+}
+
+/* A passed-through tunnel is open.  show_ignored_hosts: a TCP flow of its
+ * bytes (still TLS records), with the tcp_* events, as mitmproxy 11 shows
+ * it; by default its bytes are copied and no flow is kept, as mitmdump's. */
+static void passthrough_relay_or_close(cconn *c)
+{
+    if (!c->w->sh->o->show_ignored_hosts) {
+        tunnel_start_relay(c);
+        return;
+    }
+    client_plain_off(c);
+    c->state = C_TCP;
+    flow *f = c->run.f;
+    if (script_env_has_hook(c->w->scripts, SCRIPT_HOOK_TCP_START))
+        script_env_run(c->w->scripts, SCRIPT_HOOK_TCP_START, f);
+    if (f->killed) {
+        tcp_fail_or_close(c, "Connection killed.");
+        return;
+    }
+    tcprelay_limits lim = {TUNNEL_TCP_KEEP_MAX, c->w->sh->o->tcp_timeout};
+    if (!(c->tcp = tcprelay_start(c->bev, c->peer, f, c->w->scripts, &lim, tcp_relay_done, c)))
         client_free(c);
 }
 

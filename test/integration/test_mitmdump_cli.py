@@ -180,9 +180,9 @@ def unimplemented_options_are_errors_naming_them():
     home = H.tmpdir("home")
     conf = os.path.join(home, "conf")
     os.makedirs(conf)
-    H.write(os.path.join(conf, "config.yaml"), "flow_detail: 2\nwebsocket: false\n")
+    H.write(os.path.join(conf, "config.yaml"), "flow_detail: 2\nhttp3: false\n")
     r = run(["-n", "--confdir", conf], home=home)
-    assert r.returncode == 2 and "websocket" in r.stderr, r
+    assert r.returncode == 2 and "http3" in r.stderr, r
 
 
 @fixture

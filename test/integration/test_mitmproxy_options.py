@@ -25,7 +25,7 @@ UI_PREFIXES = ("console_", "web_")
 # behaviour mitmlua does not have: only mitmproxy's default is accepted
 UNIMPLEMENTED = {"dns_name_servers", "dns_use_hosts_file",
                  "http3", "normalize_outbound_headers",
-                 "protobuf_definitions", "show_ignored_hosts",
+                 "protobuf_definitions",
                  "strip_ech", "udp_hosts", "validate_inbound_headers"}
 
 

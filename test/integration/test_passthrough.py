@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """ignore_hosts / allow_hosts: matching CONNECT targets are not intercepted;
-their TLS stays end to end (the client sees the server's own certificate)
-and the connection is recorded as a TCP flow."""
+their TLS stays end to end (the client sees the server's own certificate).
+As in mitmproxy, no flow is kept of such a connection unless
+show_ignored_hosts is on: then it is a TCP flow of its (TLS) bytes."""
 import json
 import os
 import subprocess
@@ -42,11 +43,41 @@ def ignored_host_keeps_its_own_certificate():
     r = H.curl(b.url("/bytes/10"), proxy=p, cacert=p.ca())
     assert r.rc != 0, r
     assert p.stop() == 0
+    # show_ignored_hosts is off by default: no flow of them (mitmproxy's)
+    out = subprocess.run([H.BIN, "-n", "-r", dump, "--set", "console_format=jsonl"], capture_output=True, timeout=10)
+    assert out.returncode == 0 and out.stdout == b"", out
+
+
+@test
+def show_ignored_hosts_records_them_as_tcp_flows():
+    only_mitmlua()
+    b = tls_backend()
+    d = H.tmpdir("pt")
+    dump = os.path.join(d, "flows.mitmlua")
+    log = os.path.join(d, "ev.log")
+    script = os.path.join(d, "ev.lua")
+    H.write(script, 'local function say(s) local f = io.open(%r, "a"); f:write(s, "\\n"); f:close() end\n'
+                    'function tcp_start(flow) say("start") end\n'
+                    'function tcp_message(flow) say("message") end\n'
+                    'function tcp_end(flow) say("end " .. #flow.messages) end\n' % log)
+    port = b.url("/").split(":")[2].split("/")[0]
+    p = H.Proxy(["--set", r"ignore_hosts=^127\.0\.0\.1:%s$" % port, "--set", "show_ignored_hosts=true",
+                 "-s", script, "-w", dump]).start()
+    r = H.curl(b.url("/bytes/2000"), proxy=p, cacert=pki().ca_cert)
+    assert r.rc == 0 and r.body == payload(2000), r
+    assert H.wait_for(lambda: os.path.exists(log) and "end" in H.read(log), timeout=10)
+    assert p.stop() == 0
+    ev = H.read(log).splitlines()
+    assert ev[0] == "start" and ev[-1].startswith("end ") and ev.count("message") >= 4, ev
     out = subprocess.run([H.BIN, "-n", "-r", dump, "--set", "console_format=jsonl", "~tcp"],
                          capture_output=True, timeout=10)
     flows = [json.loads(l) for l in out.stdout.decode().splitlines()]
-    assert len(flows) == 2 and all(f["type"] == "tcp" for f in flows), flows
+    assert len(flows) == 1 and flows[0]["type"] == "tcp", flows
     assert flows[0]["server"] == "127.0.0.1:" + port and flows[0]["error"] is None, flows[0]
+    # its messages are the TLS records as they went by: a ClientHello first
+    shown = subprocess.run([H.BIN, "-n", "-r", dump, "--set", "flow_detail=3"], capture_output=True, timeout=10)
+    first = shown.stdout.decode().split("-> tcp ->", 1)[1]
+    assert "0000000000 16 03" in first, shown.stdout[:600]
 
 
 @test
