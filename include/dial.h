@@ -22,10 +22,11 @@ typedef struct dial dial;
  * msg a line saying what failed.  The dial is freed after the callback. */
 typedef void (*dial_cb)(void *arg, int err, const char *msg);
 
-/* NULL when out of memory.  A name ending in .localhost is loopback and
+/* source: connect_addr, the local address to connect from, or NULL.
+ * NULL when out of memory.  A name ending in .localhost is loopback and
  * one ending in .invalid never resolves (RFC 6761), without asking DNS. */
 dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *host, uint16_t port,
-                 int timeout_s, dial_cb cb, void *arg);
+                 const char *source, int timeout_s, dial_cb cb, void *arg);
 /* upstream_cert: once connected, also do a TLS handshake with ssl (the
  * dial owns it from now on) and, when the server's certificate verified,
  * store the certificates it sent in *peer (the caller frees them) before the

@@ -138,7 +138,7 @@ static dial *fail_later(dial *d, struct event_base *base, int err)
 }
 
 dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *host, uint16_t port,
-                 int timeout_s, dial_cb cb, void *arg)
+                 const char *source, int timeout_s, dial_cb cb, void *arg)
 {
     dial *d = calloc(1, sizeof *d);
     if (!d)
@@ -167,7 +167,15 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
     struct timeval tv = {d->timeout_s, 0};
     bufferevent_set_timeouts(d->bev, &tv, &tv);
     bufferevent_enable(d->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect_hostname(d->bev, dns, AF_UNSPEC, conn_host, port) < 0) {
+    int family = AF_UNSPEC;
+    char why[200];
+    if (source && dial_bind_source(d->bev, source, &family, why, sizeof why) < 0) {
+        bufferevent_free(d->bev);
+        d->bev = NULL;
+        snprintf(d->msg, sizeof d->msg, "Cannot connect to %s:%u: %s", host, port, why);
+        return fail_later(d, base, EADDRNOTAVAIL);
+    }
+    if (bufferevent_socket_connect_hostname(d->bev, dns, family, conn_host, port) < 0) {
         int e = EVUTIL_SOCKET_ERROR();
         bufferevent_free(d->bev); /* no callback of it may run now */
         d->bev = NULL;

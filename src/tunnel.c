@@ -75,8 +75,8 @@ static bool start_cert_probe(cconn *c)
         SSL_free(probe);
         probe = NULL;
     }
-    if (probe && (c->dial = dial_start(c->w->base, c->w->dns, c->tunnel_host, c->tunnel_port, o->connect_timeout,
-                                       cert_probe_cb, c))) {
+    if (probe && (c->dial = dial_start(c->w->base, c->w->dns, c->tunnel_host, c->tunnel_port, o->connect_addr,
+                                       o->connect_timeout, cert_probe_cb, c))) {
         dial_want_tls(c->dial, probe, &c->upstream_chain);
         bufferevent_disable(c->bev, EV_READ); /* the ClientHello waits */
         c->state = C_DIAL;
@@ -327,7 +327,8 @@ static void tunnel_open_or_close(cconn *c)
     if (strcmp(w->sh->o->connection_strategy, "eager") == 0 && w->sh->o->mode != MODE_UPSTREAM) {
         c->state = C_DIAL;
         bufferevent_disable(c->bev, EV_READ);
-        c->dial = dial_start(w->base, w->dns, h, p, w->sh->o->connect_timeout, tunnel_dial_cb, c);
+        c->dial = dial_start(w->base, w->dns, h, p, w->sh->o->connect_addr, w->sh->o->connect_timeout,
+                             tunnel_dial_cb, c);
         if (!c->dial)
             client_free(c);
         return;

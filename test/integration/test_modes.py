@@ -571,6 +571,10 @@ def connect_addr_is_the_source_of_server_connections():
     x = H.Proxy(["--set", "connect_addr=192.0.2.1"], label="unbindable").start()
     r = H.curl(b.url("/bytes/6"), proxy=x)
     assert r.status == 502 and b"connect_addr" in r.body, r
+    # ... and so does the eager strategy's first try of a tunnel's target
+    e = H.Proxy(["--set", "connect_addr=192.0.2.1", "--set", "connection_strategy=eager"], label="eager").start()
+    data = connect_status(e, "127.0.0.1:%d" % b.port)
+    assert H.status_of(data) == 502 and b"connect_addr" in data, data
     rc = subprocess.run([H.BIN, "-n", "--set", "connect_addr=localhost"], capture_output=True, timeout=10)
     assert rc.returncode == 2 and b"connect_addr" in rc.stderr and len(rc.stderr.splitlines()) == 1, rc
 
