@@ -82,7 +82,8 @@ typedef struct opts {
     char *ciphers_server;
     bool upstream_cert;
     bool add_upstream_certs_to_client_chain;
-    int key_size;               /* RSA bits of the minted leaves' key */
+    int key_size;               /* RSA bits of the minted leaves' key (key_type rsa) */
+    char *key_type;             /* "ecdsa" (P-256) or "rsa" */
     /* output */
     int flow_detail;
     char *termlog_verbosity;
