@@ -116,24 +116,43 @@ typedef struct nvlist {
 
 static void nvlist_free(nvlist *l)
 {
-    free(l->nv);
-    free(l->names);
+    free(l->nv); /* names live in the same block */
 }
 
 /* Fields HTTP/2 forbids (RFC 9113 §8.2.2): they describe one hop of
- * HTTP/1 and must not cross into a multiplexed connection. */
-static bool connection_specific(const hdrs *h, const hdr_field *f, bool request)
+ * HTTP/1 and must not cross into a multiplexed connection.  Called for
+ * every field of every message: the length picks the one name to compare,
+ * and the Connection header's tokens are read only when there is one. */
+static bool connection_specific(const hdrs *h, const hdr_field *f, bool request, bool has_connection)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                      "transfer-encoding", "upgrade"};
-    for (size_t i = 0; i < sizeof hop / sizeof *hop; i++)
-        if (strcasecmp(f->name, hop[i]) == 0)
+    const char *n = f->name;
+    switch (f->name_len) {
+    case 2:
+        if (strcasecmp(n, "te") == 0)
+            return !(f->value_len == 8 && strncasecmp(f->value, "trailers", 8) == 0);
+        break;
+    case 4:
+        if (request && strcasecmp(n, "host") == 0)
+            return true; /* it travels as :authority */
+        break;
+    case 7:
+        if (strcasecmp(n, "upgrade") == 0)
             return true;
-    if (strcasecmp(f->name, "te") == 0)
-        return !(f->value_len == 8 && strncasecmp(f->value, "trailers", 8) == 0);
-    if (request && strcasecmp(f->name, "host") == 0)
-        return true; /* it travels as :authority */
-    return hdrs_has_token(h, "connection", f->name);
+        break;
+    case 10:
+        if (strcasecmp(n, "connection") == 0 || strcasecmp(n, "keep-alive") == 0)
+            return true;
+        break;
+    case 16:
+        if (strcasecmp(n, "proxy-connection") == 0)
+            return true;
+        break;
+    case 17:
+        if (strcasecmp(n, "transfer-encoding") == 0)
+            return true;
+        break;
+    }
+    return has_connection && hdrs_has_token(h, "connection", n);
 }
 
 static void nv_put(nvlist *l, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -146,24 +165,27 @@ static void nv_put(nvlist *l, const char *name, size_t nlen, const char *value, 
     nv->flags = NGHTTP2_NV_FLAG_NONE;
 }
 
-/* Room for `extra` pseudo-header fields followed by h's fields that may be
- * sent.  0, or -1 with c->err set when a field is not valid HTTP/2. */
+/* Room for `extra` pseudo-header fields (the caller puts them at 0 ..
+ * extra-1) followed by h's fields that may be sent, their names
+ * lowercased; one allocation for both.  0, or -1 with c->err set when a
+ * field is not valid HTTP/2. */
 static int nvlist_build(h2_conn *c, nvlist *l, size_t extra, const hdrs *h, bool request, bool trailers)
 {
     size_t namebytes = 0;
     for (size_t i = 0; i < h->n; i++)
         namebytes += h->v[i].name_len + 1;
-    l->n = 0;
-    l->nv = malloc((extra + h->n + 1) * sizeof *l->nv);
-    l->names = malloc(namebytes + 1);
-    if (!l->nv || !l->names) {
+    size_t nvbytes = (extra + h->n + 1) * sizeof *l->nv;
+    l->n = extra;
+    if (!(l->nv = malloc(nvbytes + namebytes + 1))) {
         set_err(c, "%s", "out of memory");
         return -1;
     }
+    l->names = (char *)l->nv + nvbytes;
+    bool has_connection = !trailers && hdrs_find(h, "connection", 0) >= 0;
     char *p = l->names;
     for (size_t i = 0; i < h->n; i++) {
         const hdr_field *f = &h->v[i];
-        if (!trailers && connection_specific(h, f, request))
+        if (!trailers && connection_specific(h, f, request, has_connection))
             continue;
         for (size_t k = 0; k < f->name_len; k++)
             p[k] = (char)tolower((unsigned char)f->name[k]);
@@ -172,17 +194,6 @@ static int nvlist_build(h2_conn *c, nvlist *l, size_t extra, const hdrs *h, bool
             set_err(c, "header field %.60s cannot be sent over HTTP/2", f->name);
             return -1;
         }
-        l->n++; /* reserve: pseudo-headers are put first by the caller */
-        p += f->name_len + 1;
-    }
-    /* Second pass now that the count is known: pseudo-headers go first. */
-    size_t regular = l->n;
-    l->n = extra;
-    p = l->names;
-    for (size_t i = 0; i < h->n && l->n < extra + regular; i++) {
-        const hdr_field *f = &h->v[i];
-        if (!trailers && connection_specific(h, f, request))
-            continue;
         nv_put(l, p, f->name_len, f->value, f->value_len);
         p += f->name_len + 1;
     }
