@@ -23,7 +23,7 @@ void tlssess_free(tlssess *c);   /* NULL is fine */
  * key held; when the cache is full, the least recently used session of
  * the key's set goes.  0, or -1 (nothing kept) when out of memory. */
 int tlssess_put(tlssess *c, const char *key, SSL_SESSION *s);
-/* The session kept under `key`, still resumable: a new reference
+/* A copy of the session kept under `key`, if that is still resumable
  * (SSL_SESSION_free it), or NULL. */
 SSL_SESSION *tlssess_get(tlssess *c, const char *key);
 /* Forget what `key` held (a session the server refused to resume). */

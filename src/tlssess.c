@@ -137,7 +137,12 @@ SSL_SESSION *tlssess_get(tlssess *c, const char *key)
         SSL_SESSION_up_ref(s);
     }
     pthread_mutex_unlock(&c->lock);
-    return s;
+    /* A copy again: the connection it is offered on marks the session it
+     * holds unresumable if it ends without close_notify (see put), and
+     * the kept one must stay good for the next connection. */
+    SSL_SESSION *copy = s ? SSL_SESSION_dup(s) : NULL;
+    SSL_SESSION_free(s);
+    return copy;
 }
 
 void tlssess_drop(tlssess *c, const char *key)

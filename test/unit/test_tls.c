@@ -853,6 +853,10 @@ static void upstream_resumption(void)
     SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION);
     T_CHECK(resume_round(cctx, sctx, "old.test", 443, herr, sizeof herr) == 0);
     T_CHECK(resume_round(cctx, sctx, "old.test", 443, herr, sizeof herr) == 1);
+    /* again: a TLS 1.2 resumption brings no new session, and the one kept
+     * must survive the connection it was offered on ending without
+     * close_notify (OpenSSL then marks that connection's session) */
+    T_CHECK(resume_round(cctx, sctx, "old.test", 443, herr, sizeof herr) == 1);
     /* no cache asked for: never resumed */
     SSL_CTX_free(cctx);
     o.session_cache_max = 0;
