@@ -922,9 +922,26 @@ int h2_conn_feed(h2_conn *c, const void *data, size_t n)
     return -1;
 }
 
+/* Frames are gathered and added to `out` together: every add to a TLS
+ * bufferevent is an SSL_write at once, a record of its own, and OpenSSL 3
+ * spends about 10k instructions on each; a response is a HEADERS and a
+ * DATA frame at least, and streams finish several to a read. */
+#define H2_FLUSH_GATHER 16384
+
+static int flush_add(h2_conn *c, struct evbuffer *out, const void *p, size_t n)
+{
+    if (n && evbuffer_add(out, p, n) < 0) {
+        set_err(c, "%s", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int h2_conn_flush(h2_conn *c, struct evbuffer *out, size_t max)
 {
-    while (!max || evbuffer_get_length(out) < max) {
+    unsigned char buf[H2_FLUSH_GATHER];
+    size_t used = 0, queued = evbuffer_get_length(out);
+    while (!max || queued + used < max) {
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(c->s, &d);
         if (n < 0) {
@@ -933,12 +950,22 @@ int h2_conn_flush(h2_conn *c, struct evbuffer *out, size_t max)
         }
         if (n == 0)
             break;
-        if (evbuffer_add(out, d, (size_t)n) < 0) {
-            set_err(c, "%s", "out of memory");
-            return -1;
+        if (used + (size_t)n > sizeof buf) { /* d stays valid until the next mem_send */
+            if (flush_add(c, out, buf, used) < 0)
+                return -1;
+            queued += used;
+            used = 0;
         }
+        if ((size_t)n > sizeof buf) {
+            if (flush_add(c, out, d, (size_t)n) < 0)
+                return -1;
+            queued += (size_t)n;
+            continue;
+        }
+        memcpy(buf + used, d, (size_t)n);
+        used += (size_t)n;
     }
-    return 0;
+    return flush_add(c, out, buf, used);
 }
 
 bool h2_conn_alive(const h2_conn *c)
