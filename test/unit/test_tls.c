@@ -806,11 +806,14 @@ static void up_done(up_result *r)
 /* One handshake of cctx's with sctx towards host:port: 1 resumed, 0 full,
  * -1 failed.  The client reads once after it, as the proxy does, so that a
  * TLS 1.3 server's tickets (sent after its Finished) reach the cache. */
-static int resume_round(SSL_CTX *cctx, SSL_CTX *sctx, const char *host, uint16_t port, char *herr, size_t herrsz)
+static int resume_round_as(SSL_CTX *cctx, SSL_CTX *sctx, const char *host, uint16_t port, X509 *mine,
+                           char *herr, size_t herrsz)
 {
     char err[256], buf[16];
     SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
     int rc = -1;
+    if (mine) /* as client_certs would, before tlsup_prepare names the session */
+        SSL_use_cert_and_key(c, mine, tls_ca_leaf_key(shared), NULL, 1);
     if (tlsup_prepare(c, host, port, NULL, err, sizeof err) == 0 && pump(c, s)) {
         (void)SSL_read(c, buf, sizeof buf); /* nothing to read: processes the tickets */
         rc = SSL_session_reused(c) ? 1 : 0;
@@ -821,6 +824,11 @@ static int resume_round(SSL_CTX *cctx, SSL_CTX *sctx, const char *host, uint16_t
     SSL_free(c);
     ERR_clear_error();
     return rc;
+}
+
+static int resume_round(SSL_CTX *cctx, SSL_CTX *sctx, const char *host, uint16_t port, char *herr, size_t herrsz)
+{
+    return resume_round_as(cctx, sctx, host, port, NULL, herr, herrsz);
 }
 
 /* Resumption towards servers: the second connection to a server resumes,
@@ -857,6 +865,17 @@ static void upstream_resumption(void)
      * must survive the connection it was offered on ending without
      * close_notify (OpenSSL then marks that connection's session) */
     T_CHECK(resume_round(cctx, sctx, "old.test", 443, herr, sizeof herr) == 1);
+    /* a session made with a client certificate is not offered without
+     * it, nor with another one, and the other way round */
+    X509 *a = tls_ca_leaf(shared, "client-a.test", err, sizeof err), *b = tls_ca_leaf(shared, "client-b.test", err, sizeof err);
+    T_CHECK(a && b);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, a, herr, sizeof herr) == 0);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, NULL, herr, sizeof herr) == 0);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, b, herr, sizeof herr) == 0);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, a, herr, sizeof herr) == 1);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, NULL, herr, sizeof herr) == 1);
+    X509_free(a);
+    X509_free(b);
     /* no cache asked for: never resumed */
     SSL_CTX_free(cctx);
     o.session_cache_max = 0;
