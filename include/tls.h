@@ -72,6 +72,12 @@ SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz);
  * minted certificate carries too / which follow ours (tlsopts.h decides).
  * Takes references, dropped with the SSL.  Before the handshake.  0 or -1. */
 int tls_set_upstream_chain(SSL *ssl, STACK_OF(X509) *chain);
+/* Before freeing a client connection's SSL: its session stays in the
+ * cache although no close_notify was sent.  OpenSSL keeps TLS 1.0's rule
+ * and drops the session of a connection that ends without one, so a
+ * client resuming by session ID would get a full handshake every other
+ * time; TLS 1.1 and later allow the resumption. */
+void tls_keep_session(SSL *ssl);
 /* Copies `host` into the SSL (ex_data, freed with the SSL); NULL clears.
  * Call before the handshake.  0 or -1. */
 int tls_set_fallback_host(SSL *ssl, const char *host);

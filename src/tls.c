@@ -1283,6 +1283,12 @@ SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz)
     return ctx;
 }
 
+void tls_keep_session(SSL *ssl)
+{
+    if (ssl && SSL_is_init_finished(ssl))
+        SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+}
+
 int tls_set_fallback_host(SSL *ssl, const char *host)
 {
     pthread_once(&ex_once, ex_init);

@@ -159,12 +159,13 @@ def clients_resume_sessions_with_the_proxy():
     n = Nginx().start(pki().cert, pki().key)
     p = H.Proxy(["--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
     target = "localhost:%d" % n.ports["tls13"]
-    for version in ("-tls1_3", "-tls1_2"):
+    # TLS 1.3 tickets, TLS 1.2 tickets, TLS 1.2 session IDs (the proxy's cache)
+    for version in (["-tls1_3"], ["-tls1_2"], ["-tls1_2", "-no_ticket"]):
         sess = os.path.join(H.tmpdir("sess"), "s.pem")
-        rc, out = s_client(p, target, version, sess_out=sess, cafile=p.ca())
+        rc, out = s_client(p, target, *version, sess_out=sess, cafile=p.ca())
         assert "Verification: OK" in out and "\nNew, " in out and "200 OK" in out, (version, out)
         assert os.path.getsize(sess) > 0, version
-        rc, out = s_client(p, target, version, sess_in=sess, cafile=p.ca())
+        rc, out = s_client(p, target, *version, sess_in=sess, cafile=p.ca())
         assert "\nReused, " in out and "200 OK" in out, (version, out)
     n.stop()
 
