@@ -93,7 +93,7 @@ DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libluajit-5.1-dev 
            luajit node-llhttp libnghttp2-dev libzstd-dev libpcre2-dev zlib1g-dev \
            libbrotli-dev libjansson-dev libyaml-dev curl nginx-light nghttp2-client wrk \
            python3 python3-websockets python3-h2 mitmproxy clang libclang-rt-14-dev openssl \
-           procps iproute2 nftables chromium chromium-driver python3-selenium
+           procps iproute2 nftables socat chromium chromium-driver python3-selenium
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \

@@ -86,7 +86,8 @@ typedef struct opts {
     bool request_client_cert;   /* send clients a CertificateRequest */
     bool upstream_cert;
     bool add_upstream_certs_to_client_chain;
-    int key_size;               /* RSA bits of the minted leaves' key */
+    int key_size;               /* RSA bits of the minted leaves' key (key_type rsa) */
+    char *key_type;             /* "ecdsa" (P-256) or "rsa" */
     /* output */
     int flow_detail;
     char *termlog_verbosity;

@@ -1,7 +1,7 @@
-/* tls.h — the certificate authority, minted leaf certificates and the TLS
- * contexts for both sides of an intercepted connection.  The CA (with its
- * leaf cache) is the one piece of mutable state all workers share, on
- * purpose: it is internally locked.  SSL_CTXs are configured once and then
+/* tls.h — the certificate authority, minted leaf certificates and the
+ * client-facing TLS context of an intercepted connection (the upstream
+ * side is tlsup.h).  The CA (with its leaf cache) is mutable state all
+ * workers share, on purpose: it is internally locked.  SSL_CTXs are configured once and then
  * only used, which OpenSSL allows from any thread. */
 #ifndef MITMLUA_TLS_H
 #define MITMLUA_TLS_H
@@ -34,10 +34,11 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz);
  * child's DER on first use.  Call before starting threads (it forks). */
 tls_ca *tls_ca_open(const char *confdir, const char *trusted_ca, char *err, size_t errsz);
 void tls_ca_free(tls_ca *ca);   /* after every SSL/SSL_CTX using it is gone */
-/* RSA bits of the leaf key made by the next tls_ca_open or
- * tls_ca_load_or_create (key_size; default 2048).  Call at start-up,
- * before threads start. */
-void tls_set_leaf_key_bits(int bits);
+/* The leaf key made by the next tls_ca_open or tls_ca_load_or_create:
+ * ECDSA P-256 (key_type=ecdsa, the default) or RSA of rsa_bits (key_type=
+ * rsa, key_size).  Call at start-up, before threads start. */
+typedef enum tls_key_type { TLS_KEY_ECDSA, TLS_KEY_RSA } tls_key_type;
+void tls_set_leaf_key(tls_key_type type, int rsa_bits);
 
 X509 *tls_ca_cert(tls_ca *ca);           /* borrowed; NULL if it cannot be made */
 EVP_PKEY *tls_ca_leaf_key(tls_ca *ca);   /* shared by every leaf; borrowed */
@@ -71,6 +72,12 @@ SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz);
  * minted certificate carries too / which follow ours (tlsopts.h decides).
  * Takes references, dropped with the SSL.  Before the handshake.  0 or -1. */
 int tls_set_upstream_chain(SSL *ssl, STACK_OF(X509) *chain);
+/* Before freeing a client connection's SSL: its session stays in the
+ * cache although no close_notify was sent.  OpenSSL keeps TLS 1.0's rule
+ * and drops the session of a connection that ends without one, so a
+ * client resuming by session ID would get a full handshake every other
+ * time; TLS 1.1 and later allow the resumption. */
+void tls_keep_session(SSL *ssl);
 /* Copies `host` into the SSL (ex_data, freed with the SSL); NULL clears.
  * Call before the handshake.  0 or -1. */
 int tls_set_fallback_host(SSL *ssl, const char *host);
@@ -80,31 +87,18 @@ int tls_set_fallback_host(SSL *ssl, const char *host);
  * offers it, else no ALPN.  0, or -1 on malformed input. */
 int tls_set_alpn_allowed(SSL *ssl, const unsigned char *wire, size_t n);
 
-/* ---- upstream-facing (we are the client) ------------------------------- */
+/* ---- shared with tlsup.c and tlsopts.c ---------------------------------- */
 
-typedef struct tls_client_opts {
-    bool insecure;              /* -k: do not verify */
-    const char *extra_ca_file;  /* ssl_verify_upstream_trusted_ca; NULL = none */
-} tls_client_opts;
-
-/* TLS 1.2+, ALPN "http/1.1"; verifies against the system store plus
- * extra_ca_file unless insecure.  NULL with err naming the file when
- * extra_ca_file cannot be loaded. */
-SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz);
-/* The check tls_client_ctx_new makes of extra_ca_file, without making a
- * context: 0, or -1 with err naming the file and what is wrong. */
+/* Every PEM certificate in the file (as the upstream context loads it):
+ * 0, or -1 with err naming the file and what is wrong. */
 int tls_check_ca_file(const char *path, char *err, size_t errsz);
-/* Per connection, before the handshake: SNI = `sni`, or `host` when sni is
- * NULL and host is a name (never an IP literal); the certificate must match
- * the SNI name if one is sent, else `host` (DNS name or IP address; subject
- * CN is never used, as in browsers).  0 or -1. */
-int tls_client_prepare(SSL *ssl, const char *host, const char *sni, char *err, size_t errsz);
-/* Why certificate verification failed ("certificate has expired",
- * "hostname mismatch", ...), or NULL when it did not (or was off). */
-const char *tls_verify_error(SSL *ssl);
-/* One line for a failed handshake: the verification reason when there is
- * one, else OpenSSL's first queued error (which it clears). */
-void tls_handshake_error(SSL *ssl, char *err, size_t errsz);
+/* Canonical form of a host for certificates and caches: brackets around
+ * an IPv6 literal dropped, lowercased, a trailing dot dropped, names
+ * limited to the characters a DNS name can carry.  0, or -1 when
+ * unusable. */
+int tls_host_norm(const char *in, char *out, size_t outsz, bool *is_ip);
+/* err = "what: <OpenSSL's first queued error>"; clears the queue. */
+void tls_errstr(char *err, size_t errsz, const char *what);
 
 /* Fill TLS facts of a finished handshake into a flow's connection: tls,
  * tls_version, cipher, alpn, sni (the client's SNI on the client side, the

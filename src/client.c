@@ -12,10 +12,12 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 
 #include "guard.h"
 #include "log.h"
 #include "printer.h"
+#include "tls.h"
 
 void client_free(cconn *c)
 {
@@ -58,6 +60,8 @@ void client_free(cconn *c)
     if (c->peek_ev)
         event_free(c->peek_ev);
     bevio_detach(&c->wio);   /* before the bufferevent goes */
+    if (c->bev && c->tunnel_tls)
+        tls_keep_session(bufferevent_openssl_get_ssl(c->bev));
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->fd >= 0)   /* bev does not own it: a TLS filter may sit on top */

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "flowrun.h"
 #include "h2.h"
@@ -88,6 +89,8 @@ struct client_h2 {
     exch_pool *pool;    /* HTTP/2 server connections the slots share */
     int depth;          /* inside h2.c: closing must wait */
     bool over;          /* no more input: close once the output is out */
+    struct event *flush_ev; /* pump_later's: runs once the current event is done */
+    bool flush_pending;
     void (*close)(void *owner);
     void *owner;
 };
@@ -178,6 +181,24 @@ static void pump_or_close(client_h2 *p)
 {
     if (pump(p) && p->depth == 0)
         p->close(p->owner); /* last thing */
+}
+
+/* Upstream events come in bursts: one read from a server ends several
+ * streams.  Their answers go out together, after the read, in one TLS
+ * record where they fit, rather than each in records of its own. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client_h2 *p = arg;
+    p->flush_pending = false;
+    pump_or_close(p);
+}
+
+static void pump_later(client_h2 *p)
+{
+    if (p->flush_pending)
+        return;
+    p->flush_pending = true;
+    event_active(p->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void answer_simple(h2ps *s, int status, const char *msg)
@@ -278,7 +299,7 @@ static void x_interim(exch *x, const flow_response *r)
         return;
     h2ps *s = ((h2px *)x->owner)->s;
     if (h2_submit_interim(s->p->conn, s->sid, r) == 0)
-        pump(s->p);
+        pump_later(s->p);
 }
 
 static void x_done(exch *x)
@@ -288,7 +309,7 @@ static void x_done(exch *x)
     p->depth++;    /* the verdict may come at once: close after it, not in it */
     flowrun_response(&s->run, s->streaming);
     p->depth--;
-    pump_or_close(p);
+    pump_later(p);
 }
 
 static void x_failed(exch *x, int status, const char *msg)
@@ -296,7 +317,7 @@ static void x_failed(exch *x, int status, const char *msg)
     h2ps *s = ((h2px *)x->owner)->s;
     client_h2 *p = s->p;
     fail_stream(s, status, msg);
-    pump_or_close(p);
+    pump_later(p);
 }
 
 static void x_stream_head(exch *x)
@@ -308,7 +329,7 @@ static void x_stream_head(exch *x)
     s->streaming = true;
     if (h2_submit_response_head(s->p->conn, s->sid, r) < 0)
         h2_reset_stream(s->p->conn, s->sid, 2 /* INTERNAL_ERROR */);
-    pump(s->p);
+    pump_later(s->p);
 }
 
 static void x_stream_data(exch *x, const char *data, size_t n)
@@ -317,7 +338,7 @@ static void x_stream_data(exch *x, const char *data, size_t n)
     client_h2 *p = s->p;
     if (h2_stream_write(p->conn, s->sid, data, n) < 0)
         return; /* the client reset the stream: on_close cleans up */
-    pump(p);
+    pump_later(p);
     if (!s->paused && h2_stream_pending(p->conn, s->sid) > H2P_STREAM_HIGH) {
         s->paused = true;
         exch_pause(x, true);
@@ -518,7 +539,7 @@ client_h2 *client_h2_new(worker *w, struct bufferevent *bev, const client_h2_ori
     if (op->max_headers > 0)
         lim.max_headers = (size_t)op->max_headers;
     if (flow_strset(&p->host, o->host) < 0 || flow_conn_copy(&p->client, o->client) < 0 || !(p->conn = h2_conn_new(true, &lim, &ev, p)) ||
-        !(p->pool = exch_pool_new())) {
+        !(p->pool = exch_pool_new()) || !(p->flush_ev = event_new(w->base, -1, 0, flush_cb, p))) {
         client_h2_free(p);
         return NULL;
     }
@@ -579,6 +600,8 @@ void client_h2_free(client_h2 *p)
         free(px);
     }
     exch_pool_free(p->pool); /* after every slot let go */
+    if (p->flush_ev)
+        event_free(p->flush_ev); /* a pending flush goes with it */
     h2_conn_free(p->conn);
     flow_conn_clear(&p->client);
     free(p->host);

@@ -27,11 +27,17 @@
 static const unsigned char dump_sync[4] = {0xB7, 'M', 'L', 'B'};
 
 /* The writer ends the current zstd frame (and so the reader's resync point
- * moves on) after this many blocks or uncompressed bytes.  Larger frames
- * compress better (context carries over between flows), smaller ones lose
- * less after damage. */
+ * moves on) after this many blocks, or bytes of the file, or uncompressed
+ * bytes.  Larger frames compress better (context carries over between
+ * flows), smaller ones lose less after damage.  The file bytes are what
+ * bounds that loss on disk; counting uncompressed bytes alone (4 MiB) cut
+ * a frame every four 1 MB bodies, and the first body of each frame, which
+ * could not refer back to the last one, cost seven times the others to
+ * compress.  The uncompressed bound only caps how many flows a flipped bit
+ * can take with it when traffic compresses well. */
 #define FRAME_MAX_BLOCKS 256
-#define FRAME_MAX_BYTES ((uint64_t)4 << 20)
+#define FRAME_MAX_FILE_BYTES ((uint64_t)4 << 20)
+#define FRAME_MAX_BYTES ((uint64_t)64 << 20)
 /* Compressed bytes per block before it is cut even mid-record. */
 #define BLOCK_OUT_MAX ((size_t)1 << 20)
 /* Level 3, not 1: level 1 halves the writer's CPU on small flows (2 -> 1 µs
@@ -128,7 +134,7 @@ struct dump_writer {
     size_t outlen;          /* compressed bytes after the header room */
     int newframe;           /* the next block starts a zstd frame */
     int frame_open;
-    uint64_t frame_blocks, frame_bytes;
+    uint64_t frame_blocks, frame_bytes, frame_file_bytes;
 };
 
 static void w_fail(dump_writer *w, const char *what)
@@ -169,6 +175,7 @@ static void w_emit(dump_writer *w, int recend)
     pthread_mutex_unlock(&w->mu);
     w->newframe = 0;
     w->frame_blocks++;
+    w->frame_file_bytes += n;
     w->outlen = 0;
 }
 
@@ -206,7 +213,8 @@ static void w_batch(dump_writer *w, qitem *list)
         nflows++;
     }
     w->frame_bytes += raw;
-    int end = w->frame_blocks + 1 >= FRAME_MAX_BLOCKS || w->frame_bytes >= FRAME_MAX_BYTES;
+    int end = w->frame_blocks + 1 >= FRAME_MAX_BLOCKS || w->frame_bytes >= FRAME_MAX_BYTES ||
+              w->frame_file_bytes + w->outlen >= FRAME_MAX_FILE_BYTES;
     if (!w->failed && w_compress(w, NULL, 0, end ? ZSTD_e_end : ZSTD_e_flush) == 0)
         w_emit(w, 1);
     if (w->failed) { /* a batch reaches the disk whole, at its flush, or not */
@@ -217,7 +225,7 @@ static void w_batch(dump_writer *w, qitem *list)
     if (end) {
         w->newframe = 1;
         w->frame_open = 0;
-        w->frame_blocks = w->frame_bytes = 0;
+        w->frame_blocks = w->frame_bytes = w->frame_file_bytes = 0;
     }
     pthread_mutex_lock(&w->mu);
     w->st.flows += nflows;

@@ -116,8 +116,7 @@ typedef struct nvlist {
 
 static void nvlist_free(nvlist *l)
 {
-    free(l->nv);
-    free(l->names);
+    free(l->nv); /* names live in the same block */
 }
 
 /* The fields a Connection header names (RFC 9110 §7.6.1), gathered once
@@ -160,7 +159,7 @@ static void conn_tokens_of(const hdrs *h, conn_tokens *ct)
 
 /* Fields HTTP/2 forbids (RFC 9113 §8.2.2): they describe one hop of
  * HTTP/1 and must not cross into a multiplexed connection.  Called for
- * every field of every message, twice: the length picks the one name to
+ * every field of every message: the length picks the one name to
  * compare. */
 static bool connection_specific(const hdrs *h, const hdr_field *f, bool request, const conn_tokens *ct)
 {
@@ -211,20 +210,22 @@ static void nv_put(nvlist *l, const char *name, size_t nlen, const char *value, 
     nv->flags = NGHTTP2_NV_FLAG_NONE;
 }
 
-/* Room for `extra` pseudo-header fields followed by h's fields that may be
- * sent.  0, or -1 with c->err set when a field is not valid HTTP/2. */
+/* Room for `extra` pseudo-header fields (the caller puts them at 0 ..
+ * extra-1) followed by h's fields that may be sent, their names
+ * lowercased; one allocation for both.  0, or -1 with c->err set when a
+ * field is not valid HTTP/2. */
 static int nvlist_build(h2_conn *c, nvlist *l, size_t extra, const hdrs *h, bool request, bool trailers)
 {
     size_t namebytes = 0;
     for (size_t i = 0; i < h->n; i++)
         namebytes += h->v[i].name_len + 1;
-    l->n = 0;
-    l->nv = malloc((extra + h->n + 1) * sizeof *l->nv);
-    l->names = malloc(namebytes + 1);
-    if (!l->nv || !l->names) {
+    size_t nvbytes = (extra + h->n + 1) * sizeof *l->nv;
+    l->n = extra;
+    if (!(l->nv = malloc(nvbytes + namebytes + 1))) {
         set_err(c, "%s", "out of memory");
         return -1;
     }
+    l->names = (char *)l->nv + nvbytes;
     char *p = l->names;
     conn_tokens ct;
     conn_tokens_of(h, &ct);
@@ -239,17 +240,6 @@ static int nvlist_build(h2_conn *c, nvlist *l, size_t extra, const hdrs *h, bool
             set_err(c, "header field %.60s cannot be sent over HTTP/2", f->name);
             return -1;
         }
-        l->n++; /* reserve: pseudo-headers are put first by the caller */
-        p += f->name_len + 1;
-    }
-    /* Second pass now that the count is known: pseudo-headers go first. */
-    size_t regular = l->n;
-    l->n = extra;
-    p = l->names;
-    for (size_t i = 0; i < h->n && l->n < extra + regular; i++) {
-        const hdr_field *f = &h->v[i];
-        if (!trailers && connection_specific(h, f, request, &ct))
-            continue;
         nv_put(l, p, f->name_len, f->value, f->value_len);
         p += f->name_len + 1;
     }
@@ -985,9 +975,26 @@ int h2_conn_feed(h2_conn *c, const void *data, size_t n)
     return -1;
 }
 
+/* Frames are gathered and added to `out` together: every add to a TLS
+ * bufferevent is an SSL_write at once, a record of its own, and OpenSSL 3
+ * spends about 10k instructions on each; a response is a HEADERS and a
+ * DATA frame at least, and streams finish several to a read. */
+#define H2_FLUSH_GATHER 16384
+
+static int flush_add(h2_conn *c, struct evbuffer *out, const void *p, size_t n)
+{
+    if (n && evbuffer_add(out, p, n) < 0) {
+        set_err(c, "%s", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int h2_conn_flush(h2_conn *c, struct evbuffer *out, size_t max)
 {
-    while (!max || evbuffer_get_length(out) < max) {
+    unsigned char buf[H2_FLUSH_GATHER];
+    size_t used = 0, queued = evbuffer_get_length(out);
+    while (!max || queued + used < max) {
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(c->s, &d);
         if (n < 0) {
@@ -996,12 +1003,22 @@ int h2_conn_flush(h2_conn *c, struct evbuffer *out, size_t max)
         }
         if (n == 0)
             break;
-        if (evbuffer_add(out, d, (size_t)n) < 0) {
-            set_err(c, "%s", "out of memory");
-            return -1;
+        if (used + (size_t)n > sizeof buf) { /* d stays valid until the next mem_send */
+            if (flush_add(c, out, buf, used) < 0)
+                return -1;
+            queued += used;
+            used = 0;
         }
+        if ((size_t)n > sizeof buf) {
+            if (flush_add(c, out, d, (size_t)n) < 0)
+                return -1;
+            queued += (size_t)n;
+            continue;
+        }
+        memcpy(buf + used, d, (size_t)n);
+        used += (size_t)n;
     }
-    return 0;
+    return flush_add(c, out, buf, used);
 }
 
 bool h2_conn_alive(const h2_conn *c)

@@ -80,7 +80,8 @@ static const opt_desc opt_table[] = {
     {"request_client_cert", OT_BOOL, F(request_client_cert), 0, "Ask clients for a TLS client certificate (CertificateRequest); any certificate, or none, is accepted."},
     {"upstream_cert", OT_BOOL, F(upstream_cert), 0, "With connection_strategy=eager: add the server certificate's CN and SANs to the minted certificate (the eager connection does a TLS handshake). Lazy: no effect (see the man page)."},
     {"add_upstream_certs_to_client_chain", OT_BOOL, F(add_upstream_certs_to_client_chain), 0, "With connection_strategy=eager: send the server's certificates after ours. Lazy: no effect (see the man page)."},
-    {"key_size", OT_INT, F(key_size), 0, "RSA bits of the minted certificates' key (1024 to 8192)."},
+    {"key_type", OT_STR, F(key_type), 0, "Key of the minted certificates: ecdsa (P-256, the default: cheaper handshakes) or rsa (key_size bits, for clients without ECDSA)."},
+    {"key_size", OT_INT, F(key_size), 0, "RSA bits of the minted certificates' key with key_type=rsa (1024 to 8192)."},
     {"flow_detail", OT_INT, F(flow_detail), 0, "Console detail: 0 quiet .. 4 everything."},
     {"termlog_verbosity", OT_STR, F(termlog_verbosity), 0, "Log level: error, warn, info, debug."},
     {"console_format", OT_STR, F(console_format), 0, "Console output: text (mitmdump's lines) or jsonl (one JSON object per flow)."},
@@ -176,6 +177,7 @@ void opts_defaults(opts *o)
     o->tls_version_server_max = strdup("UNBOUNDED");
     o->upstream_cert = true;
     o->key_size = 2048;
+    o->key_type = strdup("ecdsa");
     o->onboarding = true;
     o->onboarding_host = strdup("mitm.it");
     o->http_connect_send_host_header = true;

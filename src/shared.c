@@ -12,6 +12,7 @@
 #include "sink.h"
 #include "sreplay.h"
 #include "tls.h"
+#include "tlsup.h"
 #include "tlsopts.h"
 
 static int load_sreplay(shared *sh, char *err, size_t errsz)
@@ -55,7 +56,7 @@ shared *shared_new(const opts *o, int *status, char *err, size_t errsz)
         /* before any thread starts: tls_ca_open forks.  The TLS contexts
          * come with the first TLS connection; a CA or trusted CA file that
          * cannot be used is still an error now */
-        tls_set_leaf_key_bits(o->key_size);
+        tls_set_leaf_key(strcmp(o->key_type, "rsa") == 0 ? TLS_KEY_RSA : TLS_KEY_ECDSA, o->key_size);
         tlsopts_warn(o);
         sh->ca = tls_ca_open(o->confdir, o->ssl_insecure ? NULL : o->ssl_verify_upstream_trusted_ca, err, errsz);
         if (!sh->ca)
@@ -88,6 +89,11 @@ int shared_free(shared *sh)
     return rc;
 }
 
+/* Upstream sessions kept for resumption: one per server a run talks to,
+ * for runs that reach up to a few thousand servers; a session is a few
+ * KiB (it holds the server's certificate chain). */
+#define SHARED_TLS_SESSIONS 2048
+
 static SSL_CTX *make_ctx(shared *sh, bool server)
 {
     _Atomic(SSL_CTX *) *slot = server ? &sh->server_ctx : &sh->client_ctx;
@@ -97,8 +103,10 @@ static SSL_CTX *make_ctx(shared *sh, bool server)
     pthread_mutex_lock(&sh->tls_lock);
     if (!(c = atomic_load_explicit(slot, memory_order_relaxed))) {
         char err[512];
-        tls_client_opts co = {.insecure = sh->o->ssl_insecure, .extra_ca_file = sh->o->ssl_verify_upstream_trusted_ca};
-        c = server ? tls_server_ctx_new(sh->ca, err, sizeof err) : tls_client_ctx_new(&co, err, sizeof err);
+        tlsup_opts co = {.insecure = sh->o->ssl_insecure,
+                         .extra_ca_file = sh->o->ssl_verify_upstream_trusted_ca,
+                         .session_cache_max = SHARED_TLS_SESSIONS};
+        c = server ? tls_server_ctx_new(sh->ca, err, sizeof err) : tlsup_ctx_new(&co, err, sizeof err);
         if (c && (server ? tlsopts_apply_server(c, sh->o, err, sizeof err)
                          : tlsopts_apply_client(c, sh->o, err, sizeof err)) < 0) {
             SSL_CTX_free(c);

@@ -1,11 +1,10 @@
 /* tls.c — see tls.h.
  *
- * Keys are RSA-2048: every client that speaks TLS 1.2 accepts them, which is
- * not yet true of P-256 in old stacks, and the cost (one RSA signature per
- * handshake) is small next to the rest of a MITM handshake.  One leaf key,
- * generated at CA load, signs every leaf: a key per host would cost tens of
- * milliseconds per new host for no security gain (the CA key is the secret
- * that matters), which is also what mitmproxy does.
+ * The CA key is RSA-2048, which every client accepts.  Leaves carry one
+ * key, made at CA load: P-256 unless key_type=rsa (see leaf_key_gen).  A
+ * key per host would cost a key generation per new host for no security
+ * gain (the CA key is the secret that matters), which is also what
+ * mitmproxy does.
  *
  * Leaves are cached per host in a bounded LRU (hash table + doubly linked
  * list) behind one mutex.  Entries hold X509 references and hand out new
@@ -20,7 +19,6 @@
 #include "tls.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
@@ -108,12 +106,13 @@ typedef struct tls_blob {
 } tls_blob;
 
 static int ex_fallback_idx = -1, ex_alpn_idx = -1, ex_upcert_idx = -1;
-/* key_size: set once at start-up, before tls_ca_open forks (the child
- * makes the leaf key) and before any thread starts */
+/* key_type, key_size: set once at start-up, before tls_ca_open forks (the
+ * child makes the leaf key) and before any thread starts */
+static tls_key_type leaf_key_type = TLS_KEY_ECDSA;
 static int leaf_key_bits = 2048;
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 
-static void ssl_errstr(char *err, size_t errsz, const char *what)
+void tls_errstr(char *err, size_t errsz, const char *what)
 {
     unsigned long e = ERR_get_error();
     char es[200] = "unknown error";
@@ -196,7 +195,7 @@ static int ex_replace(SSL *ssl, int idx, tls_blob *b)
  * literal dropped, lowercased, and for names only the characters a DNS
  * name can carry (the SNI comes from the client; nothing else may reach a
  * certificate).  -1 when unusable. */
-static int host_norm(const char *in, char *out, size_t outsz, bool *is_ip)
+int tls_host_norm(const char *in, char *out, size_t outsz, bool *is_ip)
 {
     size_t n = strlen(in);
     if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
@@ -278,7 +277,7 @@ static int write_temp(const char *dir, const char *name, const void *data, size_
     for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
         unsigned char r[6];
         if (RAND_bytes(r, sizeof r) != 1) {
-            ssl_errstr(err, errsz, "no randomness");
+            tls_errstr(err, errsz, "no randomness");
             return -1;
         }
         snprintf(tmp, tmpsz, "%s/.%s.%02x%02x%02x%02x%02x%02x.tmp", dir, name, r[0], r[1], r[2], r[3], r[4],
@@ -476,6 +475,17 @@ static X509 *make_ca_cert(EVP_PKEY *key)
     return x;
 }
 
+/* The key every leaf carries.  P-256 by default: the server's signature in
+ * each client handshake is what a MITM proxy pays most for, and an ECDSA
+ * signature costs a tenth of an RSA-2048 one; key_type=rsa is for clients
+ * that know no ECDSA. */
+static EVP_PKEY *leaf_key_gen(void)
+{
+    if (leaf_key_type == TLS_KEY_RSA)
+        return EVP_RSA_gen((unsigned)leaf_key_bits);
+    return EVP_EC_gen("P-256");
+}
+
 /* Make the CA's OpenSSL objects from the child's DER (tls_ca_open) and
  * wait for the leaf key, once; every user of key, cert, chain or leaf_key
  * calls this first.  False when something could not be made: minting then
@@ -512,14 +522,14 @@ static bool ca_ready(tls_ca *ca)
             ca->leaf_der = NULL;
         }
         if (!ca->leaf_key) /* the child died before sending it */
-            ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits);
+            ca->leaf_key = leaf_key_gen();
         atomic_store_explicit(&ca->ready, true, memory_order_release);
     }
     pthread_mutex_unlock(&ca->key_lock);
     return ca->key && ca->cert && ca->chain && ca->leaf_key;
 }
 
-/* `host` is already normalised (host_norm). */
+/* `host` is already normalised (tls_host_norm). */
 static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now, X509 *up)
 {
     X509 *x = X509_new();
@@ -537,7 +547,11 @@ static X509 *mint_leaf(tls_ca *ca, const char *host, bool is_ip, time_t now, X50
         !set_name(X509_get_subject_name(x), cn, false) ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || !X509_set_pubkey(x, ca->leaf_key) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-        add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
+        /* keyEncipherment only for RSA (TLS 1.2's RSA key exchange); an
+         * EC key cannot encipher, and strict clients refuse the pair */
+        add_ext(x, ca->cert, NID_key_usage,
+                EVP_PKEY_is_a(ca->leaf_key, "RSA") ? "critical,digitalSignature,keyEncipherment"
+                                                    : "critical,digitalSignature") < 0 ||
         add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 || add_san(x, host, is_ip, up) < 0 ||
         /* keyid from the CA's SKI; issuer+serial only for an imported CA without one */
         add_ext(x, ca->cert, NID_authority_key_identifier, "keyid,issuer") < 0 ||
@@ -606,7 +620,7 @@ static int write_cert_files(tls_ca *ca, bool all, char *err, size_t errsz)
     size_t n, pn;
     char *pem = cert_pem(ca->cert, &n), *p12 = NULL;
     if (!pem) {
-        ssl_errstr(err, errsz, "cannot encode the CA certificate");
+        tls_errstr(err, errsz, "cannot encode the CA certificate");
         goto out;
     }
     bool stale = all;
@@ -624,7 +638,7 @@ static int write_cert_files(tls_ca *ca, bool all, char *err, size_t errsz)
     snprintf(path, sizeof path, "%s/%s", ca->confdir, F_P12);
     if (stale || access(path, F_OK) < 0) {
         if (!(p12 = cert_p12(ca->cert, &pn))) {
-            ssl_errstr(err, errsz, "cannot encode " F_P12);
+            tls_errstr(err, errsz, "cannot encode " F_P12);
             goto out;
         }
         if (write_file(ca->confdir, F_P12, p12, pn, 0644, err, errsz) < 0)
@@ -683,12 +697,12 @@ static int create_ca(tls_ca *ca, const char *path, bool *created, char *err, siz
     char *data = NULL;
     size_t n;
     if (!(ca->key = EVP_RSA_gen(2048)) || !(ca->cert = make_ca_cert(ca->key))) {
-        ssl_errstr(err, errsz, "cannot create the CA");
+        tls_errstr(err, errsz, "cannot create the CA");
         goto out;
     }
     if (!(b = BIO_new(BIO_s_mem())) || !PEM_write_bio_PrivateKey(b, ca->key, NULL, NULL, 0, NULL, NULL) ||
         !PEM_write_bio_X509(b, ca->cert) || !(data = bio_take(b, &n))) {
-        ssl_errstr(err, errsz, "cannot encode the CA");
+        tls_errstr(err, errsz, "cannot encode the CA");
         goto out;
     }
     int c = create_file(ca->confdir, F_KEY, data, n, 0600, err, errsz);
@@ -716,7 +730,7 @@ out:
 static void *keygen_main(void *arg)
 {
     tls_ca *ca = arg;
-    ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits);
+    ca->leaf_key = leaf_key_gen();
     return NULL;
 }
 
@@ -807,8 +821,8 @@ tls_ca *tls_ca_load_or_create(const char *confdir, char *err, size_t errsz)
      * start-up together.  Make it on the side; the first minting waits. */
     if (xthread_start(&ca->keygen, keygen_main, ca) == 0) {
         ca->keygen_running = true;
-    } else if (!(ca->leaf_key = EVP_RSA_gen((unsigned)leaf_key_bits))) {
-        ssl_errstr(err, errsz, "cannot create the leaf key");
+    } else if (!(ca->leaf_key = leaf_key_gen())) {
+        tls_errstr(err, errsz, "cannot create the leaf key");
         goto fail;
     }
     return ca;
@@ -888,7 +902,7 @@ static int ca_child(int fd, const char *confdir, const char *trusted_ca)
         return send_msg(fd, 1, err, strlen(err), NULL, 0) ? 0 : 1;
     int kn = i2d_PrivateKey(ca->key, &kd), cn = i2d_X509(ca->cert, &cd);
     if (kn <= 0 || cn <= 0) {
-        ssl_errstr(err, sizeof err, "cannot encode the CA");
+        tls_errstr(err, sizeof err, "cannot encode the CA");
         return send_msg(fd, 1, err, strlen(err), NULL, 0) ? 0 : 1;
     }
     if (!send_msg(fd, 0, kd, (size_t)kn, cd, (size_t)cn))
@@ -1003,7 +1017,11 @@ void tls_ca_free(tls_ca *ca)
 X509 *tls_ca_cert(tls_ca *ca) { return ca_ready(ca) ? ca->cert : NULL; }
 EVP_PKEY *tls_ca_leaf_key(tls_ca *ca) { return ca_ready(ca) ? ca->leaf_key : NULL; }
 const char *tls_ca_confdir(const tls_ca *ca) { return ca->confdir; }
-void tls_set_leaf_key_bits(int bits) { leaf_key_bits = bits; }
+void tls_set_leaf_key(tls_key_type type, int rsa_bits)
+{
+    leaf_key_type = type;
+    leaf_key_bits = rsa_bits;
+}
 const char *tls_ca_cert_path(const tls_ca *ca) { return ca->cert_path; }
 
 /* ---- the leaf cache (callers hold ca->lock) ----------------------------- */
@@ -1118,12 +1136,12 @@ X509 *tls_ca_leaf_up(tls_ca *ca, const char *host_in, X509 *up, char *err, size_
 {
     char host[256 + 66]; /* with upstream names: "host/<upstream certificate's SHA-256>", the cache key */
     bool is_ip;
-    if (host_norm(host_in, host, 256, &is_ip) < 0) {
+    if (tls_host_norm(host_in, host, 256, &is_ip) < 0) {
         snprintf(err, errsz, "cannot make a certificate for the host name \"%.80s\"", host_in);
         return NULL;
     }
     if (!ca_ready(ca)) {
-        ssl_errstr(err, errsz, "cannot load the CA");
+        tls_errstr(err, errsz, "cannot load the CA");
         return NULL;
     }
     size_t name_len = strlen(host);
@@ -1148,7 +1166,7 @@ X509 *tls_ca_leaf_up(tls_ca *ca, const char *host_in, X509 *up, char *err, size_
     memcpy(name, host, name_len);
     name[name_len] = '\0';
     if (!(x = mint_leaf(ca, name, is_ip, now, up))) {
-        ssl_errstr(err, errsz, "cannot mint a certificate");
+        tls_errstr(err, errsz, "cannot mint a certificate");
         return NULL;
     }
     size_t hl = strlen(host);
@@ -1182,7 +1200,7 @@ static int cert_cb(SSL *ssl, void *arg)
     char norm[256], err[256];
     bool is_ip;
     const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (!host || host_norm(host, norm, sizeof norm, &is_ip) < 0) {
+    if (!host || tls_host_norm(host, norm, sizeof norm, &is_ip) < 0) {
         tls_blob *fb = SSL_get_ex_data(ssl, ex_fallback_idx);
         if (host)
             log_debug("tls: ignoring unusable SNI \"%.80s\"", host);
@@ -1240,7 +1258,7 @@ SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz)
     pthread_once(&ex_once, ex_init);
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        ssl_errstr(err, errsz, "cannot create a TLS context");
+        tls_errstr(err, errsz, "cannot create a TLS context");
         return NULL;
     }
     /* TLS 1.2 ciphers: forward-secret AEAD first, then CBC, and plain RSA key
@@ -1249,16 +1267,26 @@ SSL_CTX *tls_server_ctx_new(tls_ca *ca, char *err, size_t errsz)
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:RSA+AESGCM:RSA+AES:!aNULL:!eNULL:"
                                      "!MD5:!DSS:!PSK:!SRP:!3DES:!RC4:!CAMELLIA:!ARIA") != 1) {
-        ssl_errstr(err, errsz, "cannot configure the TLS context");
+        tls_errstr(err, errsz, "cannot configure the TLS context");
         SSL_CTX_free(ctx);
         return NULL;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* Clients resume with session IDs (OpenSSL's server cache, shared by
+     * the workers through the one context) or tickets (its random ticket
+     * key, made with the context): a resumed handshake skips the minted
+     * certificate and its signature.  The context ID is what both check. */
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mitmlua", 7);
     SSL_CTX_set_cert_cb(ctx, cert_cb, ca);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
     return ctx;
+}
+
+void tls_keep_session(SSL *ssl)
+{
+    if (ssl && SSL_is_init_finished(ssl))
+        SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
 }
 
 int tls_set_fallback_host(SSL *ssl, const char *host)
@@ -1280,47 +1308,7 @@ int tls_set_alpn_allowed(SSL *ssl, const unsigned char *wire, size_t n)
     return b ? ex_replace(ssl, ex_alpn_idx, b) : -1;
 }
 
-/* ---- upstream-facing ---------------------------------------------------- */
-
-/* Does dir hold OpenSSL's hashed names (c_rehash / update-ca-certificates)? */
-static bool has_hashed_certs(const char *dir)
-{
-    DIR *d = dir ? opendir(dir) : NULL;
-    if (!d)
-        return false;
-    bool found = false;
-    for (struct dirent *e; !found && (e = readdir(d));) {
-        const char *n = e->d_name;
-        size_t hex = strspn(n, "0123456789abcdef");
-        found = hex == 8 && n[8] == '.' && n[9] >= '0' && n[9] <= '9';
-    }
-    closedir(d);
-    return found;
-}
-
-/* Two paths name the same file (symbolic links resolved). */
-static bool same_file(const char *a, const char *b)
-{
-    char ra[PATH_MAX], rb[PATH_MAX];
-    return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
-}
-
-/* The system's trusted CAs.  Loading the bundle file parses every
- * certificate in it (about 60 ms, most of start-up); the hashed directory
- * is read lazily, one CA per lookup.  update-ca-certificates writes the
- * same CAs to both, so use the directory when it is there, unless
- * SSL_CERT_FILE names some other bundle. */
-static int load_system_store(SSL_CTX *ctx)
-{
-    const char *file = getenv(X509_get_default_cert_file_env());
-    const char *dir = getenv(X509_get_default_cert_dir_env());
-    if (!dir)
-        dir = X509_get_default_cert_dir();
-    if ((!file || same_file(file, X509_get_default_cert_file())
-        ) && has_hashed_certs(dir))
-        return SSL_CTX_load_verify_dir(ctx, dir);
-    return SSL_CTX_set_default_verify_paths(ctx);
-}
+/* ---- trusted CA files --------------------------------------------------- */
 
 /* Every PEM certificate in the file; the file is refused when it holds
  * none, as SSL_CTX_load_verify_locations would refuse it. */
@@ -1344,102 +1332,6 @@ int tls_check_ca_file(const char *path, char *err, size_t errsz)
         return -1;
     }
     return 0;
-}
-
-SSL_CTX *tls_client_ctx_new(const tls_client_opts *o, char *err, size_t errsz)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        ssl_errstr(err, errsz, "cannot create a TLS context");
-        return NULL;
-    }
-    static const unsigned char alpn[] = "\x08http/1.1";
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1) != 0) {
-        ssl_errstr(err, errsz, "cannot configure the TLS context");
-        goto fail;
-    }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (o->insecure) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-        return ctx;
-    }
-    if (load_system_store(ctx) != 1)
-        ERR_clear_error(); /* no system store: verification will say so per connection */
-    if (o->extra_ca_file && SSL_CTX_load_verify_locations(ctx, o->extra_ca_file, NULL) != 1) {
-        ERR_clear_error();
-        snprintf(err, errsz, "cannot load trusted CA file %s: %s", o->extra_ca_file,
-                 access(o->extra_ca_file, R_OK) < 0 ? strerror(errno) : "no PEM certificate in it");
-        goto fail;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    /* as browsers do: names match the SAN only, wildcards only whole labels */
-    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx),
-                                    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    return ctx;
-fail:
-    SSL_CTX_free(ctx);
-    return NULL;
-}
-
-int tls_client_prepare(SSL *ssl, const char *host, const char *sni, char *err, size_t errsz)
-{
-    char h[256], s[256];
-    bool host_ip, sni_ip = false;
-    if (!host || host_norm(host, h, sizeof h, &host_ip) < 0) {
-        snprintf(err, errsz, "invalid server host name \"%.80s\"", host ? host : "");
-        return -1;
-    }
-    if (sni && host_norm(sni, s, sizeof s, &sni_ip) < 0) {
-        snprintf(err, errsz, "invalid SNI \"%.80s\"", sni);
-        return -1;
-    }
-    /* SNI carries names only (RFC 6066 section 3) */
-    const char *send = sni ? (sni_ip ? NULL : s) : (host_ip ? NULL : h);
-    if (send && SSL_set_tlsext_host_name(ssl, send) != 1) {
-        ssl_errstr(err, errsz, "cannot set SNI");
-        return -1;
-    }
-    if (tlsopts_use_client_cert(ssl, send ? send : (sni_ip ? s : h), err, errsz) < 0)
-        return -1;
-    if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
-        return 0;
-    /* the certificate must match the name we asked for, else the address */
-    const char *want = send ? send : (sni_ip ? s : h);
-    bool want_ip = send ? false : (sni_ip ? true : host_ip);
-    int ok = want_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), want) : SSL_set1_host(ssl, want);
-    if (ok != 1) {
-        ssl_errstr(err, errsz, "cannot set the name to verify");
-        return -1;
-    }
-    return 0;
-}
-
-const char *tls_verify_error(SSL *ssl)
-{
-    long r = SSL_get_verify_result(ssl);
-    if (r == X509_V_OK || !(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
-        return NULL;
-    return X509_verify_cert_error_string(r);
-}
-
-void tls_handshake_error(SSL *ssl, char *err, size_t errsz)
-{
-    const char *v = ssl ? tls_verify_error(ssl) : NULL;
-    unsigned long e = ERR_get_error();
-    if (v) {
-        snprintf(err, errsz, "certificate verify failed: %s", v);
-    } else if (e) {
-        const char *r = ERR_reason_error_string(e);
-        if (r)
-            snprintf(err, errsz, "%s", r);
-        else
-            ERR_error_string_n(e, err, errsz);
-    } else {
-        snprintf(err, errsz, "connection closed during the TLS handshake");
-    }
-    ERR_clear_error();
 }
 
 /* One-line RFC 2253 text, keeping UTF-8 as is (only control characters and

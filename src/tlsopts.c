@@ -2,7 +2,7 @@
  *
  * What a context needs per connection (the `certs` table, the client_certs
  * directory) hangs off the SSL_CTX in one ex_data slot freed with the
- * context, so tls.c's callbacks and tls_client_prepare reach it without
+ * context, so tls.c's callbacks and tlsup_prepare reach it without
  * new parameters.  OpenSSL 3 refuses TLS 1.0/1.1 at its default security
  * level (their handshake signatures use SHA-1/MD5); allowing them lowers
  * the level of that one context to 0, which the start-up warning says. */
@@ -377,6 +377,10 @@ int tlsopts_check(const opts *o, char *err, size_t errsz)
                  KEY_SIZE_MIN, KEY_SIZE_MAX);
         return -1;
     }
+    if (!o->key_type || (strcmp(o->key_type, "ecdsa") != 0 && strcmp(o->key_type, "rsa") != 0)) {
+        snprintf(err, errsz, "invalid value for key_type: '%s' (expected ecdsa or rsa)", o->key_type ? o->key_type : "");
+        return -1;
+    }
     if (check_ciphers(o, err, errsz) < 0 || check_files(o, err, errsz) < 0)
         return -1;
     return 0;
@@ -397,7 +401,11 @@ void tlsopts_warn(const opts *o)
     if (below_tls12(o->tls_version_server_min))
         log_warn("tls_version_server_min=%s: TLS below 1.2 allowed with servers; OpenSSL security level 0 "
                  "for the upstream-facing context", o->tls_version_server_min);
-    if (o->key_size < 2048)
+    bool rsa = o->key_type && strcmp(o->key_type, "rsa") == 0;
+    if (!rsa && o->key_size != 2048)
+        log_warn("key_size=%d: applies to key_type=rsa only; minted certificates use an ECDSA P-256 key",
+                 o->key_size);
+    if (rsa && o->key_size < 2048)
         log_warn("key_size=%d: minted certificates use a weak key; OpenSSL security level 1 for the "
                  "client-facing context", o->key_size);
 }
@@ -433,7 +441,7 @@ int tlsopts_apply_server(SSL_CTX *ctx, const opts *o, char *err, size_t errsz)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_cert);
     if (apply_versions(ctx, o->tls_version_client_min, o->tls_version_client_max, err, errsz) < 0)
         return -1;
-    if (o->key_size < 2048 && SSL_CTX_get_security_level(ctx) > 1)
+    if (o->key_type && strcmp(o->key_type, "rsa") == 0 && o->key_size < 2048 && SSL_CTX_get_security_level(ctx) > 1)
         SSL_CTX_set_security_level(ctx, 1);
     if (o->ciphers_client && set_ciphers(ctx, o->ciphers_client) < 0) {
         snprintf(err, errsz, "invalid value for ciphers_client: '%s'", o->ciphers_client);

@@ -24,6 +24,7 @@
 #include "proxyauth.h"
 #include "socks5.h"
 #include "tls.h"
+#include "tlsup.h"
 #include "tlshello.h"
 #include "tlsopts.h"
 #include "upconnect.h"
@@ -71,7 +72,7 @@ static bool start_cert_probe(cconn *c)
     SSL_CTX *cctx = shared_client_ctx(c->w->sh);
     SSL *probe = cctx ? SSL_new(cctx) : NULL;
     char perr[256];
-    if (probe && tls_client_prepare(probe, c->tunnel_host, NULL, perr, sizeof perr) < 0) {
+    if (probe && tlsup_prepare(probe, c->tunnel_host, c->tunnel_port, NULL, perr, sizeof perr) < 0) {
         SSL_free(probe);
         probe = NULL;
     }

@@ -40,6 +40,7 @@
 #include "printer.h"
 #include "script.h"
 #include "tls.h"
+#include "tlsup.h"
 #include "tlsopts.h"
 #include "upconnect.h"
 
@@ -304,7 +305,7 @@ const char *upstream_error_text(const opts *o, struct bufferevent *bev, const ch
     }
     if (tls && !connected) {
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
-        const char *v = ssl ? tls_verify_error(ssl) : NULL;
+        const char *v = ssl ? tlsup_verify_error(ssl) : NULL;
         if (v) {
             snprintf(buf, n, "upstream certificate verification failed for %s: %s", host, v);
             return buf;
@@ -507,7 +508,7 @@ static SSL *new_ssl(exch *x, char *err, size_t errsz)
         snprintf(err, errsz, "out of memory");
         return NULL;
     }
-    if (tls_client_prepare(ssl, x->up->host, x->sni, err, errsz) < 0) {
+    if (tlsup_prepare(ssl, x->up->host, x->up->port, x->sni, err, errsz) < 0) {
         SSL_free(ssl);
         return NULL;
     }
@@ -622,6 +623,8 @@ static void on_connected(exch *x)
         SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
         tls_fill_conn_info(ssl, &u->info, true);
         u->info.timestamp_tls_setup = now;
+        if (SSL_session_reused(ssl) && log_get_level() >= LOG_DEBUG) /* tests look for it */
+            log_debug("server TLS session resumed: %s:%u", u->host, (unsigned)u->port);
         /* the handshake ran inside libevent: both events now, in order */
         server_event(u, x->f, SCRIPT_HOOK_TLS_START_SERVER, NULL);
         server_event(u, x->f, SCRIPT_HOOK_TLS_ESTABLISHED_SERVER, NULL);

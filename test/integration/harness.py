@@ -703,6 +703,33 @@ def status_of(response_bytes):
     return int(m.group(1)) if m else None
 
 
+def nginx(d, http_body, ports):
+    """nginx (one worker, in the foreground) with http_body inside its http
+    block, its files in directory d; returns the process once every port
+    in `ports` accepts connections.  The caller stops it."""
+    conf = os.path.join(d, "nginx.conf")
+    temps = "".join("    %s_temp_path %s/%s;\n" % (t, d, t)
+                    for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # as root, nginx's workers would run as nobody, who cannot read our tmp files
+    write(conf, "%sworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log;\n"
+          "events { worker_connections 64; }\nhttp {\n    access_log off;\n%s%s\n}\n"
+          % ("user root;\n" if os.geteuid() == 0 else "", d, d, temps, http_body))
+    proc = subprocess.Popen(["nginx", "-p", d, "-e", os.path.join(d, "error.log"), "-c", conf,
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def connects(port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    if not all(wait_for(lambda port=p: connects(port), timeout=10) for p in ports):
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError("nginx did not start: %s" % read(os.path.join(d, "error.log")))
+    return proc
+
+
 def peer_cert(proxy, target, sni, cafile, timeout=10):
     """CONNECT target ("host:port") through proxy, do a TLS handshake with
     SNI sni (None: none, e.g. for an IP) verified against cafile with host

@@ -274,11 +274,13 @@ def tls_version_client_tls1_0_lowers_the_security_level():
 @test(timeout=60)
 def ciphers_client_and_server():
     nginx()
-    p = trusting("--set", "ciphers_client=ECDHE-RSA-AES128-GCM-SHA256")
-    r = get(p, "tls12", args=["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES256-GCM-SHA384"])
+    # the minted certificates' key: ECDSA (key_type's default), RSA in mitmdump
+    kx = "ECDHE-RSA" if H.IS_MITMDUMP else "ECDHE-ECDSA"
+    p = trusting("--set", "ciphers_client=%s-AES128-GCM-SHA256" % kx)
+    r = get(p, "tls12", args=["--tls-max", "1.2", "--ciphers", "%s-AES256-GCM-SHA384" % kx])
     assert r.rc == 35, r                               # no cipher in common
     r = get(p, "tls12", args=["--tls-max", "1.2"], verbose=True)
-    assert r.status == 200 and "ECDHE-RSA-AES128-GCM-SHA256" in curl_version(r), curl_version(r)
+    assert r.status == 200 and "%s-AES128-GCM-SHA256" % kx in curl_version(r), curl_version(r)
     # toward nginx (an ECDSA certificate), with TLS 1.2
     s = trusting("--set", "ciphers_server=ECDHE-ECDSA-AES128-SHA", label="ciphers-server")
     r = get(s, "tls12")
@@ -410,12 +412,17 @@ def request_client_cert_asks_clients_for_one():
 @test(timeout=90)
 def key_size_of_minted_certificates():
     H.skip_if_mitmdump("mitmdump applies key_size when it creates the CA only")
-    p = H.Proxy(["--set", "key_size=3072"]).start()
+    p = H.Proxy(["--set", "key_type=rsa", "--set", "key_size=3072"]).start()
     der = presented(p, "a.test:443", "a.test", verify=p.ca())
     assert "Public-Key: (3072 bit)" in cert_text(der), cert_text(der)
-    d = H.Proxy(label="default-key-size").start()
+    d = H.Proxy(["--set", "key_type=rsa"], label="default-key-size").start()
     der = presented(d, "a.test:443", "a.test", verify=d.ca())
     assert "Public-Key: (2048 bit)" in cert_text(der)
+    # key_type's default: ECDSA P-256, whatever key_size says (with a warning)
+    e = H.Proxy(["--set", "key_size=3072"], label="ecdsa").start()
+    der = presented(e, "a.test:443", "a.test", verify=e.ca())
+    assert "Public-Key: (256 bit)" in cert_text(der) and "prime256v1" in cert_text(der), cert_text(der)
+    assert "key_size=3072: applies to key_type=rsa only" in e.stderr, e.stderr
 
 
 @test(timeout=60)
@@ -510,6 +517,7 @@ def bad_values_are_usage_errors():
         ("tls_ecdh_curve_server=P-256:P-384", "tls_ecdh_curve_server: 'P-256:P-384'"),
         ("key_size=512", "key_size: 512"),
         ("key_size=big", "key_size: 'big'"),
+        ("key_type=dsa", "key_type: 'dsa' (expected ecdsa or rsa)"),
         ("certs=/nonexistent/c.pem", "certs: cannot read '/nonexistent/c.pem'"),
         ("certs=a.test=" + notpem, "certs: '%s': no PEM certificate" % notpem),
         ("certs==" + notpem, "certs: '=%s'" % notpem),
@@ -527,7 +535,7 @@ def bad_values_are_usage_errors():
     assert rc == 2 and "tls_version_server_min 'TLS1_3' is above tls_version_server_max 'TLS1_2'" in err, err
     # and good values start
     rc, err = run_bad("tls_version_client_min=UNBOUNDED", "ciphers_server=TLS_AES_128_GCM_SHA256",
-                      "key_size=2048", "upstream_cert=false")
+                      "key_size=2048", "key_type=rsa", "upstream_cert=false")
     assert rc == 0, err
 
 

@@ -19,6 +19,7 @@
 #include "opts.h"
 #include "tls.h"
 #include "tlsopts.h"
+#include "tlsup.h"
 #include "t.h"
 
 static char base[64];
@@ -450,12 +451,38 @@ static void leaf_props(X509 *x, const char *host, bool ip)
     T_CHECK(X509_cmp_time(X509_get0_notAfter(x), &later) > 0);
     T_CHECK(X509_check_ca(x) == 0);
     T_CHECK(X509_get_extended_key_usage(x) & XKU_SSL_SERVER);
-    T_CHECK((X509_get_key_usage(x) & (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT)) ==
-            (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT));
+    /* keyEncipherment only where the key can encipher: RSA */
+    bool rsa = EVP_PKEY_is_a(X509_get0_pubkey(x), "RSA");
+    T_CHECK(X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE);
+    T_CHECK(!!(X509_get_key_usage(x) & KU_KEY_ENCIPHERMENT) == rsa);
     const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
     T_CHECK(aki && ASN1_OCTET_STRING_cmp(aki, X509_get0_subject_key_id(tls_ca_cert(shared))) == 0);
     T_CHECK(X509_check_private_key(x, tls_ca_leaf_key(shared)) == 1);
     T_CHECK(X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(tls_ca_cert(shared))) == 0);
+}
+
+/* key_type: P-256 leaves by default (the proxy's handshakes sign with
+ * them), RSA of key_size bits on request; the CA stays RSA-2048. */
+static void leaf_key_types(void)
+{
+    EVP_PKEY *k = tls_ca_leaf_key(shared);
+    T_CHECK(k && EVP_PKEY_is_a(k, "EC") && EVP_PKEY_get_bits(k) == 256);
+    char curve[32] = "";
+    T_CHECK(k && EVP_PKEY_get_group_name(k, curve, sizeof curve, NULL) == 1);
+    T_STREQ(curve, "prime256v1");
+    tls_set_leaf_key(TLS_KEY_RSA, 3072);
+    tls_ca *ca = ca_in("rsa-leaves");
+    char err[256];
+    X509 *x = ca ? tls_ca_leaf(ca, "rsa.test", err, sizeof err) : NULL; /* waits for the key */
+    tls_set_leaf_key(TLS_KEY_ECDSA, 2048);
+    T_CHECK(ca != NULL);
+    if (!ca)
+        return;
+    T_CHECK(x && EVP_PKEY_is_a(X509_get0_pubkey(x), "RSA") && EVP_PKEY_get_bits(X509_get0_pubkey(x)) == 3072);
+    T_CHECK(x && (X509_get_key_usage(x) & KU_KEY_ENCIPHERMENT));
+    T_CHECK(EVP_PKEY_is_a(X509_get0_pubkey(tls_ca_cert(ca)), "RSA"));
+    X509_free(x);
+    tls_ca_free(ca);
 }
 
 static void leaves(void)
@@ -735,29 +762,29 @@ typedef struct up_result {
 
 /* Our client context against our own server context (minting from
  * `server_ca`), as the proxy's upstream side would see a server. */
-static up_result upstream(tls_ca *server_ca, const tls_client_opts *o, const char *host, const char *sni,
+static up_result upstream(tls_ca *server_ca, const tlsup_opts *o, const char *host, const char *sni,
                           const char *fallback, const char *override_sni)
 {
     up_result r = {0};
     char err[256];
     SSL_CTX *sctx = tls_server_ctx_new(server_ca, err, sizeof err);
-    SSL_CTX *cctx = tls_client_ctx_new(o, err, sizeof err);
+    SSL_CTX *cctx = tlsup_ctx_new(o, err, sizeof err);
     if (!cctx) {
-        fprintf(stderr, "  tls_client_ctx_new: %s\n", err);
+        fprintf(stderr, "  tlsup_ctx_new: %s\n", err);
         SSL_CTX_free(sctx);
         return r;
     }
     SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
     if (fallback)
         tls_set_fallback_host(s, fallback);
-    if (tls_client_prepare(c, host, sni, err, sizeof err) < 0)
+    if (tlsup_prepare(c, host, 443, sni, err, sizeof err) < 0)
         fprintf(stderr, "  tls_client_prepare: %s\n", err);
     if (override_sni)
         SSL_set_tlsext_host_name(c, override_sni);
     r.ok = pump(c, s);
-    r.verr = tls_verify_error(c);
+    r.verr = tlsup_verify_error(c);
     if (!r.ok)
-        tls_handshake_error(c, r.herr, sizeof r.herr);
+        tlsup_handshake_error(c, r.herr, sizeof r.herr);
     else {
         tls_fill_conn_info(c, &r.server, true);
         tls_fill_conn_info(s, &r.client, false);
@@ -776,13 +803,100 @@ static void up_done(up_result *r)
     flow_conn_clear(&r->client);
 }
 
+/* One handshake of cctx's with sctx towards host:port: 1 resumed, 0 full,
+ * -1 failed.  The client reads once after it, as the proxy does, so that a
+ * TLS 1.3 server's tickets (sent after its Finished) reach the cache. */
+static int resume_round_as(SSL_CTX *cctx, SSL_CTX *sctx, const char *host, uint16_t port, X509 *mine,
+                           char *herr, size_t herrsz)
+{
+    char err[256], buf[16];
+    SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
+    int rc = -1;
+    if (mine) /* as client_certs would, before tlsup_prepare names the session */
+        SSL_use_cert_and_key(c, mine, tls_ca_leaf_key(shared), NULL, 1);
+    if (tlsup_prepare(c, host, port, NULL, err, sizeof err) == 0 && pump(c, s)) {
+        (void)SSL_read(c, buf, sizeof buf); /* nothing to read: processes the tickets */
+        rc = SSL_session_reused(c) ? 1 : 0;
+    } else {
+        tlsup_handshake_error(c, herr, herrsz);
+    }
+    SSL_free(s);
+    SSL_free(c);
+    ERR_clear_error();
+    return rc;
+}
+
+static int resume_round(SSL_CTX *cctx, SSL_CTX *sctx, const char *host, uint16_t port, char *herr, size_t herrsz)
+{
+    return resume_round_as(cctx, sctx, host, port, NULL, herr, herrsz);
+}
+
+/* Resumption towards servers: the second connection to a server resumes,
+ * for TLS 1.3 and 1.2; other ports and names do not share sessions; a
+ * server that now presents a certificate that does not verify is refused
+ * although a session for it is cached (it cannot resume: its ticket keys
+ * are not the old server's). */
+static void upstream_resumption(void)
+{
+    char err[256], herr[256] = "";
+    tls_ca *untrusted = ca_in("untrusted");
+    tlsup_opts o = {.insecure = false, .extra_ca_file = tls_ca_cert_path(shared), .session_cache_max = 16};
+    SSL_CTX *cctx = tlsup_ctx_new(&o, err, sizeof err);
+    SSL_CTX *sctx = tls_server_ctx_new(shared, err, sizeof err);
+    SSL_CTX *bad = untrusted ? tls_server_ctx_new(untrusted, err, sizeof err) : NULL;
+    T_CHECK(cctx && sctx && bad);
+    if (!cctx || !sctx || !bad)
+        goto out;
+    T_CHECK(resume_round(cctx, sctx, "foo.test", 443, herr, sizeof herr) == 0);
+    T_CHECK(tlsup_session_count(cctx) == 1);
+    T_CHECK(resume_round(cctx, sctx, "foo.test", 443, herr, sizeof herr) == 1);
+    T_CHECK(resume_round(cctx, sctx, "foo.test", 8443, herr, sizeof herr) == 0); /* another port */
+    T_CHECK(resume_round(cctx, sctx, "bar.test", 443, herr, sizeof herr) == 0);  /* another name */
+    T_CHECK(tlsup_session_count(cctx) == 3);
+    /* the server at foo.test:443 now has a certificate we do not trust */
+    T_CHECK(resume_round(cctx, bad, "foo.test", 443, herr, sizeof herr) == -1);
+    T_CHECK(strstr(herr, "certificate verify failed") != NULL);
+    T_CHECK(resume_round(cctx, sctx, "foo.test", 443, herr, sizeof herr) == 1); /* the real one again */
+    /* TLS 1.2: a session ID or ticket, resumed the same way */
+    SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION);
+    T_CHECK(resume_round(cctx, sctx, "old.test", 443, herr, sizeof herr) == 0);
+    T_CHECK(resume_round(cctx, sctx, "old.test", 443, herr, sizeof herr) == 1);
+    /* again: a TLS 1.2 resumption brings no new session, and the one kept
+     * must survive the connection it was offered on ending without
+     * close_notify (OpenSSL then marks that connection's session) */
+    T_CHECK(resume_round(cctx, sctx, "old.test", 443, herr, sizeof herr) == 1);
+    /* a session made with a client certificate is not offered without
+     * it, nor with another one, and the other way round */
+    X509 *a = tls_ca_leaf(shared, "client-a.test", err, sizeof err), *b = tls_ca_leaf(shared, "client-b.test", err, sizeof err);
+    T_CHECK(a && b);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, a, herr, sizeof herr) == 0);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, NULL, herr, sizeof herr) == 0);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, b, herr, sizeof herr) == 0);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, a, herr, sizeof herr) == 1);
+    T_CHECK(resume_round_as(cctx, sctx, "mtls.test", 443, NULL, herr, sizeof herr) == 1);
+    X509_free(a);
+    X509_free(b);
+    /* no cache asked for: never resumed */
+    SSL_CTX_free(cctx);
+    o.session_cache_max = 0;
+    cctx = tlsup_ctx_new(&o, err, sizeof err);
+    T_CHECK(cctx && resume_round(cctx, sctx, "foo.test", 443, herr, sizeof herr) == 0);
+    T_CHECK(cctx && resume_round(cctx, sctx, "foo.test", 443, herr, sizeof herr) == 0);
+out:
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(bad);
+    if (untrusted)
+        tls_ca_free(untrusted);
+}
+
 static void upstream_verification(void)
 {
     tls_ca *untrusted = ca_in("untrusted");
     T_CHECK(untrusted != NULL);
     if (!untrusted)
         return;
-    tls_client_opts o = {.insecure = false, .extra_ca_file = tls_ca_cert_path(shared)};
+    tlsup_opts o = {.insecure = false, .extra_ca_file = tls_ca_cert_path(shared)};
 
     /* trusted through extra_ca_file, name from host, sent as SNI */
     up_result r = upstream(shared, &o, "foo.test", NULL, NULL, NULL);
@@ -825,13 +939,13 @@ static void upstream_verification(void)
     T_CHECK(strstr(r.herr, "certificate verify failed: ") == r.herr);
     up_done(&r);
     /* the system store alone does not trust our CAs either */
-    tls_client_opts sys = {.insecure = false, .extra_ca_file = NULL};
+    tlsup_opts sys = {.insecure = false, .extra_ca_file = NULL};
     r = upstream(shared, &sys, "foo.test", NULL, NULL, NULL);
     T_CHECK(!r.ok && r.verr != NULL);
     up_done(&r);
 
     /* -k: anything goes, and nothing is reported */
-    tls_client_opts k = {.insecure = true, .extra_ca_file = NULL};
+    tlsup_opts k = {.insecure = true, .extra_ca_file = NULL};
     r = upstream(untrusted, &k, "foo.test", NULL, NULL, "other.test");
     T_CHECK(r.ok && r.verr == NULL);
     T_STREQ(r.server.cert_subject, "CN=other.test");
@@ -839,14 +953,14 @@ static void upstream_verification(void)
 
     /* a server that is not speaking TLS */
     char err[256];
-    SSL_CTX *cctx = tls_client_ctx_new(&o, err, sizeof err);
+    SSL_CTX *cctx = tlsup_ctx_new(&o, err, sizeof err);
     SSL *c = SSL_new(cctx);
     BIO *rb = BIO_new_mem_buf("HTTP/1.1 400 Bad Request\r\n\r\n", -1), *wb = BIO_new(BIO_s_mem());
     SSL_set_bio(c, rb, wb);
-    T_CHECK(tls_client_prepare(c, "foo.test", NULL, err, sizeof err) == 0);
+    T_CHECK(tlsup_prepare(c, "foo.test", 443, NULL, err, sizeof err) == 0);
     T_CHECK(SSL_connect(c) != 1);
     char herr[256];
-    tls_handshake_error(c, herr, sizeof herr);
+    tlsup_handshake_error(c, herr, sizeof herr);
     T_CHECK(strstr(herr, "wrong version number") != NULL);
     SSL_free(c);
     SSL_CTX_free(cctx);
@@ -856,8 +970,8 @@ static void upstream_verification(void)
 static void client_ctx_errors(void)
 {
     char err[512];
-    tls_client_opts o = {.insecure = false, .extra_ca_file = "/nonexistent/ca.pem"};
-    T_CHECK(tls_client_ctx_new(&o, err, sizeof err) == NULL);
+    tlsup_opts o = {.insecure = false, .extra_ca_file = "/nonexistent/ca.pem"};
+    T_CHECK(tlsup_ctx_new(&o, err, sizeof err) == NULL);
     T_CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
     char p[256];
     path_of(p, sizeof p, "notapem", NULL);
@@ -865,17 +979,17 @@ static void client_ctx_errors(void)
     fputs("not a certificate\n", fp);
     fclose(fp);
     o.extra_ca_file = p;
-    T_CHECK(tls_client_ctx_new(&o, err, sizeof err) == NULL);
+    T_CHECK(tlsup_ctx_new(&o, err, sizeof err) == NULL);
     T_CHECK(strstr(err, p) != NULL);
     o.extra_ca_file = NULL;
-    SSL_CTX *ctx = tls_client_ctx_new(&o, err, sizeof err);
+    SSL_CTX *ctx = tlsup_ctx_new(&o, err, sizeof err);
     T_CHECK(ctx != NULL);
     T_CHECK(ctx && (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER));
     SSL_CTX_free(ctx);
     SSL *s = NULL;
-    ctx = tls_client_ctx_new(&o, err, sizeof err);
+    ctx = tlsup_ctx_new(&o, err, sizeof err);
     s = SSL_new(ctx);
-    T_CHECK(tls_client_prepare(s, "bad host", NULL, err, sizeof err) == -1);
+    T_CHECK(tlsup_prepare(s, "bad host", 443, NULL, err, sizeof err) == -1);
     SSL_free(s);
     SSL_CTX_free(ctx);
     ERR_clear_error();
@@ -1098,11 +1212,13 @@ int main(void)
         return 1;
     }
     T_RUN(leaves);
+    T_RUN(leaf_key_types);
     T_RUN(cache_lru);
     T_RUN(handshakes_client_facing);
     T_RUN(alpn);
     T_RUN(client_ctx_errors);
     T_RUN(upstream_verification);
+    T_RUN(upstream_resumption);
     T_RUN(concurrency);
     tls_ca_free(shared);
     char cmd[128];
