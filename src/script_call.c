@@ -86,6 +86,21 @@ void script_gen_release(script_env *e, script_gen *g)
         script_gen_free(e, g);
 }
 
+/* The flow is freed: the Lua objects derived from it say so, and the
+ * generation of scripts its hooks ran with may go.  Here, with the
+ * generations, so that the connection code that frees flows (upstream's
+ * CONNECT hook, upconnect.c) needs nothing of the script loader. */
+void script_env_forget(script_env *e, flow *f)
+{
+    if (!e || !f)
+        return;
+    lflow *lf = script_unlink_flow(e->L, f);
+    if (lf && lf->gen) {
+        script_gen_release(e, lf->gen);
+        lf->gen = NULL;
+    }
+}
+
 /* Append a set to g (the caller made its refs). */
 int script_gen_add(script_gen *g, const script_set *s)
 {

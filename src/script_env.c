@@ -420,13 +420,3 @@ void script_env_free(script_env *e)
     free(e);
 }
 
-void script_env_forget(script_env *e, flow *f)
-{
-    if (!e || !f)
-        return;
-    lflow *lf = script_unlink_flow(e->L, f);
-    if (lf && lf->gen) {
-        script_gen_release(e, lf->gen);
-        lf->gen = NULL;
-    }
-}
