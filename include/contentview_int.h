@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "contentview.h"
+#include "pyfloat.h"
 
 #define CV_ALL ((size_t)-1)
 
@@ -26,8 +27,6 @@ void cv_copy_lines(cv_text *dst, const cv_text *src);
 /* Python's repr() of bytes (b'..') and of a str given as UTF-8 ('..'). */
 void cv_repr_bytes(cv_text *t, const char *s, size_t n);
 void cv_repr_str(cv_text *t, const char *s, size_t n);
-/* Python's repr() of a float: shortest round trip, "1e+16", "100.0". */
-void cv_pyfloat(double v, char *buf, size_t n);
 bool cv_utf8_valid(const char *s, size_t n);
 size_t cv_u8len(const char *s, size_t n);
 

@@ -422,7 +422,7 @@ static void jv_put(cv_text *t, const jv *v, int level)
         if (isinf(d))
             cv_puts(t, d < 0 ? "-Infinity" : "Infinity");
         else {
-            cv_pyfloat(d, buf, sizeof buf);
+            pyfloat_repr(d, buf, sizeof buf);
             cv_puts(t, buf);
         }
         return;

@@ -395,7 +395,7 @@ static int mp_value(mp *m, cv_text *t, int level, bool as_key)
         } else {
             memcpy(&d, &v, 8);
         }
-        cv_pyfloat(d, buf, sizeof buf);
+        pyfloat_repr(d, buf, sizeof buf);
         cv_puts(t, buf);
         return 0;
     }
@@ -546,7 +546,7 @@ static int png_meta(meta *m, rd *r)
         rd b = {body, (size_t)len, 0, false};
         if (!memcmp(type, "gAMA", 4)) {
             char num[48];
-            cv_pyfloat((double)rd_be(&b, 4) / 100000.0, num, sizeof num);
+            pyfloat_repr((double)rd_be(&b, 4) / 100000.0, num, sizeof num);
             const char *s = meta_own(m, strdup(num));
             meta_add(m, "gamma", 5, s, strlen(s));
         } else if (!memcmp(type, "pHYs", 4)) {

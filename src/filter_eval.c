@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "encoding.h"
+#include "pyfloat.h"
 
 /* Weak until src/encoding.c lands on main, so the tree links meanwhile;
  * without it bodies are matched raw. */
@@ -398,64 +399,8 @@ char *filter_pretty_url(const flow *fl)
 static int py_float(bytes *b, double x)
 {
     char buf[64];
-    if (isnan(x))
-        return bytes_append(b, "nan", 3);
-    if (isinf(x))
-        return x < 0 ? bytes_append(b, "-inf", 4) : bytes_append(b, "inf", 3);
-    /* shortest repr that reads back to the same double, like repr(float) */
-    int prec;
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*e", prec - 1, x);
-        if (strtod(buf, NULL) == x)
-            break;
-    }
-    char digits[32];
-    size_t nd = 0;
-    const char *p = buf;
-    bool neg = false;
-    if (*p == '-')
-        neg = true, p++;
-    for (; *p && *p != 'e'; p++)
-        if (*p >= '0' && *p <= '9')
-            digits[nd++] = *p;
-    int exp = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0')
-        nd--;
-    digits[nd] = '\0';
-    char out[80];
-    size_t o = 0;
-    if (neg)
-        out[o++] = '-';
-    if (exp >= -5 + 1 && exp < 16) {
-        if (exp < 0) {
-            out[o++] = '0';
-            out[o++] = '.';
-            for (int i = 0; i < -exp - 1; i++)
-                out[o++] = '0';
-            memcpy(out + o, digits, nd);
-            o += nd;
-        } else {
-            for (int i = 0; i <= exp; i++)
-                out[o++] = (size_t)i < nd ? digits[i] : '0';
-            out[o++] = '.';
-            if ((size_t)exp + 1 < nd) {
-                memcpy(out + o, digits + exp + 1, nd - (size_t)exp - 1);
-                o += nd - (size_t)exp - 1;
-            } else {
-                out[o++] = '0';
-            }
-        }
-    } else {
-        out[o++] = digits[0];
-        if (nd > 1) {
-            out[o++] = '.';
-            memcpy(out + o, digits + 1, nd - 1);
-            o += nd - 1;
-        }
-        o += (size_t)snprintf(out + o, sizeof out - o, "e%c%02d", exp < 0 ? '-' : '+',
-                              exp < 0 ? -exp : exp);
-    }
-    return bytes_append(b, out, o);
+    pyfloat_repr(x, buf, sizeof buf);
+    return bytes_append(b, buf, strlen(buf));
 }
 
 /* Characters str.isprintable() rejects, approximately: C0/C1 controls,

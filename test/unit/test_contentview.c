@@ -76,17 +76,17 @@ static void query_and_empty(void)
 static void python_formats(void)
 {
     char b[64];
-    cv_pyfloat(1e16, b, sizeof b);
+    pyfloat_repr(1e16, b, sizeof b);
     T_STREQ(b, "1e+16");
-    cv_pyfloat(1e15, b, sizeof b);
+    pyfloat_repr(1e15, b, sizeof b);
     T_STREQ(b, "1000000000000000.0");
-    cv_pyfloat(0.0001, b, sizeof b);
+    pyfloat_repr(0.0001, b, sizeof b);
     T_STREQ(b, "0.0001");
-    cv_pyfloat(1.5e-7, b, sizeof b);
+    pyfloat_repr(1.5e-7, b, sizeof b);
     T_STREQ(b, "1.5e-07");
-    cv_pyfloat(-0.0, b, sizeof b);
+    pyfloat_repr(-0.0, b, sizeof b);
     T_STREQ(b, "-0.0");
-    cv_pyfloat(0.1 + 0.2, b, sizeof b);
+    pyfloat_repr(0.1 + 0.2, b, sizeof b);
     T_STREQ(b, "0.30000000000000004");
     cv_text t = {.max_lines = CV_ALL};
     cv_repr_bytes(&t, "it's \"x\"\n\xff", 10);
