@@ -67,6 +67,10 @@ int hdrs_copy(hdrs *dst, const hdrs *src);
 void hdrs_free(hdrs *h);
 /* true when a comma-separated header `name` lists `token` (case-insensitive) */
 bool hdrs_has_token(const hdrs *h, const char *name, const char *token);
+/* The next element of a comma-separated field value (RFC 9110 §5.6.1)
+ * from *p up to end, without the whitespace around it: its start, with its
+ * length in *len, and *p past it; NULL when none is left. */
+const char *hdrs_next_token(const char **p, const char *end, size_t *len);
 
 /* ---- the flow ---------------------------------------------------------- */
 

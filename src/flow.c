@@ -256,23 +256,33 @@ void hdrs_free(hdrs *h)
     *h = (hdrs){0};
 }
 
+const char *hdrs_next_token(const char **p, const char *end, size_t *len)
+{
+    const char *s = *p;
+    while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
+        s++;
+    if (s == end) {
+        *p = end;
+        return NULL;
+    }
+    const char *e = s;
+    while (e < end && *e != ',')
+        e++;
+    *p = e;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *len = (size_t)(e - s);
+    return s;
+}
+
 bool hdrs_has_token(const hdrs *h, const char *name, const char *token)
 {
-    size_t tlen = strlen(token);
+    size_t tlen = strlen(token), n;
     for (ssize_t i = hdrs_find(h, name, 0); i >= 0; i = hdrs_find(h, name, (size_t)i + 1)) {
         const char *p = h->v[i].value, *end = p + h->v[i].value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *s = p;
-            while (p < end && *p != ',')
-                p++;
-            const char *e = p;
-            while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-                e--;
-            if ((size_t)(e - s) == tlen && strncasecmp(s, token, tlen) == 0)
+        for (const char *t; (t = hdrs_next_token(&p, end, &n)) != NULL;)
+            if (n == tlen && strncasecmp(t, token, tlen) == 0)
                 return true;
-        }
     }
     return false;
 }

@@ -135,24 +135,15 @@ static void conn_tokens_of(const hdrs *h, conn_tokens *ct)
     ct->n = 0;
     ct->overflow = false;
     for (ssize_t i = hdrs_find(h, "connection", 0); i >= 0; i = hdrs_find(h, "connection", (size_t)i + 1)) {
-        const char *p = h->v[i].value, *end = p + h->v[i].value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *b = p;
-            while (p < end && *p != ',')
-                p++;
-            const char *e = p;
-            while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-                e--;
-            if (e == b)
-                continue;
+        const char *p = h->v[i].value, *end = p + h->v[i].value_len, *t;
+        size_t n;
+        while ((t = hdrs_next_token(&p, end, &n)) != NULL) {
             if (ct->n == CONN_TOKENS_MAX) {
                 ct->overflow = true;
                 return;
             }
-            ct->t[ct->n].p = b;
-            ct->t[ct->n++].len = (size_t)(e - b);
+            ct->t[ct->n].p = t;
+            ct->t[ct->n++].len = n;
         }
     }
 }
