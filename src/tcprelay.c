@@ -16,14 +16,10 @@
 #include <event2/event.h>
 
 #include "log.h"
-
-/* A side whose peer has this much queued and unsent stops being read until
- * the queue drains below the low mark (as in wsrelay.c). */
-#define TCPRELAY_HIGH ((size_t)1 << 20)
-#define TCPRELAY_LOW ((size_t)256 << 10)
+#include "relaypace.h"
 
 struct tcprelay {
-    struct bufferevent *bev[2];
+    relaypace pace;       /* both bufferevents, and which is paused */
     flow *f;
     script_env *scripts;
     size_t keep_max, kept;
@@ -33,16 +29,10 @@ struct tcprelay {
     bool eof[2];          /* side s has sent everything it will send */
     bool shut_pending[2]; /* shut down writing to side s once its output drained */
     bool end_pending;     /* end once the server's output drained (TLS: no half-close) */
-    bool paused[2];       /* not reading side s: its peer's output is full */
     bool over;
     tcprelay_done_fn done;
     void *owner;
 };
-
-static int side_of(const tcprelay *r, struct bufferevent *bev)
-{
-    return bev == r->bev[0] ? 0 : 1;
-}
 
 static bool is_tls(struct bufferevent *bev)
 {
@@ -63,10 +53,7 @@ static void finish(tcprelay *r, const char *err)
     r->over = true;
     if (r->idle)
         event_del(r->idle);
-    for (int s = 0; s < 2; s++) {
-        bufferevent_disable(r->bev[s], EV_READ);
-        bufferevent_setwatermark(r->bev[s], EV_WRITE, 0, 0);
-    }
+    relaypace_stop(&r->pace);
     flow *f = r->f;
     f->client.timestamp_end = f->server.timestamp_end = flow_now();
     if (err && !f->error)
@@ -79,7 +66,7 @@ static void finish(tcprelay *r, const char *err)
  * -1 when the relay ended. */
 static int pump(tcprelay *r, int s)
 {
-    struct evbuffer *in = bufferevent_get_input(r->bev[s]);
+    struct evbuffer *in = bufferevent_get_input(r->pace.bev[s]);
     size_t n = evbuffer_get_length(in);
     if (n == 0)
         return 0;
@@ -98,7 +85,7 @@ static int pump(tcprelay *r, int s)
     }
     m = &f->ws_msgs[f->ws_n - 1];   /* the hook may have grown the array */
     if (!m->dropped && m->content.len &&
-        evbuffer_add(bufferevent_get_output(r->bev[1 - s]), m->content.p, m->content.len) < 0) {
+        evbuffer_add(bufferevent_get_output(r->pace.bev[1 - s]), m->content.p, m->content.len) < 0) {
         finish(r, "out of memory relaying a TCP message");
         return -1;
     }
@@ -115,27 +102,24 @@ static int pump(tcprelay *r, int s)
 static void shut_write(tcprelay *r, int t)
 {
     r->shut_pending[t] = false;
-    if (shutdown(bufferevent_getfd(r->bev[t]), SHUT_WR) < 0)
+    if (shutdown(bufferevent_getfd(r->pace.bev[t]), SHUT_WR) < 0)
         log_debug("TCP flow %s: half-close: %s", r->f->id, strerror(errno));
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     tcprelay *r = arg;
-    int s = side_of(r, bev);
+    int s = relaypace_side(&r->pace, bev);
     if (r->over || pump(r, s) < 0)
         return;
-    if (evbuffer_get_length(bufferevent_get_output(r->bev[1 - s])) > TCPRELAY_HIGH) {
-        r->paused[s] = true;
-        bufferevent_disable(bev, EV_READ);
-    }
+    relaypace_check(&r->pace, s);
 }
 
 /* Side t's output drained (below the low mark, or empty). */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     tcprelay *r = arg;
-    int t = side_of(r, bev);
+    int t = relaypace_side(&r->pace, bev);
     if (r->over)
         return;
     bool empty = evbuffer_get_length(bufferevent_get_output(bev)) == 0;
@@ -145,11 +129,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
         finish(r, NULL);
         return;
     }
-    if (r->paused[1 - t] && !r->eof[1 - t]) {
-        r->paused[1 - t] = false;
-        bufferevent_enable(r->bev[1 - t], EV_READ);
-        bufferevent_trigger(r->bev[1 - t], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
-    }
+    relaypace_drained(&r->pace, t);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -157,7 +137,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     tcprelay *r = arg;
     if (r->over || !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
         return;
-    int s = side_of(r, bev), t = 1 - s;
+    int s = relaypace_side(&r->pace, bev), t = 1 - s;
     if (pump(r, s) < 0) /* what it sent before it closed */
         return;
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -169,22 +149,23 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     r->eof[s] = true;
+    r->pace.paused[s] = false;   /* a side that ended is never read again */
     bufferevent_disable(bev, EV_READ);
     if (r->eof[t]) {
         finish(r, NULL);
         return;
     }
-    if (is_tls(r->bev[t])) {
+    if (is_tls(r->pace.bev[t])) {
         /* no half-close over TLS here: the owner flushes the client's
          * output when it closes; the server's is flushed first */
-        if (t == 1 && evbuffer_get_length(bufferevent_get_output(r->bev[1])) > 0)
+        if (t == 1 && evbuffer_get_length(bufferevent_get_output(r->pace.bev[1])) > 0)
             r->end_pending = true;
         else
             finish(r, NULL);
         return;
     }
     /* the peer hears the EOF after what was sent before it */
-    if (evbuffer_get_length(bufferevent_get_output(r->bev[t])) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(r->pace.bev[t])) == 0)
         shut_write(r, t);
     else
         r->shut_pending[t] = true;
@@ -228,27 +209,21 @@ tcprelay *tcprelay_start(struct bufferevent *client, struct bufferevent *server,
             return NULL;
         }
     }
-    r->bev[0] = client;
-    r->bev[1] = server;
     r->f = f;
     r->scripts = scripts;
     r->keep_max = lim->keep_max;
     r->done = done;
     r->owner = owner;
+    relaypace_start(&r->pace, client, server, read_cb, write_cb, event_cb, r);
     for (int s = 0; s < 2; s++) {
         /* a TLS peer that closes without close_notify has still ended
          * its stream: an EOF, as over plain TCP, not an error */
-        if (is_tls(r->bev[s]))
-            bufferevent_openssl_set_allow_dirty_shutdown(r->bev[s], 1);
-        bufferevent_set_timeouts(r->bev[s], NULL, NULL);
-        bufferevent_setcb(r->bev[s], read_cb, write_cb, event_cb, r);
-        bufferevent_setwatermark(r->bev[s], EV_READ, 0, 0);
-        bufferevent_setwatermark(r->bev[s], EV_WRITE, TCPRELAY_LOW, 0);
-        bufferevent_enable(r->bev[s], EV_READ | EV_WRITE);
+        if (is_tls(r->pace.bev[s]))
+            bufferevent_openssl_set_allow_dirty_shutdown(r->pace.bev[s], 1);
         /* bytes that came before the relay (the ones that told us this is
          * not HTTP, a server's greeting) go through from the event loop */
-        if (evbuffer_get_length(bufferevent_get_input(r->bev[s])))
-            bufferevent_trigger(r->bev[s], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        if (evbuffer_get_length(bufferevent_get_input(r->pace.bev[s])))
+            relaypace_later(&r->pace, s);
     }
     return r;
 }

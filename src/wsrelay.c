@@ -13,19 +13,13 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "relaypace.h"
 #include "ws.h"
 
-/* A side whose peer has this much queued and unsent stops being read until
- * the queue drains below the low mark: a slow reader holds back its peer
- * instead of growing our buffers. */
-#define WSRELAY_HIGH ((size_t)1 << 20)
-#define WSRELAY_LOW ((size_t)256 << 10)
-
 struct wsrelay {
-    struct bufferevent *bev[2];
+    relaypace pace;           /* both bufferevents, and which is paused */
     ws_parser *parser[2];
     bool close_seen[2];       /* this side sent a close frame */
-    bool paused[2];           /* not reading this side: its peer's output is full */
     flow *f;
     script_env *scripts;
     wsrelay_done_fn done;
@@ -41,11 +35,6 @@ static void run_hook(wsrelay *r, enum script_hook h)
         script_env_run(r->scripts, h, r->f);
 }
 static void event_cb(struct bufferevent *bev, short what, void *arg);
-
-static int side_of(const wsrelay *r, struct bufferevent *bev)
-{
-    return bev == r->bev[0] ? 0 : 1;
-}
 
 static void set_close(wsrelay *r, int code, const char *reason, size_t rlen, bool by_client)
 {
@@ -64,9 +53,7 @@ static void finish(wsrelay *r)
     if (r->over)
         return;
     r->over = true;
-    bufferevent_disable(r->bev[0], EV_READ);
-    bufferevent_disable(r->bev[1], EV_READ);
-    bufferevent_setwatermark(r->bev[0], EV_WRITE, 0, 0); /* the owner's again */
+    relaypace_stop(&r->pace);   /* the bufferevents are the owner's again */
     run_hook(r, SCRIPT_HOOK_WEBSOCKET_END);
     r->done(r->owner); /* may free r */
 }
@@ -86,7 +73,7 @@ static void protocol_error(wsrelay *r, int s)
     memcpy(payload + 2, reason, rl);
     for (int to = 0; to < 2; to++)
         if (!r->close_seen[to])
-            ws_write_frame(bufferevent_get_output(r->bev[to]), WS_OP_CLOSE, payload, rl + 2, to == 1);
+            ws_write_frame(bufferevent_get_output(r->pace.bev[to]), WS_OP_CLOSE, payload, rl + 2, to == 1);
     set_close(r, code, reason, rl, s == 0);
     char msg[200];
     snprintf(msg, sizeof msg, "WebSocket protocol error from %s: %s", s == 0 ? "client" : "server", reason);
@@ -115,15 +102,15 @@ static int data_message(wsrelay *r, int s, ws_msg *m)
     rec = &f->ws_msgs[f->ws_n - 1];
     if (rec->dropped)
         return 0;
-    return ws_write_frame(bufferevent_get_output(r->bev[1 - s]), rec->is_text ? WS_OP_TEXT : WS_OP_BINARY,
+    return ws_write_frame(bufferevent_get_output(r->pace.bev[1 - s]), rec->is_text ? WS_OP_TEXT : WS_OP_BINARY,
                           rec->content.p, rec->content.len, s == 0) < 0 ? (finish(r), -1) : 0;
 }
 
 /* Everything complete that side s sent.  -1 when the relay ended. */
 static int pump(wsrelay *r, int s)
 {
-    struct evbuffer *in = bufferevent_get_input(r->bev[s]);
-    struct evbuffer *out = bufferevent_get_output(r->bev[1 - s]);
+    struct evbuffer *in = bufferevent_get_input(r->pace.bev[s]);
+    struct evbuffer *out = bufferevent_get_output(r->pace.bev[1 - s]);
     for (;;) {
         if (r->f->killed) { /* by websocket_start */
             set_close(r, 1006, NULL, 0, s == 0);
@@ -168,28 +155,20 @@ static int pump(wsrelay *r, int s)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     wsrelay *r = arg;
-    int s = side_of(r, bev);
+    int s = relaypace_side(&r->pace, bev);
     if (r->over || pump(r, s) < 0)
         return;
-    if (evbuffer_get_length(bufferevent_get_output(r->bev[1 - s])) > WSRELAY_HIGH) {
-        r->paused[s] = true;
-        bufferevent_disable(bev, EV_READ);
+    if (relaypace_check(&r->pace, s))
         log_debug("WebSocket: the %s is not reading; pausing the %s", s ? "client" : "server",
                   s ? "server" : "client");
-    }
 }
 
-/* Side t's output drained below the low mark: read its peer again (and
- * parse what the peer sent meanwhile, from the event loop). */
+/* Side t's output drained below the low mark: read its peer again. */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     wsrelay *r = arg;
-    int t = side_of(r, bev);
-    if (r->over || !r->paused[1 - t])
-        return;
-    r->paused[1 - t] = false;
-    bufferevent_enable(r->bev[1 - t], EV_READ);
-    bufferevent_trigger(r->bev[1 - t], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    if (!r->over)
+        relaypace_drained(&r->pace, relaypace_side(&r->pace, bev));
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -197,7 +176,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     wsrelay *r = arg;
     if (r->over || !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
         return;
-    int s = side_of(r, bev);
+    int s = relaypace_side(&r->pace, bev);
     if (pump(r, s) < 0) /* what it sent before hanging up */
         return;
     if (!r->close_seen[s]) {
@@ -223,26 +202,19 @@ wsrelay *wsrelay_start(struct bufferevent *client, struct bufferevent *server, f
         free(r);
         return NULL;
     }
-    r->bev[0] = client;
-    r->bev[1] = server;
     r->f = f;
     r->scripts = scripts;
     r->done = done;
     r->owner = owner;
     f->websocket = true;
-    for (int s = 0; s < 2; s++) {
-        bufferevent_set_timeouts(r->bev[s], NULL, NULL);
-        bufferevent_setcb(r->bev[s], read_cb, write_cb, event_cb, r);
-        bufferevent_setwatermark(r->bev[s], EV_WRITE, WSRELAY_LOW, 0);
-        bufferevent_enable(r->bev[s], EV_READ | EV_WRITE);
-    }
+    relaypace_start(&r->pace, client, server, read_cb, write_cb, event_cb, r);
     run_hook(r, SCRIPT_HOOK_WEBSOCKET_START);
     /* frames that arrived with the handshake (and a kill by the hook) are
      * handled from the event loop, so done() never runs before the owner
      * has the relay */
     for (int s = 0; s < 2; s++)
-        if (evbuffer_get_length(bufferevent_get_input(r->bev[s])) || f->killed)
-            bufferevent_trigger(r->bev[s], EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        if (evbuffer_get_length(bufferevent_get_input(r->pace.bev[s])) || f->killed)
+            relaypace_later(&r->pace, s);
     return r;
 }
 

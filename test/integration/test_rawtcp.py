@@ -246,6 +246,53 @@ def refused_server_is_a_tcp_error():
     assert p.stop() == 0
 
 
+@test(timeout=90)
+def a_server_that_does_not_read_holds_the_client_back():
+    """The relay stops reading a side whose peer's queue is full (1 MiB in
+    the proxy): a client sending to a server that reads nothing is held
+    back by the kernel's buffers plus that, not by memory; once the server
+    reads, every byte arrives in order."""
+    only_mitmlua()
+    import threading
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    go, got = threading.Event(), bytearray()
+
+    def server():
+        c, _ = lsock.accept()
+        with c:
+            go.wait(60)
+            c.settimeout(10)
+            while True:
+                d = c.recv(1 << 20)
+                if not d:
+                    return
+                got.extend(d)
+    t = threading.Thread(target=server, daemon=True)
+    t.start()
+    p = H.Proxy(["-q", "--set", "tcp_timeout=0"]).start()
+    s = tunnel(p, lsock.getsockname()[1])
+    s.settimeout(2)
+    block = bytes(range(256)) * 256          # 64 KiB, starting with \x00: not HTTP
+    limit = 256 << 20                         # a relay that buffered all would take it
+    sent = 0
+    try:
+        while sent < limit:
+            sent += s.send(block)
+    except socket.timeout:
+        pass
+    print("# the client got %d bytes out before it was held back" % sent)
+    assert 1 << 20 < sent < 64 << 20, sent
+    go.set()
+    s.shutdown(socket.SHUT_WR)
+    t.join(30)
+    assert len(got) == sent, (len(got), sent)
+    assert bytes(got[:len(block)]) == block and got == block * (sent // len(block)) + block[:sent % len(block)]
+    s.close()
+    assert p.stop() == 0
+
+
 @test(timeout=60)
 def tcp_timeout_closes_a_quiet_flow():
     only_mitmlua()
