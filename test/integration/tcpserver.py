@@ -1,20 +1,24 @@
-"""Small non-HTTP servers for the raw TCP tests, on 127.0.0.1.
+"""Small servers for the tests, on 127.0.0.1.
+
+ThreadedServer is what they share: a listening socket on a free port
+(`port`), each connection handled by `_one(conn)` in a thread of its own,
+TLS contexts from tls=(cert, key) in `ctx`, and a list `got` for what the
+server wants to report.
 
 RedisLike is client-first and speaks a little of Redis's protocol (RESP):
 a command is an array of bulk strings ("*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n",
 see resp()); PING answers "+PONG", ECHO x the bulk string x, anything else
-"-ERR unknown command".  Its first byte is "*": no HTTP method.  SmtpLike is server-first: it greets ("220 ...") before the
-client says anything, then answers each line with "250 <line>", and "QUIT"
-with "221 bye" and a close.  Either may speak TLS (tls=(cert, key)).  Each
-keeps what it received, per connection, in `got`."""
+"-ERR unknown command".  Its first byte is "*": no HTTP method.  SmtpLike
+is server-first: it greets ("220 ...") before the client says anything,
+then answers each line with "250 <line>", and "QUIT" with "221 bye" and a
+close.  Either may speak TLS.  Each keeps what it received, per
+connection, in `got`."""
 import socket
 import ssl
 import threading
 
 
-class _LineServer:
-    greeting = None
-
+class ThreadedServer:
     def __init__(self, tls=None):
         self.ctx = None
         if tls:
@@ -35,6 +39,13 @@ class _LineServer:
             except OSError:
                 return
             threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        raise NotImplementedError
+
+
+class _LineServer(ThreadedServer):
+    greeting = None
 
     def _one(self, c):
         got = bytearray()

@@ -21,7 +21,7 @@ import time
 import harness as H
 from harness import test, fixture
 from backend import Backend
-from tcpserver import RedisLike, resp
+from tcpserver import RedisLike, ThreadedServer, resp
 
 EVENTS = ["client_connected", "client_disconnected", "server_connect", "server_connected",
           "server_disconnected", "tls_clienthello", "tls_start_client", "tls_start_server",
@@ -202,49 +202,33 @@ def raw_tcp_in_a_tunnel():
     assert seq.count("tcp_message") == 2 and "tcp_end" in seq, seq
 
 
-class WsEcho:
+class WsEcho(ThreadedServer):
     """A WebSocket server in a few lines: the handshake, then each frame
     echoed (unmasked), a close answered with a close."""
 
-    def __init__(self):
-        import threading
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
+    def _one(self, c):
         import base64
         import hashlib
-        import threading
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            def one(c):
-                with c:
-                    c.settimeout(10)
-                    buf = b""
-                    while b"\r\n\r\n" not in buf:
-                        buf += c.recv(4096)
-                    key = [l.split(b":", 1)[1].strip() for l in buf.split(b"\r\n")
-                           if l.lower().startswith(b"sec-websocket-key:")][0]
-                    acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-                    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
-                    while True:
-                        head = c.recv(2)
-                        if len(head) < 2:
-                            return
-                        n = head[1] & 0x7f
-                        mask = c.recv(4)
-                        data = bytes(b ^ mask[i % 4] for i, b in enumerate(c.recv(n)))
-                        c.sendall(bytes([head[0], n]) + data)
-                        if head[0] & 0x0f == 8:
-                            return
-            threading.Thread(target=one, args=(c,), daemon=True).start()
+        with c:
+            c.settimeout(10)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += c.recv(4096)
+            key = [l.split(b":", 1)[1].strip() for l in buf.split(b"\r\n")
+                   if l.lower().startswith(b"sec-websocket-key:")][0]
+            acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+            while True:
+                head = c.recv(2)
+                if len(head) < 2:
+                    return
+                n = head[1] & 0x7f
+                mask = c.recv(4)
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(c.recv(n)))
+                c.sendall(bytes([head[0], n]) + data)
+                if head[0] & 0x0f == 8:
+                    return
 
 
 def ws_frame(op, payload):

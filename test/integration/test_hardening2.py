@@ -16,6 +16,7 @@ import time
 import harness as H
 from harness import test, fixture
 from backend import Backend
+from tcpserver import ThreadedServer
 
 # A regex that backtracks catastrophically on a run of x's: PCRE2 gives up
 # (match limit) where "x$" alone would match.
@@ -455,31 +456,13 @@ def ws_read_frame(s, buf, timeout=10, slow=False):
     return op, data, buf[h + n:]
 
 
-class HugeFrameServer:
+class HugeFrameServer(ThreadedServer):
     """Answers the WebSocket handshake, then sends a binary frame header that
     declares a 2^63-1 byte payload; records the first frame it gets back."""
 
     def __init__(self, mode="wait", tls=None):
-        self.mode = mode
-        self.ctx = None
-        if tls:
-            import ssl
-            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ctx.load_cert_chain(*tls)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.got = []
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+        self.mode = mode   # before the server starts: _one reads it
+        super().__init__(tls)
 
     def _one(self, c):
         import base64
