@@ -21,6 +21,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "bevread.h"
+
 struct dial {
     struct bufferevent *bev;
     struct event_base *base;
@@ -163,6 +165,7 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
         free(d);
         return NULL;
     }
+    (void)bevread_attach(d->bev);
     bufferevent_setcb(d->bev, NULL, NULL, event_cb, d);
     struct timeval tv = {d->timeout_s, 0};
     bufferevent_set_timeouts(d->bev, &tv, &tv);

@@ -33,6 +33,7 @@
 #include <openssl/err.h>
 
 #include "bevio.h"
+#include "bevread.h"
 #include "dial.h"
 #include "h1.h"
 #include "h2.h"
@@ -812,6 +813,8 @@ static void connect_or_fail(exch *x)
     } else {
         u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
         u->plain = true;
+        if (u->bev)
+            (void)bevread_attach(u->bev);
     }
     if (!u->bev) {
         finish_failed(x, 500, "out of memory");
