@@ -12,7 +12,7 @@
  * The request goes through the flow pipeline (flowrun.h), whose verdicts
  * come back to h1_run_next; the connection's events are dispatched here,
  * down to tunnel.c and client_h2.c in the states that are theirs. */
-#include "bevread.h"
+#include "bevbulk.h"
 #include "client_int.h"
 
 #include <arpa/inet.h>
@@ -809,7 +809,7 @@ void client_accept(worker *w, evutil_socket_t fd, struct sockaddr *sa)
         return;
     }
     c->state = C_READ_REQ;
-    (void)bevread_attach(c->bev);   /* failing that, libevent reads 4 KB at a time */
+    (void)bevbulk_attach(c->bev);   /* failing that, libevent reads 4 KB at a time */
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     client_set_timeout(c, w->sh->o->idle_timeout);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

@@ -21,7 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-#include "bevread.h"
+#include "bevbulk.h"
 
 struct dial {
     struct bufferevent *bev;
@@ -165,7 +165,7 @@ dial *dial_start(struct event_base *base, struct evdns_base *dns, const char *ho
         free(d);
         return NULL;
     }
-    (void)bevread_attach(d->bev);
+    (void)bevbulk_attach(d->bev);
     bufferevent_setcb(d->bev, NULL, NULL, event_cb, d);
     struct timeval tv = {d->timeout_s, 0};
     bufferevent_set_timeouts(d->bev, &tv, &tv);

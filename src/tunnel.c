@@ -5,7 +5,7 @@
  * (reverse mode too).  Hosts that must not be intercepted are passed
  * through as raw TCP relays, and a connection whose protocol switched
  * (101 without WebSocket) is relayed the same way. */
-#include "bevread.h"
+#include "bevbulk.h"
 #include "client_int.h"
 
 #include <errno.h>
@@ -250,7 +250,7 @@ static void start_passthrough_or_close(cconn *c)
         return;
     }
     c->state = C_PASSTHROUGH_CONNECT;
-    (void)bevread_attach(c->peer);
+    (void)bevbulk_attach(c->peer);
     bufferevent_setcb(c->peer, peer_read_cb, NULL, peer_event_cb, c);
     struct timeval tv = {c->w->sh->o->connect_timeout, 0};
     bufferevent_set_timeouts(c->peer, &tv, &tv);

@@ -33,7 +33,7 @@
 #include <openssl/err.h>
 
 #include "bevio.h"
-#include "bevread.h"
+#include "bevbulk.h"
 #include "dial.h"
 #include "h1.h"
 #include "h2.h"
@@ -54,9 +54,9 @@
 #define H2_OUT_HIGH (256u * 1024)
 
 enum uphase {
-    U_TCP,             /* connecting (plain TCP, or TCP + TLS in one step) */
+    U_TCP,             /* connecting TCP */
     U_PROXY_CONNECT,   /* waiting for the upstream proxy's answer to CONNECT */
-    U_TLS,             /* TLS handshake over the proxy tunnel */
+    U_TLS,             /* TLS handshake (over the upstream proxy's tunnel, if any) */
     U_READY,           /* requests may be sent */
 };
 
@@ -593,6 +593,8 @@ static void log_server_connect(upstream *u, const flow *f)
     u->log_line = strdup(line);
 }
 
+static void start_tls(exch *x);
+
 static void on_connected(exch *x)
 {
     upstream *u = x->up;
@@ -613,6 +615,10 @@ static void on_connected(exch *x)
             u->phase = U_PROXY_CONNECT;
             u->connect_resp = flow_response_new();
             h1_parser_begin_response(u->parser, u->connect_resp, true);
+            return;
+        }
+        if (u->tls) {
+            start_tls(x);
             return;
         }
     }
@@ -656,6 +662,16 @@ static void on_proxy_connect_done(exch *x)
         on_connected(x);
         return;
     }
+    start_tls(x);
+}
+
+/* TCP is up (through the upstream proxy's tunnel, if any): TLS starts
+ * over it as a filter, so that the socket underneath is read in large
+ * pieces (bevbulk.h) and OpenSSL takes its records from memory, not with
+ * two reads of the socket for each. */
+static void start_tls(exch *x)
+{
+    upstream *u = x->up;
     char err[256];
     SSL *ssl = new_ssl(x, err, sizeof err);
     if (!ssl) {
@@ -721,18 +737,17 @@ static void connect_or_fail(exch *x)
     /* where the request goes (target) and where the TCP connection goes */
     const char *host = x->opening ? x->open_host : r->host, *conn_host = host;
     uint16_t port = x->opening ? x->open_port : r->port, conn_port = port;
-    bool tls = x->opening ? x->open_tls : strcmp(r->scheme, "https") == 0, conn_tls = tls;
+    bool tls = x->opening ? x->open_tls : strcmp(r->scheme, "https") == 0;
     bool via_proxy = false;
     if (o->mode == MODE_UPSTREAM) {
         conn_host = o->mode_url.host;
         conn_port = o->mode_url.port;
         if (x->in_tunnel) {
             via_proxy = true;
-            conn_tls = false;
         } else {
             host = conn_host;
             port = conn_port;
-            tls = conn_tls = strcmp(o->mode_url.scheme, "https") == 0;
+            tls = strcmp(o->mode_url.scheme, "https") == 0;
         }
     }
     /* HTTP/2 only to the origin itself (not to an upstream proxy that
@@ -797,25 +812,11 @@ static void connect_or_fail(exch *x)
     u->info.timestamp_start = flow_now();
     flow_strset(&u->info.address_host, *moved ? moved : host);
     u->info.address_port = *moved ? conn_port : port;
-    if (conn_tls) {
-        char err[256];
-        SSL *ssl = new_ssl(x, err, sizeof err);
-        if (!ssl) {
-            finish_failed(x, 502, err);
-            return;
-        }
-        u->bev = bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-        if (!u->bev)
-            SSL_free(ssl);
-        else
-            bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
-    } else {
-        u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-        u->plain = true;
-        if (u->bev)
-            (void)bevread_attach(u->bev);
-    }
+    /* TCP first, whatever comes over it (on_connected starts TLS) */
+    u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
+    u->plain = true;
+    if (u->bev)
+        (void)bevbulk_attach(u->bev);
     if (!u->bev) {
         finish_failed(x, 500, "out of memory");
         return;

@@ -1,5 +1,5 @@
-/* bevread.c — large reads on socket bufferevents (see bevread.h). */
-#include "bevread.h"
+/* bevbulk.c — large reads and writes on socket bufferevents (see bevbulk.h). */
+#include "bevbulk.h"
 
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -14,14 +14,14 @@
 /* Runs inside libevent's read, after each addition to the input (ours
  * too: our commit calls it again, and it returns at once since the socket
  * is then empty or the buffer full — recursion one level deep). */
-static void bevread_added_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+static void bevbulk_added_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
 {
     struct bufferevent *bev = arg;
     if (info->n_added < LIBEVENT_READ_MAX || !(bufferevent_get_enabled(bev) & EV_READ))
         return;
     size_t high = 0;
     bufferevent_getwatermark(bev, EV_READ, NULL, &high);
-    size_t limit = high && high < BEVREAD_MAX ? high : BEVREAD_MAX;
+    size_t limit = high && high < BEVBULK_MAX ? high : BEVBULK_MAX;
     size_t len = evbuffer_get_length(in);
     int avail = 0;
     evutil_socket_t fd = bufferevent_getfd(bev);
@@ -52,7 +52,8 @@ static void bevread_added_cb(struct evbuffer *in, const struct evbuffer_cb_info 
     evbuffer_commit_space(in, v, used);
 }
 
-int bevread_attach(struct bufferevent *bev)
+int bevbulk_attach(struct bufferevent *bev)
 {
-    return evbuffer_add_cb(bufferevent_get_input(bev), bevread_added_cb, bev) ? 0 : -1;
+    bufferevent_set_max_single_write(bev, BEVBULK_MAX);
+    return evbuffer_add_cb(bufferevent_get_input(bev), bevbulk_added_cb, bev) ? 0 : -1;
 }
