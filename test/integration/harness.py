@@ -346,6 +346,33 @@ class PKI:
 
 # ---- the proxy under test -------------------------------------------------------
 
+def syscalls(pid):
+    """(reads, writes): the read- and write-family system calls process pid
+    (all its threads) has made so far, from /proc/PID/io."""
+    with open("/proc/%d/io" % pid) as f:
+        io = dict(line.split(": ", 1) for line in f.read().splitlines())
+    return int(io["syscr"]), int(io["syscw"])
+
+
+_SANITIZED = []
+
+
+def sanitized():
+    """True when BIN is the AddressSanitizer build: its allocator keeps
+    freed memory in a quarantine, so memory figures say nothing there."""
+    if not _SANITIZED:
+        with open(BIN, "rb") as f:
+            _SANITIZED.append(b"__asan_init" in f.read())
+    return _SANITIZED[0]
+
+
+def minor_faults(pid):
+    """Minor page faults of process pid so far (/proc/PID/stat): pages it
+    touched for the first time since they were mapped."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 class Proxy:
     """The proxy under test (or any mitmdump-like binary).
 

@@ -719,9 +719,7 @@ def soak_fds_and_memory_return_to_idle():
     # so RSS says nothing there; the descriptors do, and LeakSanitizer:
     # the proxy is stopped here with SIGTERM, and under build-asan (leak
     # detection on) a leak report in its stderr fails the test.
-    with open(H.BIN, "rb") as f:
-        sanitized = b"__asan_init" in f.read()
-    if not sanitized:
+    if not H.sanitized():
         assert end_rss < idle_rss + 64 * 1024, "RSS grew from %d kB to %d kB" % (idle_rss, end_rss)
     assert p.proc.poll() is None
     assert p.stop() == 0, p.stderr[-3000:]
