@@ -594,6 +594,7 @@ static void log_server_connect(upstream *u, const flow *f)
 }
 
 static void start_tls(exch *x);
+static void up_wire_drained(struct bufferevent *wire, void *arg);
 
 static void on_connected(exch *x)
 {
@@ -672,6 +673,7 @@ static void on_proxy_connect_done(exch *x)
 static void start_tls(exch *x)
 {
     upstream *u = x->up;
+    struct bufferevent *wire = u->bev;
     char err[256];
     SSL *ssl = new_ssl(x, err, sizeof err);
     if (!ssl) {
@@ -689,6 +691,10 @@ static void start_tls(exch *x)
     u->bev = b;
     u->plain = false;
     u->phase = U_TLS;
+    /* OpenSSL's records leave the socket directly (bevio.h); failing
+     * that, libevent writes them */
+    if (!u->wio.bev)
+        (void)bevio_attach_wire(&u->wio, x->w->base, wire, up_wire_drained, u);
     bufferevent_setcb(b, up_read_cb, up_write_cb, up_event_cb, u);
     struct timeval tv = {x->w->sh->o->connect_timeout, 0};
     bufferevent_set_timeouts(b, &tv, &tv);
@@ -1314,6 +1320,15 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
         h2_settle(u, 0);
         upstream_unhold(u);
     }
+}
+
+/* The socket under TLS has written everything: as the filter's own write
+ * callback would say (bevio_attach_wire). */
+static void up_wire_drained(struct bufferevent *wire, void *arg)
+{
+    (void)wire;
+    upstream *u = arg;
+    up_write_cb(u->bev, u);
 }
 
 /* ---- HTTP/1.1 ------------------------------------------------------------ */

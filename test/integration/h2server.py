@@ -139,6 +139,13 @@ class H2Conn:
             client_side=False, header_encoding="utf-8", validate_outbound_headers=False))
         self.streams = {}
         self.done = False
+        # Requests are answered one at a time, in the order they ended: a
+        # request that ends while an answer waits for window (send_body
+        # reads meanwhile) waits its turn, so what the server does does not
+        # depend on how the client's frames were cut into reads.
+        self.answering = False
+        self.waiting = []
+        self.goaway_last = None  # last stream taken, once GOAWAY went out
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -157,7 +164,13 @@ class H2Conn:
         if not data:
             self.done = True
             return
-        for ev in self.conn.receive_data(data):
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            if self.goaway_last is None:
+                raise
+            events = []   # frames after our GOAWAY (h2 refuses them): nothing is owed
+        for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
                 self.streams[ev.stream_id] = {"headers": ev.headers, "body": bytearray(), "trailers": []}
             elif isinstance(ev, h2.events.DataReceived):
@@ -172,13 +185,27 @@ class H2Conn:
             elif isinstance(ev, h2.events.StreamEnded):
                 st = self.streams.pop(ev.stream_id, None)
                 if st is not None:
-                    self.flush()
-                    self.answer(ev.stream_id, st)
+                    self.waiting.append((ev.stream_id, st))
+                    self.answer_waiting()
             elif isinstance(ev, h2.events.PingReceived):
                 self.server.pings += 1   # the h2 library queues the ACK
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.done = True
         self.flush()
+
+    def answer_waiting(self):
+        if self.answering:
+            return
+        self.answering = True
+        try:
+            while self.waiting and not self.done:
+                sid, st = self.waiting.pop(0)
+                if self.goaway_last is not None and sid > self.goaway_last:
+                    continue   # past our GOAWAY: the client tries it elsewhere
+                self.flush()
+                self.answer(sid, st)
+        finally:
+            self.answering = False
 
     def send_body(self, sid, data, end=True):
         """DATA as the peer's windows allow (reading WINDOW_UPDATEs)."""
@@ -246,8 +273,10 @@ class H2Conn:
             c.send_headers(sid, [(":status", "200"), ("content-length", "5")] + base)
             self.send_body(sid, b"bye!\n")
             c.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR, last_stream_id=sid)
+            self.goaway_last = sid
         elif path == "/goaway-first" and n == 1:
             c.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR, last_stream_id=0)
+            self.goaway_last = 0
         elif path == "/goaway-first":
             c.send_headers(sid, [(":status", "200"), ("content-length", "11")] + base)
             self.send_body(sid, b"second try\n")
