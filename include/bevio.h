@@ -62,6 +62,9 @@ int bevio_attach_wire(bevio *b, struct event_base *base, struct bufferevent *bev
  * back to direct writes.  No system call: libevent has already taken the
  * drained socket's write event out of epoll. */
 void bevio_resume(bevio *b);
+/* What bev has not yet written to its socket: its output, and under a
+ * TLS filter what the socket below still holds of the records. */
+size_t bevio_unsent(struct bufferevent *bev);
 /* Hand the output back to libevent (EV_WRITE enabled again), before the
  * bufferevent is freed or given to another owner.  Safe when not attached.
  * Under a filter, the write high-watermark stays: libevent's write callback

@@ -102,6 +102,13 @@ void bevio_resume(bevio *b)
     }
 }
 
+size_t bevio_unsent(struct bufferevent *bev)
+{
+    struct bufferevent *wire = bufferevent_get_underlying(bev);
+    return evbuffer_get_length(bufferevent_get_output(bev)) +
+           (wire ? evbuffer_get_length(bufferevent_get_output(wire)) : 0);
+}
+
 void bevio_detach(bevio *b)
 {
     if (!b->bev)

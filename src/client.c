@@ -88,9 +88,7 @@ void client_free(cconn *c)
  * records in the socket's output under the filter. */
 size_t client_unsent(cconn *c)
 {
-    struct bufferevent *wire = bufferevent_get_underlying(c->bev);
-    return evbuffer_get_length(bufferevent_get_output(c->bev)) +
-           (wire ? evbuffer_get_length(bufferevent_get_output(wire)) : 0);
+    return bevio_unsent(c->bev);
 }
 
 /* Close once everything queued for the client has been written. */

@@ -588,7 +588,7 @@ static void ws_relay_done(void *owner)
     c->run.f->client.timestamp_end = c->run.f->server.timestamp_end = flow_now();
     flowrun_finish(&c->run);
     struct bufferevent *srv = exch_relay_bev(&c->x);
-    if (srv && evbuffer_get_length(bufferevent_get_output(srv)) > 0)
+    if (srv && bevio_unsent(srv) > 0)
         linger_add(&c->w->lingering, exch_take_bev(&c->x), 5);
     else
         exch_close(&c->x);
