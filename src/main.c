@@ -55,8 +55,6 @@ static int write_ready_file(const opts *o, char *err, size_t errsz)
     return 0;
 }
 
-/* --print-env: what a shell (or a CI step) needs to send its tools through
- * the proxy and trust its CA.  eval "$(mitmlua --print-env)". */
 /* Large bodies (a 1 MB response, recorded) are buffered, encoded into a
  * dump record and freed, by two threads, hundreds of times a second.
  * glibc's adaptive limits hand such blocks back to the kernel at once
@@ -71,6 +69,8 @@ static void tune_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 32 << 20);
 }
 
+/* --print-env: what a shell (or a CI step) needs to send its tools through
+ * the proxy and trust its CA.  eval "$(mitmlua --print-env)". */
 static int print_env(const opts *o)
 {
     char err[512];

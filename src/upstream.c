@@ -32,8 +32,8 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
-#include "bevio.h"
 #include "bevbulk.h"
+#include "bevio.h"
 #include "dial.h"
 #include "h1.h"
 #include "h2.h"
@@ -820,13 +820,12 @@ static void connect_or_fail(exch *x)
     u->info.address_port = *moved ? conn_port : port;
     /* TCP first, whatever comes over it (on_connected starts TLS) */
     u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPTS);
-    u->plain = true;
-    if (u->bev)
-        (void)bevbulk_attach(u->bev);
     if (!u->bev) {
         finish_failed(x, 500, "out of memory");
         return;
     }
+    u->plain = true;
+    (void)bevbulk_attach(u->bev);   /* failing that, libevent reads 4 KB at a time */
     bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, u);
     struct timeval tv = {o->connect_timeout, 0};
     bufferevent_set_timeouts(u->bev, o->connect_timeout ? &tv : NULL, o->connect_timeout ? &tv : NULL);

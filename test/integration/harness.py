@@ -13,6 +13,7 @@
 
 Everything talks to 127.0.0.1 / ::1 only and every wait is bounded.
 """
+import atexit
 import collections
 import hashlib
 import os
@@ -241,6 +242,9 @@ def main():
     else:
         _finish_all(_SCOPES[0])
     print("1..%d" % n)
+    # what the tests registered with atexit (servers they started, an
+    # nginx): os._exit below would skip it and leave them running
+    atexit._run_exitfuncs()
     # in-process backends (fixtures with a socketserver) stop serving first
     for ok, v in list(_FIXTURES.values()):
         if ok and hasattr(getattr(v, "server", None), "shutdown"):
@@ -255,7 +259,8 @@ def main():
     # Not sys.exit: the backends' handler threads are daemons, and CPython
     # finalizing while one of them is inside ssl can abort the interpreter
     # (seen once on CI: glibc "double free or corruption" and status 134
-    # after all 16 tests of a file had passed).  Nothing is left to clean up.
+    # after all 16 tests of a file had passed).  Nothing is left to clean
+    # up: the atexit functions ran above.
     os._exit(1 if failed else 0)
 
 
