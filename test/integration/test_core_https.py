@@ -189,6 +189,24 @@ def https_large_body_read_in_large_pieces():
 
 
 @test
+def server_tcp_setup_comes_before_its_tls_setup():
+    # TCP first, then TLS over it, as mitmproxy: the two times differ by the
+    # handshake (while OpenSSL connected the socket itself, both were taken
+    # together after the handshake, and server_connected came only then)
+    out = os.path.join(H.tmpdir("ts"), "ts")
+    lua = ('function response(f) local s = f.server_conn local o = io.open(%s, "a") '
+           'o:write(string.format("%%.6f %%.6f\\n", s.timestamp_tcp_setup, s.timestamp_tls_setup)) o:close() end'
+           % H.lua_quote(out))
+    py = ('def response(flow):\n    s = flow.server_conn\n    with open(%r, "a") as o:\n'
+          '        o.write("%%.6f %%.6f\\n" %% (s.timestamp_tcp_setup, s.timestamp_tls_setup))\n' % out)
+    p = H.Proxy(["-s", H.script("ts", lua, py), "--set", "ssl_verify_upstream_trusted_ca=" + pki().ca_cert]).start()
+    r = H.curl(tls_backend().url("/echo"), proxy=p, cacert=p.ca())
+    assert r.rc == 0 and r.status == 200, r
+    tcp, tls = (float(x) for x in H.read(out).split())
+    assert 0 < tcp < tls, (tcp, tls)
+
+
+@test
 def https_keep_alive_in_tunnel():
     b = tls_backend()
     b.clear()
