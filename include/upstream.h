@@ -107,6 +107,10 @@ void exch_open(exch *x, flow *f, const char *host, uint16_t port, bool tls);
  * owner to set its own callbacks on.  The exch still owns it: exch_close
  * frees it (and tells the scripts the server disconnected). */
 struct bufferevent *exch_relay_bev(exch *x);
+/* A relay over it ended: close the server connection once what was
+ * relayed to it has been written (it lingers on the worker for that; over
+ * TLS that includes the socket under the filter), else at once. */
+void exch_close_after_write(exch *x);
 /* Stop or restart reading the response (a streaming owner whose client
  * is slower than the server).  Over HTTP/2 the stream's flow-control
  * window stays shut instead, so the connection's other streams go on. */

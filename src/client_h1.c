@@ -587,11 +587,7 @@ static void ws_relay_done(void *owner)
     cconn *c = owner;
     c->run.f->client.timestamp_end = c->run.f->server.timestamp_end = flow_now();
     flowrun_finish(&c->run);
-    struct bufferevent *srv = exch_relay_bev(&c->x);
-    if (srv && bevio_unsent(srv) > 0)
-        linger_add(&c->w->lingering, exch_take_bev(&c->x), 5);
-    else
-        exch_close(&c->x);
+    exch_close_after_write(&c->x);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     /* the client may still be sending: closing with its bytes unread would
      * reset the connection and lose the close frame still queued for it */

@@ -792,13 +792,7 @@ static void tcp_relay_done(void *owner)
         linger_add(&c->w->lingering, c->peer, 5);
         c->peer = NULL;
     }
-    /* the server connection ends with the flow, once what was relayed to
-     * it has left (over TLS the socket under the filter may still hold it) */
-    struct bufferevent *srv = exch_relay_bev(&c->x);
-    if (srv && bevio_unsent(srv) > 0)
-        linger_add(&c->w->lingering, exch_take_bev(&c->x), 5);
-    else
-        exch_close(&c->x);
+    exch_close_after_write(&c->x);   /* the server connection ends with the flow */
     bufferevent_setcb(c->bev, c->up->read, c->up->write, c->up->event, c);
     c->linger = true;    /* the client may still be sending */
     client_close_after_write(c);

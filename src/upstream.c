@@ -37,6 +37,7 @@
 #include "dial.h"
 #include "h1.h"
 #include "h2.h"
+#include "linger.h"
 #include "log.h"
 #include "printer.h"
 #include "script.h"
@@ -224,6 +225,15 @@ void exch_close(exch *x)
 void exch_release_unless_reusable(exch *x)
 {
     if (x->up && !(x->up->h2 ? h2_usable(x->up) : x->up->reusable))
+        exch_close(x);
+}
+
+void exch_close_after_write(exch *x)
+{
+    struct bufferevent *srv = exch_relay_bev(x);
+    if (srv && bevio_unsent(srv) > 0)
+        linger_add(&x->w->lingering, exch_take_bev(x), 5);
+    else
         exch_close(x);
 }
 
