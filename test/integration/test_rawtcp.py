@@ -44,6 +44,15 @@ def tunnel(p, port, host="127.0.0.1"):
     return s
 
 
+def one_unknown_command(p, port):
+    """A TCP flow of one exchange through p: NOPE and the RedisLike
+    server's error for it, then the client closes."""
+    s = tunnel(p, port)
+    s.sendall(resp("NOPE"))
+    assert recv_reply(s) == b"-ERR unknown command\r\n"
+    s.close()
+
+
 def recv_reply(s):
     """One RESP reply: a status or error line, or a bulk string."""
     first = recv_line(s)
@@ -353,10 +362,7 @@ def mitmproxy_files_carry_tcp_flows_both_ways():
     d = H.tmpdir("mitm")
     ours = os.path.join(d, "ours.mitm")
     p = H.Proxy(["-q", "-w", ours]).start()
-    s = tunnel(p, srv.port)
-    s.sendall(resp("NOPE"))
-    assert recv_reply(s) == b"-ERR unknown command\r\n"
-    s.close()
+    one_unknown_command(p, srv.port)
     time.sleep(0.3)
     assert p.stop() == 0
     r = subprocess.run([md, "-n", "-r", ours, "--set", "flow_detail=3"], capture_output=True, timeout=60)
@@ -365,10 +371,7 @@ def mitmproxy_files_carry_tcp_flows_both_ways():
     # mitmdump records one; mitmlua reads it back
     theirs = os.path.join(d, "theirs.mitm")
     m = H.Proxy(["-q", "-w", theirs, "--set", "connection_strategy=lazy"], binary=md, label="mitmdump").start()
-    s = tunnel(m, srv.port)
-    s.sendall(resp("NOPE"))
-    assert recv_reply(s) == b"-ERR unknown command\r\n"
-    s.close()
+    one_unknown_command(m, srv.port)
     time.sleep(0.5)
     m.stop()
     back = read_back(theirs, "--set", "flow_detail=3", "~tcp")
@@ -381,10 +384,7 @@ def har_says_how_many_tcp_flows_it_left_out():
     srv = RedisLike()
     har = os.path.join(H.tmpdir("har"), "out.har")
     p = H.Proxy(["--set", "hardump=" + har]).start()
-    s = tunnel(p, srv.port)
-    s.sendall(resp("NOPE"))
-    assert recv_reply(s) == b"-ERR unknown command\r\n"
-    s.close()
+    one_unknown_command(p, srv.port)
     time.sleep(0.3)
     assert p.stop() == 0
     assert json.loads(H.read(har))["log"]["entries"] == []
