@@ -40,12 +40,19 @@ static const unsigned char dump_sync[4] = {0xB7, 'M', 'L', 'B'};
 #define FRAME_MAX_BYTES ((uint64_t)64 << 20)
 /* Compressed bytes per block before it is cut even mid-record. */
 #define BLOCK_OUT_MAX ((size_t)1 << 20)
-/* Level 3, not 1: level 1 halves the writer's CPU on small flows (2 -> 1 µs
- * for the bench's 1 KB ones, files the same size), but its match finder
- * does not reach back to the previous flow's body once that is large: the
- * same 1 MB response recorded again took 430 KB a flow instead of 41 KB,
- * and recording ran 2.7 times slower.  Level 2 is no better there. */
-#define ZSTD_LEVEL 3
+/* The level is chosen per frame, from the size of the records.  Level 1
+ * halves the writer's CPU on small flows (4.5 -> 2.2 us a 1 KB TLS flow,
+ * files the same size or smaller: json-api 629 -> 636 B a flow, tiny 93 ->
+ * 90), but its match finder (512 KB window) does not reach back to the
+ * previous flow's body once that is large: the same 1 MB response recorded
+ * again took 430 KB a flow instead of 41 KB at level 3, and recording ran
+ * 2.7 times slower (level 2 is no better there).  So a frame is level 1
+ * while its records stay under LARGE_RECORD; a large record ends a level-1
+ * frame at once and the next frame is level 3; a frame drops back to level
+ * 1 only after a whole level-3 frame without large records. */
+#define ZSTD_LEVEL_SMALL 1
+#define ZSTD_LEVEL_LARGE 3
+#define LARGE_RECORD ((size_t)64 << 10)
 /* Group commit: once woken, the writer lets flows gather for this long
  * before it compresses and writes them, unless a lot is queued already.
  * Waking the writer (and flushing zstd) for each flow cost more than the
@@ -134,6 +141,9 @@ struct dump_writer {
     size_t outlen;          /* compressed bytes after the header room */
     int newframe;           /* the next block starts a zstd frame */
     int frame_open;
+    int level;              /* zstd level of the open (or next) frame */
+    int frame_large;        /* the open frame holds a large record */
+    int last_frame_large;   /* ... and so did the one before it */
     uint64_t frame_blocks, frame_bytes, frame_file_bytes;
 };
 
@@ -201,11 +211,43 @@ static int w_compress(dump_writer *w, const void *data, size_t n, ZSTD_EndDirect
     }
 }
 
+/* End the open frame: the next block starts a new one (a point where a
+ * reader resynchronises), compressed at the level the records ask for. */
+static void w_end_frame(dump_writer *w)
+{
+    if (w->frame_open && !w->failed && w_compress(w, NULL, 0, ZSTD_e_end) == 0)
+        w_emit(w, 1);
+    w->newframe = 1;
+    w->frame_open = 0;
+    w->frame_blocks = w->frame_bytes = w->frame_file_bytes = 0;
+    w->last_frame_large = w->frame_large;
+    w->frame_large = 0;
+}
+
+/* Before a batch: a large record in it ends a level-1 frame; a frame that
+ * has not started yet takes the level its records and the last frame's
+ * ask for.  zstd takes a new level only between frames. */
+static void w_pick_level(dump_writer *w, const qitem *list)
+{
+    int large = 0;
+    for (const qitem *q = list; q && !large; q = q->next)
+        large = q->len >= LARGE_RECORD;
+    if (large && w->frame_open && w->level != ZSTD_LEVEL_LARGE)
+        w_end_frame(w);
+    w->frame_large |= large;
+    if (w->frame_open)
+        return;
+    int level = large || w->last_frame_large ? ZSTD_LEVEL_LARGE : ZSTD_LEVEL_SMALL;
+    if (level != w->level && !ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level)))
+        w->level = level;
+}
+
 /* One batch = every record queued since the last wake-up; it ends with a
  * flush, so everything the batch holds reaches write(2) now. */
 static void w_batch(dump_writer *w, qitem *list)
 {
     uint64_t raw = 0, nflows = 0;
+    w_pick_level(w, list);
     for (qitem *q = list; q; q = q->next) {
         if (!w->failed)
             w_compress(w, q->data, q->len, ZSTD_e_continue);
@@ -213,19 +255,15 @@ static void w_batch(dump_writer *w, qitem *list)
         nflows++;
     }
     w->frame_bytes += raw;
-    int end = w->frame_blocks + 1 >= FRAME_MAX_BLOCKS || w->frame_bytes >= FRAME_MAX_BYTES ||
-              w->frame_file_bytes + w->outlen >= FRAME_MAX_FILE_BYTES;
-    if (!w->failed && w_compress(w, NULL, 0, end ? ZSTD_e_end : ZSTD_e_flush) == 0)
+    if (w->frame_blocks + 1 >= FRAME_MAX_BLOCKS || w->frame_bytes >= FRAME_MAX_BYTES ||
+        w->frame_file_bytes + w->outlen >= FRAME_MAX_FILE_BYTES)
+        w_end_frame(w);
+    else if (!w->failed && w_compress(w, NULL, 0, ZSTD_e_flush) == 0)
         w_emit(w, 1);
     if (w->failed) { /* a batch reaches the disk whole, at its flush, or not */
         pthread_mutex_lock(&w->mu);
         w->lost += nflows;
         pthread_mutex_unlock(&w->mu);
-    }
-    if (end) {
-        w->newframe = 1;
-        w->frame_open = 0;
-        w->frame_blocks = w->frame_bytes = w->frame_file_bytes = 0;
     }
     pthread_mutex_lock(&w->mu);
     w->st.flows += nflows;
@@ -270,8 +308,7 @@ static void *w_thread(void *arg)
     }
     pthread_mutex_unlock(&w->mu);
     /* close the last frame so the file ends on a complete zstd frame */
-    if (w->frame_open && !w->failed && w_compress(w, NULL, 0, ZSTD_e_end) == 0)
-        w_emit(w, 1);
+    w_end_frame(w);
     return NULL;
 }
 
@@ -362,7 +399,8 @@ static dump_writer *w_start(int fd, int own_fd, int write_header, const char *na
     }
     /* our CRC covers integrity; zstd's own checksum would only come at the
      * end of a frame */
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+    w->level = ZSTD_LEVEL_SMALL;
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, w->level);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 0);
     if (write_header) {
         unsigned char h[DUMP_FILE_HEADER_LEN];

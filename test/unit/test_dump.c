@@ -1,6 +1,7 @@
 /* test_dump.c — the native dump: field-by-field round trips, truncation at
  * every byte, bit flips, appending after a torn tail, pipes, concurrent
- * writers, kill -9 during recording, version and magic checks. */
+ * writers, kill -9 during recording, version and magic checks, the zstd
+ * level following the size of the records. */
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -693,6 +694,102 @@ static void test_10k_flows(void)
     flow_free(f);
 }
 
+/* Until the writer thread has compressed and written n flows (bounded). */
+static int wait_written(dump_writer *w, uint64_t n)
+{
+    dump_writer_stats st;
+    for (int i = 0; i < 10000; i++) {
+        dump_writer_get_stats(w, &st);
+        if (st.flows >= n)
+            return 1;
+        usleep(1000);
+    }
+    return 0;
+}
+
+static long long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* The zstd window of each frame of a dump file, in order, from the frame
+ * header's Window_Descriptor (RFC 8878, 3.1.1.1.2; 0 for a single-segment
+ * frame, which has none).  Frames are written without a known size, so the
+ * window shows the level: 512 KB at level 1, 2 MB at level 3. */
+static int frame_windows(const char *path, unsigned long long *win, int max)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return -1;
+    static unsigned char m[8 << 20];
+    size_t size = fread(m, 1, sizeof m, fp), pos = DUMP_FILE_HEADER_LEN;
+    fclose(fp);
+    int n = 0;
+    while (pos + DUMP_BLOCK_HEADER_LEN <= size && n < max) {
+        size_t len = (size_t)m[pos + 4] | (size_t)m[pos + 5] << 8 | (size_t)m[pos + 6] << 16 |
+                     (size_t)m[pos + 7] << 24;
+        const unsigned char *z = m + pos + DUMP_BLOCK_HEADER_LEN;
+        if ((m[pos + 8] & DUMP_BLOCK_NEWFRAME) && len >= 6) {
+            unsigned wd = z[5], exp = wd >> 3, mant = wd & 7;
+            unsigned long long base = 1ull << (10 + exp);
+            win[n++] = (z[4] & 0x20) ? 0 : base + base / 8 * mant;
+        }
+        pos += DUMP_BLOCK_HEADER_LEN + len;
+    }
+    return n;
+}
+
+/* Small records are compressed at the fast level; a large one ends that
+ * frame, and the next (level 3) reaches back far enough that the same
+ * 1 MB body recorded again costs next to nothing. */
+static void test_level_follows_record_size(void)
+{
+    char err[256];
+    const char *path = tpath("levels.mitmlua");
+    dump_writer *w = dump_writer_open(path, err, sizeof err);
+    T_CHECK(w != NULL);
+    if (!w)
+        return;
+    for (int i = 0; i < 300; i++) {
+        flow *f = make_flow(i, 1000);
+        T_CHECK(dump_writer_add(w, f) == 0);
+        flow_free(f);
+    }
+    T_CHECK(wait_written(w, 300));
+    long long small = file_size(path);
+    flow *big = make_flow(1, (size_t)1 << 20); /* two thirds random bytes */
+    T_CHECK(dump_writer_add(w, big) == 0);
+    T_CHECK(wait_written(w, 301));
+    long long one = file_size(path);
+    T_CHECK(dump_writer_add(w, big) == 0);
+    T_CHECK(dump_writer_close(w, err, sizeof err) == 0);
+    long long two = file_size(path);
+    flow_free(big);
+    fprintf(stderr, "  300 small flows %lld B, a 1 MB body %lld B, the same again %lld B\n", small,
+            one - small, two - one);
+    T_CHECK(one - small > 600000);
+    T_CHECK((two - one) * 20 < one - small);
+
+    unsigned long long win[16];
+    int n = frame_windows(path, win, 16);
+    T_CHECK(n == 2);
+    T_CHECK(n >= 1 && win[0] <= (512u << 10));
+    T_CHECK(n >= 2 && win[n - 1] >= (2u << 20));
+
+    int fd = open(path, O_RDONLY);
+    dump_reader *r = dump_reader_open_fd(fd, "levels", err, sizeof err);
+    flow *g;
+    int flows = 0, rc;
+    while ((rc = dump_reader_next(r, &g, err, sizeof err)) == 1) {
+        flows++;
+        flow_free(g);
+    }
+    T_CHECK(rc == 0 && flows == 302);
+    dump_reader_close(r);
+    close(fd);
+}
+
 static void test_version_and_magic(void)
 {
     char err[256];
@@ -883,6 +980,7 @@ int main(void)
     T_RUN(test_pipe);
     T_RUN(test_concurrent_writers);
     T_RUN(test_10k_flows);
+    T_RUN(test_level_follows_record_size);
     T_RUN(test_kill9);
     T_RUN(test_flowread_detection);
     T_RUN(test_decode_limits);
