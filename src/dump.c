@@ -41,15 +41,13 @@ static const unsigned char dump_sync[4] = {0xB7, 'M', 'L', 'B'};
 /* Compressed bytes per block before it is cut even mid-record. */
 #define BLOCK_OUT_MAX ((size_t)1 << 20)
 /* The level is chosen per frame, from the size of the records.  Level 1
- * halves the writer's CPU on small flows (4.5 -> 2.2 us a 1 KB TLS flow,
- * files the same size or smaller: json-api 629 -> 636 B a flow, tiny 93 ->
- * 90), but its match finder (512 KB window) does not reach back to the
- * previous flow's body once that is large: the same 1 MB response recorded
- * again took 430 KB a flow instead of 41 KB at level 3, and recording ran
- * 2.7 times slower (level 2 is no better there).  So a frame is level 1
- * while its records stay under LARGE_RECORD; a large record ends a level-1
- * frame at once and the next frame is level 3; a frame drops back to level
- * 1 only after a whole level-3 frame without large records. */
+ * costs half of level 3's CPU on small flows, with files as small, but its
+ * 512 KB window does not reach back to the previous flow's body once that
+ * is large: the same large body recorded again is compressed all over
+ * (level 2 is no better there).  So a frame is level 1 while its records
+ * stay under LARGE_RECORD; a large record ends a level-1 frame at once and
+ * the next frame is level 3; a frame drops back to level 1 only after a
+ * whole level-3 frame without large records. */
 #define ZSTD_LEVEL_SMALL 1
 #define ZSTD_LEVEL_LARGE 3
 #define LARGE_RECORD ((size_t)64 << 10)
