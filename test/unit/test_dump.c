@@ -207,20 +207,29 @@ static int flow_eq(const flow *a, const flow *b)
     return 1;
 }
 
+/* Until the writer thread has compressed and written n flows in all;
+ * 0 if it has not within 5 s. */
+static int wait_written(dump_writer *w, uint64_t n)
+{
+    dump_writer_stats st;
+    for (int k = 0; k < 5000; k++) {
+        dump_writer_get_stats(w, &st);
+        if (st.flows >= n)
+            return 1;
+        usleep(1000);
+    }
+    return 0;
+}
+
 /* Add and wait until the writer thread has written it (so each flow gets
  * its own block). */
 static void add_sync(dump_writer *w, const flow *f)
 {
-    dump_writer_stats st0, st;
+    dump_writer_stats st0;
     dump_writer_get_stats(w, &st0);
     T_CHECK(dump_writer_add(w, f) == 0);
-    for (int k = 0; k < 5000; k++) {
-        dump_writer_get_stats(w, &st);
-        if (st.flows > st0.flows)
-            return;
-        usleep(1000);
-    }
-    T_CHECK(!"writer did not write within 5 s");
+    if (!wait_written(w, st0.flows + 1))
+        T_CHECK(!"writer did not write within 5 s");
 }
 
 static void *read_file(const char *path, size_t *n)
@@ -694,39 +703,15 @@ static void test_10k_flows(void)
     flow_free(f);
 }
 
-/* Until the writer thread has compressed and written n flows (bounded). */
-static int wait_written(dump_writer *w, uint64_t n)
+/* The zstd window of each frame of the dump in m[0..size), in order, from
+ * the frame header's Window_Descriptor (RFC 8878, 3.1.1.1.2; 0 for a
+ * single-segment frame, which has none).  Frames are written without a
+ * known size, so the window shows the level: 512 KB at level 1, 2 MB at
+ * level 3. */
+static int frame_windows(const unsigned char *m, size_t size, unsigned long long *win, int max)
 {
-    dump_writer_stats st;
-    for (int i = 0; i < 10000; i++) {
-        dump_writer_get_stats(w, &st);
-        if (st.flows >= n)
-            return 1;
-        usleep(1000);
-    }
-    return 0;
-}
-
-static long long file_size(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
-}
-
-/* The zstd window of each frame of a dump file, in order, from the frame
- * header's Window_Descriptor (RFC 8878, 3.1.1.1.2; 0 for a single-segment
- * frame, which has none).  Frames are written without a known size, so the
- * window shows the level: 512 KB at level 1, 2 MB at level 3. */
-static int frame_windows(const char *path, unsigned long long *win, int max)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return -1;
-    static unsigned char m[8 << 20];
-    size_t size = fread(m, 1, sizeof m, fp), pos = DUMP_FILE_HEADER_LEN;
-    fclose(fp);
     int n = 0;
-    while (pos + DUMP_BLOCK_HEADER_LEN <= size && n < max) {
+    for (size_t pos = DUMP_FILE_HEADER_LEN; pos + DUMP_BLOCK_HEADER_LEN <= size && n < max;) {
         size_t len = (size_t)m[pos + 4] | (size_t)m[pos + 5] << 8 | (size_t)m[pos + 6] << 16 |
                      (size_t)m[pos + 7] << 24;
         const unsigned char *z = m + pos + DUMP_BLOCK_HEADER_LEN;
@@ -757,22 +742,26 @@ static void test_level_follows_record_size(void)
         flow_free(f);
     }
     T_CHECK(wait_written(w, 300));
-    long long small = file_size(path);
+    dump_writer_stats st;
+    dump_writer_get_stats(w, &st);
+    uint64_t small = st.file_bytes;
     flow *big = make_flow(1, (size_t)1 << 20); /* two thirds random bytes */
-    T_CHECK(dump_writer_add(w, big) == 0);
-    T_CHECK(wait_written(w, 301));
-    long long one = file_size(path);
+    add_sync(w, big);
+    dump_writer_get_stats(w, &st);
+    uint64_t one = st.file_bytes;
     T_CHECK(dump_writer_add(w, big) == 0);
     T_CHECK(dump_writer_close(w, err, sizeof err) == 0);
-    long long two = file_size(path);
     flow_free(big);
-    fprintf(stderr, "  300 small flows %lld B, a 1 MB body %lld B, the same again %lld B\n", small,
-            one - small, two - one);
+    size_t two;
+    unsigned char *data = read_file(path, &two);
+    fprintf(stderr, "  300 small flows %llu B, a 1 MB body %llu B, the same again %llu B\n",
+            (unsigned long long)small, (unsigned long long)(one - small), (unsigned long long)(two - one));
     T_CHECK(one - small > 600000);
     T_CHECK((two - one) * 20 < one - small);
 
     unsigned long long win[16];
-    int n = frame_windows(path, win, 16);
+    int n = frame_windows(data, two, win, 16);
+    free(data);
     T_CHECK(n == 2);
     T_CHECK(n >= 1 && win[0] <= (512u << 10));
     T_CHECK(n >= 2 && win[n - 1] >= (2u << 20));
